@@ -1,0 +1,75 @@
+/* component.h — a daemon's link to the router (DESIGN.md, "The component
+ * protocol").
+ *
+ * Connects, authenticates with SASL SCRAM-SHA-256, binds the names the
+ * daemon asked for, then carries routes both ways. When the router goes
+ * away it reconnects with a growing backoff (100 ms doubling to 5 s) and
+ * binds the same names again by itself. Routes sent while the link is down
+ * are dropped and counted: the daemon sees the link state through
+ * on_ready/on_down and must not rely on them. */
+#ifndef HEARTH_COMPONENT_H
+#define HEARTH_COMPONENT_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "xml.h"
+#include "xstream.h"
+
+typedef struct comp comp_t;
+
+typedef struct comp_cb {
+    /* Authenticated and every name bound (again, after a reconnect). */
+    void (*on_ready)(comp_t *c);
+    /* The link to the router was lost; reconnecting. */
+    void (*on_down)(comp_t *c);
+    /* A route arrived. route lives until the callback returns (unless
+     * xstream_detach is called on comp_stream(c)); its payload is
+     * elem_first(route). raw is its bytes as received. */
+    void (*on_route)(comp_t *c, elem_t *route, const xstream_raw_t *raw);
+    /* A name was bound (available) or released somewhere on the router. */
+    void (*on_advert)(comp_t *c, const char *name, bool available);
+    /* The router refused a bind (error: "conflict", ...). */
+    void (*on_bind_error)(comp_t *c, const char *name, const char *error);
+    /* Writes can go on after comp_is_full() was true. */
+    void (*on_drain)(comp_t *c);
+} comp_cb_t;
+
+typedef struct comp_opts {
+    const char *router;   /* "127.0.0.1:5347" or "unix:/path" */
+    const char *user;     /* component account */
+    const char *password;
+    size_t max_stanza;    /* 0: 1 MiB */
+} comp_opts_t;
+
+/* Bind flags (DESIGN.md): catch-all route, user-sharded name. */
+#define COMP_BIND_DEFAULT 1u
+#define COMP_BIND_SHARD 2u
+
+comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, void *ud);
+/* Close the link and free; no callback runs after this. */
+void comp_free(comp_t *c);
+void *comp_data(const comp_t *c);
+/* Start connecting (and keep reconnecting). */
+void comp_start(comp_t *c);
+/* Ask for a name now and after every reconnect. */
+void comp_bind(comp_t *c, const char *name, unsigned flags);
+void comp_unbind(comp_t *c, const char *name);
+bool comp_is_ready(const comp_t *c);
+
+/* Send a route element (serialized in the component namespace). -1 if the
+ * link is down. */
+int comp_send(comp_t *c, const elem_t *route);
+/* Send <route to from [user]> around payload. */
+int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
+                 const elem_t *payload);
+/* Send bytes that are already one serialized route. */
+int comp_send_raw(comp_t *c, const char *data, size_t len);
+/* The write queue to the router is over its limit: stop producing until
+ * on_drain. */
+bool comp_is_full(const comp_t *c);
+/* Routes dropped because the link was down. */
+unsigned long comp_dropped(const comp_t *c);
+
+#endif

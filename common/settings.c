@@ -1,0 +1,51 @@
+/* settings.c — every setting hearth.xml may hold, for every daemon.
+ *
+ * One table for the whole file, so any daemon can reject a misspelt setting
+ * anywhere in it. A daemon adds its section here. Defaults are written as
+ * they would be in the file; etc/hearth.xml documents the same settings. */
+#include "config.h"
+
+#define SECTION(p, rep, h) {p, CFG_SECTION, NULL, rep, 0, 0, NULL, h}
+#define STRING(p, d, h) {p, CFG_STRING, d, false, 0, 0, NULL, h}
+#define STRINGS(p, d, h) {p, CFG_STRING, d, true, 0, 0, NULL, h}
+#define INT(p, d, lo, hi, h) {p, CFG_INT, d, false, lo, hi, NULL, h}
+#define BOOL(p, d, h) {p, CFG_BOOL, d, false, 0, 0, NULL, h}
+#define SIZE(p, d, h) {p, CFG_SIZE, d, false, 0, 0, NULL, h}
+#define DURATION(p, d, h) {p, CFG_DURATION, d, false, 0, 0, NULL, h}
+#define CHOICE(p, d, c, h) {p, CFG_CHOICE, d, false, 0, 0, c, h}
+
+const cfg_setting_t cfg_settings[] = {
+    /* shared */
+    STRINGS("domain", "localhost", "a domain this server serves"),
+    STRING("statedir", "/var/lib/hearth", "where daemons keep their data"),
+    SECTION("log", false, "logging of every daemon"),
+    CHOICE("log@level", "info", "debug|info|notice|warn|error", "lowest level logged"),
+    STRING("log@target", "stderr", "stderr, syslog, or a file path"),
+
+    /* router */
+    SECTION("router", false, "the router every daemon connects to"),
+    STRING("router.listen", "127.0.0.1:5347",
+           "address the router listens on and daemons connect to (host:port or unix:/path)"),
+    STRING("router.user", "hearth", "component account the Hearth daemons log in with"),
+    STRING("router.password", NULL, "password of that account (required)"),
+    SECTION("router.component", true, "another component account (SASL SCRAM-SHA-256)"),
+    STRING("router.component@name", NULL, "account name"),
+    STRING("router.component@password", NULL, "account password"),
+    SECTION("router.external", true, "a third-party XEP-0114 component"),
+    STRING("router.external@name", NULL, "the domain it binds"),
+    STRING("router.external@secret", NULL, "its handshake secret"),
+    SIZE("router.max-stanza", "1M", "largest packet a component may send"),
+    SIZE("router.write-limit", "1M", "bytes queued to one component before its senders pause"),
+    INT("router.max-connections", "1000", 1, 100000, "components connected at once"),
+    SECTION("router.tls", false, "certificate for STARTTLS with components on other hosts"),
+    STRING("router.tls@cert", NULL, "PEM certificate file"),
+    STRING("router.tls@key", NULL, "PEM key file"),
+
+    /* supervisor (tools/hearthd) */
+    SECTION("supervisor", false, "the hearthd supervisor"),
+    STRING("supervisor.logdir", "", "directory for one log file per daemon (default: statedir/log)"),
+    STRINGS("supervisor.daemon", NULL,
+            "a daemon to run, e.g. router or c2s (default: every one installed)"),
+
+    {NULL, CFG_SECTION, NULL, false, 0, 0, NULL, NULL},
+};

@@ -1,0 +1,23 @@
+/* tls.h — GnuTLS credentials: loading certificates, trusting CAs, and making
+ * the self-signed certificate a first start needs. The TLS session itself
+ * runs inside a connection (conn.h: conn_starttls). */
+#ifndef HEARTH_TLS_H
+#define HEARTH_TLS_H
+
+#include <stdbool.h>
+
+typedef struct tls_ctx tls_ctx_t;
+
+/* Server credentials from PEM files. NULL with *err (malloc'ed) on failure. */
+tls_ctx_t *tls_ctx_new_server(const char *cert_file, const char *key_file, char **err);
+/* Client credentials trusting ca_file (PEM) or, when NULL, the system's
+ * CAs. verify: refuse a peer whose certificate does not verify for the
+ * server name given to conn_starttls. */
+tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err);
+void tls_ctx_free(tls_ctx_t *ctx);
+
+/* Write a new self-signed certificate and key (PEM) for domain. */
+int tls_make_selfsigned(const char *domain, const char *cert_file, const char *key_file,
+                        char **err);
+
+#endif
