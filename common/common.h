@@ -7,6 +7,7 @@
 #include "component.h"
 #include "config.h"
 #include "conn.h"
+#include "daemon.h"
 #include "jid.h"
 #include "log.h"
 #include "sasl.h"
