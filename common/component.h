@@ -38,6 +38,9 @@ typedef struct comp_cb {
 
 typedef struct comp_opts {
     const char *router;   /* "127.0.0.1:5347" or "unix:/path" */
+    const char *id;       /* this instance's stable name ("sm-1"), sent as
+                           * the stream's from: the router's shard hashing
+                           * and its logs use it */
     const char *user;     /* component account */
     const char *password;
     size_t max_stanza;    /* 0: 1 MiB */

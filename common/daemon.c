@@ -3,6 +3,9 @@
 #include "daemon.h"
 
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +116,18 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     watch_signal(d, &d->sig_term, SIGTERM);
     watch_signal(d, &d->sig_int, SIGINT);
     watch_signal(d, &d->sig_hup, SIGHUP);
+}
+
+void daemon_drop_privileges(daemon_ctx_t *d)
+{
+    const char *user = config_get(d->config, "user");
+    if (geteuid() != 0 || !user || !*user) return;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) log_fatal("user %s does not exist", user);
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0)
+        log_fatal("cannot become user %s", user);
+    log_info("running as %s", user);
 }
 
 void daemon_done(daemon_ctx_t *d)

@@ -29,6 +29,10 @@ typedef struct daemon_ctx {
  * signal handlers on loop. Exits the process for -t, --get, -V, a bad
  * option or an invalid config (with the message on stderr). */
 void daemon_init(daemon_ctx_t *d, int argc, char **argv);
+/* Once the ports are open: when running as root, become the config's
+ * `user` (its uid, gid and groups). Exits if that fails; a no-op when not
+ * root or no user is set. */
+void daemon_drop_privileges(daemon_ctx_t *d);
 /* Release the signal handles (before the loop's last run) and the config. */
 void daemon_done(daemon_ctx_t *d);
 

@@ -17,6 +17,7 @@
 const cfg_setting_t cfg_settings[] = {
     /* shared */
     STRINGS("domain", "localhost", "a domain this server serves"),
+    STRING("user", "", "account daemons run as once their ports are open, when started as root"),
     STRING("statedir", "/var/lib/hearth", "where daemons keep their data"),
     SECTION("log", false, "logging of every daemon"),
     CHOICE("log@level", "info", "debug|info|notice|warn|error", "lowest level logged"),
