@@ -1,0 +1,428 @@
+/* component.c — a daemon's link to the router: connect, authenticate with
+ * SCRAM-SHA-256, bind, carry routes, and reconnect when the router goes.
+ *
+ * One comp_t per daemon. It keeps the list of names the daemon asked for
+ * and binds them all again after every reconnect, so a router restart needs
+ * nothing from the daemon but patience. The link's states follow the
+ * component protocol of DESIGN.md; the router's side is router/link.c. */
+#include "component.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "sasl.h"
+#include "xmpp.h"
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+
+typedef enum comp_state {
+    COMP_IDLE,       /* not started, or waiting to reconnect */
+    COMP_CONNECTING, /* TCP connect in progress */
+    COMP_OPENING,    /* stream header sent, waiting for features */
+    COMP_AUTH,       /* SASL in progress */
+    COMP_BINDING,    /* authenticated, waiting for bind answers */
+    COMP_READY,
+} comp_state_t;
+
+typedef struct comp_name {
+    char *name;
+    unsigned flags;
+    struct comp_name *next;
+} comp_name_t;
+
+struct comp {
+    uv_loop_t *loop;
+    comp_cb_t cb;
+    void *ud;
+    char *router, *id, *user, *password;
+    size_t max_stanza;
+    comp_state_t state;
+    conn_t *conn;
+    xstream_t *xs;
+    sasl_t *sasl;
+    comp_name_t *names;
+    int binds_pending;
+    uv_timer_t retry;
+    unsigned backoff_ms;
+    unsigned long dropped;
+    bool is_started;
+    buf_t out;
+};
+
+static void on_open(void *ud, elem_t *header, const char *default_ns);
+static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw);
+static void on_stream_close(void *ud);
+static void on_connect(conn_t *c, int status);
+static void on_read(conn_t *c, const char *data, size_t len);
+static void on_drain(conn_t *c);
+static void on_close(conn_t *c, const char *reason);
+
+static const xstream_cb_t stream_cb = {on_open, on_stanza, on_stream_close};
+static const conn_cb_t conn_cb = {
+    .on_read = on_read,
+    .on_drain = on_drain,
+    .on_connect = on_connect,
+    .on_close = on_close,
+};
+
+static char *dup_or_die(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) log_fatal("out of memory");
+    return d;
+}
+
+comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, void *ud)
+{
+    comp_t *c = calloc(1, sizeof(*c));
+    if (!c) log_fatal("out of memory");
+    c->loop = loop;
+    c->cb = *cb;
+    c->ud = ud;
+    c->router = dup_or_die(opts->router);
+    c->id = dup_or_die(opts->id);
+    c->user = dup_or_die(opts->user);
+    c->password = dup_or_die(opts->password);
+    c->max_stanza = opts->max_stanza ? opts->max_stanza : 1024 * 1024;
+    c->backoff_ms = BACKOFF_FIRST_MS;
+    uv_timer_init(loop, &c->retry);
+    c->retry.data = c;
+    return c;
+}
+
+void *comp_data(const comp_t *c)
+{
+    return c->ud;
+}
+
+bool comp_is_ready(const comp_t *c)
+{
+    return c->state == COMP_READY;
+}
+
+unsigned long comp_dropped(const comp_t *c)
+{
+    return c->dropped;
+}
+
+bool comp_is_full(const comp_t *c)
+{
+    return c->conn && conn_is_full(c->conn);
+}
+
+static void connect_now(comp_t *c)
+{
+    c->state = COMP_CONNECTING;
+    c->conn = conn_connect(c->loop, c->router, &conn_cb, c);
+    if (!c->conn) log_fatal("router address %s does not parse", c->router);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
+void comp_start(comp_t *c)
+{
+    if (c->is_started) return;
+    c->is_started = true;
+    connect_now(c);
+}
+
+/* The link is gone: tell the daemon and try again later. */
+static void schedule_reconnect(comp_t *c)
+{
+    bool was_ready = c->state == COMP_READY;
+    c->state = COMP_IDLE;
+    if (c->sasl) {
+        sasl_free(c->sasl);
+        c->sasl = NULL;
+    }
+    if (was_ready && c->cb.on_down) c->cb.on_down(c);
+    if (!c->is_started) return;
+    uv_timer_start(&c->retry, on_retry, c->backoff_ms, 0);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void send_buf(comp_t *c)
+{
+    conn_write(c->conn, c->out.data, c->out.len);
+    buf_reset(&c->out);
+}
+
+static void send_bind(comp_t *c, const char *what, const char *name, unsigned flags)
+{
+    buf_printf(&c->out, "<%s name='", what);
+    xml_escape(&c->out, name, strlen(name), true);
+    buf_appends(&c->out, "'");
+    if (flags & COMP_BIND_DEFAULT) buf_appends(&c->out, " default='true'");
+    if (flags & COMP_BIND_SHARD) buf_appends(&c->out, " shard='user'");
+    buf_appends(&c->out, "/>");
+    send_buf(c);
+}
+
+void comp_bind(comp_t *c, const char *name, unsigned flags)
+{
+    comp_name_t *n = calloc(1, sizeof(*n));
+    if (!n) log_fatal("out of memory");
+    n->name = dup_or_die(name);
+    n->flags = flags;
+    n->next = c->names;
+    c->names = n;
+    if (c->state == COMP_READY) send_bind(c, "bind", name, flags);
+}
+
+void comp_unbind(comp_t *c, const char *name)
+{
+    for (comp_name_t **p = &c->names; *p; p = &(*p)->next) {
+        comp_name_t *n = *p;
+        if (strcmp(n->name, name) != 0) continue;
+        *p = n->next;
+        if (c->state == COMP_READY) send_bind(c, "unbind", name, 0);
+        free(n->name);
+        free(n);
+        return;
+    }
+}
+
+int comp_send_raw(comp_t *c, const char *data, size_t len)
+{
+    if (c->state != COMP_READY) {
+        c->dropped++;
+        return -1;
+    }
+    conn_write(c->conn, data, len);
+    return 0;
+}
+
+int comp_send(comp_t *c, const elem_t *route)
+{
+    if (c->state != COMP_READY) {
+        c->dropped++;
+        return -1;
+    }
+    elem_serialize(route, NS_HEARTH_COMPONENT, &c->out);
+    send_buf(c);
+    return 0;
+}
+
+int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
+                 const elem_t *payload)
+{
+    if (c->state != COMP_READY) {
+        c->dropped++;
+        return -1;
+    }
+    buf_appends(&c->out, "<route to='");
+    xml_escape(&c->out, to, strlen(to), true);
+    buf_appends(&c->out, "' from='");
+    xml_escape(&c->out, from, strlen(from), true);
+    if (user) {
+        buf_appends(&c->out, "' user='");
+        xml_escape(&c->out, user, strlen(user), true);
+    }
+    buf_appends(&c->out, "'>");
+    elem_serialize(payload, NS_HEARTH_COMPONENT, &c->out);
+    buf_appends(&c->out, "</route>");
+    send_buf(c);
+    return 0;
+}
+
+/* Tear the link down without reconnecting; conn's on_close does the rest. */
+static void fail(comp_t *c, const char *why)
+{
+    log_warn("router link %s: %s", c->router, why);
+    if (c->conn) conn_abort(c->conn);
+}
+
+static void on_connect(conn_t *conn, int status)
+{
+    comp_t *c = conn_data(conn);
+    if (!c || status < 0) return; /* on_close follows and schedules the retry */
+    xstream_opts_t opts = {.max_stanza = c->max_stanza};
+    c->xs = xstream_new(&opts, &stream_cb, c);
+    buf_appends(&c->out, "<?xml version='1.0'?><stream:stream xmlns='" NS_HEARTH_COMPONENT
+                         "' xmlns:stream='" NS_STREAMS "' to='router' from='");
+    xml_escape(&c->out, c->id, strlen(c->id), true);
+    buf_appends(&c->out, "' version='1.0'>");
+    send_buf(c);
+    c->state = COMP_OPENING;
+}
+
+static void on_open(void *ud, elem_t *header, const char *default_ns)
+{
+    comp_t *c = ud;
+    if (!elem_is(header, NS_STREAMS, "stream") || strcmp(default_ns, NS_HEARTH_COMPONENT) != 0)
+        fail(c, "the router answered with a stream of another kind");
+}
+
+static void sasl_send(comp_t *c, const char *what, const char *data)
+{
+    buf_printf(&c->out, "<%s xmlns='" NS_SASL "'", what);
+    if (strcmp(what, "auth") == 0) buf_appends(&c->out, " mechanism='SCRAM-SHA-256'");
+    buf_printf(&c->out, ">%s</%s>", data, what);
+    send_buf(c);
+}
+
+static void start_auth(comp_t *c, const elem_t *features)
+{
+    const elem_t *mechs = elem_child(features, NS_SASL, "mechanisms");
+    bool has_scram = false;
+    for (const elem_t *m = mechs ? elem_child(mechs, NS_SASL, "mechanism") : NULL; m;
+         m = elem_next(m, NS_SASL, "mechanism"))
+        if (strcmp(elem_text(m), "SCRAM-SHA-256") == 0) has_scram = true;
+    if (!has_scram) {
+        fail(c, "the router offers no SCRAM-SHA-256 (STARTTLS to remote routers is not "
+                "supported by this client; use a local address)");
+        return;
+    }
+    c->sasl = sasl_client_new("SCRAM-SHA-256", c->user, c->password, NULL, NULL, 0);
+    char *out = NULL;
+    if (!c->sasl || sasl_step(c->sasl, "", &out) != SASL_CONTINUE) {
+        free(out);
+        fail(c, "cannot start SASL");
+        return;
+    }
+    sasl_send(c, "auth", out);
+    free(out);
+    c->state = COMP_AUTH;
+}
+
+static void bind_all(comp_t *c)
+{
+    c->state = COMP_BINDING;
+    c->binds_pending = 0;
+    for (comp_name_t *n = c->names; n; n = n->next) {
+        send_bind(c, "bind", n->name, n->flags);
+        c->binds_pending++;
+    }
+}
+
+static void become_ready(comp_t *c)
+{
+    c->state = COMP_READY;
+    c->backoff_ms = BACKOFF_FIRST_MS;
+    log_info("router link %s ready", c->router);
+    if (c->cb.on_ready) c->cb.on_ready(c);
+}
+
+static void handle_sasl(comp_t *c, const elem_t *e)
+{
+    char *out = NULL;
+    sasl_result_t res = sasl_step(c->sasl, elem_text(e), &out);
+    if (strcmp(e->name, "challenge") == 0 && res == SASL_CONTINUE) {
+        sasl_send(c, "response", out);
+    } else if (strcmp(e->name, "success") == 0 && res == SASL_DONE) {
+        sasl_free(c->sasl);
+        c->sasl = NULL;
+        bind_all(c);
+        if (c->binds_pending == 0) become_ready(c);
+    } else {
+        /* A wrong password will not get better: keep retrying slowly. */
+        c->backoff_ms = BACKOFF_MAX_MS;
+        fail(c, strcmp(e->name, "failure") == 0 ? "authentication refused"
+                                                 : "the router failed SCRAM verification");
+    }
+    free(out);
+}
+
+static void handle_bind_reply(comp_t *c, const elem_t *e)
+{
+    const char *name = elem_attr(e, "name");
+    const char *error = elem_attr(e, "error");
+    if (error) {
+        log_warn("router refused %s %s: %s", e->name, name ? name : "", error);
+        if (c->cb.on_bind_error) c->cb.on_bind_error(c, name ? name : "", error);
+    }
+    if (c->state == COMP_BINDING && strcmp(e->name, "bind") == 0 && --c->binds_pending == 0)
+        become_ready(c);
+}
+
+static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
+{
+    comp_t *c = ud;
+    if (c->state == COMP_READY && strcmp(e->name, "route") == 0) {
+        if (c->cb.on_route) c->cb.on_route(c, e, raw);
+    } else if (strcmp(e->name, "presence") == 0) {
+        const char *from = elem_attr(e, "from");
+        const char *type = elem_attr(e, "type");
+        if (from && c->cb.on_advert)
+            c->cb.on_advert(c, from, !(type && strcmp(type, "unavailable") == 0));
+    } else if (strcmp(e->name, "bind") == 0 || strcmp(e->name, "unbind") == 0) {
+        handle_bind_reply(c, e);
+    } else if (c->state == COMP_OPENING && elem_is(e, NS_STREAMS, "features")) {
+        start_auth(c, e);
+    } else if (c->state == COMP_AUTH && e->ns && strcmp(e->ns, NS_SASL) == 0) {
+        handle_sasl(c, e);
+    } else if (elem_is(e, NS_STREAMS, "error")) {
+        const elem_t *cond = elem_first(e);
+        log_warn("router link %s: stream error %s", c->router, cond ? cond->name : "?");
+    } else {
+        fail(c, "unexpected element from the router");
+    }
+}
+
+static void on_stream_close(void *ud)
+{
+    comp_t *c = ud;
+    conn_close(c->conn);
+}
+
+static void on_read(conn_t *conn, const char *data, size_t len)
+{
+    comp_t *c = conn_data(conn);
+    if (!c) return;
+    xstream_status_t st = xstream_feed(c->xs, data, len);
+    if (st != XSTREAM_OK) fail(c, xstream_condition(st));
+}
+
+static void on_drain(conn_t *conn)
+{
+    comp_t *c = conn_data(conn);
+    if (c && c->state == COMP_READY && c->cb.on_drain) c->cb.on_drain(c);
+}
+
+static void on_close(conn_t *conn, const char *reason)
+{
+    comp_t *c = conn_data(conn);
+    if (!c) return; /* comp_free() already let go of it */
+    if (reason) log_notice("router link %s lost: %s", c->router, reason);
+    c->conn = NULL;
+    if (c->xs) {
+        xstream_free(c->xs);
+        c->xs = NULL;
+    }
+    schedule_reconnect(c);
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    comp_t *c = h->data;
+    buf_free(&c->out);
+    free(c);
+}
+
+void comp_free(comp_t *c)
+{
+    c->is_started = false;
+    if (c->conn) {
+        conn_set_data(c->conn, NULL);
+        conn_close(c->conn);
+    }
+    if (c->xs) xstream_free(c->xs);
+    if (c->sasl) sasl_free(c->sasl);
+    while (c->names) {
+        comp_name_t *n = c->names;
+        c->names = n->next;
+        free(n->name);
+        free(n);
+    }
+    free(c->router);
+    free(c->id);
+    free(c->user);
+    free(c->password);
+    uv_close((uv_handle_t *)&c->retry, free_after_close);
+}
