@@ -39,6 +39,7 @@ struct comp {
     void *ud;
     char *router, *id, *user, *password;
     size_t max_stanza;
+    bool is_shallow, is_paused;
     comp_state_t state;
     conn_t *conn;
     xstream_t *xs;
@@ -87,6 +88,7 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
     c->user = dup_or_die(opts->user);
     c->password = dup_or_die(opts->password);
     c->max_stanza = opts->max_stanza ? opts->max_stanza : 1024 * 1024;
+    c->is_shallow = opts->shallow;
     c->backoff_ms = BACKOFF_FIRST_MS;
     uv_timer_init(loop, &c->retry);
     c->retry.data = c;
@@ -111,6 +113,18 @@ unsigned long comp_dropped(const comp_t *c)
 bool comp_is_full(const comp_t *c)
 {
     return c->conn && conn_is_full(c->conn);
+}
+
+void comp_pause(comp_t *c)
+{
+    c->is_paused = true;
+    if (c->conn) conn_pause(c->conn);
+}
+
+void comp_resume(comp_t *c)
+{
+    c->is_paused = false;
+    if (c->conn) conn_resume(c->conn);
 }
 
 static void connect_now(comp_t *c)
@@ -242,7 +256,7 @@ static void on_connect(conn_t *conn, int status)
 {
     comp_t *c = conn_data(conn);
     if (!c || status < 0) return; /* on_close follows and schedules the retry */
-    xstream_opts_t opts = {.max_stanza = c->max_stanza};
+    xstream_opts_t opts = {.max_stanza = c->max_stanza, .shallow = c->is_shallow};
     c->xs = xstream_new(&opts, &stream_cb, c);
     buf_appends(&c->out, "<?xml version='1.0'?><stream:stream xmlns='" NS_HEARTH_COMPONENT
                          "' xmlns:stream='" NS_STREAMS "' to='router' from='");
@@ -304,6 +318,7 @@ static void bind_all(comp_t *c)
 static void become_ready(comp_t *c)
 {
     c->state = COMP_READY;
+    if (c->is_paused) conn_pause(c->conn);
     c->backoff_ms = BACKOFF_FIRST_MS;
     log_info("router link %s ready", c->router);
     if (c->cb.on_ready) c->cb.on_ready(c);
@@ -341,12 +356,10 @@ static void handle_bind_reply(comp_t *c, const elem_t *e)
         become_ready(c);
 }
 
-static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
+/* Everything from the router that is not a route. */
+static void handle_control(comp_t *c, const elem_t *e)
 {
-    comp_t *c = ud;
-    if (c->state == COMP_READY && strcmp(e->name, "route") == 0) {
-        if (c->cb.on_route) c->cb.on_route(c, e, raw);
-    } else if (strcmp(e->name, "presence") == 0) {
+    if (strcmp(e->name, "presence") == 0) {
         const char *from = elem_attr(e, "from");
         const char *type = elem_attr(e, "type");
         if (from && c->cb.on_advert)
@@ -363,6 +376,27 @@ static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
     } else {
         fail(c, "unexpected element from the router");
     }
+}
+
+static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
+{
+    comp_t *c = ud;
+    if (c->state == COMP_READY && strcmp(e->name, "route") == 0) {
+        if (c->cb.on_route) c->cb.on_route(c, e, raw);
+        return;
+    }
+    if (!c->is_shallow) {
+        handle_control(c, e);
+        return;
+    }
+    /* A shallow stream has no children: parse the element again in full. */
+    arena_t *a = arena_new(0);
+    elem_t *full = xml_parse_fragment(a, raw->data, raw->len, NS_HEARTH_COMPONENT);
+    if (full)
+        handle_control(c, full);
+    else
+        fail(c, "not-well-formed");
+    arena_free(a);
 }
 
 static void on_stream_close(void *ud)

@@ -44,6 +44,8 @@ typedef struct comp_opts {
     const char *user;     /* component account */
     const char *password;
     size_t max_stanza;    /* 0: 1 MiB */
+    bool shallow;         /* routes arrive with their attributes only; the
+                           * payload is in raw (relays that don't read it) */
 } comp_opts_t;
 
 /* Bind flags (DESIGN.md): catch-all route, user-sharded name. */
@@ -72,6 +74,10 @@ int comp_send_raw(comp_t *c, const char *data, size_t len);
 /* The write queue to the router is over its limit: stop producing until
  * on_drain. */
 bool comp_is_full(const comp_t *c);
+/* Stop and restart reading from the router (the daemon's own flow
+ * control: the router then holds whoever sends to it). */
+void comp_pause(comp_t *c);
+void comp_resume(comp_t *c);
 /* Routes dropped because the link was down. */
 unsigned long comp_dropped(const comp_t *c);
 
