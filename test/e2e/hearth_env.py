@@ -1,0 +1,307 @@
+"""hearth_env — what the e2e tests need to run the real daemons.
+
+Finds the binaries of the build under test, picks free ports, writes a
+hearth.xml from a dict of settings, starts a daemon with its log in a file,
+waits until it accepts connections, and stops it. A daemon that exits with a
+non-zero status or is killed by a signal (a sanitizer report, a crash) fails
+the test, and every failure shows the tail of the daemon's log.
+
+The fixtures built on this are in conftest.py. Nothing here mocks a daemon:
+the tests talk to the real ones.
+"""
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from xml.sax.saxutils import escape, quoteattr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("HEARTH_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
+
+
+def find_builddir():
+    """$HEARTH_BUILDDIR (make check sets it), else the build directory this
+    run is in (the nearest parent of the current directory holding a
+    config.status), else SRCDIR/build."""
+    if os.environ.get("HEARTH_BUILDDIR"):
+        return os.environ["HEARTH_BUILDDIR"]
+    d = os.getcwd()
+    while d != os.path.dirname(d):
+        if os.path.exists(os.path.join(d, "config.status")):
+            return d
+        d = os.path.dirname(d)
+    return os.path.join(SRCDIR, "build")
+
+
+BUILDDIR = find_builddir()
+
+
+def binary(name):
+    """The path of hearth-NAME in the build tree (NAME/ or components/NAME/)."""
+    for sub in (name, os.path.join("components", name)):
+        path = os.path.join(BUILDDIR, sub, "hearth-" + name)
+        if os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError(f"hearth-{name} is not built in {BUILDDIR} (run make first)")
+
+
+_ports_given = set()
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that nothing listens on now, in 20000-32000: below Linux's
+    ephemeral range (32768-60999), so no outgoing connection takes it before
+    the daemon binds it, as one from bind(0) could be."""
+    for _ in range(500):
+        port = random.randint(20000, 32000)
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free TCP port in 20000-32000")
+
+
+def random_password():
+    return secrets.token_urlsafe(18)
+
+
+def config_xml(settings):
+    """The text of a hearth.xml holding settings, keyed by path as config.h
+    names them:
+        {"router.listen": "127.0.0.1:25347", "log@level": "debug",
+         "domain": ["a.example", "b.example"],
+         "router.component": [{"name": "bot", "password": "x"}]}
+    A list repeats the element; a dict gives an element's attributes."""
+
+    def new():
+        return {"attrs": {}, "text": None, "kids": []}
+
+    def child(node, name):
+        for n, kid in node["kids"]:
+            if n == name:
+                return kid
+        kid = new()
+        node["kids"].append((name, kid))
+        return kid
+
+    root = new()
+    for path, value in settings.items():
+        elems, _, attr = path.partition("@")
+        *parents, last = elems.split(".")
+        node = root
+        for name in parents:
+            node = child(node, name)
+        if isinstance(value, list):
+            for v in value:
+                kid = new()
+                if isinstance(v, dict):
+                    kid["attrs"].update({k: str(x) for k, x in v.items()})
+                else:
+                    kid["text"] = str(v)
+                node["kids"].append((last, kid))
+            continue
+        node = child(node, last)
+        if attr:
+            node["attrs"][attr] = str(value)
+        elif isinstance(value, dict):
+            node["attrs"].update({k: str(x) for k, x in value.items()})
+        else:
+            node["text"] = str(value)
+
+    def render(name, node, depth):
+        pad = "  " * depth
+        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in node["attrs"].items())
+        if node["kids"]:
+            inner = [line for n, kid in node["kids"] for line in render(n, kid, depth + 1)]
+            return [f"{pad}<{name}{attrs}>"] + inner + [f"{pad}</{name}>"]
+        if node["text"] is not None:
+            return [f"{pad}<{name}{attrs}>{escape(node['text'])}</{name}>"]
+        return [f"{pad}<{name}{attrs}/>"]
+
+    return "<?xml version='1.0'?>\n" + "\n".join(render("hearth", root, 0)) + "\n"
+
+
+def write_config(path, settings):
+    with open(path, "w") as f:
+        f.write(config_xml(settings))
+    os.chmod(path, 0o600)
+    return path
+
+
+def tail(path, lines=40):
+    """The last lines of a file, for failure messages."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().splitlines()
+    except OSError as e:
+        return f"({path}: {e.strerror})"
+    return "\n".join(text[-lines:]) if text else f"({path} is empty)"
+
+
+def accepts(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def describe(status):
+    """An exit status from Popen as words."""
+    if status is None:
+        return "still running"
+    if status < 0:
+        return f"killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+class DaemonError(AssertionError):
+    pass
+
+
+class Daemon:
+    """One hearth-NAME process: `hearth-NAME -c CONFIG`, stdout and stderr
+    appended to LOGDIR/NAME.log."""
+
+    def __init__(self, name, config_path, logdir, addr=None):
+        self.name = name
+        self.config_path = config_path
+        self.log = os.path.join(logdir, f"{name}.log")
+        self.addr = addr  # (host, port) to wait for, or None
+        self.proc = None
+        self.status = None  # how the last run ended
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def log_tail(self, lines=40):
+        return f"--- last lines of {self.log} ---\n{tail(self.log, lines)}"
+
+    def start(self, timeout=10):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [binary(self.name), "-c", self.config_path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.status = None
+        if self.addr:
+            self.wait_listening(timeout)
+        return self
+
+    def wait_listening(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DaemonError(f"hearth-{self.name} {describe(self.proc.returncode)} "
+                                  f"before accepting connections\n{self.log_tail()}")
+            if accepts(*self.addr):
+                return
+            time.sleep(0.05)
+        raise DaemonError(f"hearth-{self.name} does not accept connections on "
+                          f"{self.addr[0]}:{self.addr[1]} after {timeout}s\n{self.log_tail()}")
+
+    def stop(self, timeout=10, check=True):
+        """SIGTERM, then SIGKILL after timeout seconds. With check, a run
+        that did not end with status 0 fails (the log tail says why)."""
+        if not self.proc:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.status = proc.returncode
+                raise DaemonError(f"hearth-{self.name} still ran {timeout}s after SIGTERM; "
+                                  f"killed\n{self.log_tail()}")
+        self.status = proc.returncode
+        if check and self.status != 0:
+            raise DaemonError(f"hearth-{self.name} {describe(self.status)}\n{self.log_tail()}")
+        return self.status
+
+    def restart(self, timeout=10):
+        self.stop()
+        return self.start(timeout)
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Env:
+    """A temporary installation: one directory with hearth.xml, statedir and
+    logs, and the daemons started from it. stop_all() stops them in reverse
+    order and raises if any ended badly."""
+
+    def __init__(self, tmpdir, **settings):
+        self.dir = str(tmpdir)
+        self.statedir = os.path.join(self.dir, "state")
+        self.logdir = os.path.join(self.dir, "log")
+        os.makedirs(self.statedir, exist_ok=True)
+        os.makedirs(self.logdir, exist_ok=True)
+        self.port = free_port()
+        self.password = random_password()
+        self.settings = {
+            "statedir": self.statedir,
+            "log@level": "debug",
+            "router.listen": f"127.0.0.1:{self.port}",
+            "router.password": self.password,
+        }
+        self.settings.update(settings)
+        self.config_path = os.path.join(self.dir, "hearth.xml")
+        self.write_config()
+        self.daemons = []  # running, in start order
+        self.logs = []  # of every daemon started, for failure reports
+
+    def write_config(self, **changes):
+        self.settings.update(changes)
+        return write_config(self.config_path, self.settings)
+
+    def start(self, name, addr=None, timeout=10):
+        """Start hearth-NAME on this config; wait until addr accepts."""
+        return self.add(Daemon(name, self.config_path, self.logdir, addr)).start(timeout)
+
+    def add(self, daemon):
+        """Have stop_all() stop daemon and the failure report show its log."""
+        self.daemons.append(daemon)
+        self.logs.append(daemon.log)
+        return daemon
+
+    def log_tails(self, lines=30):
+        return "\n".join(f"--- last lines of {log} ---\n{tail(log, lines)}"
+                         for log in dict.fromkeys(self.logs))
+
+    def stop_all(self):
+        errors = []
+        for d in reversed(self.daemons):
+            try:
+                d.stop()
+            except DaemonError as e:
+                errors.append(str(e))
+        self.daemons = []
+        if errors:
+            raise DaemonError("\n\n".join(errors))
+
+
+class Router(Daemon):
+    """The router of an Env, with what tests need to connect to it."""
+
+    def __init__(self, env):
+        super().__init__("router", env.config_path, env.logdir, ("127.0.0.1", env.port))
+        self.env = env
+        self.host, self.port = self.addr
+        self.password = env.password
+        self.user = env.settings.get("router.user", "hearth")
+
+    @property
+    def listen(self):
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,168 @@
+"""hearthd, the supervisor, run from the build tree on a temp config; and the
+config template etc/hearth.xml it is installed with."""
+import os
+import re
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hearth_env import BUILDDIR, SRCDIR, accepts, binary, tail
+
+HEARTHD = os.path.join(BUILDDIR, "tools", "hearthd")
+TEMPLATE = os.path.join(SRCDIR, "etc", "hearth.xml")
+SETTINGS_C = os.path.join(SRCDIR, "common", "settings.c")
+
+
+def hearthd(config, *args, timeout=60):
+    """Run hearthd; (exit status, stdout and stderr)."""
+    p = subprocess.run([HEARTHD, "-c", config, *args], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def router_pid(config):
+    """The router's pid as `hearthd status` shows it, or None."""
+    _, out = hearthd(config, "status")
+    m = re.search(r"^router: running \(pid (\d+)\)$", out, re.M)
+    return int(m[1]) if m else None
+
+
+@pytest.fixture
+def supervised(hearth_env):
+    """An Env whose supervisor runs the router only. Whatever a test leaves
+    running is stopped at teardown."""
+    env = hearth_env
+    env.write_config(**{"supervisor.daemon": ["router"]})
+    env.hearthd_log = os.path.join(env.statedir, "log", "hearthd.log")
+    env.logs += [env.hearthd_log, os.path.join(env.statedir, "log", "router.log")]
+    yield env
+    hearthd(env.config_path, "stop")
+
+
+@pytest.fixture
+def started(supervised):
+    status, out = hearthd(supervised.config_path, "start")
+    assert status == 0, f"hearthd start exited with {status}:\n{out}"
+    return supervised
+
+
+def test_status_shows_router_running_after_start(started):
+    status, out = hearthd(started.config_path, "status")
+    assert status == 0, f"status exited with {status}, expected 0:\n{out}"
+    assert re.search(r"^hearthd: running \(pid \d+\)$", out, re.M), out
+    assert router_pid(started.config_path), out
+    assert accepts("127.0.0.1", started.port), f"nothing accepts on port {started.port}"
+
+
+def test_killed_router_is_restarted_with_new_pid(started):
+    old = router_pid(started.config_path)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    new = None
+    while time.monotonic() < deadline:
+        new = router_pid(started.config_path)
+        if new and new != old and accepts("127.0.0.1", started.port):
+            break
+        time.sleep(0.2)
+    assert new and new != old, f"router not back within 10s (old pid {old}, now {new})"
+    log = tail(started.hearthd_log)
+    assert f"router (pid {old}) killed by SIGKILL" in log, log
+
+
+def test_stop_stops_router_cleanly(started):
+    pid = router_pid(started.config_path)
+    status, out = hearthd(started.config_path, "stop")
+    assert status == 0, f"stop exited with {status}:\n{out}"
+    status, out = hearthd(started.config_path, "status")
+    assert status == 3, f"status after stop exited with {status}, expected 3:\n{out}"
+    assert "hearthd: not running" in out and "router: stopped" in out, out
+    assert not accepts("127.0.0.1", started.port), "the router's port still accepts"
+    log = tail(started.hearthd_log)
+    assert f"router (pid {pid}) stopped: exited with status 0" in log, log
+
+
+def test_start_refuses_when_already_running(started):
+    status, out = hearthd(started.config_path, "start")
+    assert status != 0 and "already running" in out, f"second start: {status}\n{out}"
+
+
+def test_run_in_foreground_stops_on_sigterm(supervised):
+    p = subprocess.Popen([HEARTHD, "-c", supervised.config_path, "run"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 10
+    while not accepts("127.0.0.1", supervised.port) and time.monotonic() < deadline:
+        assert p.poll() is None, f"hearthd run exited with {p.returncode}:\n{p.stdout.read()}"
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    out = p.communicate(timeout=20)[0]
+    assert p.returncode == 0, f"hearthd run exited with {p.returncode}:\n{out}"
+    assert re.search(r"router \(pid \d+\) stopped: exited with status 0", out), out
+
+
+def test_start_with_unknown_setting_fails_naming_file_and_line(supervised, tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<hearth>\n"
+                   f"  <statedir>{supervised.statedir}</statedir>\n"
+                   "  <router><no-such-setting>1</no-such-setting></router>\n"
+                   "</hearth>\n")
+    status, out = hearthd(str(bad), "start")
+    assert status != 0, f"start with a bad config exited with 0:\n{out}"
+    assert "bad.xml:3" in out, f"the message does not name bad.xml:3:\n{out}"
+    assert not os.path.exists(os.path.join(supervised.statedir, "run", "hearthd.pid")), \
+        "a supervisor was started anyway"
+
+
+# ---- etc/hearth.xml ----------------------------------------------------------
+
+def settings_table():
+    """{path: default or None} from common/settings.c; sections have None."""
+    text = open(SETTINGS_C).read()
+    table = {}
+    for kind, path, rest in re.findall(
+            r'\b(SECTION|STRINGS?|INT|BOOL|SIZE|DURATION|CHOICE)\("([^"]+)",\s*([^,]+)', text):
+        m = re.match(r'"(.*)"', rest.strip())
+        table[path] = m[1] if kind != "SECTION" and m else None
+    assert table, f"no settings found in {SETTINGS_C}"
+    return table
+
+
+def template_uncommented():
+    """The template with every commented-out element put back in."""
+    text = open(TEMPLATE).read()
+    text = re.sub(r"<!-- (<[^!][^>]*>(?:[^<]*</[^>]+>)?) -->", r"\1", text)
+    return ET.fromstring(re.sub(r"<!--.*?-->", "", text, flags=re.S).encode())
+
+
+def test_template_passes_check_once_password_is_set(tmp_path):
+    text = open(TEMPLATE).read()
+    text, n = re.subn(r"<!-- (<password>).*?(</password>) -->", r"\1a-password\2", text)
+    assert n == 1, "the template has no commented-out <password> to set"
+    config = tmp_path / "hearth.xml"
+    config.write_text(text)
+    p = subprocess.run([binary("router"), "-c", str(config), "-t"], capture_output=True, text=True)
+    assert p.returncode == 0, f"hearth-router -t on the template: {p.returncode}\n{p.stdout}{p.stderr}"
+
+
+def test_template_documents_every_setting_with_its_default():
+    table = settings_table()
+    documented = {}
+
+    def walk(elem, path):
+        documented[path] = (elem.text or "").strip()
+        for name, value in elem.attrib.items():
+            documented[f"{path}@{name}"] = value
+        for kid in elem:
+            walk(kid, f"{path}.{kid.tag}" if path else kid.tag)
+
+    for kid in template_uncommented():
+        walk(kid, kid.tag)
+    missing = sorted(set(table) - set(documented))
+    unknown = sorted(set(documented) - set(table))
+    assert not missing, f"settings.c has settings the template lacks: {missing}"
+    assert not unknown, f"the template has settings settings.c lacks: {unknown}"
+    wrong = {p: (documented[p], d) for p, d in table.items() if d and documented[p] != d}
+    assert not wrong, f"template values that are not the defaults (template, default): {wrong}"
