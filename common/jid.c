@@ -264,6 +264,31 @@ static long prep_label(const uint32_t *label, size_t n, uint32_t *scratch, char 
     bool ascii = true;
     for (size_t i = 0; i < n; i++) ascii &= label[i] < 0x80;
 
+    if (ascii && !is_ace(label, n)) {
+        /* What ToASCII and Nameprep do to an ASCII label, in ToASCII's
+         * order: LDH only, no '-' at either end, 63 bytes at most; then
+         * fold case. */
+        for (size_t i = 0; i < n; i++) {
+            if (!label_map[label[i]]) {
+                *why = "invalid character in domain";
+                return -1;
+            }
+        }
+        if (label[0] == '-' || label[n - 1] == '-') {
+            *why = "domain label starts or ends with '-'";
+            return -1;
+        }
+        if (n > 63) {
+            *why = "domain label too long";
+            return -1;
+        }
+        if (n > cap) {
+            *why = "domain too long";
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) out[i] = (char)label_map[label[i]];
+        return (long)n;
+    }
     if (ascii && is_ace(label, n)) {
         /* An A-label: keep its U-label, which must survive the round trip
          * through ToASCII (libidn's ToUnicode checks that). */
@@ -389,12 +414,12 @@ static long prep_domain(const char *s, size_t len, char *out, const char **why)
                 *why = "empty label in domain";
                 return -1;
             }
-            if (n > 63) {
-                *why = "domain label too long";
-                return -1;
-            }
             if (out[label] == '-' || out[i - 1] == '-') {
                 *why = "domain label starts or ends with '-'";
+                return -1;
+            }
+            if (n > 63) {
+                *why = "domain label too long";
                 return -1;
             }
             if (n >= 4 && out[label] == 'x' && out[label + 1] == 'n' && out[label + 2] == '-' &&

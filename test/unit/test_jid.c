@@ -316,11 +316,14 @@ static void test_fast_path_matches_libidn(void)
 
         /* Domain: ToASCII with the STD3 rules, then lower case. Labels
          * with c inside, first and last. */
-        for (int where = 0; where < 3; where++) {
+        for (int where = 0; where < 6; where++) {
+            /* The last three have a non-ASCII label too: the slow path,
+             * whose ASCII labels must come out the same. */
+            const char *rest = where < 3 ? "example" : "b\xc3\xbc" "cher";
             char dom[32];
-            if (where == 0) snprintf(dom, sizeof dom, "a%cB.example", c);
-            if (where == 1) snprintf(dom, sizeof dom, "%cab.example", c);
-            if (where == 2) snprintf(dom, sizeof dom, "ab%c.example", c);
+            if (where % 3 == 0) snprintf(dom, sizeof dom, "a%cB.%s", c, rest);
+            if (where % 3 == 1) snprintf(dom, sizeof dom, "%cab.%s", c, rest);
+            if (where % 3 == 2) snprintf(dom, sizeof dom, "ab%c.%s", c, rest);
             if (c == '.' || c == '[' || c == '/' || c == '@') continue;
             char *ascii = NULL;
             ref_ok = idna_to_ascii_8z(dom, &ascii, IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES) ==
@@ -328,8 +331,14 @@ static void test_fast_path_matches_libidn(void)
             if (ref_ok)
                 for (char *p = ascii; *p; p++)
                     if (*p >= 'A' && *p <= 'Z') *p += 32;
+            /* Compare the label that holds c: libidn gives the rest as an
+             * A-label, jid.c as a U-label. */
+            if (ref_ok) *strchr(ascii, '.') = '\0';
             j = jid_new_parts(NULL, dom, NULL, NULL);
-            if ((j != NULL) != ref_ok || (j && strcmp(jid_domain(j), ascii) != 0)) {
+            const char *got = j ? jid_domain(j) : "";
+            size_t got_len = strcspn(got, ".");
+            if ((j != NULL) != ref_ok ||
+                (j && (got_len != strlen(ascii) || strncmp(got, ascii, got_len) != 0))) {
                 printf("# domain '%s': jid '%s', libidn %s '%s'\n", dom, j ? jid_domain(j) : "-",
                        ref_ok ? "ok" : "refuses", ascii ? ascii : "");
                 domain_diff++;
