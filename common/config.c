@@ -96,7 +96,8 @@ static bool parse_int(const char *v, long long *out)
 
 static bool parse_bool(const char *v, bool *out)
 {
-    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
     for (int i = 0; i < 4; i++) {
         if (strcasecmp(v, yes[i]) == 0) return *out = true, true;
         if (strcasecmp(v, no[i]) == 0) return *out = false, true;
@@ -133,14 +134,20 @@ static bool parse_size(const char *v, unsigned long long *out)
     const char *unit;
     if (!parse_digits(v, &n, &unit)) return false;
     switch (*unit) {
-    case '\0': *out = n; return true;
+    case '\0':
+        *out = n;
+        return true;
     case 'k':
-    case 'K': return unit[1] == '\0' && scale(n, 1ULL << 10, out);
+    case 'K':
+        return unit[1] == '\0' && scale(n, 1ULL << 10, out);
     case 'm':
-    case 'M': return unit[1] == '\0' && scale(n, 1ULL << 20, out);
+    case 'M':
+        return unit[1] == '\0' && scale(n, 1ULL << 20, out);
     case 'g':
-    case 'G': return unit[1] == '\0' && scale(n, 1ULL << 30, out);
-    default: return false;
+    case 'G':
+        return unit[1] == '\0' && scale(n, 1ULL << 30, out);
+    default:
+        return false;
     }
 }
 
@@ -177,7 +184,8 @@ static const char *check_value(const cfg_setting_t *s, const char *v, char *buf,
     unsigned long long u;
     switch (s->type) {
     case CFG_SECTION:
-    case CFG_STRING: return NULL;
+    case CFG_STRING:
+        return NULL;
     case CFG_INT:
         if (!parse_int(v, &i)) {
             snprintf(buf, size, "'%.64s' is not an integer", v);
@@ -220,7 +228,8 @@ static const cfg_setting_t *find_setting(const char *path)
 static const cfg_setting_t *must_find(const char *path)
 {
     const cfg_setting_t *s = path ? find_setting(path) : NULL;
-    if (!s) log_fatal("config: no setting '%s' in cfg_settings (settings.c)", path ? path : "(null)");
+    if (!s)
+        log_fatal("config: no setting '%s' in cfg_settings (settings.c)", path ? path : "(null)");
     return s;
 }
 
@@ -291,7 +300,8 @@ static void on_xml_error(void *ctx, xmlErrorPtr e)
     if (!p || !e || e->level < XML_ERR_ERROR || p->xml_err[0]) return;
     snprintf(p->xml_err, sizeof p->xml_err, "%s", e->message ? e->message : "not well-formed XML");
     size_t n = strlen(p->xml_err);
-    while (n && is_blank(p->xml_err[n - 1])) p->xml_err[--n] = '\0';
+    while (n && is_blank(p->xml_err[n - 1]))
+        p->xml_err[--n] = '\0';
     if (!n) snprintf(p->xml_err, sizeof p->xml_err, "not well-formed XML");
     p->xml_err_line = e->line;
 }
@@ -329,12 +339,15 @@ static void note_lines(struct parse *p, xmlParserCtxtPtr ctxt, xmlNodePtr node)
 
     const xmlChar *q = lt + 1;
     int l = line;
-    while (q < cur && !is_blank(*q) && *q != '>' && *q != '/') q++;
+    while (q < cur && !is_blank(*q) && *q != '>' && *q != '/')
+        q++;
     for (;;) {
-        while (q < cur && is_blank(*q)) l += *q++ == '\n';
+        while (q < cur && is_blank(*q))
+            l += *q++ == '\n';
         if (q >= cur || *q == '>' || *q == '/') break;
         const xmlChar *name = q;
-        while (q < cur && !is_blank(*q) && *q != '=') q++;
+        while (q < cur && !is_blank(*q) && *q != '=')
+            q++;
         size_t name_len = (size_t)(q - name);
         for (xmlAttrPtr a = node->properties; a; a = a->next) {
             char qn[256];
@@ -342,23 +355,24 @@ static void note_lines(struct parse *p, xmlParserCtxtPtr ctxt, xmlNodePtr node)
             if (strlen(qn) == name_len && memcmp(qn, name, name_len) == 0)
                 a->_private = (void *)(uintptr_t)l;
         }
-        while (q < cur && *q != '"' && *q != '\'') l += *q++ == '\n';
+        while (q < cur && *q != '"' && *q != '\'')
+            l += *q++ == '\n';
         if (q >= cur) break;
         xmlChar quote = *q++;
-        while (q < cur && *q != quote) l += *q++ == '\n';
+        while (q < cur && *q != quote)
+            l += *q++ == '\n';
         q++;
     }
 }
 
-static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
-                     const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
-                     int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
+                     int nb_namespaces, const xmlChar **namespaces, int nb_attributes,
+                     int nb_defaulted, const xmlChar **attributes)
 {
     xmlParserCtxtPtr ctxt = ctx;
     xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
                           nb_defaulted, attributes);
-    if (ctxt->node && ctxt->node->type == XML_ELEMENT_NODE && !ctxt->node->_private &&
-        ctxt->input)
+    if (ctxt->node && ctxt->node->type == XML_ELEMENT_NODE && !ctxt->node->_private && ctxt->input)
         note_lines(ctxt->_private, ctxt, ctxt->node);
 }
 
@@ -374,10 +388,12 @@ static void on_text(void *ctx, const xmlChar *ch, int len)
     struct elem_info *info = &p->info[(uintptr_t)node->_private - 1];
     if (info->text_line) return;
     int i = 0;
-    while (i < len && is_blank(ch[i])) i++;
+    while (i < len && is_blank(ch[i]))
+        i++;
     if (i == len) return;
     int line = ctxt->input->line;
-    for (int k = i; k < len; k++) line -= ch[k] == '\n';
+    for (int k = i; k < len; k++)
+        line -= ch[k] == '\n';
     info->text_line = line > 0 ? line : 1;
 }
 
@@ -423,7 +439,8 @@ static char *value_text(struct parse *p, const char *file, xmlNodePtr el, const 
             v[len += add] = '\0';
             break;
         }
-        case XML_COMMENT_NODE: break;
+        case XML_COMMENT_NODE:
+            break;
         case XML_ELEMENT_NODE:
             qname(n->ns, n->name, name, sizeof name);
             fail(p, file, node_line(p, n), "%s: a value cannot hold elements (found <%s>)", path,
@@ -441,8 +458,10 @@ static char *value_text(struct parse *p, const char *file, xmlNodePtr el, const 
         }
     }
     size_t start = 0;
-    while (start < len && is_blank(v[start])) start++;
-    while (len > start && is_blank(v[len - 1])) len--;
+    while (start < len && is_blank(v[start]))
+        start++;
+    while (len > start && is_blank(v[len - 1]))
+        len--;
     memmove(v, v + start, len - start);
     v[len - start] = '\0';
     return v;
@@ -486,7 +505,8 @@ static int walk_section(struct parse *p, const char *file, xmlNodePtr el, const 
         char name[256], child[512], why[200];
         int line;
         switch (n->type) {
-        case XML_ELEMENT_NODE: break;
+        case XML_ELEMENT_NODE:
+            break;
         case XML_TEXT_NODE:
         case XML_CDATA_SECTION_NODE:
             for (const xmlChar *t = n->content; t && *t; t++) {
@@ -497,7 +517,8 @@ static int walk_section(struct parse *p, const char *file, xmlNodePtr el, const 
                 }
             }
             continue;
-        case XML_COMMENT_NODE: continue;
+        case XML_COMMENT_NODE:
+            continue;
         case XML_PI_NODE:
             fail(p, file, (int)xmlGetLineNo(n), "processing instructions are not allowed");
             return -1;
@@ -535,7 +556,8 @@ static int walk_section(struct parse *p, const char *file, xmlNodePtr el, const 
         if (!value) return -1;
         const char *bad = check_value(s, value, why, sizeof why);
         if (bad) {
-            const struct elem_info *info = n->_private ? &p->info[(uintptr_t)n->_private - 1] : NULL;
+            const struct elem_info *info =
+                n->_private ? &p->info[(uintptr_t)n->_private - 1] : NULL;
             fail(p, file, info && info->text_line ? info->text_line : line, "%s: %s", child, bad);
             free(value);
             return -1;
@@ -665,7 +687,8 @@ fail:
 void config_free(config_t *c)
 {
     if (!c) return;
-    for (int i = 0; i < c->count; i++) free(c->items[i].value);
+    for (int i = 0; i < c->count; i++)
+        free(c->items[i].value);
     free(c->items);
     free(c->file);
     free(c);
@@ -693,7 +716,8 @@ int config_count(const config_t *c, const char *path)
 {
     const cfg_setting_t *e = element_of(must_find(path));
     int n = 0;
-    for (int k = 0; k < c->count; k++) n += c->items[k].setting == e && !c->items[k].is_attr;
+    for (int k = 0; k < c->count; k++)
+        n += c->items[k].setting == e && !c->items[k].is_attr;
     return n;
 }
 

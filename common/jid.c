@@ -131,7 +131,9 @@ static long utf8_encode(const uint32_t *cp, size_t n, char *out, size_t cap)
         size_t need = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
         if (o + need > cap) return -1;
         switch (need) {
-        case 1: out[o++] = (char)c; break;
+        case 1:
+            out[o++] = (char)c;
+            break;
         case 2:
             out[o++] = (char)(0xc0 | (c >> 6));
             out[o++] = (char)(0x80 | (c & 0x3f));
@@ -190,14 +192,24 @@ static long prep_slow(enum part part, const char *s, size_t len, char *out, cons
     int rc = stringprep_4i(ucs, &ulen, cap, 0,
                            part == NODE ? stringprep_xmpp_nodeprep : stringprep_xmpp_resourceprep);
     switch (rc) {
-    case STRINGPREP_OK: break;
-    case STRINGPREP_CONTAINS_PROHIBITED: *why = forbidden[part]; goto done;
+    case STRINGPREP_OK:
+        break;
+    case STRINGPREP_CONTAINS_PROHIBITED:
+        *why = forbidden[part];
+        goto done;
     case STRINGPREP_BIDI_BOTH_L_AND_RAL:
     case STRINGPREP_BIDI_LEADTRAIL_NOT_RAL:
-    case STRINGPREP_BIDI_CONTAINS_PROHIBITED: *why = bidi[part]; goto done;
-    case STRINGPREP_TOO_SMALL_BUFFER: *why = too_long[part]; goto done;
-    case STRINGPREP_MALLOC_ERROR: log_fatal("jid: out of memory in libidn");
-    default: *why = part == NODE ? "invalid localpart" : "invalid resourcepart"; goto done;
+    case STRINGPREP_BIDI_CONTAINS_PROHIBITED:
+        *why = bidi[part];
+        goto done;
+    case STRINGPREP_TOO_SMALL_BUFFER:
+        *why = too_long[part];
+        goto done;
+    case STRINGPREP_MALLOC_ERROR:
+        log_fatal("jid: out of memory in libidn");
+    default:
+        *why = part == NODE ? "invalid localpart" : "invalid resourcepart";
+        goto done;
     }
     written = utf8_encode(ucs, ulen, out, JID_PART_MAX);
     if (written < 0) *why = too_long[part];
@@ -221,7 +233,8 @@ static long prep_part(enum part part, const char *s, size_t len, char *out, cons
     }
     if (len <= JID_PART_MAX) {
         switch (map_ascii(part == NODE ? node_map : resource_map, s, len, out)) {
-        case 1: return (long)len;
+        case 1:
+            return (long)len;
         case 0:
             /* Invalid in ASCII; if the part has non-ASCII bytes further on,
              * let libidn give its reason (invalid UTF-8, say). */
@@ -229,7 +242,8 @@ static long prep_part(enum part part, const char *s, size_t len, char *out, cons
                 if ((unsigned char)s[i] >= 0x80) return prep_slow(part, s, len, out, why);
             *why = forbidden[part];
             return -1;
-        default: break;
+        default:
+            break;
         }
     }
     long n = prep_slow(part, s, len, out, why);
@@ -262,7 +276,8 @@ static long prep_label(const uint32_t *label, size_t n, uint32_t *scratch, char 
     const int flags = IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES;
     size_t scap = 4 * n + 64, ulen = scap;
     bool ascii = true;
-    for (size_t i = 0; i < n; i++) ascii &= label[i] < 0x80;
+    for (size_t i = 0; i < n; i++)
+        ascii &= label[i] < 0x80;
 
     if (ascii && !is_ace(label, n)) {
         /* What ToASCII and Nameprep do to an ASCII label, in ToASCII's
@@ -286,7 +301,8 @@ static long prep_label(const uint32_t *label, size_t n, uint32_t *scratch, char 
             *why = "domain too long";
             return -1;
         }
-        for (size_t i = 0; i < n; i++) out[i] = (char)label_map[label[i]];
+        for (size_t i = 0; i < n; i++)
+            out[i] = (char)label_map[label[i]];
         return (long)n;
     }
     if (ascii && is_ace(label, n)) {
@@ -303,13 +319,23 @@ static long prep_label(const uint32_t *label, size_t n, uint32_t *scratch, char 
 
     char ace[64];
     switch (idna_to_ascii_4i(scratch, ulen, ace, flags)) {
-    case IDNA_SUCCESS: break;
+    case IDNA_SUCCESS:
+        break;
     case IDNA_CONTAINS_NON_LDH:
-    case IDNA_STRINGPREP_ERROR: *why = "invalid character in domain"; return -1;
-    case IDNA_CONTAINS_MINUS: *why = "domain label starts or ends with '-'"; return -1;
-    case IDNA_INVALID_LENGTH: *why = "domain label too long"; return -1;
-    case IDNA_MALLOC_ERROR: log_fatal("jid: out of memory in libidn");
-    default: *why = "invalid domain"; return -1;
+    case IDNA_STRINGPREP_ERROR:
+        *why = "invalid character in domain";
+        return -1;
+    case IDNA_CONTAINS_MINUS:
+        *why = "domain label starts or ends with '-'";
+        return -1;
+    case IDNA_INVALID_LENGTH:
+        *why = "domain label too long";
+        return -1;
+    case IDNA_MALLOC_ERROR:
+        log_fatal("jid: out of memory in libidn");
+    default:
+        *why = "invalid domain";
+        return -1;
     }
 
     /* ToASCII accepted it, so Nameprep does too: that is ToUnicode's
@@ -344,7 +370,8 @@ static long prep_domain_slow(const char *s, size_t len, char *out, const char **
     }
     for (long start = 0; start <= n;) {
         long end = start;
-        while (end < n && !is_dot(ucs[end])) end++;
+        while (end < n && !is_dot(ucs[end]))
+            end++;
         if (end == start) {
             *why = "empty label in domain";
             goto fail;
@@ -452,8 +479,8 @@ struct prepared {
 };
 
 static int prepare(const char *node, size_t node_len, bool has_node, const char *domain,
-                   size_t domain_len, const char *resource, size_t resource_len,
-                   bool has_resource, struct prepared *p, const char **why)
+                   size_t domain_len, const char *resource, size_t resource_len, bool has_resource,
+                   struct prepared *p, const char **why)
 {
     size_t o = 0;
     long n;
@@ -557,8 +584,7 @@ jid_t *jid_new(const char *s, size_t len, const char **why)
     return jid_from(&p);
 }
 
-jid_t *jid_new_parts(const char *node, const char *domain, const char *resource,
-                     const char **why)
+jid_t *jid_new_parts(const char *node, const char *domain, const char *resource, const char **why)
 {
     const char *dummy;
     struct prepared p;

@@ -43,11 +43,16 @@ int log_level_parse(const char *name)
 static int syslog_priority(log_level_t level)
 {
     switch (level) {
-    case LOGL_DEBUG: return LOG_DEBUG;
-    case LOGL_INFO: return LOG_INFO;
-    case LOGL_NOTICE: return LOG_NOTICE;
-    case LOGL_WARN: return LOG_WARNING;
-    case LOGL_ERR: return LOG_ERR;
+    case LOGL_DEBUG:
+        return LOG_DEBUG;
+    case LOGL_INFO:
+        return LOG_INFO;
+    case LOGL_NOTICE:
+        return LOG_NOTICE;
+    case LOGL_WARN:
+        return LOG_WARNING;
+    case LOGL_ERR:
+        return LOG_ERR;
     }
     return LOG_ERR;
 }

@@ -16,14 +16,38 @@
 #include "log.h"
 #include "tap.h"
 
-#define SECTION(p, rep) {p, CFG_SECTION, NULL, rep, 0, 0, NULL, "test"}
-#define STRING(p, d) {p, CFG_STRING, d, false, 0, 0, NULL, "test"}
-#define STRINGS(p, d) {p, CFG_STRING, d, true, 0, 0, NULL, "test"}
-#define INT(p, d, lo, hi) {p, CFG_INT, d, false, lo, hi, NULL, "test"}
-#define BOOL(p, d) {p, CFG_BOOL, d, false, 0, 0, NULL, "test"}
-#define SIZE(p, d) {p, CFG_SIZE, d, false, 0, 0, NULL, "test"}
-#define DURATION(p, d) {p, CFG_DURATION, d, false, 0, 0, NULL, "test"}
-#define CHOICE(p, d, c) {p, CFG_CHOICE, d, false, 0, 0, c, "test"}
+#define SECTION(p, rep)                                                                            \
+    {                                                                                              \
+        p, CFG_SECTION, NULL, rep, 0, 0, NULL, "test"                                              \
+    }
+#define STRING(p, d)                                                                               \
+    {                                                                                              \
+        p, CFG_STRING, d, false, 0, 0, NULL, "test"                                                \
+    }
+#define STRINGS(p, d)                                                                              \
+    {                                                                                              \
+        p, CFG_STRING, d, true, 0, 0, NULL, "test"                                                 \
+    }
+#define INT(p, d, lo, hi)                                                                          \
+    {                                                                                              \
+        p, CFG_INT, d, false, lo, hi, NULL, "test"                                                 \
+    }
+#define BOOL(p, d)                                                                                 \
+    {                                                                                              \
+        p, CFG_BOOL, d, false, 0, 0, NULL, "test"                                                  \
+    }
+#define SIZE(p, d)                                                                                 \
+    {                                                                                              \
+        p, CFG_SIZE, d, false, 0, 0, NULL, "test"                                                  \
+    }
+#define DURATION(p, d)                                                                             \
+    {                                                                                              \
+        p, CFG_DURATION, d, false, 0, 0, NULL, "test"                                              \
+    }
+#define CHOICE(p, d, c)                                                                            \
+    {                                                                                              \
+        p, CFG_CHOICE, d, false, 0, 0, c, "test"                                                   \
+    }
 
 const cfg_setting_t cfg_settings[] = {
     STRINGS("domain", "localhost"),
@@ -90,17 +114,17 @@ static const char *value_in(const char *xml, const char *path)
 }
 
 static const char *full =
-    "<?xml version='1.0' encoding='UTF-8'?>\n"  /* 1 */
-    "<!-- Hearth test configuration -->\n"      /* 2 */
-    "<hearth>\n"                                /* 3 */
-    "  <domain>example.com</domain>\n"          /* 4 */
-    "  <domain>\n"                              /* 5 */
-    "     example.net\n"                        /* 6 */
-    "  </domain>\n"                             /* 7 */
-    "  <log level='debug' target='syslog'/>\n"  /* 8 */
-    "  <router>\n"                              /* 9 */
-    "    <listen>unix:/run/hearth</listen>\n"   /* 10 */
-    "    <password>s&amp;cret</password>\n"     /* 11 */
+    "<?xml version='1.0' encoding='UTF-8'?>\n" /* 1 */
+    "<!-- Hearth test configuration -->\n"     /* 2 */
+    "<hearth>\n"                               /* 3 */
+    "  <domain>example.com</domain>\n"         /* 4 */
+    "  <domain>\n"                             /* 5 */
+    "     example.net\n"                       /* 6 */
+    "  </domain>\n"                            /* 7 */
+    "  <log level='debug' target='syslog'/>\n" /* 8 */
+    "  <router>\n"                             /* 9 */
+    "    <listen>unix:/run/hearth</listen>\n"  /* 10 */
+    "    <password>s&amp;cret</password>\n"    /* 11 */
     "    <component name='muc' password='p1'/>\n"
     "    <component name='upload'/>\n"
     "    <component password='p3' role='admin'/>\n"
@@ -176,7 +200,8 @@ static void test_lookups(void)
 
     c = parse("<hearth/>");
     ok(c != NULL, "an empty <hearth/> loads");
-    is_str(config_get(c, "domain"), "localhost", "absent repeated value: config_get gives the default");
+    is_str(config_get(c, "domain"), "localhost",
+           "absent repeated value: config_get gives the default");
     is_int(config_count(c, "domain"), 0, "absent repeated value counts 0");
     is_str(config_get_at(c, "domain", 0), NULL, "absent repeated value: get_at is NULL");
     is_str(config_get(c, "log@level"), "info", "absent attribute: its default");
@@ -204,9 +229,10 @@ static void test_values(void)
     struct {
         const char *text;
         unsigned long long want;
-    } sizes[] = {{"512", 512},           {"64k", 65536},           {"64K", 65536},
-                 {"10M", 10485760},       {"10m", 10485760},        {"1G", 1073741824},
-                 {"0", 0},                {"16777216k", 17179869184ULL}},
+    } sizes[] = {{"512", 512},      {"64k", 65536},
+                 {"64K", 65536},    {"10M", 10485760},
+                 {"10m", 10485760}, {"1G", 1073741824},
+                 {"0", 0},          {"16777216k", 17179869184ULL}},
       durations[] = {{"250ms", 250}, {"30s", 30000}, {"5m", 300000}, {"1h", 3600000},
                      {"7", 7000},    {"0", 0},       {"0ms", 0}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -226,15 +252,13 @@ static void test_values(void)
         snprintf(name, sizeof name, "duration '%s' is %llu ms", durations[i].text,
                  durations[i].want);
         config_t *c = parse(xml);
-        is_int(c ? (long long)config_ms(c, "c2s.timeout") : -1, (long long)durations[i].want,
-               name);
+        is_int(c ? (long long)config_ms(c, "c2s.timeout") : -1, (long long)durations[i].want, name);
         config_free(c);
     }
     const char *bools[] = {"true", "false", "yes", "no", "on", "off", "1", "0", "TRUE", "Off"};
     for (int i = 0; i < 10; i++) {
         char xml[200], name[100];
-        snprintf(xml, sizeof xml, "<hearth><c2s><register>%s</register></c2s></hearth>",
-                 bools[i]);
+        snprintf(xml, sizeof xml, "<hearth><c2s><register>%s</register></c2s></hearth>", bools[i]);
         snprintf(name, sizeof name, "bool '%s' is %s", bools[i], i % 2 ? "false" : "true");
         config_t *c = parse(xml);
         is_int(c ? config_bool(c, "c2s.register") : -1, i % 2 == 0, name);
@@ -262,11 +286,13 @@ static void test_errors(void)
 {
     refused("<config/>", "t.xml:1: the root element must be <hearth>, not <config>",
             "root element must be <hearth>");
-    refused("<x:hearth xmlns:x='urn:x'/>", "t.xml:1: the root element must be <hearth>, not <x:hearth>",
+    refused("<x:hearth xmlns:x='urn:x'/>",
+            "t.xml:1: the root element must be <hearth>, not <x:hearth>",
             "a namespaced root is refused");
     refused("<hearth>\n  <router>\n    <prot>1</prot>\n  </router>\n</hearth>",
             "t.xml:3: unknown setting router.prot", "unknown element, with its line");
-    refused("<hearth>\n<nope/></hearth>", "t.xml:2: unknown setting nope", "unknown top-level element");
+    refused("<hearth>\n<nope/></hearth>", "t.xml:2: unknown setting nope",
+            "unknown top-level element");
     refused("<hearth>\n<log levle='x'/></hearth>", "t.xml:2: unknown setting log@levle",
             "unknown attribute");
     refused("<hearth>\n<router\n   listen='x'/></hearth>", "t.xml:3: unknown setting router@listen",
@@ -299,8 +325,8 @@ static void test_errors(void)
     refused("<hearth><c2s>\n<register>maybe</register></c2s></hearth>",
             "t.xml:2: c2s.register: 'maybe' is not a boolean (true/false, yes/no, on/off, 1/0)",
             "bad bool");
-    const char *bad_sizes[] = {"10X", "k", "-1", "1.5M", "", "64kb", "99999999999G",
-                               "99999999999999999999"};
+    const char *bad_sizes[] = {"10X", "k",    "-1",           "1.5M",
+                               "",    "64kb", "99999999999G", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
         char xml[200], want[200], name[100];
         snprintf(xml, sizeof xml, "<hearth><router><max-stanza>%s</max-stanza></router></hearth>",
@@ -311,8 +337,8 @@ static void test_errors(void)
         snprintf(name, sizeof name, "bad size '%s'", bad_sizes[i]);
         refused(xml, want, name);
     }
-    const char *bad_durations[] = {"5d", "ms", "1.5s", "-1s", "", "10 s", "5M",
-                                   "9999999999999999999h"};
+    const char *bad_durations[] = {"5d", "ms",   "1.5s", "-1s",
+                                   "",   "10 s", "5M",   "9999999999999999999h"};
     for (size_t i = 0; i < sizeof bad_durations / sizeof bad_durations[0]; i++) {
         char xml[200], want[200], name[100];
         snprintf(xml, sizeof xml, "<hearth><c2s><timeout>%s</timeout></c2s></hearth>",
@@ -353,7 +379,8 @@ static void test_errors(void)
     refused("<hearth>\n  stray\n</hearth>", "t.xml:2: hearth: a section holds elements, not text",
             "text in the root");
     refused("<hearth><router><listen>x</listen>x<![CDATA[y]]></router></hearth>",
-            "t.xml:1: router: a section holds elements, not text", "text after a child in a section");
+            "t.xml:1: router: a section holds elements, not text",
+            "text after a child in a section");
     refused("<hearth><router>\n<![CDATA[y]]></router></hearth>",
             "t.xml:2: router: a section holds elements, not text", "CDATA in a section");
     refused("<hearth>\n<domain>a\n<b/>\n</domain></hearth>",
@@ -403,7 +430,8 @@ static void test_big_line_numbers(void)
     size_t lines = 70000, size = lines * 16 + 100, n = 0;
     char *text = malloc(size);
     n += (size_t)snprintf(text + n, size - n, "<hearth>\n");
-    for (size_t i = 0; i < lines; i++) n += (size_t)snprintf(text + n, size - n, "<!-- %zu -->\n", i);
+    for (size_t i = 0; i < lines; i++)
+        n += (size_t)snprintf(text + n, size - n, "<!-- %zu -->\n", i);
     snprintf(text + n, size - n, "<nope/></hearth>\n");
     refused(text, "t.xml:70002: unknown setting nope", "line numbers past 65535");
     free(text);
@@ -438,7 +466,8 @@ static void test_load(void)
 
     err = NULL;
     c = config_load("/nonexistent/hearth.xml", &err);
-    is_str(c ? "(accepted)" : err, "/nonexistent/hearth.xml: cannot open: No such file or directory",
+    is_str(c ? "(accepted)" : err,
+           "/nonexistent/hearth.xml: cannot open: No such file or directory",
            "a missing file is reported");
     free(err);
 }
@@ -459,7 +488,8 @@ static int in_child(void (*fn)(void), char *out, size_t size)
     close(fds[1]);
     size_t n = 0;
     ssize_t r;
-    while (n + 1 < size && (r = read(fds[0], out + n, size - n - 1)) > 0) n += (size_t)r;
+    while (n + 1 < size && (r = read(fds[0], out + n, size - n - 1)) > 0)
+        n += (size_t)r;
     out[n] = '\0';
     close(fds[0]);
     int status;
@@ -502,13 +532,15 @@ static void test_fatal_misuse(void)
 {
     char out[2048];
     child_config = parse("<hearth/>");
-    is_int(in_child(get_unknown, out, sizeof out), 1, "config_get of a path not in the table exits 1");
+    is_int(in_child(get_unknown, out, sizeof out), 1,
+           "config_get of a path not in the table exits 1");
     if (!ok(strstr(out, "error: config: no setting 'router.nope'") != NULL,
             "and logs the path at error level"))
         printf("#   got: %s", out);
     ok(is_timestamp(out), "log lines start with an ISO 8601 UTC timestamp with ms");
     ok(strstr(out, "Z hearth[") != NULL, "before log_open the ident is hearth");
-    is_int(in_child(count_unknown, out, sizeof out), 1, "config_count of a path not in the table exits 1");
+    is_int(in_child(count_unknown, out, sizeof out), 1,
+           "config_count of a path not in the table exits 1");
     is_int(in_child(int_of_string, out, sizeof out), 1, "config_int of a string setting exits 1");
     config_free(child_config);
 
@@ -530,7 +562,8 @@ static void test_log_file(void)
     is_int(log_level_parse("loud"), -1, "log_level_parse of an unknown level is -1");
     is_int(log_threshold, LOGL_INFO, "log_threshold starts at info");
     is_int(log_open("t", path, "loud"), -1, "log_open refuses an unknown level");
-    is_int(log_open("t", "/nonexistent/dir/log", "info"), -1, "log_open reports a file it cannot open");
+    is_int(log_open("t", "/nonexistent/dir/log", "info"), -1,
+           "log_open reports a file it cannot open");
     is_int(log_open("t", path, "debug"), 0, "log_open opens a file");
     is_int(log_threshold, LOGL_DEBUG, "log_open sets the threshold");
     log_debug("first %s", "line");

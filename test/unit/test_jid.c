@@ -25,7 +25,8 @@ static const char *full_of(const char *s, size_t len)
     return out;
 }
 
-#define prepares_to(in, want) is_str(full_of(in, strlen(in)), want, "'" in "' prepares to '" want "'")
+#define prepares_to(in, want)                                                                      \
+    is_str(full_of(in, strlen(in)), want, "'" in "' prepares to '" want "'")
 #define is_valid(in) prepares_to(in, in)
 
 /* Invalid, with a reason. */
@@ -59,11 +60,13 @@ static void test_rfc7622_valid(void)
     is_valid("foo\\20bar@example.com");
     is_valid("fussball@example.com");
     /* Nodeprep's case folding (RFC 3454 B.2) maps ß to ss. */
-    prepares_to("fu\xc3\x9f" "ball@example.com", "fussball@example.com");
-    is_valid("\xcf\x80@example.com");                               /* π */
+    prepares_to("fu\xc3\x9f"
+                "ball@example.com",
+                "fussball@example.com");
+    is_valid("\xcf\x80@example.com");                                    /* π */
     prepares_to("\xce\xa3@example.com/foo", "\xcf\x83@example.com/foo"); /* Σ -> σ */
-    is_valid("\xcf\x83@example.com/foo");                           /* σ */
-    is_valid("king@example.com/\xe2\x99\x9a");                      /* ♚ */
+    is_valid("\xcf\x83@example.com/foo");                                /* σ */
+    is_valid("king@example.com/\xe2\x99\x9a");                           /* ♚ */
     is_valid("example.com");
     is_valid("example.com/foobar");
     is_valid("a.example.com/b@example.net");
@@ -152,19 +155,32 @@ static void test_ipv6(void)
 
 static void test_idn(void)
 {
-    is_valid("juliet@b\xc3\xbc" "cher.example");                         /* bücher */
-    prepares_to("juliet@B\xc3\x9c" "CHER.example", "juliet@b\xc3\xbc" "cher.example");
+    is_valid("juliet@b\xc3\xbc"
+             "cher.example"); /* bücher */
+    prepares_to("juliet@B\xc3\x9c"
+                "CHER.example",
+                "juliet@b\xc3\xbc"
+                "cher.example");
     /* A-labels become U-labels (ToUnicode). */
-    prepares_to("juliet@xn--bcher-kva.example", "juliet@b\xc3\xbc" "cher.example");
-    prepares_to("juliet@XN--BCHER-KVA.example", "juliet@b\xc3\xbc" "cher.example");
+    prepares_to("juliet@xn--bcher-kva.example", "juliet@b\xc3\xbc"
+                                                "cher.example");
+    prepares_to("juliet@XN--BCHER-KVA.example", "juliet@b\xc3\xbc"
+                                                "cher.example");
     is_invalid("juliet@xn--.example");
     is_invalid("juliet@xn--a-ecp.example"); /* punycode of an ASCII-only string */
     is_invalid("juliet@xn--zz\xc3\xbc.example");
     /* Ideographic full stop separates labels. */
-    prepares_to("juliet@b\xc3\xbc" "cher\xe3\x80\x82" "example", "juliet@b\xc3\xbc" "cher.example");
-    is_invalid("juliet@b\xc3\xbc" "ch er.example");
-    is_invalid("juliet@b\xc3\xbc" "cher..example");
-    is_invalid("juliet@-b\xc3\xbc" "cher.example");
+    prepares_to("juliet@b\xc3\xbc"
+                "cher\xe3\x80\x82"
+                "example",
+                "juliet@b\xc3\xbc"
+                "cher.example");
+    is_invalid("juliet@b\xc3\xbc"
+               "ch er.example");
+    is_invalid("juliet@b\xc3\xbc"
+               "cher..example");
+    is_invalid("juliet@-b\xc3\xbc"
+               "cher.example");
 }
 
 static void test_stringprep_mappings(void)
@@ -172,14 +188,18 @@ static void test_stringprep_mappings(void)
     /* Stringprep, not PRECIS: NFKC maps the roman numeral four to "iv". */
     prepares_to("henry\xe2\x85\xa3@example.com", "henryiv@example.com");
     /* Soft hyphen maps to nothing (B.1). */
-    prepares_to("ju\xc2\xad" "liet@example.com", "juliet@example.com");
+    prepares_to("ju\xc2\xad"
+                "liet@example.com",
+                "juliet@example.com");
     is_invalid("\xc2\xad@example.com");
     is_invalid("juliet@example.com/\xc2\xad");
     /* The resource keeps its case but is NFKC-normalized. */
     prepares_to("juliet@example.com/\xef\xbc\xa1", "juliet@example.com/A"); /* fullwidth A */
     prepares_to("juliet@example.com/\xc3\x84", "juliet@example.com/\xc3\x84");
     /* NFKC maps a no-break space to a space, which resources allow. */
-    prepares_to("juliet@example.com/a\xc2\xa0" "b", "juliet@example.com/a b");
+    prepares_to("juliet@example.com/a\xc2\xa0"
+                "b",
+                "juliet@example.com/a b");
     /* Private use (C.3) is prohibited. */
     is_invalid("juliet@example.com/a\xee\x80\x80");
     is_invalid("a\xee\x80\x80@example.com");
@@ -196,20 +216,27 @@ static void test_hostile(void)
     refuses("\0", 1, "a lone NUL");
     is_invalid("\xff@example.com");
     is_invalid("juliet@example.com/\xc3");
-    is_invalid("\xc0\xaf@example.com");              /* overlong '/' */
-    is_invalid("\xed\xa0\x80@example.com");          /* surrogate */
-    is_invalid("\xf4\x90\x80\x80@example.com");      /* past U+10FFFF */
+    is_invalid("\xc0\xaf@example.com");         /* overlong '/' */
+    is_invalid("\xed\xa0\x80@example.com");     /* surrogate */
+    is_invalid("\xf4\x90\x80\x80@example.com"); /* past U+10FFFF */
     is_invalid("juliet@ex\xffmple.com");
-    is_invalid("a\x7f" "b@example.com");
+    is_invalid("a\x7f"
+               "b@example.com");
     is_invalid("juliet@example.com/a\x01");
     /* Bidi (RFC 3454 §6): a part with RandALCat characters must not hold
      * LCat ones and must start and end with RandALCat. */
-    is_valid("\xd7\x90\xd7\x91@example.com");        /* alef bet */
-    is_invalid("\xd7\x90" "a@example.com");           /* alef a */
-    is_invalid("\xd7\x90" "1@example.com");           /* alef 1 */
-    is_invalid("juliet@example.com/\xd7\x90" "a");
-    is_invalid("juliet@\xd7\x90" "a.example");
-    refuses_with("\xd7\x90" "a@example.com", "localpart violates the bidi rule");
+    is_valid("\xd7\x90\xd7\x91@example.com"); /* alef bet */
+    is_invalid("\xd7\x90"
+               "a@example.com"); /* alef a */
+    is_invalid("\xd7\x90"
+               "1@example.com"); /* alef 1 */
+    is_invalid("juliet@example.com/\xd7\x90"
+               "a");
+    is_invalid("juliet@\xd7\x90"
+               "a.example");
+    refuses_with("\xd7\x90"
+                 "a@example.com",
+                 "localpart violates the bidi rule");
 }
 
 /* A domain of 1023 bytes: 16 labels of 63 bytes. */
@@ -260,21 +287,25 @@ static void test_lengths(void)
 
     /* Non-ASCII: 341 × "ü" = 682 bytes fits, 512 × = 1024 does not. */
     s[0] = '\0';
-    for (int i = 0; i < 511; i++) strcat(s, "\xc3\xbc");
+    for (int i = 0; i < 511; i++)
+        strcat(s, "\xc3\xbc");
     strcat(s, "x@example.com");
     is_int(strlen(full_of(s, strlen(s))), 1023 + 12, "non-ASCII localpart of 1023 bytes is valid");
     s[0] = '\0';
-    for (int i = 0; i < 512; i++) strcat(s, "\xc3\xbc");
+    for (int i = 0; i < 512; i++)
+        strcat(s, "\xc3\xbc");
     strcat(s, "@example.com");
     refuses_with(s, "localpart too long");
     /* Mapping may grow a part past the limit: ß -> ss. */
     s[0] = '\0';
-    for (int i = 0; i < 400; i++) strcat(s, "\xc3\x9f");
+    for (int i = 0; i < 400; i++)
+        strcat(s, "\xc3\x9f");
     strcat(s, "@example.com");
     snprintf(name, sizeof name, "localpart of 800 bytes that maps to 800 is valid");
     is_int(strlen(full_of(s, strlen(s))), 800 + 12, name);
     s[0] = '\0';
-    for (int i = 0; i < 512; i++) strcat(s, "\xc3\x9f");
+    for (int i = 0; i < 512; i++)
+        strcat(s, "\xc3\x9f");
     strcat(s, "@example.com");
     refuses_with(s, "localpart too long");
 
@@ -319,15 +350,18 @@ static void test_fast_path_matches_libidn(void)
         for (int where = 0; where < 6; where++) {
             /* The last three have a non-ASCII label too: the slow path,
              * whose ASCII labels must come out the same. */
-            const char *rest = where < 3 ? "example" : "b\xc3\xbc" "cher";
+            const char *rest = where < 3 ? "example"
+                                         : "b\xc3\xbc"
+                                           "cher";
             char dom[32];
             if (where % 3 == 0) snprintf(dom, sizeof dom, "a%cB.%s", c, rest);
             if (where % 3 == 1) snprintf(dom, sizeof dom, "%cab.%s", c, rest);
             if (where % 3 == 2) snprintf(dom, sizeof dom, "ab%c.%s", c, rest);
             if (c == '.' || c == '[' || c == '/' || c == '@') continue;
             char *ascii = NULL;
-            ref_ok = idna_to_ascii_8z(dom, &ascii, IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES) ==
-                     IDNA_SUCCESS;
+            ref_ok =
+                idna_to_ascii_8z(dom, &ascii, IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES) ==
+                IDNA_SUCCESS;
             if (ref_ok)
                 for (char *p = ascii; *p; p++)
                     if (*p >= 'A' && *p <= 'Z') *p += 32;
@@ -353,7 +387,10 @@ static void test_fast_path_matches_libidn(void)
     /* The same string through the fast and the slow path: adding a
      * non-ASCII letter forces libidn, and must not change the ASCII. */
     prepares_to("JuLiEt\xc3\xbc@ExAmPle.CoM/ReS", "juliet\xc3\xbc@example.com/ReS");
-    prepares_to("JuLiEt@\xc3\xbc" "ExAmPle.CoM/ReS", "juliet@\xc3\xbc" "example.com/ReS");
+    prepares_to("JuLiEt@\xc3\xbc"
+                "ExAmPle.CoM/ReS",
+                "juliet@\xc3\xbc"
+                "example.com/ReS");
     prepares_to("JuLiEt@ExAmPle.CoM/ReS\xc3\xbc", "juliet@example.com/ReS\xc3\xbc");
 }
 
@@ -370,7 +407,8 @@ static void test_forms(void)
 
     jid_t *d = jid_dup(j);
     jid_free(j);
-    is_str(jid_full(d), "juliet@example.com/Balcony", "dup keeps the full form after the original is freed");
+    is_str(jid_full(d), "juliet@example.com/Balcony",
+           "dup keeps the full form after the original is freed");
     is_str(jid_bare(d), "juliet@example.com", "dup keeps the bare form");
     is_str(jid_node(d), "juliet", "dup keeps the node");
     is_str(jid_domain(d), "example.com", "dup keeps the domain");
@@ -410,13 +448,15 @@ static void test_parts(void)
 {
     const char *why = NULL;
     jid_t *j = jid_new_parts("Juliet", "Example.COM.", "balcony/east", &why);
-    is_str(j ? jid_full(j) : NULL, "juliet@example.com/balcony/east", "from parts: prepared, '/' allowed in resource");
+    is_str(j ? jid_full(j) : NULL, "juliet@example.com/balcony/east",
+           "from parts: prepared, '/' allowed in resource");
     jid_free(j);
     j = jid_new_parts(NULL, "example.com", NULL, &why);
     is_str(j ? jid_full(j) : NULL, "example.com", "from parts: domain only");
     jid_free(j);
     j = jid_new_parts("", "example.com", "", &why);
-    is_str(j ? jid_full(j) : NULL, "example.com", "from parts: empty node and resource mean absent");
+    is_str(j ? jid_full(j) : NULL, "example.com",
+           "from parts: empty node and resource mean absent");
     jid_free(j);
     why = NULL;
     j = jid_new_parts("juliet", NULL, NULL, &why);
@@ -437,7 +477,9 @@ static void test_compare(void)
     jid_t *c = jid_new("juliet@example.com/Balcony", 26, NULL);
     jid_t *d = jid_new("juliet@example.com", 18, NULL);
     jid_t *e = jid_new("romeo@example.com/balcony", 25, NULL);
-    jid_t *f = jid_new("fu\xc3\x9f" "ball@example.com", 20, NULL);
+    jid_t *f = jid_new("fu\xc3\x9f"
+                       "ball@example.com",
+                       20, NULL);
     jid_t *g = jid_new("FUSSBALL@example.com", 20, NULL);
     ok(jid_equal(a, b), "equal after preparation");
     ok(!jid_equal(a, c), "resources compare case-sensitively");
@@ -453,7 +495,8 @@ static void test_prep(void)
 {
     char out[JID_STRING_MAX];
     const char *why = NULL;
-    is_int(jid_prep("Juliet@Example.com./Balcony", 27, out, &why), 0, "jid_prep accepts a valid JID");
+    is_int(jid_prep("Juliet@Example.com./Balcony", 27, out, &why), 0,
+           "jid_prep accepts a valid JID");
     is_str(out, "juliet@example.com/Balcony", "jid_prep writes the prepared full form");
     is_int(jid_prep("@example.com", 12, out, &why), -1, "jid_prep refuses an invalid JID");
     is_str(why, "empty localpart", "jid_prep gives the reason");
@@ -475,8 +518,9 @@ static void test_prep(void)
  * prepared again. */
 static void test_random(void)
 {
-    static const char alphabet[] = "aaaaaaaaaaaaaaaaaaaaaZZZZ999@@//..-_ \x01\xc3\xbc\xc3\x9f\xd7\x90"
-                                   "\xe2\x85\xa3\xef\xbc\xa1\xff\0[]:";
+    static const char alphabet[] =
+        "aaaaaaaaaaaaaaaaaaaaaZZZZ999@@//..-_ \x01\xc3\xbc\xc3\x9f\xd7\x90"
+        "\xe2\x85\xa3\xef\xbc\xa1\xff\0[]:";
     unsigned seed = 12345;
     int valid = 0, unstable = 0;
     for (int n = 0; n < 200000; n++) {
@@ -522,7 +566,9 @@ static void bench(void)
     printf("# jid_new+jid_free UTF-8  'ålice@example.com/phone': %.0f ns\n",
            ns_per_jid_new("\xc3\xa5lice@example.com/phone", 100000));
     printf("# jid_new+jid_free UTF-8  'alice@bücher.example/phöne': %.0f ns\n",
-           ns_per_jid_new("alice@b\xc3\xbc" "cher.example/ph\xc3\xb6ne", 100000));
+           ns_per_jid_new("alice@b\xc3\xbc"
+                          "cher.example/ph\xc3\xb6ne",
+                          100000));
 }
 
 int main(void)
