@@ -435,7 +435,7 @@ static char *value_text(struct parse *p, const char *file, xmlNodePtr el, const 
         case XML_CDATA_SECTION_NODE: {
             size_t add = n->content ? strlen((const char *)n->content) : 0;
             v = xrealloc(v, len + add + 1);
-            memcpy(v + len, n->content, add);
+            if (add) memcpy(v + len, n->content, add);
             v[len += add] = '\0';
             break;
         }
