@@ -443,6 +443,7 @@ void comp_free(comp_t *c)
 {
     c->is_started = false;
     if (c->conn) {
+        if (c->state >= COMP_OPENING) conn_write(c->conn, "</stream:stream>", 16);
         conn_set_data(c->conn, NULL);
         conn_close(c->conn);
     }

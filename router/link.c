@@ -392,7 +392,9 @@ static void on_conn_close(conn_t *c, const char *reason)
 {
     link_t *l = conn_data(c);
     router_t *r = l->router;
-    if (reason && l->state != LINK_CLOSING)
+    if (l->state == LINK_OPENING)
+        log_debug("%s: closed before opening a stream", conn_peer(c));
+    else if (reason && l->state != LINK_CLOSING)
         log_notice("%s (%s): connection lost: %s", l->id, conn_peer(c), reason);
     else
         log_info("%s (%s): disconnected", l->id, conn_peer(c));

@@ -1,0 +1,95 @@
+"""A native Hearth component for tests: drives test/e2e/hearth-testcomp.
+
+The C program is a real user of common/component.c (SCRAM login, binds,
+reconnects); this wrapper writes its commands and waits for its events.
+"""
+import os
+import queue
+import subprocess
+import threading
+import time
+
+
+class Component:
+    """One hearth-testcomp process linked to a router."""
+
+    def __init__(self, builddir, router_addr, password, ident, user="hearth", logdir=None):
+        self.ident = ident
+        binary = os.path.join(builddir, "test", "e2e", "hearth-testcomp")
+        self.log_path = os.path.join(logdir, f"comp-{ident}.log") if logdir else os.devnull
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [binary, router_addr, user, password, ident],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            text=True, bufsize=1)
+        self.events = queue.Queue()
+        self.seen = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.events.put(line.rstrip("\n"))
+        self.events.put(None)
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, match, timeout=10):
+        """Wait for an event line: match is a prefix or a predicate."""
+        test = match if callable(match) else (lambda line: line.startswith(match))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                line = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(
+                    f"{self.ident}: exited while waiting for {match!r}; saw {self.seen[-10:]}")
+            self.seen.append(line)
+            if test(line):
+                return line
+        raise AssertionError(
+            f"{self.ident}: no {match!r} within {timeout}s; last events {self.seen[-10:]}")
+
+    def poll(self, timeout):
+        """The next event line, or None if none comes within timeout."""
+        try:
+            line = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            raise AssertionError(f"{self.ident}: exited; saw {self.seen[-10:]}")
+        self.seen.append(line)
+        return line
+
+    def expect_none(self, match, within=1.0):
+        """Assert no matching event arrives within the time given."""
+        try:
+            line = self.expect(match, timeout=within)
+        except AssertionError:
+            return
+        raise AssertionError(f"{self.ident}: unexpected event {line!r}")
+
+    def count(self):
+        self.cmd("count")
+        return int(self.expect("count ").split()[1])
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
