@@ -394,22 +394,10 @@ out:
 
 /* ---- building the tree (libxml2 callbacks) ----------------------------- */
 
-static const char *intern_ns(xstream_t *xs, const xmlChar *uri)
-{
-    if (!uri) return "";
-    for (unsigned k = 0; k < xs->ns_cached; k++)
-        if (xs->ns_cache[k].key == uri) return xs->ns_cache[k].copy;
-    const char *copy = arena_strdup(xs->arena, (const char *)uri);
-    if (xs->ns_cached < sizeof xs->ns_cache / sizeof xs->ns_cache[0]) {
-        xs->ns_cache[xs->ns_cached].key = uri;
-        xs->ns_cache[xs->ns_cached++].copy = copy;
-    }
-    return copy;
-}
-
-/* With entity substitution off, libxml2 hands '&' in an attribute value back
- * as "&#38;" (for a later reparse that we do not do). Every other reference
- * is resolved, and a bare '&' is an error, so each '&' left starts "&#38;". */
+/* With entity substitution off, libxml2 hands '&' in an attribute value
+ * (namespace declarations included) back as "&#38;", for a later reparse
+ * that we do not do. Every other reference is resolved, and a bare '&' is an
+ * error, so each '&' left starts "&#38;". */
 static size_t unescape_amp(char *s, size_t len)
 {
     char *w = memchr(s, '&', len);
@@ -425,6 +413,21 @@ static size_t unescape_amp(char *s, size_t len)
     }
     *w = '\0';
     return (size_t)(w - s);
+}
+
+static const char *intern_ns(xstream_t *xs, const xmlChar *uri)
+{
+    if (!uri) return "";
+    for (unsigned k = 0; k < xs->ns_cached; k++)
+        if (xs->ns_cache[k].key == uri) return xs->ns_cache[k].copy;
+    size_t len = strlen((const char *)uri);
+    char *copy = arena_strndup(xs->arena, (const char *)uri, len);
+    unescape_amp(copy, len);
+    if (xs->ns_cached < sizeof xs->ns_cache / sizeof xs->ns_cache[0]) {
+        xs->ns_cache[xs->ns_cached].key = uri;
+        xs->ns_cache[xs->ns_cached++].copy = copy;
+    }
+    return copy;
 }
 
 static elem_t *make_elem(xstream_t *xs, const xmlChar *localname, const xmlChar *uri,
@@ -897,8 +900,8 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len)
         fprintf(stderr, "hearth: xstream_feed called from its own callback\n");
         abort();
     }
-    if (xs->status != XSTREAM_OK) return xs->status;
     xs->bytes += len;
+    if (xs->status != XSTREAM_OK) return xs->status;
     xs->is_feeding = true;
     size_t off = 0;
     while (off < len && xs->status == XSTREAM_OK) {

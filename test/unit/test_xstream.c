@@ -203,6 +203,14 @@ static void test_entities_and_references(void)
     ok(strstr(r2.log.data, "stanza{<m a='&amp;'/>}") != NULL, "amp_alone_in_attribute_decoded");
     rec_free(&r2);
 
+    rec_new(&r2, 0, 0, false);
+    feed_str(r2.xs, "<s xmlns='urn:a&amp;b'><m xmlns:p='urn:c&#38;d' p:x='1'/>");
+    ok(strstr(r2.log.data, "open{s|urn:a&b|urn:a&b}") != NULL, "amp_in_default_namespace_decoded");
+    ok(strstr(r2.log.data, "stanza{<m xmlns='urn:a&amp;b' xmlns:ns1='urn:c&amp;d' ns1:x='1'/>}") !=
+           NULL,
+       "amp_in_prefixed_namespace_decoded");
+    rec_free(&r2);
+
     is_int(status_of(HEADER "<m>&#0;</m>"), XSTREAM_NOT_WELL_FORMED, "char_ref_to_nul_refused");
 }
 
