@@ -257,6 +257,7 @@ static const char *chunk_doc =
     "</message> \r\n"
     "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>"
     "<presence/><presence></presence >"
+    "<message><body>it's \"quoted\" 'x' a > b ]] > c</body><x a=\"'\" b='\"'/></message>\n"
     "<message><body>\xe2\x82\xac\xe2\x82\xac</body></message>"
     "</stream:stream>\n";
 
