@@ -89,6 +89,18 @@ def test_start_refuses_when_already_running(started):
     assert status != 0 and "already running" in out, f"second start: {status}\n{out}"
 
 
+def test_start_after_supervisor_was_killed_replaces_its_router(started):
+    with open(os.path.join(started.statedir, "run", "hearthd.pid")) as f:
+        supervisor = int(f.read())
+    old = router_pid(started.config_path)
+    os.kill(supervisor, signal.SIGKILL)
+    status, out = hearthd(started.config_path, "start")
+    assert status == 0, f"start after the supervisor was killed exited with {status}:\n{out}"
+    assert f"stopped router (pid {old})" in out, out
+    new = router_pid(started.config_path)
+    assert new and new != old, f"router pid {old} before, {new} after"
+
+
 def test_run_in_foreground_stops_on_sigterm(supervised):
     p = subprocess.Popen([HEARTHD, "-c", supervised.config_path, "run"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
