@@ -34,10 +34,10 @@
 #include <gnutls/gnutls.h>
 #include <gsasl.h>
 #include <stdint.h>
-#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "log.h"
 
@@ -54,16 +54,16 @@ struct sasl {
     void *ud;
     bool has_keys; /* the lookup ran; keys is real or fake */
     scram_keys_t keys;
-    char *cb_type; /* "tls-unique" / "tls-exporter", or NULL */
-    char *cb_b64;  /* its data in base64 */
-    char *authcid; /* client: ours; server: the peer's, after SASL_DONE */
+    char *cb_type;  /* "tls-unique" / "tls-exporter", or NULL */
+    char *cb_b64;   /* its data in base64 */
+    char *authcid;  /* client: ours; server: the peer's, after SASL_DONE */
     char *password; /* client only */
 };
 
 static Gsasl *gsasl_ctx;
 static unsigned char fake_secret[32];
 
-static const char *const mechs[] = {"SCRAM-SHA-1",   "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+static const char *const mechs[] = {"SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
                                     "SCRAM-SHA-256-PLUS", "PLAIN"};
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -75,8 +75,8 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static int hash_params(const char *hash, gnutls_mac_algorithm_t *mac, gnutls_digest_algorithm_t *dig,
-                       size_t *len)
+static int hash_params(const char *hash, gnutls_mac_algorithm_t *mac,
+                       gnutls_digest_algorithm_t *dig, size_t *len)
 {
     if (!hash) return -1;
     if (strcmp(hash, "SHA-1") == 0) {
@@ -129,7 +129,8 @@ static ssize_t b64_decode(const char *b64, unsigned char *out, size_t outsize)
 static bool equal_constant_time(const unsigned char *a, const unsigned char *b, size_t len)
 {
     unsigned char diff = 0;
-    for (size_t i = 0; i < len; i++) diff |= a[i] ^ b[i];
+    for (size_t i = 0; i < len; i++)
+        diff |= a[i] ^ b[i];
     return diff == 0;
 }
 

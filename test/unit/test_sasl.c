@@ -78,7 +78,8 @@ static void check_against_transcript(const char *name, gnutls_mac_algorithm_t ma
 
     unsigned char client_signature[32], client_key[32], stored_again[32];
     gnutls_hmac_fast(mac, stored_key, hlen, auth_message, strlen(auth_message), client_signature);
-    for (size_t i = 0; i < hlen; i++) client_key[i] = proof[i] ^ client_signature[i];
+    for (size_t i = 0; i < hlen; i++)
+        client_key[i] = proof[i] ^ client_signature[i];
     gnutls_hash_fast(dig, client_key, hlen, stored_again);
     char a[64], b[64];
     b64_encode(stored_again, hlen, a, sizeof a);
@@ -206,8 +207,8 @@ static void rfc7677_sha256_example_keys(void)
     is_int(scram_keys_make("SHA-256", "pencil", "W22ZaJ0SNY7soEsUEjb6gQ==", 4096, &k), 0,
            "RFC 7677: scram_keys_make succeeds");
     char stored[64], server[64];
-    expected_keys(GNUTLS_MAC_SHA256, GNUTLS_DIG_SHA256, 32, "pencil", "W22ZaJ0SNY7soEsUEjb6gQ==",
-                  4096, stored, server);
+    expected_keys(GNUTLS_MAC_SHA256, GNUTLS_DIG_SHA256, 32, "pencil",
+                  "W22ZaJ0SNY7soEsUEjb6gQ==", 4096, stored, server);
     is_str(k.stored_key, stored, "RFC 7677: StoredKey equals an independent derivation");
     is_str(k.server_key, server, "RFC 7677: ServerKey equals an independent derivation");
     check_against_transcript(
@@ -266,7 +267,8 @@ static void mechanisms_supported(void)
 {
     const char *yes[] = {"SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
                          "PLAIN"};
-    for (size_t i = 0; i < 5; i++) ok(sasl_mech_supported(yes[i]), "%s supported", yes[i]);
+    for (size_t i = 0; i < 5; i++)
+        ok(sasl_mech_supported(yes[i]), "%s supported", yes[i]);
     ok(!sasl_mech_supported("DIGEST-MD5"), "DIGEST-MD5 not supported");
     ok(!sasl_mech_supported("scram-sha-1"), "mechanism names are case-sensitive");
     ok(!sasl_mech_supported(""), "empty name not supported");
@@ -397,8 +399,9 @@ static void names_with_special_characters(void)
     exchange_t x = run("SCRAM-SHA-1", "a,b=c", "pw", NULL, NULL, NULL, NULL);
     is_int(x.server, SASL_DONE, "SCRAM: name with ',' and '=' logs in");
     is_str(x.authcid, "a,b=c", "SCRAM: authcid unescaped");
-    x = run("SCRAM-SHA-256", "user", "pen\xc2\xad"
-                                     "cil",
+    x = run("SCRAM-SHA-256", "user",
+            "pen\xc2\xad"
+            "cil",
             NULL, NULL, NULL, NULL);
     is_int(x.server, SASL_DONE, "SCRAM: client SASLpreps the password like the keys");
 }
