@@ -450,7 +450,9 @@ elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char 
 
     fragment_t f = {a, data + lead, end - lead, NULL, 0, false};
     buf_t root = BUF_INIT;
-    buf_appends(&root, "<fragment");
+    /* The stream: prefix is bound as in every XMPP stream, so an element
+     * cut from one (<stream:features/>) parses on its own. */
+    buf_appends(&root, "<fragment xmlns:stream='" NS_STREAMS "'");
     if (default_ns && *default_ns) {
         buf_appends(&root, " xmlns");
         write_attr_value(&root, default_ns, strlen(default_ns));

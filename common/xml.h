@@ -83,7 +83,8 @@ void xml_escape(buf_t *out, const char *s, size_t len, bool is_attr);
 
 /* Parse one element from data (whose unprefixed elements are in default_ns)
  * into arena a, under the same restrictions as a stream (no DTD, comments,
- * PIs or entities). NULL if it is not exactly one well-formed element. */
+ * PIs or entities). The prefix stream: is bound to NS_STREAMS, as in any
+ * XMPP stream. NULL if it is not exactly one well-formed element. */
 elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns);
 
 #endif
