@@ -40,6 +40,7 @@
  * rest of the current chunk was already delivered as plaintext (XMPP peers
  * wait for <proceed/>, so there is none). */
 #include "conn.h"
+#include "tls_private.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -64,14 +65,6 @@
 #define MAX_IOV 1024
 #define CLOSE_TIMEOUT_MS 10000
 #define LISTEN_BACKLOG 511
-
-/* Private to common/, defined in tls.c (no header: nothing else may use
- * them). */
-gnutls_certificate_credentials_t tls_ctx_credentials(const tls_ctx_t *ctx);
-gnutls_priority_t tls_ctx_priority(const tls_ctx_t *ctx);
-bool tls_ctx_verifies(const tls_ctx_t *ctx);
-tls_ctx_t *tls_ctx_hold(tls_ctx_t *ctx);
-void tls_ctx_release(tls_ctx_t *ctx);
 
 /* One queued piece: a shared buffer, or a chunk of our own. */
 typedef struct seg {

@@ -10,6 +10,7 @@
  * Protocol versions: TLS 1.2 and 1.3 only, on top of GnuTLS's NORMAL
  * priorities (and whatever the system's GnuTLS configuration removes). */
 #include "tls.h"
+#include "tls_private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,14 +38,6 @@ struct tls_ctx {
     bool verify;
     unsigned refs;
 };
-
-/* Private to common/: conn.c's view of a context. Declared here and in
- * conn.c only (no header), since nothing else may use them. */
-gnutls_certificate_credentials_t tls_ctx_credentials(const tls_ctx_t *ctx);
-gnutls_priority_t tls_ctx_priority(const tls_ctx_t *ctx);
-bool tls_ctx_verifies(const tls_ctx_t *ctx);
-tls_ctx_t *tls_ctx_hold(tls_ctx_t *ctx);
-void tls_ctx_release(tls_ctx_t *ctx);
 
 static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(char **err, const char *fmt, ...)

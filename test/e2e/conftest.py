@@ -41,3 +41,8 @@ def pytest_runtest_makereport(item, call):
     env = getattr(item, "funcargs", {}).get("hearth_env")
     if report.failed and env is not None and env.logs:
         report.sections.append(("daemon logs", env.log_tails()))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "router_settings(dict): hearth.xml settings for the test's router")
