@@ -22,6 +22,7 @@ typedef enum comp_state {
     COMP_IDLE,       /* not started, or waiting to reconnect */
     COMP_CONNECTING, /* TCP connect in progress */
     COMP_OPENING,    /* stream header sent, waiting for features */
+    COMP_TLS,        /* STARTTLS asked for, then the handshake */
     COMP_AUTH,       /* SASL in progress */
     COMP_BINDING,    /* authenticated, waiting for bind answers */
     COMP_READY,
@@ -37,7 +38,8 @@ struct comp {
     uv_loop_t *loop;
     comp_cb_t cb;
     void *ud;
-    char *router, *id, *user, *password;
+    char *router, *id, *user, *password, *tls_ca, *tls_name;
+    tls_ctx_t *tls;
     size_t max_stanza;
     bool is_shallow, is_paused;
     comp_state_t state;
@@ -57,6 +59,8 @@ static void on_open(void *ud, elem_t *header, const char *default_ns);
 static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw);
 static void on_stream_close(void *ud);
 static void on_connect(conn_t *c, int status);
+static void open_stream(comp_t *c);
+static void on_tls(conn_t *c, int status);
 static void on_read(conn_t *c, const char *data, size_t len);
 static void on_drain(conn_t *c);
 static void on_close(conn_t *c, const char *reason);
@@ -66,6 +70,7 @@ static const conn_cb_t conn_cb = {
     .on_read = on_read,
     .on_drain = on_drain,
     .on_connect = on_connect,
+    .on_tls = on_tls,
     .on_close = on_close,
 };
 
@@ -87,12 +92,29 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
     c->id = dup_or_die(opts->id);
     c->user = dup_or_die(opts->user);
     c->password = dup_or_die(opts->password);
+    c->tls_ca = opts->tls_ca ? dup_or_die(opts->tls_ca) : NULL;
+    c->tls_name = dup_or_die(opts->tls_name);
     c->max_stanza = opts->max_stanza ? opts->max_stanza : 1024 * 1024;
     c->is_shallow = opts->shallow;
     c->backoff_ms = BACKOFF_FIRST_MS;
     uv_timer_init(loop, &c->retry);
     c->retry.data = c;
     return c;
+}
+
+comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
+                             const comp_cb_t *cb, void *ud)
+{
+    comp_opts_t opts = {
+        .router = config_get(config, "router.listen"),
+        .id = id,
+        .user = config_get(config, "router.user"),
+        .password = config_get(config, "router.password"),
+        .tls_ca = config_get(config, "router.ca"),
+        .tls_name = config_get(config, "router.tls-name"),
+    };
+    if (!opts.password) log_fatal("%s: router.password is required", config_file(config));
+    return comp_new(loop, &opts, cb, ud);
 }
 
 void *comp_data(const comp_t *c)
@@ -258,6 +280,19 @@ static void on_connect(conn_t *conn, int status)
     if (!c || status < 0) return; /* on_close follows and schedules the retry */
     xstream_opts_t opts = {.max_stanza = c->max_stanza, .shallow = c->is_shallow};
     c->xs = xstream_new(&opts, &stream_cb, c);
+    open_stream(c);
+}
+
+static void on_tls(conn_t *conn, int status)
+{
+    comp_t *c = conn_data(conn);
+    if (!c || status < 0) return; /* on_close follows */
+    open_stream(c);
+}
+
+/* Send our stream header (again, after TLS). */
+static void open_stream(comp_t *c)
+{
     buf_appends(&c->out, "<?xml version='1.0'?><stream:stream xmlns='" NS_HEARTH_COMPONENT
                          "' xmlns:stream='" NS_STREAMS "' to='router' from='");
     xml_escape(&c->out, c->id, strlen(c->id), true);
@@ -281,16 +316,33 @@ static void sasl_send(comp_t *c, const char *what, const char *data)
     send_buf(c);
 }
 
+/* The router wants TLS first: ask for it, with the trust we were given. */
+static void start_tls(comp_t *c)
+{
+    char *err = NULL;
+    if (!c->tls && !(c->tls = tls_ctx_new_client(c->tls_ca, true, &err))) {
+        fail(c, err ? err : "cannot load the CAs to trust");
+        free(err);
+        return;
+    }
+    buf_appends(&c->out, "<starttls xmlns='" NS_TLS "'/>");
+    send_buf(c);
+    c->state = COMP_TLS;
+}
+
 static void start_auth(comp_t *c, const elem_t *features)
 {
+    if (elem_child(features, NS_TLS, "starttls") && !conn_has_tls(c->conn)) {
+        start_tls(c);
+        return;
+    }
     const elem_t *mechs = elem_child(features, NS_SASL, "mechanisms");
     bool has_scram = false;
     for (const elem_t *m = mechs ? elem_child(mechs, NS_SASL, "mechanism") : NULL; m;
          m = elem_next(m, NS_SASL, "mechanism"))
         if (strcmp(elem_text(m), "SCRAM-SHA-256") == 0) has_scram = true;
     if (!has_scram) {
-        fail(c, "the router offers no SCRAM-SHA-256 (STARTTLS to remote routers is not "
-                "supported by this client; use a local address)");
+        fail(c, "the router offers no SCRAM-SHA-256");
         return;
     }
     c->sasl = sasl_client_new("SCRAM-SHA-256", c->user, c->password, NULL, NULL, 0);
@@ -368,6 +420,10 @@ static void handle_control(comp_t *c, const elem_t *e)
         handle_bind_reply(c, e);
     } else if (c->state == COMP_OPENING && elem_is(e, NS_STREAMS, "features")) {
         start_auth(c, e);
+    } else if (c->state == COMP_TLS && elem_is(e, NS_TLS, "proceed")) {
+        xstream_reset(c->xs);
+        if (conn_starttls(c->conn, c->tls, false, c->tls_name) < 0) fail(c, "cannot start TLS");
+        c->state = COMP_OPENING;
     } else if (c->state == COMP_AUTH && e->ns && strcmp(e->ns, NS_SASL) == 0) {
         handle_sasl(c, e);
     } else if (elem_is(e, NS_STREAMS, "error")) {
@@ -459,5 +515,8 @@ void comp_free(comp_t *c)
     free(c->id);
     free(c->user);
     free(c->password);
+    free(c->tls_ca);
+    free(c->tls_name);
+    if (c->tls) tls_ctx_free(c->tls);
     uv_close((uv_handle_t *)&c->retry, free_after_close);
 }

@@ -1,7 +1,8 @@
 /* component.h — a daemon's link to the router (DESIGN.md, "The component
  * protocol").
  *
- * Connects, authenticates with SASL SCRAM-SHA-256, binds the names the
+ * Connects, upgrades to TLS when the router asks (STARTTLS, verifying
+ * its certificate), authenticates with SASL SCRAM-SHA-256, binds the names the
  * daemon asked for, then carries routes both ways. When the router goes
  * away it reconnects with a growing backoff (100 ms doubling to 5 s) and
  * binds the same names again by itself. Routes sent while the link is down
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "config.h"
 #include "xml.h"
 #include "xstream.h"
 
@@ -43,6 +45,10 @@ typedef struct comp_opts {
                            * and its logs use it */
     const char *user;     /* component account */
     const char *password;
+    const char *tls_ca;   /* when the router asks for STARTTLS: the PEM file
+                           * to trust (a CA or its own certificate); NULL:
+                           * the system's CAs */
+    const char *tls_name; /* the name its certificate must carry */
     size_t max_stanza;    /* 0: 1 MiB */
     bool shallow;         /* routes arrive with their attributes only; the
                            * payload is in raw (relays that don't read it) */
@@ -53,6 +59,10 @@ typedef struct comp_opts {
 #define COMP_BIND_SHARD 2u
 
 comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, void *ud);
+/* The same with the link settings of hearth.xml (router.listen, .user,
+ * .password, .ca, .tls-name) for instance id. */
+comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
+                             const comp_cb_t *cb, void *ud);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);

@@ -114,6 +114,12 @@ static bool is_good_id(const char *s)
     return true;
 }
 
+/* Components on other hosts, or all when configured so, use TLS. */
+static bool needs_tls(const link_t *l)
+{
+    return (l->router->is_tls_required || !conn_is_local(l->conn)) && !conn_has_tls(l->conn);
+}
+
 static const external_t *find_external(const router_t *r, const char *name)
 {
     for (int i = 0; i < r->nexternals; i++)
@@ -152,7 +158,7 @@ static void on_open(void *ud, elem_t *header, const char *default_ns)
 
     buf_t *b = &r->scratch;
     buf_reset(b);
-    if (!conn_is_local(l->conn) && !conn_has_tls(l->conn)) {
+    if (needs_tls(l)) {
         if (!r->tls) {
             link_fail(l, "policy-violation", "components on other hosts need router.tls");
             return;
@@ -191,7 +197,7 @@ static void sasl_reply(link_t *l, const char *what, const char *data)
 static void handle_sasl(link_t *l, const elem_t *e)
 {
     router_t *r = l->router;
-    if (!conn_is_local(l->conn) && !conn_has_tls(l->conn)) {
+    if (needs_tls(l)) {
         link_fail(l, "policy-violation", "STARTTLS first");
         return;
     }

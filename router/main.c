@@ -49,6 +49,8 @@ static void configure(router_t *r, const config_t *c)
         if (!cert || !key || !(r->tls = tls_ctx_new_server(cert, key, &err)))
             log_fatal("router.tls: %s", err ? err : "needs both cert and key");
     }
+    r->is_tls_required = config_bool(c, "router.require-tls");
+    if (r->is_tls_required && !r->tls) log_fatal("router.require-tls needs router.tls");
     r->max_stanza = config_size(c, "router.max-stanza");
     r->write_limit = config_size(c, "router.write-limit");
     r->max_links = (int)config_int(c, "router.max-connections");

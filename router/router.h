@@ -41,6 +41,7 @@ typedef struct router {
     external_t *externals;
     int nexternals;
     tls_ctx_t *tls;        /* NULL: components on other hosts are refused */
+    bool is_tls_required;  /* for local components too */
     size_t max_stanza;
     size_t write_limit;
     int max_links;

@@ -2,9 +2,13 @@
  * tests: they start it, write commands to its stdin and read events from
  * its stdout. It is a real user of common/component.c, nothing mocked.
  *
- *   hearth-testcomp ROUTER-ADDR USER PASSWORD ID
+ *   hearth-testcomp ROUTER-ADDR USER PASSWORD ID [CA-FILE TLS-NAME]
+ *
+ * CA-FILE and TLS-NAME: what to trust when the router asks for STARTTLS.
  *
  * Commands (stdin):
+ *   connect                        start the link (after the first binds,
+ *                                  so that "ready" means they are bound)
  *   bind NAME [shard|default]      unbind NAME
  *   send TO FROM USER|- PAYLOAD    a route around PAYLOAD (one line of XML)
  *   raw XML                        bytes sent as they are
@@ -99,7 +103,9 @@ static void command(char *line)
 {
     char *arg = strchr(line, ' ');
     if (arg) *arg++ = '\0';
-    if (strcmp(line, "bind") == 0 && arg) {
+    if (strcmp(line, "connect") == 0) {
+        comp_start(comp);
+    } else if (strcmp(line, "bind") == 0 && arg) {
         char *flag = strchr(arg, ' ');
         unsigned flags = 0;
         if (flag) {
@@ -176,8 +182,8 @@ static void on_stdin(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: hearth-testcomp ROUTER-ADDR USER PASSWORD ID\n");
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: hearth-testcomp ROUTER-ADDR USER PASSWORD ID [CA-FILE TLS-NAME]\n");
         return 2;
     }
     log_open("testcomp", "stderr", getenv("HEARTH_DEBUG") ? "debug" : "info");
@@ -191,8 +197,11 @@ int main(int argc, char **argv)
         .on_drain = on_drain,
     };
     comp_opts_t opts = {.router = argv[1], .user = argv[2], .password = argv[3], .id = argv[4]};
+    if (argc == 7) {
+        opts.tls_ca = argv[5];
+        opts.tls_name = argv[6];
+    }
     comp = comp_new(loop, &opts, &cb, NULL);
-    comp_start(comp);
     uv_pipe_init(loop, &in, 0);
     uv_pipe_open(&in, 0);
     uv_read_start((uv_stream_t *)&in, on_alloc, on_stdin);

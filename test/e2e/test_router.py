@@ -3,6 +3,7 @@ sockets (hearth-testcomp for native ones, slixmpp for XEP-0114)."""
 import asyncio
 import re
 import socket
+import subprocess
 import threading
 import time
 
@@ -28,12 +29,10 @@ def comps(router, hearth_env):
     """Start native components on the router: comps("a") -> Component."""
     started = []
 
-    def start(ident, *binds, password=None, wait=True):
-        c = Component(BUILDDIR, router.listen, password or router.password, ident,
-                     logdir=hearth_env.logdir)
+    def start(ident, *binds, password=None, wait=True, tls=None):
+        c = Component(BUILDDIR, router.listen, password or router.password, ident, *binds,
+                      logdir=hearth_env.logdir, tls=tls)
         started.append(c)
-        for b in binds:
-            c.cmd("bind " + b)
         if wait:
             c.expect("ready")
         return c
@@ -72,7 +71,7 @@ def test_payload_is_forwarded_byte_for_byte(comps):
 def test_bind_conflict_is_refused(comps):
     comps("comp-a", "x.test")
     b = comps("comp-b", "x.test")
-    assert "binderror x.test conflict" in b.seen
+    b.saw("binderror x.test conflict")
 
 
 def test_default_route_takes_unknown_names(comps):
@@ -89,7 +88,7 @@ def test_default_route_takes_unknown_names(comps):
 def test_second_default_route_is_a_conflict(comps):
     comps("s2s-1", "s2s default")
     other = comps("s2s-2", "s2s2 default")
-    assert "binderror s2s2 conflict" in other.seen, other.seen
+    other.saw("binderror s2s2 conflict")
 
 
 def test_unknown_name_bounces_with_payload_intact(comps):
@@ -161,8 +160,8 @@ def test_advertisements_of_names_coming_and_going(comps):
     b = comps("comp-b", "b.test")
     a = comps("comp-a", "a.test")
     # A newcomer hears of everything bound before it.
-    assert "advert b.test available" in a.seen, a.seen
-    b.expect("advert a.test available")
+    a.saw("advert b.test available")
+    b.saw("advert a.test available")
     a.cmd("bind late.test")
     b.expect("advert late.test available")
     a.cmd("unbind late.test")
@@ -191,6 +190,64 @@ def test_router_restart_components_reconnect_and_rebind(router, comps):
     # Both bound their names again by themselves: routes flow.
     a.cmd("send b.test a.test - <message><body>after restart</body></message>")
     assert "after restart" in b.expect("<route")
+
+
+@pytest.fixture(scope="module")
+def router_cert(tmp_path_factory):
+    """A self-signed certificate for the name 'router', made with openssl."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=router", "-addext", "subjectAltName=DNS:router"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def tls_router(hearth_env, router_cert):
+    cert, key = router_cert
+    hearth_env.write_config(**{"router.tls": {"cert": cert, "key": key},
+                               "router.require-tls": "true"})
+    r = hearth_env.add(Router(hearth_env))
+    r.start()
+    return r
+
+
+def test_component_upgrades_to_tls_when_the_router_requires_it(tls_router, router_cert,
+                                                              hearth_env):
+    cert, _ = router_cert
+    started = []
+    try:
+        for ident, name in (("comp-a", "a.test"), ("comp-b", "b.test")):
+            c = Component(BUILDDIR, tls_router.listen, tls_router.password, ident, name,
+                          logdir=hearth_env.logdir, tls=(cert, "router"))
+            started.append(c)
+            c.expect("ready")
+        a, b = started
+        a.cmd("send b.test a.test - <message><body>over tls</body></message>")
+        assert "over tls" in b.expect("<route")
+    finally:
+        for c in started:
+            c.close()
+
+
+def test_component_refuses_a_router_certificate_it_does_not_trust(tls_router, hearth_env):
+    c = Component(BUILDDIR, tls_router.listen, tls_router.password, "comp-a",
+                  logdir=hearth_env.logdir, tls=("/etc/ssl/certs/ca-certificates.crt", "router"))
+    try:
+        c.expect_none("ready", within=1.5)
+    finally:
+        c.close()
+    with open(c.log_path) as f:
+        assert "certificate" in f.read().lower()
+
+
+def test_sasl_before_starttls_is_refused_when_tls_is_required(tls_router):
+    out = raw_stream(tls_router.port, HEADER + b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                     b"mechanism='SCRAM-SHA-256'>biwsbj1oZWFydGgscj1hYmM=</auth>")
+    assert "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" in out, out
+    assert "<policy-violation" in out, out
 
 
 def rss_kb(pid):

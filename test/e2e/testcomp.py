@@ -13,19 +13,25 @@ import time
 class Component:
     """One hearth-testcomp process linked to a router."""
 
-    def __init__(self, builddir, router_addr, password, ident, user="hearth", logdir=None):
+    def __init__(self, builddir, router_addr, password, ident, *binds, user="hearth",
+                 logdir=None, tls=None):
+        """Bind each of binds ("NAME [shard|default]"), then connect.
+        tls: (ca_file, name) to trust when the router asks for STARTTLS."""
         self.ident = ident
         binary = os.path.join(builddir, "test", "e2e", "hearth-testcomp")
         self.log_path = os.path.join(logdir, f"comp-{ident}.log") if logdir else os.devnull
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [binary, router_addr, user, password, ident],
+            [binary, router_addr, user, password, ident, *(tls or ())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
             text=True, bufsize=1)
         self.events = queue.Queue()
         self.seen = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        for b in binds:
+            self.cmd("bind " + b)
+        self.cmd("connect")
 
     def _read(self):
         for line in self.proc.stdout:
@@ -56,6 +62,12 @@ class Component:
                 return line
         raise AssertionError(
             f"{self.ident}: no {match!r} within {timeout}s; last events {self.seen[-10:]}")
+
+    def saw(self, line, timeout=10):
+        """line was printed already, or is printed within timeout."""
+        if line in self.seen:
+            return line
+        return self.expect(lambda got: got == line, timeout)
 
     def poll(self, timeout):
         """The next event line, or None if none comes within timeout."""
