@@ -23,8 +23,9 @@
 static void usage(const char *name, FILE *out)
 {
     fprintf(out,
-            "usage: hearth-%s [-c FILE] [-t] [--get PATH] [-V]\n"
+            "usage: hearth-%s [-c FILE] [-i ID] [-t] [--get PATH] [-V]\n"
             "  -c FILE     config file (default " SYSCONFDIR "/hearth/hearth.xml)\n"
+            "  -i ID       this instance's name, when several run (default: the daemon's)\n"
             "  -t          check the config file and exit\n"
             "  --get PATH  print a setting's value(s) and exit\n"
             "  -V          print the version and exit\n",
@@ -78,9 +79,11 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     const char *get = NULL;
     int check_only = 0, opt;
 
-    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+    d->id = d->name;
+    while ((opt = getopt_long(argc, argv, "c:i:tVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': file = optarg; break;
+        case 'i': d->id = optarg; break;
         case 't': check_only = 1; break;
         case 'g': get = optarg; break;
         case 'V': printf("hearth-%s %s\n", d->name, PACKAGE_VERSION); exit(0);
@@ -108,7 +111,7 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
         print_setting(d->config, get);
         exit(0);
     }
-    if (log_open(d->name, config_get(d->config, "log@target"), config_get(d->config, "log@level")) <
+    if (log_open(d->id, config_get(d->config, "log@target"), config_get(d->config, "log@level")) <
         0)
         exit(1);
 

@@ -4,6 +4,8 @@
  *
  * Options every daemon takes:
  *   -c FILE      config file (default: SYSCONFDIR/hearth/hearth.xml)
+ *   -i ID        this instance's name when several run (c2s-2); default:
+ *                the daemon's name
  *   -t           check the config file and exit (0 valid, 1 not)
  *   --get PATH   print the value(s) of a setting, one per line, and exit
  *   -V           print the version and exit
@@ -18,6 +20,7 @@
 
 typedef struct daemon_ctx {
     const char *name; /* "router", "c2s", ... */
+    const char *id;   /* the instance: -i, else name */
     config_t *config;
     uv_loop_t *loop;
     void (*on_stop)(void *ud);
