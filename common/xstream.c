@@ -39,6 +39,8 @@
 
 #define DEFAULT_MAX_STANZA (64 * 1024)
 #define DEFAULT_MAX_DEPTH 32
+/* No XMPP stanza needs more; keeps the limit arithmetic far from overflow. */
+#define MAX_MAX_STANZA ((size_t)1 << 30)
 /* Attribute values (namespace declarations included) in one start tag. No
  * XMPP element needs more; libxml2 checks duplicates in quadratic time. */
 #define MAX_ATTRS 256
@@ -530,6 +532,16 @@ static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     unsigned depth = xs->depth++;
     if (depth == 0) {
         if (xs->is_replaying) return;
+        /* libxml2 reports a start tag before it checks how the tag ends: the
+         * header is only real if libxml2 stands on the '>' (or "/>") that the
+         * scanner saw end it. */
+        pos_t at = lx_pos(xs), end = xs->sc.header_end;
+        xmlChar here = *xs->ctxt->input->cur;
+        if (end == NO_POS || !((here == '>' && at + 1 == end) || (here == '/' && at + 2 == end))) {
+            fail(xs, XSTREAM_NOT_WELL_FORMED);
+            request_stop(xs);
+            return;
+        }
         const char *default_ns = "";
         for (int k = 0; k < nb_namespaces; k++)
             if (!namespaces[2 * k] && namespaces[2 * k + 1])
@@ -888,6 +900,7 @@ xstream_t *xstream_new(const xstream_opts_t *opts, const xstream_cb_t *cb, void 
     if (!xs) out_of_memory();
     if (opts) xs->opts = *opts;
     if (!xs->opts.max_stanza) xs->opts.max_stanza = DEFAULT_MAX_STANZA;
+    if (xs->opts.max_stanza > MAX_MAX_STANZA) xs->opts.max_stanza = MAX_MAX_STANZA;
     if (!xs->opts.max_depth) xs->opts.max_depth = DEFAULT_MAX_DEPTH;
     if (cb) xs->cb = *cb;
     xs->ud = ud;

@@ -3,6 +3,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "tap.h"
 #include "xmpp.h"
@@ -418,6 +421,21 @@ static void test_not_well_formed(void)
     is_int(status_of(HEADER "<m xmlns:p=''/>"), XSTREAM_NOT_WELL_FORMED, "empty_prefixed_namespace");
     is_int(status_of(HEADER "< m/>"), XSTREAM_NOT_WELL_FORMED, "blank_after_lt");
 
+    record_t bad;
+    rec_new(&bad, 0, 0, false);
+    is_int(feed_str(bad.xs, "<stream\x0b a='>'>"), XSTREAM_NOT_WELL_FORMED,
+           "control_character_in_header_not_well_formed");
+    is_int(bad.opens, 0, "malformed_header_not_reported_as_open");
+    rec_free(&bad);
+    rec_new(&bad, 0, 0, false);
+    feed_str(bad.xs, "<stream\x0b>");
+    is_int(bad.opens, 0, "header_with_junk_before_gt_not_reported_as_open");
+    rec_free(&bad);
+    rec_new(&bad, 0, 0, false);
+    is_int(feed_str(bad.xs, "<stream/>"), XSTREAM_OK, "empty_root_parses");
+    is_int(bad.opens + bad.closes, 2, "empty_root_opens_and_closes");
+    rec_free(&bad);
+
     record_t r;
     rec_new(&r, 0, 0, false);
     is_int(feed_str(r.xs, HEADER "<a/><b></c>"), XSTREAM_NOT_WELL_FORMED, "error_reported");
@@ -505,6 +523,11 @@ static void test_policy_limits(void)
     is_int(r.stanzas, 0, "oversized_stanza_not_delivered");
     rec_free(&r);
 
+    rec_new(&r, SIZE_MAX, 0, false);
+    is_int(feed_str(r.xs, HEADER "<a/>"), XSTREAM_OK, "huge_max_stanza_does_not_overflow");
+    is_int(r.stanzas, 1, "huge_max_stanza_stanza_delivered");
+    rec_free(&r);
+
     /* Nesting. */
     buf_t deep = BUF_INIT;
     buf_appends(&deep, HEADER);
@@ -551,6 +574,16 @@ static void test_policy_limits(void)
     buf_free(&deep);
 }
 
+/* Heap bytes in use, where the C library can tell (0 elsewhere). */
+static size_t heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
 static void test_memory_stays_bounded(void)
 {
     /* A million small stanzas: the arena is reused, never grows. */
@@ -570,19 +603,26 @@ static void test_memory_stays_bounded(void)
     rec_free(&r);
 
     /* Fresh names in every stanza: the parser's dictionary is renewed, and
-     * stanzas keep coming out right across renewals. */
+     * stanzas keep coming out right across renewals. 20000 long namespace
+     * names would hold about 5 MB if the dictionary were never dropped. */
     rec_new(&r, 4096, 0, false);
     feed_str(r.xs, HEADER);
     bool is_right = true;
+    size_t base = heap_in_use(), peak = base;
+    char pad[201];
+    memset(pad, 'p', 200);
+    pad[200] = '\0';
     for (int i = 0; i < 20000 && is_right; i++) {
-        char s[160], want[200];
-        snprintf(s, sizeof s, "<n%d xmlns='urn:fresh:%d' a%d='v'><c%d/></n%d>", i, i, i, i, i);
-        snprintf(want, sizeof want, "stanza{<n%d xmlns='urn:fresh:%d' a%d='v'><c%d/></n%d>}", i, i,
-                 i, i, i);
+        char s[512], want[600];
+        snprintf(s, sizeof s, "<n%d xmlns='urn:%s:%d' a%d='v'><c%d/></n%d>", i, pad, i, i, i, i);
+        snprintf(want, sizeof want, "stanza{<n%d xmlns='urn:%s:%d' a%d='v'><c%d/></n%d>}", i, pad,
+                 i, i, i, i);
         buf_reset(&r.log);
         if (feed_str(r.xs, s) != XSTREAM_OK || !strstr(r.log.data, want)) is_right = false;
+        if (i % 500 == 0 && heap_in_use() > peak) peak = heap_in_use();
     }
     ok(is_right, "fresh_names_in_every_stanza_parse_across_dictionary_renewals");
+    ok(peak - base < 1024 * 1024, "fresh_names_heap_growth_bounded (%zu bytes)", peak - base);
     rec_free(&r);
 }
 
