@@ -23,6 +23,12 @@ const cfg_setting_t cfg_settings[] = {
     CHOICE("log@level", "info", "debug|info|notice|warn|error", "lowest level logged"),
     STRING("log@target", "stderr", "stderr, syslog, or a file path"),
 
+    /* storage (storage/) */
+    SECTION("storage", false, "where users' data are kept"),
+    CHOICE("storage.driver", "sqlite", "sqlite|pgsql", "sqlite (embedded) or pgsql"),
+    STRING("storage.sqlite", "", "SQLite database file (default: STATEDIR/hearth.sqlite)"),
+    STRING("storage.pgsql", "", "PostgreSQL connection string, e.g. host=/run/postgresql dbname=hearth"),
+
     /* router */
     SECTION("router", false, "the router every daemon connects to"),
     STRING("router.listen", "127.0.0.1:5347",

@@ -1,0 +1,1 @@
+# c2s/: client connections (included from Makefile.am).

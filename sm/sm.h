@@ -1,0 +1,137 @@
+/* sm.h — the session manager's core, as its modules see it.
+ *
+ * The core (sm/core.c, sm/session.c, sm/deliver.c, sm/main.c) keeps the
+ * sessions the c2s daemons open (DESIGN.md, "The session protocol"), runs
+ * every stanza through named chains of hooks, and delivers what no hook
+ * took. Each feature is one file sm/mod_NAME.c exposing one function,
+ * `void mod_NAME_init(sm_t *sm)`, listed once in sm/modules.c; it registers
+ * hooks and disco features and knows nothing of the other modules.
+ *
+ * Stanzas reach hooks as packets (sm_pkt_t): the tree, its parsed to/from,
+ * and for client stanzas the session. The core stamps every client stanza's
+ * from with the session's full JID before any hook sees it, so no module
+ * ever trusts a client's from. A hook returns SM_PASS to let the next hook
+ * (and finally the core) see the packet, or SM_HANDLED when it took it; a
+ * hook that answers later (after a storage call) holds the packet with
+ * sm_pkt_hold() and releases it when done. */
+#ifndef HEARTH_SM_H
+#define HEARTH_SM_H
+
+#include <stdbool.h>
+
+#include "common.h"
+#include "storage.h"
+
+typedef struct sm sm_t;
+typedef struct sess sess_t;
+typedef struct sm_pkt sm_pkt_t;
+
+#define SM_SLOTS 16
+
+/* One client session: a bound resource on some c2s. */
+struct sess {
+    jid_t *jid;           /* the full JID */
+    char *c2s;            /* the c2s instance holding the connection: "c2s-1" */
+    char *cid;            /* its connection id there: "c2s-1:42" */
+    char sid[33];         /* our id for it: random hex */
+    int priority;         /* of its last available presence (RFC 6121 §4.7.2.3) */
+    bool is_available;    /* has sent available presence and not unavailable */
+    bool is_interested;   /* has asked for the roster: gets roster pushes */
+    elem_t *presence;     /* its last available presence (own arena), or NULL */
+    void *slots[SM_SLOTS];/* per-module data, see sm_slot() */
+    sess_t *next;         /* the user's next session */
+};
+
+struct sm_pkt {
+    elem_t *stanza;       /* owns its arena; lives as long as the packet */
+    const char *kind;     /* "message", "presence" or "iq" */
+    const char *type;     /* its type attribute, "" when absent */
+    jid_t *from;          /* prepared; never NULL (the core refuses a stanza without a valid from) */
+    jid_t *to;            /* prepared; NULL when the stanza is for the server (no to) */
+    sess_t *sess;         /* the sending session (SM_CHAIN_IN_SESS only); valid during the hook call only */
+    unsigned refs;
+};
+
+typedef enum sm_chain {
+    /* A stanza from one of our sessions, from already stamped. Next, the
+     * core sends it on by its to (sm_deliver). */
+    SM_CHAIN_IN_SESS,
+    /* A stanza for a local account, bare or full JID, from anyone (another
+     * local user, a remote server, a component). Next, the core applies
+     * RFC 6121 §8.5 (to a session, to sessions by priority, or
+     * SM_CHAIN_UNDELIVERED). The account is known to exist. */
+    SM_CHAIN_IN_USER,
+    /* A stanza for the server itself (to = a local domain, or no to from
+     * a session). Next, the core answers an IQ with service-unavailable. */
+    SM_CHAIN_IN_SERVER,
+    /* A message for a local account none of whose sessions can take it.
+     * Next, the core answers service-unavailable (RFC 6121 §8.5.2.2). */
+    SM_CHAIN_UNDELIVERED,
+    /* A stanza the server is about to send on behalf of a local account
+     * (sm_deliver with a local from: presence broadcasts, probe answers,
+     * relayed messages). SM_HANDLED drops it (XEP-0191 blocking). */
+    SM_CHAIN_OUT,
+    /* A session sent its first available presence (pkt is that presence,
+     * already broadcast). */
+    SM_CHAIN_AVAILABLE,
+    /* A session started (pkt->stanza is the session request) or is about
+     * to end (the <session action='end'/>, or the core's own reason). The
+     * session is pkt->sess; it still exists during the hook. */
+    SM_CHAIN_SESS_START,
+    SM_CHAIN_SESS_END,
+    SM_CHAINS
+} sm_chain_t;
+
+typedef enum sm_verdict { SM_PASS = 0, SM_HANDLED = 1 } sm_verdict_t;
+typedef sm_verdict_t (*sm_hook_fn)(sm_t *sm, sm_pkt_t *pkt);
+
+/* Register a hook; lower order runs first (modules use 100..900; the core's
+ * own work is after every hook). */
+void sm_hook(sm_t *sm, sm_chain_t chain, int order, sm_hook_fn fn);
+/* Announce a feature in the server's disco#info (XEP-0030). */
+void sm_feature(sm_t *sm, const char *var);
+/* Features announced so far, NULL-terminated. */
+const char *const *sm_features(const sm_t *sm);
+/* A per-session slot number for a module's data (sess->slots[n]); the
+ * module frees its data on SM_CHAIN_SESS_END. */
+int sm_slot(sm_t *sm);
+
+/* Keep a packet beyond the hook call; every hold needs a release. */
+sm_pkt_t *sm_pkt_hold(sm_pkt_t *pkt);
+void sm_pkt_release(sm_pkt_t *pkt);
+
+/* Send a stanza on by its to: a local account (through SM_CHAIN_IN_USER
+ * when this sm is the only one, sm.shards = 1; else through the router,
+ * which picks the shard owning the account), the server, or anything else
+ * through the router (s2s, components). SM_CHAIN_OUT runs first when from
+ * is a local account. The tree is not taken; it is serialized or copied
+ * before the call returns. */
+void sm_deliver(sm_t *sm, const elem_t *stanza);
+/* Send a stanza to one session's client. */
+void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza);
+/* Answer pkt's stanza with a stanza error (nothing for an error). */
+void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition);
+/* An IQ result for pkt's IQ (to/from swapped, same id), with payload (may
+ * be NULL) as its child; sent to the session or delivered. */
+void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload);
+
+/* Sessions of a bare JID (NULL if none). */
+sess_t *sm_sessions(sm_t *sm, const char *bare);
+/* The session of a full JID, or NULL. */
+sess_t *sm_session(sm_t *sm, const jid_t *full);
+bool sm_is_local(const sm_t *sm, const char *domain);
+/* The first configured domain (the server's own JID). */
+const char *sm_domain(const sm_t *sm);
+
+storage_t *sm_storage(sm_t *sm);
+const config_t *sm_config(const sm_t *sm);
+uv_loop_t *sm_loop(sm_t *sm);
+
+/* The modules, in sm/modules.c. */
+typedef struct sm_module {
+    const char *name;
+    void (*init)(sm_t *sm);
+} sm_module_t;
+extern const sm_module_t sm_modules[];
+
+#endif
