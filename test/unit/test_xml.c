@@ -299,7 +299,10 @@ static void test_fragments(void)
     ok(xml_parse_fragment(a, "<?xml version='1.0'?><a/>", 25, NULL) == NULL,
        "xml_declaration_refused_in_fragment");
     ok(xml_parse_fragment(a, "<a/>\0<b/>", 9, NULL) == NULL, "nul_byte_refused_in_fragment");
-    ok(xml_parse_fragment(a, "<stream:x/>", 11, NULL) == NULL, "undeclared_prefix_refused_in_fragment");
+    ok(xml_parse_fragment(a, "<p:x/>", 6, NULL) == NULL, "undeclared_prefix_refused_in_fragment");
+    e = xml_parse_fragment(a, "<stream:features/>", 18, NS_CLIENT);
+    ok(e && strcmp(e->ns, NS_STREAMS) == 0 && strcmp(e->name, "features") == 0,
+       "stream_prefix_bound_in_fragment");
     e = xml_parse_fragment(a, "<a xmlns='urn:own'/>", 20, NS_CLIENT);
     ok(e && strcmp(e->ns, "urn:own") == 0, "fragment_own_xmlns_wins");
     arena_free(a);
