@@ -115,6 +115,19 @@ void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition);
  * be NULL) as its child; sent to the session or delivered. */
 void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload);
 
+/* End a session from the server's side (resource conflict, account
+ * deleted, admin kick): its c2s gets <session action='ended' reason=…/>
+ * and closes the client's stream with that stream error condition
+ * ("conflict", "not-authorized", "policy-violation", ...); then
+ * SM_CHAIN_SESS_END runs (the unavailable broadcast among its hooks) and
+ * the session is freed: sess is invalid after the call. */
+void sm_end_session(sm_t *sm, sess_t *sess, const char *reason);
+/* Call fn for every session of this sm (fn must not end sessions). */
+void sm_each_session(sm_t *sm, void (*fn)(sess_t *sess, void *ud), void *ud);
+/* Run the hooks of a chain on a packet (for modules that raise a chain:
+ * mod_presence runs SM_CHAIN_AVAILABLE). SM_HANDLED if a hook took it. */
+sm_verdict_t sm_chain_run(sm_t *sm, sm_chain_t chain, sm_pkt_t *pkt);
+
 /* Sessions of a bare JID (NULL if none). */
 sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
