@@ -8,11 +8,18 @@
                 .password .user .config_path .pid .log (path of its log)
                 .log_tail() .restart() .stop()
 
+    server      a whole Hearth for clients (hearth_env.Server): router, sm and
+                c2s for domain "localhost", registration on, started.
+                .port (STARTTLS) .tls_port (direct TLS) .c2s_ports[i]
+                (instance c2s-(i+1) only) .cert_path .domain .env
+                Options: @pytest.mark.server(c2s=2, **{"c2s.registration":
+                "false"}) gives Server's arguments.
+
 A failed test's report ends with the tails of its daemons' logs.
 """
 import pytest
 
-from hearth_env import BUILDDIR, Env, Router
+from hearth_env import BUILDDIR, Env, Router, Server
 
 
 @pytest.fixture
@@ -34,6 +41,13 @@ def router(hearth_env):
     return r
 
 
+@pytest.fixture
+def server(request, hearth_env):
+    marker = request.node.get_closest_marker("server")
+    options = dict(marker.kwargs) if marker else {}
+    return Server(hearth_env, **options).start()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -46,3 +60,5 @@ def pytest_runtest_makereport(item, call):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "router_settings(dict): hearth.xml settings for the test's router")
+    config.addinivalue_line(
+        "markers", "server(**options): arguments of the test's Server (c2s=N, settings)")

@@ -171,10 +171,12 @@ class Daemon:
     """One hearth-NAME process: `hearth-NAME -c CONFIG`, stdout and stderr
     appended to LOGDIR/NAME.log."""
 
-    def __init__(self, name, config_path, logdir, addr=None):
+    def __init__(self, name, config_path, logdir, addr=None, ident=None, args=()):
         self.name = name
+        self.ident = ident  # -i IDENT when several instances run (c2s-2)
+        self.args = list(args)  # more command-line arguments
         self.config_path = config_path
-        self.log = os.path.join(logdir, f"{name}.log")
+        self.log = os.path.join(logdir, f"{ident or name}.log")
         self.addr = addr  # (host, port) to wait for, or None
         self.proc = None
         self.status = None  # how the last run ended
@@ -189,7 +191,8 @@ class Daemon:
     def start(self, timeout=10):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [binary(self.name), "-c", self.config_path],
+                [binary(self.name), "-c", self.config_path]
+                + (["-i", self.ident] if self.ident else []) + self.args,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.status = None
         if self.addr:
@@ -200,12 +203,12 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DaemonError(f"hearth-{self.name} {describe(self.proc.returncode)} "
+                raise DaemonError(f"hearth-{self.ident or self.name} {describe(self.proc.returncode)} "
                                   f"before accepting connections\n{self.log_tail()}")
             if accepts(*self.addr):
                 return
             time.sleep(0.05)
-        raise DaemonError(f"hearth-{self.name} does not accept connections on "
+        raise DaemonError(f"hearth-{self.ident or self.name} does not accept connections on "
                           f"{self.addr[0]}:{self.addr[1]} after {timeout}s\n{self.log_tail()}")
 
     def stop(self, timeout=10, check=True):
@@ -222,11 +225,11 @@ class Daemon:
                 proc.kill()
                 proc.wait()
                 self.status = proc.returncode
-                raise DaemonError(f"hearth-{self.name} still ran {timeout}s after SIGTERM; "
+                raise DaemonError(f"hearth-{self.ident or self.name} still ran {timeout}s after SIGTERM; "
                                   f"killed\n{self.log_tail()}")
         self.status = proc.returncode
         if check and self.status != 0:
-            raise DaemonError(f"hearth-{self.name} {describe(self.status)}\n{self.log_tail()}")
+            raise DaemonError(f"hearth-{self.ident or self.name} {describe(self.status)}\n{self.log_tail()}")
         return self.status
 
     def restart(self, timeout=10):
@@ -305,3 +308,113 @@ class Router(Daemon):
     @property
     def listen(self):
         return f"{self.host}:{self.port}"
+
+
+def is_built(name):
+    try:
+        binary(name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class Server:
+    """A whole Hearth for clients on an Env: the router, hearth-sm, then
+    hearth-c2s instances c2s-1 .. c2s-N, for the domain "localhost" with
+    in-band registration on. Daemons that are not built yet are skipped.
+
+    Every c2s shares the STARTTLS port .port and the direct TLS port
+    .tls_port (SO_REUSEPORT: the kernel spreads connections among them). To
+    reach one instance on purpose, each also listens on a private STARTTLS
+    port, .c2s_ports[i]; for that each instance reads its own copy of
+    hearth.xml (LOGDIR/../c2s-N.xml) that adds the private address to
+    c2s.listen. Logs: LOGDIR/router.log, sm.log, c2s-1.log, ...
+
+    settings override the defaults above (e.g. {"c2s.registration":
+    "false"}); write_config(**changes) changes them for the next (re)start.
+    """
+
+    def __init__(self, env, c2s=1, domain="localhost", **settings):
+        self.env = env
+        self.domain = domain
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.c2s_ports = [free_port() for _ in range(c2s)]
+        defaults = {
+            "domain": domain,
+            "c2s.listen": f"{self.host}:{self.port}",
+            "c2s.listen-tls": f"{self.host}:{self.tls_port}",
+            "c2s.registration": "true",
+        }
+        defaults.update(settings)
+        self.router = env.add(Router(env))
+        self.sm = Daemon("sm", env.config_path, env.logdir) if is_built("sm") else None
+        self.c2s = []
+        if is_built("c2s"):
+            for i, port in enumerate(self.c2s_ports, 1):
+                path = os.path.join(env.dir, f"c2s-{i}.xml")
+                self.c2s.append(Daemon("c2s", path, env.logdir, (self.host, port), ident=f"c2s-{i}"))
+        self.write_config(**defaults)
+
+    def write_config(self, **changes):
+        """Change settings (for every daemon) and rewrite the config files."""
+        self.env.write_config(**changes)
+        for d, port in zip(self.c2s, self.c2s_ports):
+            mine = dict(self.env.settings)
+            listen = mine.get("c2s.listen", [])
+            listen = listen if isinstance(listen, list) else [listen]
+            mine["c2s.listen"] = listen + [f"{self.host}:{port}"]
+            write_config(d.config_path, mine)
+
+    @property
+    def cert_path(self):
+        """The c2s certificate (self-signed at the first start) to trust."""
+        cert = self.env.settings.get("c2s.cert")
+        return cert or os.path.join(self.env.statedir, "tls", f"{self.domain}.pem")
+
+    def start(self, timeout=10):
+        """Start what is built and not running, in order; return once the sm
+        has bound the domain and every c2s accepts connections."""
+        if not self.router.is_running():
+            self.router.start(timeout)
+        if self.sm and not self.sm.is_running():
+            self.start_sm(timeout)
+        for d in self.c2s:
+            if not d.is_running():
+                self.start_c2s(d, timeout)
+        return self
+
+    def start_sm(self, timeout=10):
+        """Start hearth-sm; wait for the router to log that it bound the
+        domain."""
+        mark = os.path.getsize(self.router.log) if os.path.exists(self.router.log) else 0
+        if self.sm not in self.env.daemons:
+            self.env.add(self.sm)
+        self.sm.start(timeout)
+        self.wait_router_log(f" bound {self.domain}", mark, timeout, self.sm)
+
+    def start_c2s(self, d, timeout=10):
+        if d not in self.env.daemons:
+            self.env.add(d)
+        d.start(timeout)
+
+    def wait_router_log(self, text, mark=0, timeout=10, daemon=None):
+        """Wait until the router's log holds text after byte offset mark."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.router.log, errors="replace") as f:
+                f.seek(mark)
+                if text in f.read():
+                    return
+            if daemon and not daemon.is_running():
+                raise DaemonError(f"hearth-{daemon.name} {describe(daemon.proc.returncode)}\n"
+                                  f"{daemon.log_tail()}")
+            time.sleep(0.05)
+        raise DaemonError(f"the router never logged {text!r} within {timeout}s\n"
+                          f"{self.router.log_tail()}")
+
+    def stop(self):
+        """Stop every daemon of the Env (reverse order); raise if one ended
+        badly."""
+        self.env.stop_all()
