@@ -128,6 +128,10 @@ void sm_each_session(sm_t *sm, void (*fn)(sess_t *sess, void *ud), void *ud);
  * mod_presence runs SM_CHAIN_AVAILABLE). SM_HANDLED if a hook took it. */
 sm_verdict_t sm_chain_run(sm_t *sm, sm_chain_t chain, sm_pkt_t *pkt);
 
+/* Names the router advertises as bound now (components, daemons),
+ * NULL-terminated; valid until the next advert. */
+const char *const *sm_components(const sm_t *sm);
+
 /* Sessions of a bare JID (NULL if none). */
 sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
