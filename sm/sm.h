@@ -132,6 +132,10 @@ sm_verdict_t sm_chain_run(sm_t *sm, sm_chain_t chain, sm_pkt_t *pkt);
  * NULL-terminated; valid until the next advert. */
 const char *const *sm_components(const sm_t *sm);
 
+/* Forget that an account exists (after it was removed: mod_register), so
+ * stanzas to it are answered as to a nonexistent account. */
+void sm_account_forget(sm_t *sm, const char *bare);
+
 /* Sessions of a bare JID (NULL if none). */
 sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
