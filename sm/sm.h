@@ -141,9 +141,6 @@ sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
 sess_t *sm_session(sm_t *sm, const jid_t *full);
 bool sm_is_local(const sm_t *sm, const char *domain);
-/* Forget that an account exists (the core caches it): call after deleting
- * one, so stanzas to it are answered as to a nonexistent account. */
-void sm_account_forget(sm_t *sm, const char *bare);
 /* The first configured domain (the server's own JID). */
 const char *sm_domain(const sm_t *sm);
 
