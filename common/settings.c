@@ -77,6 +77,13 @@ const cfg_setting_t cfg_settings[] = {
     STRING("router.tls@cert", NULL, "PEM certificate file"),
     STRING("router.tls@key", NULL, "PEM key file"),
 
+    /* sm (sm/) */
+    SECTION("sm", false, "the session manager: sessions, presence, roster, offline messages"),
+    INT("sm.shards", "1", 1, 1024,
+        "sm processes sharing the users; with more than one, stanzas between users go through the router"),
+    INT("sm.offline-quota", "1000", 0, 1000000,
+        "messages kept for one offline user; a full queue answers service-unavailable"),
+
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),
     STRING("supervisor.logdir", "", "directory for one log file per daemon (default: statedir/log)"),
