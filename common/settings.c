@@ -83,6 +83,10 @@ const cfg_setting_t cfg_settings[] = {
         "sm processes sharing the users; with more than one, stanzas between users go through the router"),
     INT("sm.offline-quota", "1000", 0, 1000000,
         "messages kept for one offline user; a full queue answers service-unavailable"),
+    SIZE("sm.vcard-max", "64k", "largest vCard a user may store (XEP-0054), serialized"),
+    SIZE("sm.private-max", "64k", "largest element of private XML storage (XEP-0049)"),
+    INT("sm.blocklist-max", "1000", 1, 100000, "JIDs one user may block (XEP-0191)"),
+    BOOL("sm.version-os", "false", "software version queries (XEP-0092) tell the operating system"),
 
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),
