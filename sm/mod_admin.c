@@ -1,0 +1,98 @@
+/* mod_admin.c — administration requests from hearthctl (urn:hearth:admin:1).
+ *
+ * hearthctl connects to the router as a component named hearthctl-PID and
+ * sends IQs to a local domain in a route; this module answers them. Only
+ * such a sender is obeyed: a JID that is a bare component name starting
+ * with "hearthctl" and holding no dot. Clients cannot be one (the core
+ * stamps their from with their account), remote servers cannot either (s2s
+ * accepts only DNS domains it verified), and the router lets a component
+ * send only from names it bound with the router's password.
+ *
+ * The payload (one child of the IQ, namespace urn:hearth:admin:1):
+ *
+ *   <iq type='get'><online/></iq>
+ *     -> <online><session jid='FULL JID' c2s='c2s-1'
+ *                               available='true|false' priority='N'/>...
+ *        </online>
+ *        every session of this sm (with several sm shards, of the one the
+ *        router picked);
+ *   <iq type='set'><deleted jid='BARE JID'/></iq>
+ *     -> empty result: the account was deleted from the store (hearthctl
+ *        deluser); the core forgets it and its sessions end with the
+ *        not-authorized stream error.
+ * Anything else in the namespace: bad-request. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sm.h"
+
+#define NS_ADMIN "urn:hearth:admin:1"
+
+static bool is_admin(const jid_t *from)
+{
+    return !jid_has_node(from) && !jid_has_resource(from) &&
+           strncmp(jid_domain(from), "hearthctl", 9) == 0 && !strchr(jid_domain(from), '.');
+}
+
+static void add_session(sess_t *sess, void *ud)
+{
+    elem_t *online = ud;
+    char priority[16];
+    snprintf(priority, sizeof priority, "%d", sess->priority);
+    elem_t *s = elem_add(online, NULL, "session");
+    elem_set_attr(s, "jid", jid_full(sess->jid));
+    elem_set_attr(s, "c2s", sess->c2s);
+    elem_set_attr(s, "available", sess->is_available ? "true" : "false");
+    elem_set_attr(s, "priority", priority);
+}
+
+static void end_sessions(sm_t *sm, const char *bare)
+{
+    sess_t *s = sm_sessions(sm, bare), *next;
+    for (; s; s = next) {
+        next = s->next;
+        sm_end_session(sm, s, "not-authorized");
+    }
+}
+
+static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
+{
+    if (strcmp(pkt->kind, "iq") != 0) return SM_PASS;
+    bool is_get = strcmp(pkt->type, "get") == 0;
+    if (!is_get && strcmp(pkt->type, "set") != 0) return SM_PASS;
+    elem_t *cmd = elem_first(pkt->stanza);
+    if (!cmd || strcmp(cmd->ns, NS_ADMIN) != 0) return SM_PASS;
+    if (!is_admin(pkt->from)) {
+        log_warn("admin: request from %s refused", jid_full(pkt->from));
+        sm_reply_error(sm, pkt, "forbidden");
+        return SM_HANDLED;
+    }
+
+    if (is_get && strcmp(cmd->name, "online") == 0) {
+        elem_t *online = elem_new(pkt->stanza->arena, NS_ADMIN, "online");
+        sm_each_session(sm, add_session, online);
+        sm_reply_result(sm, pkt, online);
+    } else if (!is_get && strcmp(cmd->name, "deleted") == 0) {
+        const char *text = elem_attr(cmd, "jid");
+        jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
+        if (!j || !jid_has_node(j) || jid_has_resource(j) || !sm_is_local(sm, jid_domain(j))) {
+            sm_reply_error(sm, pkt, "jid-malformed");
+        } else {
+            log_notice("admin: %s was deleted; ending its sessions", jid_bare(j));
+            sm_account_forget(sm, jid_bare(j));
+            end_sessions(sm, jid_bare(j));
+            sm_reply_result(sm, pkt, NULL);
+        }
+        jid_free(j);
+    } else {
+        sm_reply_error(sm, pkt, "bad-request");
+    }
+    return SM_HANDLED;
+}
+
+void mod_admin_init(sm_t *sm); /* listed in modules.c */
+
+void mod_admin_init(sm_t *sm)
+{
+    sm_hook(sm, SM_CHAIN_IN_SERVER, 200, on_server);
+}
