@@ -1,0 +1,472 @@
+/* hearthctl.c — the administrator's command: accounts and who is online.
+ *
+ *   hearthctl [-c FILE] adduser JID [PASSWORD]
+ *   hearthctl [-c FILE] passwd JID [PASSWORD]
+ *   hearthctl [-c FILE] deluser JID
+ *   hearthctl [-c FILE] users
+ *   hearthctl [-c FILE] online
+ *
+ * Accounts live in the store the daemons use (hearth.xml's storage
+ * section), opened here through storage/: adduser and passwd write the
+ * SCRAM-SHA-1 and SCRAM-SHA-256 keys of the password (never the password),
+ * deluser deletes every collection the account owns and then asks the sm to
+ * end its sessions, users lists the accounts. online asks the running sm,
+ * through the router, as a component named hearthctl-PID with the router
+ * account of hearth.xml (the admin queries of sm/mod_admin.c). A missing
+ * PASSWORD is read from standard input, without echo on a terminal. A JID
+ * without a domain is in the first configured domain.
+ *
+ * Exit status: 0 done, 1 failed (the reason on standard error), 2 usage. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "storage.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+#define NS_ADMIN "urn:hearth:admin:1"
+#define SCRAM_ITERATIONS 4096
+#define MAX_PASSWORD 1023
+#define ROUTER_TIMEOUT_MS 5000 /* online: the answer */
+#define NOTIFY_TIMEOUT_MS 2000 /* deluser: best effort */
+
+typedef struct ctl {
+    uv_loop_t *loop;
+    config_t *config;
+    storage_t *st;
+    const char *owner; /* the account, prepared bare JID */
+    int status;        /* the exit status */
+    /* online, deluser: the router link */
+    comp_t *comp;
+    char id[64];
+    uv_timer_t timer;
+    bool is_timer_open;
+    bool is_answered;
+    const char *admin_request; /* "online" or "deleted" */
+} ctl_t;
+
+static void fail(ctl_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(ctl_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hearthctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    c->status = 1;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: hearthctl [-c FILE] adduser JID [PASSWORD]\n"
+                    "       hearthctl [-c FILE] passwd JID [PASSWORD]\n"
+                    "       hearthctl [-c FILE] deluser JID\n"
+                    "       hearthctl [-c FILE] users\n"
+                    "       hearthctl [-c FILE] online\n");
+    return 2;
+}
+
+/* ---- arguments ------------------------------------------------------------ */
+
+static bool is_local_domain(const config_t *config, const char *domain)
+{
+    int n = config_count(config, "domain");
+    if (n == 0) return strcmp(domain, config_get(config, "domain")) == 0;
+    for (int i = 0; i < n; i++) {
+        const char *d = config_get_at(config, "domain", i);
+        char prepared[JID_STRING_MAX];
+        if (d && jid_prep(d, strlen(d), prepared, NULL) == 0 && strcmp(prepared, domain) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The account's bare JID, prepared; NULL (and why on stderr) if unusable. */
+static char *account_of(ctl_t *c, const char *arg)
+{
+    buf_t text = BUF_INIT;
+    buf_appends(&text, arg);
+    if (!strchr(arg, '@')) buf_printf(&text, "@%s", config_get(c->config, "domain"));
+    const char *why = NULL;
+    jid_t *j = jid_new(text.data, text.len, &why);
+    char *owner = NULL;
+    if (!j)
+        fail(c, "%s: not a valid JID (%s)", text.data, why ? why : "invalid");
+    else if (!jid_has_node(j) || jid_has_resource(j))
+        fail(c, "%s: an account is user@domain, without a resource", text.data);
+    else if (!is_local_domain(c->config, jid_domain(j)))
+        fail(c, "%s: %s is not a domain of this server (see <domain> in %s)", text.data,
+             jid_domain(j), config_file(c->config));
+    else if (!(owner = strdup(jid_bare(j))))
+        log_fatal("out of memory");
+    if (j) jid_free(j);
+    buf_free(&text);
+    return owner;
+}
+
+/* One line from stdin: without echo when it is a terminal. */
+static char *read_line(const char *prompt)
+{
+    bool is_tty = isatty(STDIN_FILENO);
+    struct termios saved, quiet;
+    if (is_tty) {
+        fputs(prompt, stderr);
+        fflush(stderr);
+        tcgetattr(STDIN_FILENO, &saved);
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, stdin);
+    if (is_tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fputc('\n', stderr);
+    }
+    if (len < 0) {
+        free(line);
+        return NULL;
+    }
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    return line;
+}
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+/* The password from argv or stdin (asked twice on a terminal). */
+static char *password_of(ctl_t *c, const char *arg)
+{
+    char *password = arg ? strdup(arg) : read_line("Password: ");
+    if (!password) {
+        fail(c, "no password given (as an argument or on standard input)");
+        return NULL;
+    }
+    if (!arg && isatty(STDIN_FILENO)) {
+        char *again = read_line("Again: ");
+        bool is_same = again && strcmp(again, password) == 0;
+        wipe_free(again);
+        if (!is_same) {
+            fail(c, "the passwords differ");
+            wipe_free(password);
+            return NULL;
+        }
+    }
+    if (!*password || strlen(password) > MAX_PASSWORD) {
+        fail(c, "a password is 1 to %d bytes", MAX_PASSWORD);
+        wipe_free(password);
+        return NULL;
+    }
+    return password;
+}
+
+/* ---- the store ------------------------------------------------------------ */
+
+static void on_added(void *ud, const st_result_t *res)
+{
+    ctl_t *c = ud;
+    if (st_status(res) == ST_CONSTRAINT)
+        fail(c, "%s already exists", c->owner);
+    else if (st_status(res) != ST_OK)
+        fail(c, "cannot add %s: %s", c->owner, st_error(res));
+    else
+        printf("added %s\n", c->owner);
+}
+
+static void on_password_set(void *ud, const st_result_t *res)
+{
+    ctl_t *c = ud;
+    if (st_status(res) != ST_OK)
+        fail(c, "cannot change the password of %s: %s", c->owner, st_error(res));
+    else if (st_changes(res) == 0)
+        fail(c, "%s: no such user", c->owner);
+    else
+        printf("changed the password of %s\n", c->owner);
+}
+
+/* adduser (is_new) or passwd. */
+static void set_password(ctl_t *c, const char *password, bool is_new)
+{
+    scram_keys_t sha1, sha256;
+    if (scram_keys_make("SHA-1", password, NULL, SCRAM_ITERATIONS, &sha1) < 0 ||
+        scram_keys_make("SHA-256", password, NULL, SCRAM_ITERATIONS, &sha256) < 0) {
+        fail(c, "cannot derive keys from this password");
+        return;
+    }
+    char iter1[16], iter256[16], now[32];
+    snprintf(iter1, sizeof iter1, "%u", sha1.iterations);
+    snprintf(iter256, sizeof iter256, "%u", sha256.iterations);
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    const char *params[] = {c->owner,        sha1.salt,   iter1,          sha1.stored_key,
+                            sha1.server_key, sha256.salt, iter256,        sha256.stored_key,
+                            sha256.server_key, now};
+    if (is_new)
+        storage_query(c->st,
+                      "INSERT INTO auth (owner, sha1_salt, sha1_iter, sha1_stored, sha1_server,"
+                      " sha256_salt, sha256_iter, sha256_stored, sha256_server, created)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                      10, params, on_added, c);
+    else
+        storage_query(c->st,
+                      "UPDATE auth SET sha1_salt = $2, sha1_iter = $3, sha1_stored = $4,"
+                      " sha1_server = $5, sha256_salt = $6, sha256_iter = $7,"
+                      " sha256_stored = $8, sha256_server = $9 WHERE owner = $1",
+                      9, params, on_password_set, c);
+    explicit_bzero(&sha1, sizeof sha1);
+    explicit_bzero(&sha256, sizeof sha256);
+}
+
+static void on_users(void *ud, const st_result_t *res)
+{
+    ctl_t *c = ud;
+    if (st_status(res) != ST_OK) {
+        fail(c, "cannot list the users: %s", st_error(res));
+        return;
+    }
+    for (int r = 0; r < st_rows(res); r++)
+        if (st_text(res, r, 0)) printf("%s\n", st_text(res, r, 0));
+}
+
+static void ask_sm(ctl_t *c, const char *request);
+
+static void on_deleted(void *ud, const st_result_t *res)
+{
+    ctl_t *c = ud;
+    if (st_status(res) != ST_OK) {
+        fail(c, "cannot delete %s: %s", c->owner, st_error(res));
+        return;
+    }
+    printf("deleted %s\n", c->owner);
+    /* Its sessions, if any, end now rather than at their next login. */
+    ask_sm(c, "deleted");
+}
+
+static void on_user_checked(void *ud, const st_result_t *res)
+{
+    ctl_t *c = ud;
+    if (st_status(res) != ST_OK)
+        fail(c, "cannot read %s: %s", c->owner, st_error(res));
+    else if (st_rows(res) == 0)
+        fail(c, "%s: no such user", c->owner);
+    else
+        storage_delete_owner(c->st, c->owner, on_deleted, c);
+}
+
+/* ---- the sm, through the router ------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void finish_link(ctl_t *c)
+{
+    if (c->comp) {
+        comp_free(c->comp);
+        c->comp = NULL;
+    }
+    if (c->is_timer_open) {
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        c->is_timer_open = false;
+    }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    ctl_t *c = t->data;
+    const char *router = config_get(c->config, "router.listen");
+    if (c->is_answered)
+        ; /* done_soon(): the link closes outside its own callback */
+    else if (strcmp(c->admin_request, "online") == 0)
+        fail(c, "no answer from the sm through the router at %s: is Hearth running?", router);
+    else
+        fprintf(stderr,
+                "hearthctl: warning: the sm did not answer through the router at %s; sessions "
+                "of %s, if any, end when they log out\n",
+                router, c->owner);
+    finish_link(c);
+}
+
+/* The answer is in: close the link on the next loop turn. */
+static void done_soon(ctl_t *c)
+{
+    c->is_answered = true;
+    uv_timer_start(&c->timer, on_timeout, 0, 0);
+}
+
+static void on_ready(comp_t *comp)
+{
+    ctl_t *c = comp_data(comp);
+    const char *domain = config_get(c->config, "domain");
+    arena_t *a = arena_new(0);
+    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
+    bool is_online = strcmp(c->admin_request, "online") == 0;
+    elem_set_attr(iq, "type", is_online ? "get" : "set");
+    elem_set_attr(iq, "id", c->admin_request);
+    elem_set_attr(iq, "from", c->id);
+    elem_set_attr(iq, "to", domain);
+    elem_t *cmd = elem_add(iq, NS_ADMIN, c->admin_request);
+    if (!is_online) elem_set_attr(cmd, "jid", c->owner);
+    /* user= picks the shard that holds the account (DESIGN.md). */
+    comp_send_to(comp, domain, c->id, is_online ? NULL : c->owner, iq);
+    arena_free(a);
+}
+
+static void print_online(const elem_t *online)
+{
+    int n = 0;
+    for (const elem_t *s = elem_child(online, NS_ADMIN, "session"); s;
+         s = elem_next(s, NS_ADMIN, "session"), n++) {
+        const char *jid = elem_attr(s, "jid"), *c2s = elem_attr(s, "c2s");
+        const char *available = elem_attr(s, "available"), *priority = elem_attr(s, "priority");
+        printf("%s\t%s\t%s\t%s\n", jid ? jid : "?", c2s ? c2s : "?",
+               available && strcmp(available, "true") == 0 ? "available" : "unavailable",
+               priority ? priority : "0");
+    }
+    if (n == 0 && isatty(STDOUT_FILENO)) fprintf(stderr, "nobody is online\n");
+}
+
+static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
+{
+    (void)raw;
+    ctl_t *c = comp_data(comp);
+    elem_t *iq = elem_first(route);
+    const char *route_type = elem_attr(route, "type");
+    if (route_type && strcmp(route_type, "error") == 0) {
+        /* The router found nobody bound to the domain. */
+        fail(c, "no sm serves %s (router: %s): is hearth-sm running?",
+             config_get(c->config, "domain"), elem_attr(route, "error"));
+        done_soon(c);
+        return;
+    }
+    if (c->is_answered || !iq || strcmp(iq->name, "iq") != 0) return;
+    const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
+    if (!id || strcmp(id, c->admin_request) != 0 || !type) return;
+    if (strcmp(type, "result") == 0) {
+        if (strcmp(c->admin_request, "online") == 0) {
+            const elem_t *online = elem_child(iq, NS_ADMIN, "online");
+            if (online)
+                print_online(online);
+            else
+                fail(c, "the sm answered without a list");
+        }
+    } else {
+        const elem_t *error = elem_child(iq, NULL, "error");
+        const elem_t *condition = error ? elem_first(error) : NULL;
+        fail(c, "the sm refused the request: %s", condition ? condition->name : "error");
+    }
+    done_soon(c);
+}
+
+static void ask_sm(ctl_t *c, const char *request)
+{
+    static const comp_cb_t cb = {.on_ready = on_ready, .on_route = on_route};
+    c->admin_request = request;
+    snprintf(c->id, sizeof c->id, "hearthctl-%ld", (long)getpid());
+    c->comp = comp_new_from_config(c->loop, c->config, c->id, &cb, c);
+    if (!c->comp) {
+        fail(c, "cannot set up the link to the router (see router settings in %s)",
+             config_file(c->config));
+        return;
+    }
+    comp_bind(c->comp, c->id, 0);
+    comp_start(c->comp);
+    uv_timer_init(c->loop, &c->timer);
+    c->timer.data = c;
+    c->is_timer_open = true;
+    uv_timer_start(&c->timer, on_timeout,
+                   strcmp(request, "online") == 0 ? ROUTER_TIMEOUT_MS : NOTIFY_TIMEOUT_MS, 0);
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static void on_closed(void *ud)
+{
+    (void)ud;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = SYSCONFDIR "/hearth/hearth.xml";
+    int opt;
+    while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+        if (opt == 'c')
+            path = optarg;
+        else
+            return usage();
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc < 1) return usage();
+    const char *cmd = argv[0];
+    bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
+    bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
+    bool is_online = strcmp(cmd, "online") == 0;
+    if ((is_adduser || is_passwd) && (argc < 2 || argc > 3)) return usage();
+    if (is_deluser && argc != 2) return usage();
+    if ((is_users || is_online) && argc != 1) return usage();
+    if (!is_adduser && !is_passwd && !is_deluser && !is_users && !is_online) return usage();
+
+    ctl_t ctl = {0}, *c = &ctl;
+    char *err = NULL;
+    if (!(c->config = config_load(path, &err))) {
+        fprintf(stderr, "hearthctl: %s\n", err);
+        free(err);
+        return 1;
+    }
+    /* The daemons' log may be a file; ours is the terminal. */
+    log_open("hearthctl", "stderr", "warn");
+    c->loop = uv_default_loop();
+
+    char *owner = NULL, *password = NULL;
+    if (argc >= 2 && !(owner = account_of(c, argv[1]))) goto done;
+    c->owner = owner;
+    if ((is_adduser || is_passwd) && !(password = password_of(c, argc == 3 ? argv[2] : NULL)))
+        goto done;
+
+    if (is_online) {
+        ask_sm(c, "online");
+    } else {
+        if (!(c->st = storage_open(c->loop, c->config, &err))) {
+            fail(c, "cannot open the store: %s", err);
+            free(err);
+            goto done;
+        }
+        if (is_adduser || is_passwd) {
+            set_password(c, password, is_adduser);
+        } else if (is_deluser) {
+            const char *params[] = {c->owner};
+            storage_query(c->st, "SELECT owner FROM auth WHERE owner = $1", 1, params,
+                          on_user_checked, c);
+        } else {
+            storage_query(c->st, "SELECT owner FROM auth ORDER BY owner", 0, NULL, on_users, c);
+        }
+    }
+    uv_run(c->loop, UV_RUN_DEFAULT);
+
+done:
+    finish_link(c);
+    if (c->st) storage_close(c->st, on_closed, NULL);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(c->loop);
+    wipe_free(password);
+    free(owner);
+    config_free(c->config);
+    log_close();
+    return c->status;
+}
