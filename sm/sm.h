@@ -96,6 +96,10 @@ const char *const *sm_features(const sm_t *sm);
  * module frees its data on SM_CHAIN_SESS_END. */
 int sm_slot(sm_t *sm);
 
+/* A packet around stanza, taking it (its arena is freed with the packet);
+ * NULL (and the arena freed) when its from is missing or from or to is not
+ * a valid JID. pkt->sess is NULL: set it for a session's chains. */
+sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza);
 /* Keep a packet beyond the hook call; every hold needs a release. */
 sm_pkt_t *sm_pkt_hold(sm_pkt_t *pkt);
 void sm_pkt_release(sm_pkt_t *pkt);
