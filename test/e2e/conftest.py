@@ -15,11 +15,34 @@
                 Options: @pytest.mark.server(c2s=2, **{"c2s.registration":
                 "false"}) gives Server's arguments.
 
+Storage (hearth_env.py: Env(storage=...), PgCluster):
+
+    storage_driver  "sqlite" or "pgsql": a test (or a fixture) that stores
+                data takes it and runs twice, ids [sqlite] and [pgsql]. The
+                test's hearth_env then keeps its data in that driver:
+                SQLite in its statedir, or a fresh database hearth_<random>
+                in the session's throwaway PostgreSQL cluster (started on
+                first use by test/pg-cluster, stopped at session end). The
+                pgsql run is skipped, with the reason, when PostgreSQL is
+                not installed. hearth_env.storage says which; hearth_env.sql(
+                "SELECT ...") reads the store directly. The server fixture
+                should take storage_driver so that every server test runs
+                on both (c2s engineer: add it to its arguments).
+    database_down  for "the database stops in the middle" tests: .stop()
+                stops the PostgreSQL server (pg_ctl stop -m fast: every
+                connection drops), .start() starts it again (same port,
+                data kept), and `with database_down():` does both around a
+                block. Whatever the test does, the server runs again at
+                teardown. Needs storage_driver; on sqlite the test is
+                skipped (there is no server to stop).
+
 A failed test's report ends with the tails of its daemons' logs.
 """
+import contextlib
+
 import pytest
 
-from hearth_env import BUILDDIR, Env, Router, Server
+from hearth_env import BUILDDIR, Env, Router, Server, pg_cluster, pg_missing, stop_pg_cluster
 
 
 @pytest.fixture
@@ -27,11 +50,56 @@ def builddir():
     return BUILDDIR
 
 
+@pytest.fixture(params=["sqlite", "pgsql"], ids=["sqlite", "pgsql"])
+def storage_driver(request):
+    if request.param == "pgsql":
+        missing = pg_missing()
+        if missing:
+            pytest.skip(f"PostgreSQL is not installed: {missing}")
+    return request.param
+
+
 @pytest.fixture
-def hearth_env(tmp_path):
-    env = Env(tmp_path)
+def hearth_env(request, tmp_path):
+    # a test that takes storage_driver, directly or through a fixture,
+    # gets an Env on that driver
+    storage = "sqlite"
+    if "storage_driver" in request.fixturenames:
+        storage = request.getfixturevalue("storage_driver")
+    env = Env(tmp_path, storage=storage)
     yield env
     env.stop_all()
+
+
+class DatabaseDown:
+    """Stops and starts the session's PostgreSQL server (see database_down)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def stop(self):
+        self.cluster.pause()
+
+    def start(self):
+        if not self.cluster.is_running:
+            self.cluster.resume()
+
+    @contextlib.contextmanager
+    def __call__(self):
+        self.stop()
+        try:
+            yield self
+        finally:
+            self.start()
+
+
+@pytest.fixture
+def database_down(hearth_env, storage_driver):
+    if storage_driver != "pgsql":
+        pytest.skip("stopping the database needs PostgreSQL (SQLite has no server)")
+    down = DatabaseDown(pg_cluster())
+    yield down
+    down.start()
 
 
 @pytest.fixture
@@ -55,6 +123,10 @@ def pytest_runtest_makereport(item, call):
     env = getattr(item, "funcargs", {}).get("hearth_env")
     if report.failed and env is not None and env.logs:
         report.sections.append(("daemon logs", env.log_tails()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_pg_cluster()
 
 
 def pytest_configure(config):

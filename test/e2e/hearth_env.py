@@ -6,15 +6,23 @@ waits until it accepts connections, and stops it. A daemon that exits with a
 non-zero status or is killed by a signal (a sanitizer report, a crash) fails
 the test, and every failure shows the tail of the daemon's log.
 
+Storage: an Env keeps its data in SQLite under its statedir (the default),
+or, with Env(tmp, storage="pgsql"), in a fresh database of one throwaway
+PostgreSQL cluster that the whole session shares (PgCluster: started on
+first use with test/pg-cluster, stopped at exit). Env.sql() reads the
+store directly for checks.
+
 The fixtures built on this are in conftest.py. Nothing here mocks a daemon:
 the tests talk to the real ones.
 """
+import atexit
 import os
 import random
 import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from xml.sax.saxutils import escape, quoteattr
 
@@ -245,7 +253,7 @@ class Env:
     logs, and the daemons started from it. stop_all() stops them in reverse
     order and raises if any ended badly."""
 
-    def __init__(self, tmpdir, **settings):
+    def __init__(self, tmpdir, storage="sqlite", **settings):
         self.dir = str(tmpdir)
         self.statedir = os.path.join(self.dir, "state")
         self.logdir = os.path.join(self.dir, "log")
@@ -259,6 +267,16 @@ class Env:
             "router.listen": f"127.0.0.1:{self.port}",
             "router.password": self.password,
         }
+        # storage: "sqlite" (the default file, statedir/hearth.sqlite) or
+        # "pgsql" (a new database hearth_<random> in the session's cluster)
+        self.storage = storage
+        self.database = None  # the PostgreSQL database's name
+        if storage == "pgsql":
+            self.database = f"hearth_{secrets.token_hex(6)}"
+            self.settings["storage.driver"] = "pgsql"
+            self.settings["storage.pgsql"] = pg_cluster().createdb(self.database)
+        elif storage != "sqlite":
+            raise ValueError(f"storage must be sqlite or pgsql, not {storage!r}")
         self.settings.update(settings)
         self.config_path = os.path.join(self.dir, "hearth.xml")
         self.write_config()
@@ -268,6 +286,25 @@ class Env:
     def write_config(self, **changes):
         self.settings.update(changes)
         return write_config(self.config_path, self.settings)
+
+    @property
+    def sqlite_path(self):
+        return self.settings.get("storage.sqlite") or os.path.join(self.statedir, "hearth.sqlite")
+
+    def sql(self, query):
+        """Run one SQL statement on this Env's store, outside the daemons,
+        and return its rows as lists of str (None for NULL): for checking
+        what was stored. Literal SQL only: no parameters."""
+        if self.storage == "pgsql":
+            return pg_cluster().sql(self.database, query)
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.sqlite_path}?mode=rw", uri=True, timeout=10)
+        try:
+            with db:
+                rows = db.execute(query).fetchall()
+        finally:
+            db.close()
+        return [[None if v is None else str(v) for v in row] for row in rows]
 
     def start(self, name, addr=None, timeout=10):
         """Start hearth-NAME on this config; wait until addr accepts."""
@@ -418,3 +455,99 @@ class Server:
         """Stop every daemon of the Env (reverse order); raise if one ended
         badly."""
         self.env.stop_all()
+
+
+# ---- PostgreSQL ----------------------------------------------------------------
+
+PG_CLUSTER = os.path.join(SRCDIR, "test", "pg-cluster")
+
+
+def pg_missing():
+    """Why PostgreSQL tests cannot run here (no binaries), or None."""
+    r = subprocess.run(["bash", PG_CLUSTER, "bindir"], capture_output=True, text=True)
+    return None if r.returncode == 0 else (r.stderr.strip() or "no PostgreSQL binaries")
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster (test/pg-cluster) in /tmp/hearth-pg-*:
+    a Unix socket there and 127.0.0.1:.port, trust auth, user postgres.
+    One per session (pg_cluster()); every Env with storage="pgsql" gets its
+    own database in it. pause() and resume() stop and start the server
+    (the "database down" tests), keeping the data and the port."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hearth-pg-", dir="/tmp")
+        self.is_running = False
+        out = self._run("start")
+        self.conninfo = out.strip().splitlines()[-1]
+        fields = dict(f.split("=", 1) for f in self.conninfo.split())
+        self.port = int(fields["port"])
+        self.is_running = True
+
+    def _run(self, *args):
+        r = subprocess.run(["bash", PG_CLUSTER, args[0], self.dir, *args[1:]],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"test/pg-cluster {' '.join(args)} failed: "
+                               f"{r.stderr.strip() or r.stdout.strip()}")
+        return r.stdout
+
+    def conninfo_for(self, database):
+        return f"host={self.dir} port={self.port} user=postgres dbname={database}"
+
+    def createdb(self, name):
+        """Create database name; return its conninfo."""
+        self._run("createdb", name)
+        return self.conninfo_for(name)
+
+    def sql(self, database, query):
+        """Rows of query in database, as lists of str (None for NULL)."""
+        bindir = subprocess.run(["bash", PG_CLUSTER, "bindir"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        null, sep = "\x01NULL\x01", "\x1f"
+        r = subprocess.run([os.path.join(bindir, "psql"), "-X", "-q", "-A", "-t",
+                            "-v", "ON_ERROR_STOP=1", "-F", sep, "-P", f"null={null}",
+                            "-d", self.conninfo_for(database), "-c", query],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql: {query}: {r.stderr.strip()}")
+        return [[None if v == null else v for v in line.split(sep)]
+                for line in r.stdout.split("\n") if line]
+
+    def pause(self):
+        """Stop the server (pg_ctl stop -m fast): clients lose their
+        connections and cannot connect until resume()."""
+        self._run("pause")
+        self.is_running = False
+
+    def resume(self):
+        """Start the server again on the same port; returns once it accepts
+        connections."""
+        self._run("resume")
+        self.is_running = True
+
+    def stop(self):
+        """Stop the server and remove its directory."""
+        subprocess.run(["bash", PG_CLUSTER, "stop", self.dir], capture_output=True, timeout=120)
+        self.is_running = False
+
+
+_pg_cluster = None
+
+
+def pg_cluster():
+    """The session's PgCluster, started on first use."""
+    global _pg_cluster
+    if _pg_cluster is None:
+        _pg_cluster = PgCluster()
+    return _pg_cluster
+
+
+@atexit.register
+def stop_pg_cluster():
+    """Stop the session's cluster if one was started (also conftest's
+    session end)."""
+    global _pg_cluster
+    if _pg_cluster is not None:
+        cluster, _pg_cluster = _pg_cluster, None
+        cluster.stop()
