@@ -1,0 +1,289 @@
+/* core.c — the sm's core as modules see it (sm.h): chains of hooks,
+ * features, per-session slots, packets, replies and the link to clients.
+ *
+ * Also the entry of every route from the router: a session request goes
+ * to session.c, a client's stanza (route with sid) and anything else to
+ * deliver.c, a bounce back to deliver.c. The delivery rules themselves are
+ * in deliver.c, sessions in session.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* ---- chains ----------------------------------------------------------- */
+
+void sm_hook(sm_t *sm, sm_chain_t chain, int order, sm_hook_fn fn)
+{
+    chain_t *c = &sm->chains[chain];
+    hook_t *h = realloc(c->hooks, (size_t)(c->n + 1) * sizeof(*h));
+    if (!h) log_fatal("out of memory");
+    int i = c->n;
+    /* Keep registration order among equal orders. */
+    while (i > 0 && h[i - 1].order > order) {
+        h[i] = h[i - 1];
+        i--;
+    }
+    h[i] = (hook_t){order, fn};
+    c->hooks = h;
+    c->n++;
+}
+
+sm_verdict_t sm_chain_run(sm_t *sm, sm_chain_t chain, sm_pkt_t *pkt)
+{
+    const chain_t *c = &sm->chains[chain];
+    for (int i = 0; i < c->n; i++)
+        if (c->hooks[i].fn(sm, pkt) == SM_HANDLED) return SM_HANDLED;
+    return SM_PASS;
+}
+
+void sm_feature(sm_t *sm, const char *var)
+{
+    for (int i = 0; i < sm->nfeatures; i++)
+        if (strcmp(sm->features[i], var) == 0) return;
+    const char **f = realloc(sm->features, (size_t)(sm->nfeatures + 2) * sizeof(*f));
+    if (!f) log_fatal("out of memory");
+    f[sm->nfeatures++] = var;
+    f[sm->nfeatures] = NULL;
+    sm->features = f;
+}
+
+const char *const *sm_features(const sm_t *sm)
+{
+    static const char *const none[] = {NULL};
+    return sm->features ? sm->features : none;
+}
+
+int sm_slot(sm_t *sm)
+{
+    if (sm->nslots >= SM_SLOTS) log_fatal("more than %d session slots asked for", SM_SLOTS);
+    return sm->nslots++;
+}
+
+/* ---- packets ---------------------------------------------------------- */
+
+static bool is_stanza_ns(const char *ns)
+{
+    return ns && (strcmp(ns, NS_HEARTH_COMPONENT) == 0 || strcmp(ns, NS_SERVER) == 0 ||
+                  strcmp(ns, NS_COMPONENT_ACCEPT) == 0 || *ns == '\0');
+}
+
+static void move_ns(elem_t *e, const char *from)
+{
+    for (elem_t *k = e->children; k; k = k->next) {
+        if (!k->name || strcmp(k->ns, from) != 0) continue;
+        k->ns = NS_CLIENT;
+        move_ns(k, from);
+    }
+}
+
+void sm_stanza_normalize(elem_t *stanza)
+{
+    if (!is_stanza_ns(stanza->ns)) return;
+    const char *from = stanza->ns;
+    stanza->ns = NS_CLIENT;
+    move_ns(stanza, from);
+}
+
+sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza)
+{
+    (void)sm;
+    const char *from = elem_attr(stanza, "from"), *to = elem_attr(stanza, "to");
+    jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
+    jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
+    if (!jfrom || (to && !jto)) {
+        jid_free(jfrom);
+        jid_free(jto);
+        arena_free(stanza->arena);
+        return NULL;
+    }
+    sm_pkt_t *p = calloc(1, sizeof(*p));
+    if (!p) log_fatal("out of memory");
+    p->stanza = stanza;
+    p->kind = stanza->name;
+    const char *type = elem_attr(stanza, "type");
+    p->type = type ? type : "";
+    p->from = jfrom;
+    p->to = jto;
+    p->refs = 1;
+    return p;
+}
+
+sm_pkt_t *sm_pkt_hold(sm_pkt_t *pkt)
+{
+    pkt->refs++;
+    return pkt;
+}
+
+void sm_pkt_release(sm_pkt_t *pkt)
+{
+    if (!pkt || --pkt->refs > 0) return;
+    jid_free(pkt->from);
+    jid_free(pkt->to);
+    arena_free(pkt->stanza->arena);
+    free(pkt);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void attr_out(buf_t *b, const char *name, const char *value)
+{
+    buf_printf(b, " %s='", name);
+    xml_escape(b, value, strlen(value), true);
+    buf_appends(b, "'");
+}
+
+void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
+{
+    buf_t *b = &sm->out;
+    buf_reset(b);
+    buf_appends(b, "<route");
+    attr_out(b, "to", sess->c2s);
+    attr_out(b, "from", jid_domain(sess->jid));
+    attr_out(b, "user", jid_bare(sess->jid));
+    attr_out(b, "cid", sess->cid);
+    attr_out(b, "sid", sess->sid);
+    buf_appends(b, ">");
+    elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
+    buf_appends(b, "</route>");
+    if (comp_send_raw(sm->comp, b->data, b->len) < 0)
+        log_debug("router link down: stanza for %s dropped", jid_full(sess->jid));
+}
+
+/* An answer to pkt: straight to the asking session when it is one of ours,
+ * else delivered like any stanza. Takes the arena of answer. */
+static void answer(sm_t *sm, sm_pkt_t *pkt, elem_t *answer)
+{
+    sess_t *s = jid_has_resource(pkt->from) ? sm_session(sm, pkt->from) : NULL;
+    if (s)
+        sm_send_to_sess(sm, s, answer);
+    else
+        sm_deliver(sm, answer);
+    arena_free(answer->arena);
+}
+
+void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition)
+{
+    elem_t *e = elem_copy(arena_new(0), pkt->stanza);
+    if (xmpp_stanza_error(e, condition, NULL) < 0) {
+        arena_free(e->arena);
+        return;
+    }
+    answer(sm, pkt, e);
+}
+
+void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload)
+{
+    elem_t *iq = elem_new(arena_new(0), NS_CLIENT, "iq");
+    elem_set_attr(iq, "type", "result");
+    const char *id = elem_attr(pkt->stanza, "id");
+    if (id) elem_set_attr(iq, "id", id);
+    elem_set_attr(iq, "to", jid_full(pkt->from));
+    /* An IQ with no to was for the account itself (RFC 6120 §10.3.3): the
+     * result goes without a from. */
+    if (pkt->to) elem_set_attr(iq, "from", jid_full(pkt->to));
+    if (payload) elem_add_copy(iq, payload);
+    answer(sm, pkt, iq);
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+sess_t *sm_sessions(sm_t *sm, const char *bare)
+{
+    return map_get(&sm->users, bare);
+}
+
+sess_t *sm_session(sm_t *sm, const jid_t *full)
+{
+    for (sess_t *s = sm_sessions(sm, jid_bare(full)); s; s = s->next)
+        if (strcmp(jid_resource(s->jid), jid_resource(full)) == 0) return s;
+    return NULL;
+}
+
+void sm_each_session(sm_t *sm, void (*fn)(sess_t *sess, void *ud), void *ud)
+{
+    map_iter_t it;
+    map_iter_init(&it, &sm->users);
+    for (sess_t *s; (s = map_iter_next(&it, NULL));)
+        for (; s; s = s->next) fn(s, ud);
+}
+
+bool sm_is_local(const sm_t *sm, const char *domain)
+{
+    for (int i = 0; i < sm->ndomains; i++)
+        if (strcmp(sm->domains[i], domain) == 0) return true;
+    return false;
+}
+
+const char *sm_domain(const sm_t *sm)
+{
+    return sm->domains[0];
+}
+
+storage_t *sm_storage(sm_t *sm)
+{
+    return sm->st;
+}
+
+const config_t *sm_config(const sm_t *sm)
+{
+    return sm->config;
+}
+
+uv_loop_t *sm_loop(sm_t *sm)
+{
+    return sm->loop;
+}
+
+const char *const *sm_components(const sm_t *sm)
+{
+    static const char *const none[] = {NULL};
+    return sm->components ? (const char *const *)sm->components : none;
+}
+
+/* ---- the router ------------------------------------------------------- */
+
+void sm_on_advert(comp_t *c, const char *name, bool available)
+{
+    sm_t *sm = comp_data(c);
+    int i = 0;
+    while (i < sm->ncomponents && strcmp(sm->components[i], name) != 0) i++;
+    if (available && i == sm->ncomponents) {
+        char **v = realloc(sm->components, (size_t)(sm->ncomponents + 2) * sizeof(*v));
+        if (!v || !(v[sm->ncomponents] = strdup(name))) log_fatal("out of memory");
+        v[++sm->ncomponents] = NULL;
+        sm->components = v;
+    } else if (!available && i < sm->ncomponents) {
+        free(sm->components[i]);
+        sm->components[i] = sm->components[--sm->ncomponents];
+        sm->components[sm->ncomponents] = NULL;
+    }
+    /* DESIGN.md: a c2s that went away took its clients with it. */
+    if (!available) sess_end_c2s(sm, name);
+}
+
+void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
+{
+    (void)raw;
+    sm_t *sm = comp_data(c);
+    elem_t *payload = elem_first(route);
+    if (!payload) {
+        log_debug("route from %s without payload dropped",
+                  elem_attr(route, "from") ? elem_attr(route, "from") : "?");
+        return;
+    }
+    const char *type = elem_attr(route, "type");
+    if (type && strcmp(type, "error") == 0) {
+        deliver_bounced(sm, route, payload);
+        return;
+    }
+    if (elem_is(payload, NS_HEARTH_SESSION, "session")) {
+        sess_on_request(sm, route, payload);
+        return;
+    }
+    if (elem_attr(route, "sid")) {
+        sess_t *s = sess_of_route(sm, route);
+        if (s) deliver_from_sess(sm, s, payload);
+        return;
+    }
+    deliver_inbound(sm, payload);
+}

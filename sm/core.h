@@ -1,0 +1,76 @@
+/* core.h — the sm core's private parts, shared by main.c, core.c,
+ * session.c and deliver.c. Modules include sm.h only. */
+#ifndef HEARTH_SM_CORE_H
+#define HEARTH_SM_CORE_H
+
+#include "map.h"
+#include "sm.h"
+
+typedef struct hook {
+    int order;
+    sm_hook_fn fn;
+} hook_t;
+
+typedef struct chain {
+    hook_t *hooks;
+    int n;
+} chain_t;
+
+struct sm {
+    uv_loop_t *loop;
+    const config_t *config;
+    storage_t *st;
+    comp_t *comp;
+    const char *id;     /* this instance, "sm" or "sm-2" */
+    const char **domains;
+    int ndomains;
+    int shards;         /* sm.shards */
+    bool is_stopping;
+
+    chain_t chains[SM_CHAINS];
+    const char **features; /* NULL-terminated */
+    int nfeatures;
+    int nslots;
+
+    map_t sessions_by_sid; /* sid -> sess_t */
+    map_t users;           /* bare JID -> first sess_t of the user */
+    map_t accounts;        /* bare JID -> (void *)1: known to exist */
+    map_t checking;        /* bare JID -> check_t: an account lookup in flight */
+    unsigned long nsessions;
+    char **components;     /* advertised names, NULL-terminated */
+    int ncomponents;
+
+    buf_t out;             /* scratch for serializing routes */
+};
+
+/* Stanza namespaces we accept from routes; every stanza the sm handles is
+ * moved to jabber:client first (deliver.c). */
+void sm_stanza_normalize(elem_t *stanza);
+
+/* Routes from the router (core.c). */
+void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw);
+void sm_on_advert(comp_t *c, const char *name, bool available);
+
+/* Sessions (session.c). */
+void sess_on_request(sm_t *sm, const elem_t *route, elem_t *request);
+/* The session a client route names (by sid, checked against from and
+ * cid), or NULL. */
+sess_t *sess_of_route(sm_t *sm, const elem_t *route);
+void sess_end_c2s(sm_t *sm, const char *c2s);
+void sess_end_all(sm_t *sm);
+
+/* Delivery (deliver.c). */
+/* A stanza from a session, from stamped. */
+void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *stanza);
+/* A stanza from elsewhere (another component, s2s, another shard). */
+void deliver_inbound(sm_t *sm, elem_t *stanza);
+/* A route that came back as an error (the payload is what we sent). */
+void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *stanza);
+/* Does the local account bare exist? cb gets 1 (yes), 0 (no) or -1 (the
+ * store failed), at once when known, else after a storage lookup; the
+ * answers for one account come in the order they were asked. Positive
+ * answers are cached until sm_account_forget(). */
+typedef void (*account_cb)(sm_t *sm, void *ud, int exists);
+void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud);
+
+#endif

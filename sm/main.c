@@ -1,0 +1,114 @@
+/* main.c — hearth-sm: reads the config, opens the store, links to the
+ * router binding every local domain as a shard, starts the modules and
+ * runs the loop. The work is in core.c, session.c, deliver.c and the
+ * modules (sm/mod_*.c, listed in modules.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+static sm_t the_sm;
+
+static void on_ready(comp_t *c)
+{
+    sm_t *sm = comp_data(c);
+    log_notice("%s linked to the router, serving %d domain(s)", sm->id, sm->ndomains);
+}
+
+static void on_down(comp_t *c)
+{
+    (void)c;
+    log_warn("router link lost; reconnecting");
+}
+
+static void on_bind_error(comp_t *c, const char *name, const char *error)
+{
+    (void)c;
+    log_err("the router refused to bind %s: %s", name, error);
+}
+
+static void on_storage_closed(void *ud)
+{
+    sm_t *sm = ud;
+    sm->st = NULL;
+    comp_free(sm->comp);
+    sm->comp = NULL;
+}
+
+static void on_stop(void *ud)
+{
+    sm_t *sm = ud;
+    if (sm->is_stopping) return;
+    sm->is_stopping = true;
+    log_notice("%s stopping", sm->id);
+    sess_end_all(sm);
+    storage_close(sm->st, on_storage_closed, sm);
+}
+
+int main(int argc, char **argv)
+{
+    sm_t *sm = &the_sm;
+    daemon_ctx_t d = {.name = "sm", .on_stop = on_stop, .ud = sm};
+    d.loop = sm->loop = uv_default_loop();
+    daemon_init(&d, argc, argv);
+    sm->config = d.config;
+    sm->id = d.id;
+    sm->shards = (int)config_int(d.config, "sm.shards");
+
+    sm->ndomains = config_count(d.config, "domain");
+    if (sm->ndomains < 1) sm->ndomains = 1;
+    sm->domains = calloc((size_t)sm->ndomains, sizeof(*sm->domains));
+    if (!sm->domains) log_fatal("out of memory");
+    for (int i = 0; i < sm->ndomains; i++) {
+        const char *name = config_get_at(d.config, "domain", i);
+        if (!name) name = config_get(d.config, "domain");
+        char prepared[JID_STRING_MAX];
+        if (jid_prep(name, strlen(name), prepared, NULL) < 0 || strchr(prepared, '@') ||
+            strchr(prepared, '/'))
+            log_fatal("%s: domain '%s' is not a valid domain", config_file(d.config), name);
+        if (!(sm->domains[i] = strdup(prepared))) log_fatal("out of memory");
+    }
+    map_init(&sm->sessions_by_sid);
+    map_init(&sm->users);
+    map_init(&sm->accounts);
+    map_init(&sm->checking);
+
+    char *err = NULL;
+    if (!(sm->st = storage_open(sm->loop, d.config, &err)))
+        log_fatal("cannot open the store: %s", err ? err : "unknown error");
+
+    static const comp_cb_t cb = {
+        .on_ready = on_ready,
+        .on_down = on_down,
+        .on_route = sm_on_route,
+        .on_advert = sm_on_advert,
+        .on_bind_error = on_bind_error,
+    };
+    sm->comp = comp_new_from_config(sm->loop, d.config, d.id, &cb, sm);
+    for (int i = 0; i < sm->ndomains; i++) comp_bind(sm->comp, sm->domains[i], COMP_BIND_SHARD);
+    for (const sm_module_t *m = sm_modules; m->name; m++) m->init(sm);
+
+    daemon_drop_privileges(&d);
+    comp_start(sm->comp);
+    log_notice("%s started (%s store, %d shard(s))", sm->id, storage_driver(sm->st), sm->shards);
+
+    uv_run(sm->loop, UV_RUN_DEFAULT);
+
+    log_notice("%s stopped", sm->id);
+    for (int i = 0; i < SM_CHAINS; i++) free(sm->chains[i].hooks);
+    free(sm->features);
+    for (int i = 0; i < sm->ncomponents; i++) free(sm->components[i]);
+    free(sm->components);
+    for (int i = 0; i < sm->ndomains; i++) free((char *)sm->domains[i]);
+    free(sm->domains);
+    map_free(&sm->sessions_by_sid);
+    map_free(&sm->users);
+    map_free(&sm->accounts);
+    map_free(&sm->checking);
+    buf_free(&sm->out);
+    daemon_done(&d);
+    uv_run(sm->loop, UV_RUN_NOWAIT);
+    uv_loop_close(sm->loop);
+    log_close();
+    return 0;
+}
