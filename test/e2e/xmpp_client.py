@@ -177,6 +177,9 @@ class Client:
         x.register_plugin("xep_0030")
         x.register_plugin("xep_0199")  # answers the server's pings
         x.whitespace_keepalive = False
+        # slixmpp holds stanzas back until the session starts; registration
+        # (and tests of what the server does before that) need them sent.
+        x._always_send_everything = True
         ctx = ssl.create_default_context()
         if self.verify:
             ctx.load_verify_locations(self.server.cert_path)
@@ -266,6 +269,9 @@ class Client:
             self._fail("timeout", "no answer to the registration")
 
     def _on_incoming(self, stanza):
+        if (isinstance(stanza, Iq) and stanza["type"] == "error" and not self._started.is_set()
+                and stanza.xml.find("{urn:ietf:params:xml:ns:xmpp-bind}bind") is not None):
+            self._fail(stanza["error"]["condition"] or "bind-failed", stanza["error"]["text"])
         if isinstance(stanza, (Message, Presence, Iq)):
             with self._cond:
                 self.received.append(stanza)

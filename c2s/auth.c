@@ -1,0 +1,500 @@
+/* auth.c — SASL for clients (RFC 6120 §6): SCRAM-SHA-256-PLUS and
+ * SCRAM-SHA-1-PLUS (channel binding tls-exporter on TLS 1.3, tls-unique on
+ * TLS 1.2, advertised with XEP-0440), SCRAM-SHA-256, SCRAM-SHA-1, and
+ * PLAIN inside TLS.
+ *
+ * common/sasl.c runs the exchanges, but its key lookup is synchronous, so
+ * this file first reads the user name from the client's first message
+ * itself (SCRAM "n,,n=user,r=..." / PLAIN "authzid\0user\0password"),
+ * fetches that user's keys from the `auth` table with storage_query, and
+ * only then starts the exchange with the keys in hand. PLAIN derives keys
+ * from the offered password (PBKDF2, milliseconds) on the thread pool.
+ *
+ * Failures answer not-authorized; from an address that failed before, the
+ * answer comes later each time (addr.c). After c2s.auth-failures failures
+ * the stream is closed (RFC 6120 §6.4.5). A store that is down answers
+ * temporary-auth-failure, which does not count as a failure. */
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "c2s.h"
+
+#define MAX_SASL_MESSAGE 4096 /* decoded bytes of a first message */
+
+struct auth {
+    client_t *cl;
+    char mech[24];
+    bool is_plain;
+    bool is_waiting;        /* a storage call or thread pool work in flight */
+    bool awaits_initial;    /* sent an empty challenge for the first message */
+    char *first_b64;        /* the first message, kept during the lookup */
+    char *bare;             /* the claimed user, prepared (NULL: not a valid name) */
+    char cb_type[16];       /* the binding the client asked for ("" none) */
+    buf_t cb_data;
+    bool has_sha1, has_sha256;
+    scram_keys_t sha1, sha256;
+    sasl_t *sasl;
+    /* PLAIN on the thread pool */
+    uv_work_t work;
+    char *password;
+    bool is_match;
+    /* a failure waiting for its delay */
+    const char *pending_failure;
+};
+
+static bool has_binding(client_t *cl, const char *type)
+{
+    buf_t b = BUF_INIT;
+    int rc = conn_channel_binding(cl->conn, type, &b);
+    buf_free(&b);
+    return rc == 0;
+}
+
+void auth_features(client_t *cl, buf_t *b)
+{
+    bool has_tls = conn_has_tls(cl->conn);
+    bool has_exporter = has_tls && has_binding(cl, "tls-exporter");
+    bool has_unique = has_tls && has_binding(cl, "tls-unique");
+    buf_appends(b, "<mechanisms xmlns='" NS_SASL "'>");
+    if (has_exporter || has_unique)
+        buf_appends(b, "<mechanism>SCRAM-SHA-256-PLUS</mechanism>"
+                       "<mechanism>SCRAM-SHA-1-PLUS</mechanism>");
+    buf_appends(b, "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism>");
+    if (has_tls) buf_appends(b, "<mechanism>PLAIN</mechanism>");
+    buf_appends(b, "</mechanisms>");
+    if (has_exporter || has_unique) {
+        buf_appends(b, "<sasl-channel-binding xmlns='" NS_SASL_CB "'>");
+        if (has_exporter) buf_appends(b, "<channel-binding type='tls-exporter'/>");
+        if (has_unique) buf_appends(b, "<channel-binding type='tls-unique'/>");
+        buf_appends(b, "</sasl-channel-binding>");
+    }
+}
+
+static bool is_offered(client_t *cl, const char *mech)
+{
+    if (strcmp(mech, "PLAIN") == 0) return conn_has_tls(cl->conn);
+    if (strcmp(mech, "SCRAM-SHA-256") == 0 || strcmp(mech, "SCRAM-SHA-1") == 0) return true;
+    if (strcmp(mech, "SCRAM-SHA-256-PLUS") == 0 || strcmp(mech, "SCRAM-SHA-1-PLUS") == 0)
+        return conn_has_tls(cl->conn) &&
+               (has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique"));
+    return false;
+}
+
+void auth_free(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    if (!a) return;
+    cl->auth = NULL;
+    if (a->sasl) sasl_free(a->sasl);
+    if (a->password) {
+        gnutls_memset(a->password, 0, strlen(a->password));
+        free(a->password);
+    }
+    buf_free(&a->cb_data);
+    free(a->first_b64);
+    free(a->bare);
+    free(a);
+}
+
+static void sasl_reply(client_t *cl, const char *what, const char *data)
+{
+    buf_t *b = &cl->c2s->scratch;
+    buf_reset(b);
+    if (data && *data)
+        buf_printf(b, "<%s xmlns='" NS_SASL "'>%s</%s>", what, data, what);
+    else
+        buf_printf(b, "<%s xmlns='" NS_SASL "'/>", what);
+    client_write(cl, b->data, b->len);
+}
+
+/* <failure><condition/></failure> now, and the exchange is over. */
+static void send_failure(client_t *cl, const char *condition)
+{
+    buf_t *b = &cl->c2s->scratch;
+    buf_reset(b);
+    buf_printf(b, "<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
+    client_write(cl, b->data, b->len);
+    auth_free(cl);
+}
+
+/* A failed login: counted, answered after the address's delay; the stream
+ * closes after too many. */
+static void fail_login(client_t *cl, const char *condition)
+{
+    c2s_t *c2s = cl->c2s;
+    auth_t *a = cl->auth;
+    cl->auth_failures++;
+    log_info("%s (%s): login as %s failed (%s)", c2s->id, client_peer(cl),
+             a && a->bare ? a->bare : "(invalid name)", condition);
+    uint64_t delay = addr_failed(c2s, cl->addr);
+    if (a && delay > 0) {
+        a->pending_failure = condition;
+        cl->auth_reply_at = uv_now(c2s->loop) + delay;
+        client_arm(cl);
+        return;
+    }
+    send_failure(cl, condition);
+    if (cl->auth_failures >= c2s->max_auth_failures)
+        client_fail(cl, "policy-violation", "too many failed logins");
+}
+
+void auth_deadline(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    if (!a || !a->pending_failure) return;
+    send_failure(cl, a->pending_failure);
+    if (cl->auth_failures >= cl->c2s->max_auth_failures)
+        client_fail(cl, "policy-violation", "too many failed logins");
+}
+
+static void succeed(client_t *cl, const char *final_b64)
+{
+    auth_t *a = cl->auth;
+    sasl_reply(cl, "success", final_b64);
+    cl->user = a->bare;
+    a->bare = NULL;
+    log_info("%s (%s): %s logged in (%s%s%s)", cl->c2s->id, client_peer(cl), cl->user, a->mech,
+             a->cb_type[0] ? ", " : "", a->cb_type);
+    auth_free(cl);
+    cl->state = CL_AUTHED;
+    client_restart_stream(cl);
+}
+
+/* ---- reading the first message ---------------------------------------- */
+
+static char *b64_decode(const char *in, size_t *len)
+{
+    gnutls_datum_t src = {(unsigned char *)in, (unsigned)strlen(in)}, out = {NULL, 0};
+    if (gnutls_base64_decode2(&src, &out) < 0) return NULL;
+    char *s = malloc(out.size + 1);
+    if (!s) log_fatal("out of memory");
+    memcpy(s, out.data, out.size);
+    s[out.size] = '\0';
+    *len = out.size;
+    gnutls_free(out.data);
+    return s;
+}
+
+/* A SCRAM saslname ("=2C" is ',' and "=3D" is '='); -1 if malformed. */
+static int unescape_saslname(const char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '=') {
+            if (i + 3 > n) return -1;
+            if (strncmp(s + i, "=2C", 3) == 0)
+                c = ',';
+            else if (strncmp(s + i, "=3D", 3) == 0)
+                c = '=';
+            else
+                return -1;
+            i += 2;
+        }
+        if (o + 1 >= size) return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* The user of a SCRAM client-first message, and its GS2 header's channel
+ * binding flag: 'n', 'y' or 'p' with *cb_type. -1 if malformed. */
+static int parse_scram_first(const char *m, size_t len, char *user, size_t size, char *flag,
+                             char *cb_type, size_t cb_size, char *authzid, size_t az_size)
+{
+    if (memchr(m, '\0', len)) return -1;
+    const char *p = m, *comma = strchr(p, ',');
+    if (!comma) return -1;
+    cb_type[0] = '\0';
+    if (comma - p == 1 && (*p == 'n' || *p == 'y')) {
+        *flag = *p;
+    } else if (strncmp(p, "p=", 2) == 0 && (size_t)(comma - p - 2) < cb_size && comma - p > 2) {
+        *flag = 'p';
+        memcpy(cb_type, p + 2, (size_t)(comma - p - 2));
+        cb_type[comma - p - 2] = '\0';
+    } else {
+        return -1;
+    }
+    p = comma + 1;
+    comma = strchr(p, ',');
+    if (!comma) return -1;
+    authzid[0] = '\0';
+    if (comma > p) {
+        if (strncmp(p, "a=", 2) != 0) return -1;
+        if (unescape_saslname(p + 2, (size_t)(comma - p - 2), authzid, az_size) < 0) return -1;
+    }
+    p = comma + 1;
+    if (strncmp(p, "n=", 2) != 0) return -1;
+    p += 2;
+    comma = strchr(p, ',');
+    if (!comma || strncmp(comma + 1, "r=", 2) != 0) return -1;
+    return unescape_saslname(p, (size_t)(comma - p), user, size);
+}
+
+/* ---- the exchange ------------------------------------------------------ */
+
+static int lookup_keys(void *ud, const char *authcid, const char *hash, scram_keys_t *out)
+{
+    auth_t *a = ud;
+    (void)authcid; /* the same message named it; its keys are the ones fetched */
+    if (strcmp(hash, "SHA-256") == 0 && a->has_sha256) {
+        *out = a->sha256;
+        return 0;
+    }
+    if (strcmp(hash, "SHA-1") == 0 && a->has_sha1) {
+        *out = a->sha1;
+        return 0;
+    }
+    return -1;
+}
+
+static void step(client_t *cl, const char *in_b64)
+{
+    auth_t *a = cl->auth;
+    char *out = NULL;
+    sasl_result_t res = sasl_step(a->sasl, in_b64, &out);
+    if (res == SASL_CONTINUE)
+        sasl_reply(cl, "challenge", out);
+    else if (res == SASL_DONE)
+        succeed(cl, out);
+    else if (res == SASL_MALFORMED)
+        send_failure(cl, "malformed-request");
+    else
+        fail_login(cl, "not-authorized");
+    free(out);
+}
+
+static void plain_work(uv_work_t *w)
+{
+    auth_t *a = w->data;
+    if (a->has_sha256) {
+        a->is_match = scram_keys_match("SHA-256", &a->sha256, a->password);
+    } else if (a->has_sha1) {
+        a->is_match = scram_keys_match("SHA-1", &a->sha1, a->password);
+    } else {
+        /* An unknown user costs the same derivation as a known one. */
+        scram_keys_t k;
+        scram_keys_make("SHA-256", a->password, NULL, 4096, &k);
+        a->is_match = false;
+    }
+}
+
+static void plain_done(uv_work_t *w, int status)
+{
+    auth_t *a = w->data;
+    client_t *cl = a->cl;
+    a->is_waiting = false;
+    if (!client_unref(cl)) return;
+    if (status < 0 || !a->is_match)
+        fail_login(cl, "not-authorized");
+    else
+        succeed(cl, NULL);
+}
+
+static void copy_keys(const st_result_t *res, int col, scram_keys_t *k, bool *has)
+{
+    const char *salt = st_text(res, 0, col), *stored = st_text(res, 0, col + 2),
+               *server = st_text(res, 0, col + 3);
+    long long iter = st_int(res, 0, col + 1);
+    *has = salt && stored && server && iter > 0 && strlen(salt) < sizeof k->salt &&
+           strlen(stored) < sizeof k->stored_key && strlen(server) < sizeof k->server_key;
+    if (!*has) return;
+    snprintf(k->salt, sizeof k->salt, "%s", salt);
+    snprintf(k->stored_key, sizeof k->stored_key, "%s", stored);
+    snprintf(k->server_key, sizeof k->server_key, "%s", server);
+    k->iterations = (unsigned)iter;
+}
+
+static void on_keys(void *ud, const st_result_t *res)
+{
+    auth_t *a = ud;
+    client_t *cl = a->cl;
+    a->is_waiting = false;
+    if (!client_unref(cl)) return;
+    if (st_status(res) != ST_OK) {
+        log_warn("%s: cannot read the keys of %s: %s", cl->c2s->id, a->bare ? a->bare : "?",
+                 st_error(res));
+        send_failure(cl, "temporary-auth-failure");
+        return;
+    }
+    if (st_rows(res) > 0) {
+        copy_keys(res, 0, &a->sha1, &a->has_sha1);
+        copy_keys(res, 4, &a->sha256, &a->has_sha256);
+    }
+    if (a->is_plain) {
+        a->work.data = a;
+        client_ref(cl);
+        a->is_waiting = true;
+        uv_queue_work(cl->c2s->loop, &a->work, plain_work, plain_done);
+        return;
+    }
+    const void *cb = a->cb_type[0] ? a->cb_data.data : NULL;
+    a->sasl = sasl_server_new(a->mech, lookup_keys, a, a->cb_type[0] ? a->cb_type : NULL, cb,
+                              a->cb_type[0] ? a->cb_data.len : 0);
+    if (!a->sasl) {
+        send_failure(cl, "invalid-mechanism");
+        return;
+    }
+    char *first = a->first_b64;
+    a->first_b64 = NULL;
+    step(cl, first);
+    free(first);
+}
+
+static void fetch_keys(client_t *cl)
+{
+    static const char sql[] = "SELECT sha1_salt, sha1_iter, sha1_stored, sha1_server, "
+                              "sha256_salt, sha256_iter, sha256_stored, sha256_server "
+                              "FROM auth WHERE owner = $1";
+    auth_t *a = cl->auth;
+    const char *params[1] = {a->bare ? a->bare : ""};
+    client_ref(cl);
+    a->is_waiting = true;
+    storage_query(cl->c2s->storage, sql, 1, params, on_keys, a);
+}
+
+/* The bare JID of user at the stream's domain, prepared; NULL if invalid. */
+static char *bare_of(client_t *cl, const char *user)
+{
+    jid_t *j = jid_new_parts(user, cl->domain, NULL, NULL);
+    if (!j) return NULL;
+    char *bare = strdup(jid_bare(j));
+    if (!bare) log_fatal("out of memory");
+    jid_free(j);
+    return bare;
+}
+
+/* The client's first message: find the user, then fetch the keys. */
+static void start(client_t *cl, const char *in_b64)
+{
+    auth_t *a = cl->auth;
+    size_t len = 0;
+    char *m = strcmp(in_b64, "=") == 0 ? strdup("") : b64_decode(in_b64, &len);
+    if (!m || len > MAX_SASL_MESSAGE || len == 0) {
+        send_failure(cl, m ? "malformed-request" : "incorrect-encoding");
+        free(m);
+        return;
+    }
+    char user[1100], authzid[1100];
+    if (a->is_plain) {
+        /* authzid NUL authcid NUL password */
+        const char *n1 = memchr(m, '\0', len);
+        const char *n2 = n1 ? memchr(n1 + 1, '\0', len - (size_t)(n1 + 1 - m)) : NULL;
+        if (!n2 || n2 == n1 + 1 || (size_t)(n2 + 1 - m) >= len ||
+            memchr(n2 + 1, '\0', len - (size_t)(n2 + 1 - m)) ||
+            (size_t)(n2 - n1 - 1) >= sizeof user) {
+            free(m);
+            send_failure(cl, "malformed-request");
+            return;
+        }
+        memcpy(user, n1 + 1, (size_t)(n2 - n1 - 1));
+        user[n2 - n1 - 1] = '\0';
+        snprintf(authzid, sizeof authzid, "%s", m);
+        a->password = strdup(n2 + 1);
+        if (!a->password) log_fatal("out of memory");
+        gnutls_memset(m, 0, len);
+    } else {
+        char flag;
+        if (parse_scram_first(m, len, user, sizeof user, &flag, a->cb_type, sizeof a->cb_type,
+                              authzid, sizeof authzid) < 0) {
+            free(m);
+            send_failure(cl, "malformed-request");
+            return;
+        }
+        bool is_plus = strstr(a->mech, "-PLUS") != NULL;
+        bool could_bind = has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique");
+        if (flag == 'p' && (!is_plus || conn_channel_binding(cl->conn, a->cb_type, &a->cb_data) < 0)) {
+            free(m);
+            fail_login(cl, "not-authorized"); /* a binding we do not have */
+            return;
+        }
+        if (is_plus && flag != 'p') {
+            free(m);
+            send_failure(cl, "malformed-request");
+            return;
+        }
+        /* RFC 5802 §6: "y" means the client could bind but thinks we
+         * cannot; we offered -PLUS, so someone stripped it: a downgrade. */
+        if (flag == 'y' && could_bind) {
+            free(m);
+            fail_login(cl, "not-authorized");
+            return;
+        }
+        if (flag != 'p') a->cb_type[0] = '\0';
+    }
+    free(m);
+    a->bare = bare_of(cl, user);
+    if (authzid[0]) {
+        char *az = NULL;
+        jid_t *j = jid_new(authzid, strlen(authzid), NULL);
+        if (j) az = strdup(jid_bare(j)), jid_free(j);
+        bool is_same = az && a->bare && strcmp(az, a->bare) == 0 && !strchr(authzid, '/');
+        free(az);
+        if (!is_same) {
+            send_failure(cl, "invalid-authzid");
+            return;
+        }
+    }
+    if (!a->is_plain) {
+        a->first_b64 = strdup(in_b64);
+        if (!a->first_b64) log_fatal("out of memory");
+    }
+    fetch_keys(cl);
+}
+
+void auth_handle(client_t *cl, const elem_t *e)
+{
+    c2s_t *c2s = cl->c2s;
+    auth_t *a = cl->auth;
+    const char *text = elem_text(e);
+    if (strcmp(e->name, "auth") == 0) {
+        if (a) {
+            client_fail(cl, "policy-violation", "one login at a time");
+            return;
+        }
+        if (c2s->require_tls && !conn_has_tls(cl->conn)) {
+            buf_t *b = &c2s->scratch;
+            buf_reset(b);
+            buf_appends(b, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+            client_write(cl, b->data, b->len);
+            return;
+        }
+        const char *mech = elem_attr(e, "mechanism");
+        if (!mech || strlen(mech) >= sizeof a->mech || !is_offered(cl, mech)) {
+            buf_t *b = &c2s->scratch;
+            buf_reset(b);
+            buf_appends(b, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+            client_write(cl, b->data, b->len);
+            return;
+        }
+        a = cl->auth = calloc(1, sizeof(*a));
+        if (!a) log_fatal("out of memory");
+        a->cl = cl;
+        snprintf(a->mech, sizeof a->mech, "%s", mech);
+        a->is_plain = strcmp(mech, "PLAIN") == 0;
+        if (!*text) {
+            /* RFC 6120 §6.4.2: no initial response: an empty challenge. */
+            a->awaits_initial = true;
+            sasl_reply(cl, "challenge", NULL);
+            return;
+        }
+        start(cl, text);
+    } else if (strcmp(e->name, "response") == 0 && a && !a->is_waiting && !a->pending_failure) {
+        if (a->awaits_initial) {
+            a->awaits_initial = false;
+            start(cl, *text ? text : "=");
+        } else if (a->sasl) {
+            step(cl, text);
+        } else {
+            client_fail(cl, "policy-violation", "unexpected SASL response");
+        }
+    } else if (strcmp(e->name, "abort") == 0 && a && !a->is_waiting) {
+        send_failure(cl, "aborted");
+    } else {
+        client_fail(cl, "policy-violation", "unexpected SASL element");
+    }
+}

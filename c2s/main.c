@@ -1,0 +1,270 @@
+/* main.c — hearth-c2s: reads the config, loads (or makes) the certificate,
+ * opens the store and the client ports, drops privileges, connects to the
+ * router and runs the loop. The client streams are client.c's. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "c2s.h"
+
+static c2s_t c2s;
+
+void c2s_random_hex(char *out, size_t bytes)
+{
+    unsigned char raw[32];
+    if (bytes > sizeof(raw)) bytes = sizeof(raw);
+    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes) < 0) log_fatal("no random numbers");
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < bytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * bytes] = '\0';
+}
+
+domain_state_t *c2s_domain(c2s_t *c, const char *name)
+{
+    for (int i = 0; i < c->ndomains; i++)
+        if (strcmp(c->domains[i].name, name) == 0) return &c->domains[i];
+    return NULL;
+}
+
+static void configure(c2s_t *c, const config_t *cf)
+{
+    c->ndomains = config_count(cf, "domain");
+    if (c->ndomains == 0) c->ndomains = 1; /* the default, localhost */
+    c->domains = calloc((size_t)c->ndomains, sizeof(*c->domains));
+    if (!c->domains) log_fatal("out of memory");
+    for (int i = 0; i < c->ndomains; i++) {
+        const char *d = config_count(cf, "domain") ? config_get_at(cf, "domain", i)
+                                                   : config_get(cf, "domain");
+        char prepped[JID_STRING_MAX];
+        const char *why = NULL;
+        if (!d || jid_prep(d, strlen(d), prepped, &why) < 0 || strchr(prepped, '@') ||
+            strchr(prepped, '/'))
+            log_fatal("%s: domain %s is not a valid domain%s%s", config_file(cf), d ? d : "",
+                      why ? ": " : "", why ? why : "");
+        if (!(c->domains[i].name = strdup(prepped))) log_fatal("out of memory");
+    }
+    c->require_tls = config_bool(cf, "c2s.require-tls");
+    c->registration = config_bool(cf, "c2s.registration");
+    c->max_stanza = config_size(cf, "c2s.max-stanza");
+    c->max_connections = (unsigned)config_int(cf, "c2s.max-connections");
+    c->max_per_ip = (unsigned)config_int(cf, "c2s.max-connections-per-ip");
+    c->rate = (double)config_int(cf, "c2s.rate");
+    c->burst = (double)config_int(cf, "c2s.burst");
+    c->max_auth_failures = (unsigned)config_int(cf, "c2s.auth-failures");
+    c->ping_interval = config_ms(cf, "c2s.ping-interval");
+    c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
+    c->bind_timeout = 5000;
+}
+
+static void make_dir(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
+}
+
+/* The configured certificate, or STATEDIR/tls/DOMAIN.pem and .key, made
+ * self-signed when missing. Several c2s processes start at once: a lock
+ * file makes one of them generate and the others load its files. */
+static void load_certificate(c2s_t *c, const config_t *cf)
+{
+    const char *cert = config_get(cf, "c2s.cert"), *key = config_get(cf, "c2s.key");
+    char cert_path[4096], key_path[4096];
+    if ((cert && *cert) || (key && *key)) {
+        if (!cert || !*cert || !key || !*key) log_fatal("c2s.cert and c2s.key go together");
+        snprintf(cert_path, sizeof cert_path, "%s", cert);
+        snprintf(key_path, sizeof key_path, "%s", key);
+    } else {
+        const char *statedir = config_get(cf, "statedir");
+        char dir[4096], lock[4200];
+        make_dir(statedir);
+        snprintf(dir, sizeof dir, "%s/tls", statedir);
+        make_dir(dir);
+        if (snprintf(cert_path, sizeof cert_path, "%s/%s.pem", dir, c->domains[0].name) >=
+                (int)sizeof cert_path ||
+            snprintf(key_path, sizeof key_path, "%s/%s.key", dir, c->domains[0].name) >=
+                (int)sizeof key_path)
+            log_fatal("statedir %s is too long", statedir);
+        snprintf(lock, sizeof lock, "%s/.lock", dir);
+        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
+        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
+            char *err = NULL;
+            if (tls_make_selfsigned(c->domains[0].name, cert_path, key_path, &err) < 0)
+                log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
+            log_notice("made a self-signed certificate for %s: %s (clients will warn; set "
+                       "c2s.cert and c2s.key for a real one)",
+                       c->domains[0].name, cert_path);
+        }
+        close(fd); /* releases the lock */
+    }
+    char *err = NULL;
+    if (!(c->tls = tls_ctx_new_server(cert_path, key_path, &err)))
+        log_fatal("c2s certificate %s: %s", cert_path, err ? err : "cannot load");
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    listener_t *l = server->data;
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    int i = (int)(l - c2s.listeners);
+    client_accept(&c2s, server, c2s.listener_is_tls[i]);
+}
+
+static void add_listener(c2s_t *c, const char *addr, bool is_tls)
+{
+    if (!addr || !*addr) return;
+    int i = c->nlisteners++;
+    c->listeners = realloc(c->listeners, (size_t)c->nlisteners * sizeof(*c->listeners));
+    c->listener_is_tls = realloc(c->listener_is_tls, (size_t)c->nlisteners * sizeof(bool));
+    if (!c->listeners || !c->listener_is_tls) log_fatal("out of memory");
+    memset(&c->listeners[i], 0, sizeof(c->listeners[i]));
+    c->listener_is_tls[i] = is_tls;
+}
+
+static void listen_all(c2s_t *c, const config_t *cf)
+{
+    const char *paths[2] = {"c2s.listen", "c2s.listen-tls"};
+    const char *addrs[64];
+    bool is_tls[64];
+    int n = 0;
+    for (int p = 0; p < 2; p++) {
+        int count = config_count(cf, paths[p]);
+        for (int i = 0; i < (count ? count : 1) && n < 64; i++) {
+            const char *a = count ? config_get_at(cf, paths[p], i) : config_get(cf, paths[p]);
+            if (!a || !*a) continue;
+            addrs[n] = a;
+            is_tls[n++] = p == 1;
+        }
+    }
+    if (n == 0) log_fatal("%s: c2s.listen and c2s.listen-tls are all empty", config_file(cf));
+    for (int i = 0; i < n; i++) add_listener(c, addrs[i], is_tls[i]);
+    /* Only now: the array no longer moves, so handles may point into it. */
+    for (int i = 0; i < n; i++) {
+        int err = conn_listen(c->loop, &c->listeners[i], addrs[i], true, on_connection);
+        if (err < 0) log_fatal("cannot listen on %s: %s", addrs[i], uv_strerror(err));
+        log_notice("%s listening on %s (%s)", c->id, addrs[i],
+                   is_tls[i] ? "direct TLS" : "STARTTLS");
+    }
+}
+
+static void on_ready(comp_t *comp)
+{
+    c2s_t *c = comp_data(comp);
+    log_info("%s: connected to the router", c->id);
+}
+
+static void on_down(comp_t *comp)
+{
+    c2s_t *c = comp_data(comp);
+    log_warn("%s: lost the router; ending the sessions", c->id);
+    session_router_down(c);
+}
+
+static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
+{
+    (void)raw;
+    session_route(comp_data(comp), route);
+}
+
+static void on_advert(comp_t *comp, const char *name, bool available)
+{
+    session_domain_advert(comp_data(comp), name, available);
+}
+
+static void on_bind_error(comp_t *comp, const char *name, const char *error)
+{
+    /* Another process holds our instance id: routes for our clients would
+     * go to it. That is a broken setup; the supervisor restarts us. */
+    log_fatal("the router refused %s to %s: %s (is another c2s running with -i %s?)", name,
+              ((c2s_t *)comp_data(comp))->id, error, name);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    addr_sweep(t->data);
+}
+
+static void on_storage_closed(void *ud)
+{
+    (void)ud;
+}
+
+static void on_stop(void *ud)
+{
+    c2s_t *c = ud;
+    if (c->is_stopping) return;
+    c->is_stopping = true;
+    log_notice("%s stopping", c->id);
+    for (int i = 0; i < c->nlisteners; i++) conn_listener_close(&c->listeners[i]);
+    client_close_all(c, "system-shutdown");
+    uv_timer_stop(&c->sweep);
+    uv_close((uv_handle_t *)&c->sweep, NULL);
+    comp_free(c->comp);
+    c->comp = NULL;
+    storage_close(c->storage, on_storage_closed, c);
+}
+
+static const comp_cb_t comp_cb = {
+    .on_ready = on_ready,
+    .on_down = on_down,
+    .on_route = on_route,
+    .on_advert = on_advert,
+    .on_bind_error = on_bind_error,
+};
+
+int main(int argc, char **argv)
+{
+    c2s_t *c = &c2s;
+    daemon_ctx_t d = {.name = "c2s", .on_stop = on_stop, .ud = c};
+    d.loop = c->loop = uv_default_loop();
+    daemon_init(&d, argc, argv);
+    c->config = d.config;
+    c->id = d.id;
+    configure(c, d.config);
+    load_certificate(c, d.config);
+
+    char *err = NULL;
+    if (!(c->storage = storage_open(c->loop, d.config, &err)))
+        log_fatal("storage: %s", err ? err : "cannot open");
+    listen_all(c, d.config);
+    daemon_drop_privileges(&d);
+
+    uv_timer_init(c->loop, &c->sweep);
+    c->sweep.data = c;
+    uv_timer_start(&c->sweep, on_sweep, 60000, 60000);
+
+    c->comp = comp_new_from_config(c->loop, d.config, c->id, &comp_cb, c);
+    if (!c->comp) log_fatal("cannot set up the router link");
+    comp_bind(c->comp, c->id, 0);
+    comp_start(c->comp);
+    log_notice("%s serving %s%s", c->id, c->domains[0].name,
+               c->ndomains > 1 ? " and more domains" : "");
+
+    uv_run(c->loop, UV_RUN_DEFAULT);
+
+    log_notice("%s stopped", c->id);
+    session_table_free(c);
+    addr_table_free(c);
+    tls_ctx_free(c->tls);
+    for (int i = 0; i < c->ndomains; i++) free((char *)c->domains[i].name);
+    free(c->domains);
+    free(c->listeners);
+    free(c->listener_is_tls);
+    buf_free(&c->scratch);
+    daemon_done(&d);
+    uv_run(c->loop, UV_RUN_NOWAIT);
+    uv_loop_close(c->loop);
+    log_close();
+    return 0;
+}

@@ -1,0 +1,178 @@
+/* register.c — in-band registration before login (XEP-0077), when
+ * c2s.registration is on.
+ *
+ * A get answers the form (instructions, username, password); a set
+ * computes the SCRAM-SHA-1 and SCRAM-SHA-256 keys of the password on the
+ * thread pool and INSERTs them into `auth`: an existing account is a
+ * conflict. One account per connection. With registration off, both get
+ * service-unavailable (and the stream feature is not offered). Password
+ * changes and account removal after login are the sm's: c2s passes those
+ * IQs on like any other stanza. */
+#include <gnutls/gnutls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "c2s.h"
+
+#define KEY_ITERATIONS 4096
+
+typedef struct reg {
+    client_t *cl;
+    uv_work_t work;
+    char *id;       /* the IQ's */
+    char *bare;
+    char *password; /* wiped after use */
+    int status;     /* of the derivation */
+    scram_keys_t sha1, sha256;
+} reg_t;
+
+static void reg_free(reg_t *r)
+{
+    if (r->password) {
+        gnutls_memset(r->password, 0, strlen(r->password));
+        free(r->password);
+    }
+    gnutls_memset(&r->sha1, 0, sizeof r->sha1);
+    gnutls_memset(&r->sha256, 0, sizeof r->sha256);
+    free(r->id);
+    free(r->bare);
+    free(r);
+}
+
+/* An error answer to IQ id, without echoing its payload (a password). */
+static void reply_error(client_t *cl, const char *id, const char *condition, const char *text)
+{
+    arena_t *a = arena_new(0);
+    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
+    elem_set_attr(iq, "type", "set");
+    elem_set_attr(iq, "id", id);
+    elem_set_attr(iq, "to", cl->domain);
+    client_error_reply(cl, iq, condition, text);
+    arena_free(a);
+}
+
+static void send_form(client_t *cl, const char *id)
+{
+    arena_t *a = arena_new(0);
+    elem_t *q = elem_new(a, NS_REGISTER, "query");
+    elem_t *ins = elem_add(q, NULL, "instructions");
+    char text[1200];
+    snprintf(text, sizeof text, "Choose a user name and a password for your account on %s.",
+             cl->domain);
+    elem_add_text(ins, text, strlen(text));
+    elem_add(q, NULL, "username");
+    elem_add(q, NULL, "password");
+    client_iq_result(cl, id, q);
+    arena_free(a);
+}
+
+static void on_inserted(void *ud, const st_result_t *res)
+{
+    reg_t *r = ud;
+    client_t *cl = r->cl;
+    if (client_unref(cl)) {
+        st_status_t st = st_status(res);
+        if (st == ST_OK) {
+            cl->has_registered = true;
+            log_info("%s (%s): registered %s", cl->c2s->id, client_peer(cl), r->bare);
+            client_iq_result(cl, r->id, NULL);
+        } else if (st == ST_CONSTRAINT) {
+            reply_error(cl, r->id, "conflict", "that user name is taken");
+        } else {
+            log_warn("%s: cannot store the account %s: %s", cl->c2s->id, r->bare, st_error(res));
+            reply_error(cl, r->id, st == ST_FULL ? "resource-constraint" : "internal-server-error",
+                        NULL);
+        }
+    }
+    reg_free(r);
+}
+
+static void derive_work(uv_work_t *w)
+{
+    reg_t *r = w->data;
+    r->status = scram_keys_make("SHA-1", r->password, NULL, KEY_ITERATIONS, &r->sha1);
+    if (r->status == 0)
+        r->status = scram_keys_make("SHA-256", r->password, NULL, KEY_ITERATIONS, &r->sha256);
+}
+
+static void derive_done(uv_work_t *w, int status)
+{
+    reg_t *r = w->data;
+    client_t *cl = r->cl;
+    if (!client_unref(cl)) {
+        reg_free(r);
+        return;
+    }
+    if (status < 0 || r->status < 0) {
+        reply_error(cl, r->id, "not-acceptable", "unusable password");
+        reg_free(r);
+        return;
+    }
+    static const char sql[] =
+        "INSERT INTO auth (owner, sha1_salt, sha1_iter, sha1_stored, sha1_server, "
+        "sha256_salt, sha256_iter, sha256_stored, sha256_server, created) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    char iter1[16], iter256[16], created[24];
+    snprintf(iter1, sizeof iter1, "%u", r->sha1.iterations);
+    snprintf(iter256, sizeof iter256, "%u", r->sha256.iterations);
+    snprintf(created, sizeof created, "%lld", (long long)time(NULL));
+    const char *params[10] = {r->bare,          r->sha1.salt,         iter1,
+                              r->sha1.stored_key, r->sha1.server_key, r->sha256.salt,
+                              iter256,          r->sha256.stored_key, r->sha256.server_key,
+                              created};
+    client_ref(cl);
+    storage_query(cl->c2s->storage, sql, 10, params, on_inserted, r);
+}
+
+void register_handle(client_t *cl, elem_t *iq)
+{
+    c2s_t *c2s = cl->c2s;
+    const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
+    elem_t *q = elem_child(iq, NS_REGISTER, "query");
+    if (!id) id = "";
+    if (!c2s->registration) {
+        reply_error(cl, id, "service-unavailable", NULL);
+        return;
+    }
+    if (type && strcmp(type, "get") == 0) {
+        send_form(cl, id);
+        return;
+    }
+    if (!type || strcmp(type, "set") != 0) {
+        reply_error(cl, id, "bad-request", NULL);
+        return;
+    }
+    if (elem_child(q, NS_REGISTER, "remove")) {
+        reply_error(cl, id, "not-authorized", "log in to remove an account");
+        return;
+    }
+    if (cl->has_registered) {
+        reply_error(cl, id, "not-allowed", "one account per connection");
+        return;
+    }
+    elem_t *u = elem_child(q, NS_REGISTER, "username"), *p = elem_child(q, NS_REGISTER, "password");
+    const char *user = u ? elem_text(u) : "", *password = p ? elem_text(p) : "";
+    if (!*user || !*password) {
+        reply_error(cl, id, "not-acceptable", "a user name and a password are needed");
+        return;
+    }
+    jid_t *j = jid_new_parts(user, cl->domain, NULL, NULL);
+    if (!j || strchr(user, '@') || strchr(user, '/')) {
+        if (j) jid_free(j);
+        reply_error(cl, id, "jid-malformed", "that user name is not allowed");
+        return;
+    }
+    reg_t *r = calloc(1, sizeof(*r));
+    if (!r) log_fatal("out of memory");
+    r->cl = cl;
+    r->id = strdup(id);
+    r->bare = strdup(jid_bare(j));
+    r->password = strdup(password);
+    jid_free(j);
+    if (!r->id || !r->bare || !r->password) log_fatal("out of memory");
+    r->work.data = r;
+    client_ref(cl);
+    uv_queue_work(c2s->loop, &r->work, derive_work, derive_done);
+}

@@ -1,0 +1,451 @@
+/* session.c — resource binding and the session protocol with the sm
+ * (DESIGN.md, "The session protocol"), and the stanzas of a session both
+ * ways.
+ *
+ * Bind: <session xmlns='urn:hearth:session:1' action='start' jid='FULL'
+ * cid='c2s-1:N'/> goes to the user's domain, routed with user='BARE'. The
+ * sm answers, in a route to this instance, with action='started' sid='…'
+ * (then the client gets its bind result; a jid attribute, when present,
+ * is the JID the sm chose) or action='failed' carrying an <error/> whose
+ * condition the bind error takes. No answer within a few seconds gives
+ * internal-server-error; a route bounced by the router (no sm for the
+ * domain) gives service-unavailable. A 'started' that comes too late is
+ * answered with action='end' so the sm does not keep a session nobody
+ * holds.
+ *
+ * cid: "<instance>:<counter>", new for every bind attempt; routes from the
+ * sm find their client by it (the route's cid attribute, else the session
+ * element's). Never a file descriptor.
+ *
+ * After binding, every client stanza is checked (RFC 6120 §8.1.2.1: a
+ * from other than the session's JID, bare or full, is the stream error
+ * invalid-from; an IQ without an id or type is answered bad-request), its
+ * from is stamped with the full JID, and it goes to the sm as
+ * <route to='DOMAIN' from='c2s-1' user='BARE' cid='…' sid='…'>stanza</route>.
+ * Stanzas from the sm are written to the client in jabber:client.
+ *
+ * action='ended' from the sm (resource conflict, account removed, kick)
+ * closes the stream with the reason as stream error. The client leaving
+ * sends action='end'. When the sm's domain is no longer advertised by the
+ * router, or the router link is lost, the sessions are gone: those clients
+ * get the stream error <reset/> (RFC 6120 §4.9.3.16: log in again) and
+ * reconnect. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "c2s.h"
+
+#define PING_ID "c2s-ping"
+
+/* ---- the cid table ------------------------------------------------------ */
+
+static void table_grow(c2s_t *c2s)
+{
+    size_t size = c2s->by_cid_size ? c2s->by_cid_size * 2 : 1024;
+    client_t **t = calloc(size, sizeof(*t));
+    if (!t) log_fatal("out of memory");
+    for (size_t i = 0; i < c2s->by_cid_size; i++) {
+        client_t *cl = c2s->by_cid[i];
+        while (cl) {
+            client_t *next = cl->cid_next;
+            cl->cid_next = t[cl->cid_num % size];
+            t[cl->cid_num % size] = cl;
+            cl = next;
+        }
+    }
+    free(c2s->by_cid);
+    c2s->by_cid = t;
+    c2s->by_cid_size = size;
+}
+
+static void table_add(c2s_t *c2s, client_t *cl)
+{
+    if (c2s->by_cid_count >= c2s->by_cid_size) table_grow(c2s);
+    client_t **slot = &c2s->by_cid[cl->cid_num % c2s->by_cid_size];
+    cl->cid_next = *slot;
+    *slot = cl;
+    c2s->by_cid_count++;
+}
+
+static void table_remove(c2s_t *c2s, client_t *cl)
+{
+    if (!cl->cid_num || !c2s->by_cid_size) return;
+    for (client_t **p = &c2s->by_cid[cl->cid_num % c2s->by_cid_size]; *p; p = &(*p)->cid_next) {
+        if (*p == cl) {
+            *p = cl->cid_next;
+            c2s->by_cid_count--;
+            break;
+        }
+    }
+    cl->cid_num = 0;
+    cl->cid_next = NULL;
+    cl->cid[0] = '\0';
+}
+
+/* The client of a cid "c2s-1:42" of this instance, or NULL. */
+static client_t *table_find(c2s_t *c2s, const char *cid)
+{
+    size_t n = strlen(c2s->id);
+    if (!cid || strncmp(cid, c2s->id, n) != 0 || cid[n] != ':' || !c2s->by_cid_size) return NULL;
+    char *end = NULL;
+    unsigned long long num = strtoull(cid + n + 1, &end, 10);
+    if (!end || *end || num == 0) return NULL;
+    for (client_t *cl = c2s->by_cid[num % c2s->by_cid_size]; cl; cl = cl->cid_next)
+        if (cl->cid_num == num) return cl;
+    return NULL;
+}
+
+void session_table_free(c2s_t *c2s)
+{
+    free(c2s->by_cid);
+    c2s->by_cid = NULL;
+    c2s->by_cid_size = c2s->by_cid_count = 0;
+}
+
+/* ---- routes to the sm --------------------------------------------------- */
+
+static void attr(buf_t *b, const char *name, const char *value)
+{
+    buf_printf(b, " %s='", name);
+    xml_escape(b, value, strlen(value), true);
+    buf_appends(b, "'");
+}
+
+static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
+                       const char *sid)
+{
+    buf_appends(b, "<route");
+    attr(b, "to", domain);
+    attr(b, "from", c2s->id);
+    attr(b, "user", user);
+    attr(b, "cid", cid);
+    if (sid) attr(b, "sid", sid);
+    buf_appends(b, ">");
+}
+
+static int send_session(c2s_t *c2s, const char *domain, const char *user, const char *cid,
+                        const char *action, const char *jid, const char *sid)
+{
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    route_open(b, c2s, domain, user, cid, sid);
+    buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
+    attr(b, "action", action);
+    if (jid) attr(b, "jid", jid);
+    attr(b, "cid", cid);
+    if (sid) attr(b, "sid", sid);
+    buf_appends(b, "/></route>");
+    return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
+}
+
+/* ---- bind --------------------------------------------------------------- */
+
+static void bind_error(client_t *cl, const char *condition, const char *text)
+{
+    arena_t *a = arena_new(0);
+    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
+    elem_set_attr(iq, "type", "set");
+    elem_set_attr(iq, "id", cl->bind_iq_id ? cl->bind_iq_id : "");
+    elem_add(iq, NS_BIND, "bind");
+    client_error_reply(cl, iq, condition, text);
+    arena_free(a);
+}
+
+/* Back to "authenticated, not bound": the client may try again. */
+static void bind_reset(client_t *cl)
+{
+    table_remove(cl->c2s, cl);
+    if (cl->jid) jid_free(cl->jid);
+    cl->jid = NULL;
+    free(cl->bind_iq_id);
+    cl->bind_iq_id = NULL;
+    cl->bind_deadline = 0;
+    if (cl->state == CL_BINDING) cl->state = CL_AUTHED;
+}
+
+void session_bind(client_t *cl, elem_t *iq)
+{
+    c2s_t *c2s = cl->c2s;
+    const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
+    if (!id) {
+        client_error_reply(cl, iq, "bad-request", "an IQ needs an id");
+        return;
+    }
+    if (!type || strcmp(type, "set") != 0) {
+        client_error_reply(cl, iq, "bad-request", NULL);
+        return;
+    }
+    elem_t *bind = elem_child(iq, NS_BIND, "bind");
+    elem_t *res = elem_child(bind, NS_BIND, "resource");
+    const char *resource = res ? elem_text(res) : "";
+    char generated[33];
+    if (!*resource) {
+        c2s_random_hex(generated, 8);
+        resource = generated;
+    }
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    buf_printf(b, "%s/%s", cl->user, resource);
+    const char *why = NULL;
+    jid_t *j = jid_new(b->data, b->len, &why);
+    if (!j) {
+        elem_unlink(bind);
+        client_error_reply(cl, iq, "bad-request", why);
+        return;
+    }
+    cl->jid = j;
+    cl->bind_iq_id = strdup(id);
+    if (!cl->bind_iq_id) log_fatal("out of memory");
+    cl->cid_num = ++c2s->next_cid;
+    snprintf(cl->cid, sizeof cl->cid, "%s:%llu", c2s->id, (unsigned long long)cl->cid_num);
+    table_add(c2s, cl);
+    cl->state = CL_BINDING;
+    if (send_session(c2s, cl->domain, cl->user, cl->cid, "start", jid_full(j), NULL) < 0) {
+        bind_error(cl, "service-unavailable", "the server is not ready");
+        bind_reset(cl);
+        return;
+    }
+    cl->bind_deadline = uv_now(c2s->loop) + c2s->bind_timeout;
+    client_arm(cl);
+}
+
+void session_bind_timeout(client_t *cl)
+{
+    if (cl->state != CL_BINDING) return;
+    log_warn("%s: no answer from the sm of %s to binding %s", cl->c2s->id, cl->domain,
+             jid_full(cl->jid));
+    bind_error(cl, "internal-server-error", "no answer from the session manager");
+    bind_reset(cl);
+}
+
+static void bind_started(client_t *cl, elem_t *session)
+{
+    const char *sid = elem_attr(session, "sid"), *jid = elem_attr(session, "jid");
+    if (jid && strcmp(jid, jid_full(cl->jid)) != 0) {
+        jid_t *j = jid_new(jid, strlen(jid), NULL);
+        if (j && strcmp(jid_bare(j), cl->user) == 0 && jid_has_resource(j)) {
+            jid_free(cl->jid);
+            cl->jid = j;
+        } else if (j) {
+            jid_free(j);
+        }
+    }
+    free(cl->sid);
+    cl->sid = strdup(sid);
+    if (!cl->sid) log_fatal("out of memory");
+    cl->state = CL_BOUND;
+    cl->bind_deadline = 0;
+    cl->last_read = uv_now(cl->c2s->loop);
+    client_arm(cl);
+    log_info("%s (%s): %s bound (%s)", cl->c2s->id, client_peer(cl), jid_full(cl->jid), cl->cid);
+
+    arena_t *a = arena_new(0);
+    elem_t *bind = elem_new(a, NS_BIND, "bind");
+    elem_t *j = elem_add(bind, NULL, "jid");
+    elem_add_text(j, jid_full(cl->jid), strlen(jid_full(cl->jid)));
+    client_iq_result(cl, cl->bind_iq_id, bind);
+    arena_free(a);
+    free(cl->bind_iq_id);
+    cl->bind_iq_id = NULL;
+}
+
+/* The condition of the <error/> an action='failed' carries. */
+static const char *error_condition(const elem_t *session)
+{
+    elem_t *err = elem_child(session, NULL, "error");
+    for (elem_t *c = err ? elem_first(err) : NULL; c; c = elem_next(c, NULL, NULL))
+        if (c->ns && strcmp(c->ns, NS_STANZAS) == 0 && strcmp(c->name, "text") != 0)
+            return c->name;
+    return "internal-server-error";
+}
+
+/* ---- stanzas from the client -------------------------------------------- */
+
+/* Is from (as the client wrote it) the session's full or bare JID? */
+static bool is_own_jid(const client_t *cl, const char *from)
+{
+    char prepped[JID_STRING_MAX];
+    if (jid_prep(from, strlen(from), prepped, NULL) < 0) return false;
+    return strcmp(prepped, jid_full(cl->jid)) == 0 || strcmp(prepped, cl->user) == 0;
+}
+
+static bool is_iq_type(const char *t)
+{
+    return t && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0 || strcmp(t, "result") == 0 ||
+                 strcmp(t, "error") == 0);
+}
+
+/* Is to empty, the client's domain or its own bare JID (the server)? */
+static bool is_to_server(const client_t *cl, const char *to)
+{
+    return !to || strcmp(to, cl->domain) == 0;
+}
+
+void session_stanza(client_t *cl, elem_t *stanza)
+{
+    c2s_t *c2s = cl->c2s;
+    if (!stanza->ns || strcmp(stanza->ns, NS_CLIENT) != 0 ||
+        (strcmp(stanza->name, "message") != 0 && strcmp(stanza->name, "presence") != 0 &&
+         strcmp(stanza->name, "iq") != 0)) {
+        client_fail(cl, "unsupported-stanza-type", NULL);
+        return;
+    }
+    const char *from = elem_attr(stanza, "from");
+    if (from && !is_own_jid(cl, from)) {
+        client_fail(cl, "invalid-from", NULL);
+        return;
+    }
+    if (strcmp(stanza->name, "iq") == 0) {
+        const char *id = elem_attr(stanza, "id"), *type = elem_attr(stanza, "type");
+        const char *to = elem_attr(stanza, "to");
+        if (!id || !is_iq_type(type)) {
+            client_error_reply(cl, stanza, "bad-request", id ? "an IQ needs a type" : "an IQ needs an id");
+            return;
+        }
+        /* The answer to our XEP-0199 ping: reading it was the point. */
+        if (strcmp(id, PING_ID) == 0 && (!strcmp(type, "result") || !strcmp(type, "error")) &&
+            is_to_server(cl, to))
+            return;
+        if (is_to_server(cl, to) && strcmp(type, "set") == 0) {
+            if (elem_child(stanza, NS_SESSION, "session")) { /* RFC 3921's, now a no-op */
+                client_iq_result(cl, id, NULL);
+                return;
+            }
+            if (elem_child(stanza, NS_BIND, "bind")) {
+                client_error_reply(cl, stanza, "not-allowed", "one resource per stream");
+                return;
+            }
+        }
+    }
+    elem_set_attr(stanza, "from", jid_full(cl->jid));
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+    elem_serialize_stanza(stanza, NS_CLIENT, b);
+    buf_appends(b, "</route>");
+    if (!c2s->comp || comp_send_raw(c2s->comp, b->data, b->len) < 0)
+        client_error_reply(cl, stanza, "service-unavailable", NULL);
+}
+
+/* ---- routes from the router ---------------------------------------------- */
+
+static void end_orphan(c2s_t *c2s, const elem_t *route, const elem_t *session)
+{
+    const char *sid = elem_attr(session, "sid"), *cid = elem_attr(session, "cid");
+    const char *from = elem_attr(route, "from"), *user = elem_attr(route, "user");
+    if (!cid) cid = elem_attr(route, "cid");
+    if (!sid || !cid || !from) return;
+    log_info("%s: session %s for %s is not held here (bind timed out or client gone); ending it",
+             c2s->id, cid, user ? user : "?");
+    send_session(c2s, from, user ? user : "", cid, "end", NULL, sid);
+}
+
+static void handle_bounce(c2s_t *c2s, client_t *cl, elem_t *payload)
+{
+    if (!cl || !client_is_open(cl) || !payload) return;
+    if (elem_is(payload, NS_HEARTH_SESSION, "session")) {
+        const char *action = elem_attr(payload, "action");
+        if (action && strcmp(action, "start") == 0 && cl->state == CL_BINDING) {
+            log_warn("%s: no session manager for %s", c2s->id, cl->domain);
+            bind_error(cl, "service-unavailable", "no session manager for this domain");
+            bind_reset(cl);
+        }
+        return;
+    }
+    /* One of the client's stanzas came back: the sm is gone. */
+    if (xmpp_stanza_error(payload, "service-unavailable", NULL) == 0) client_send(cl, payload);
+}
+
+static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t *session)
+{
+    const char *action = elem_attr(session, "action");
+    if (!action) return;
+    if (strcmp(action, "started") == 0) {
+        if (cl && cl->state == CL_BINDING && elem_attr(session, "sid"))
+            bind_started(cl, session);
+        else
+            end_orphan(c2s, route, session);
+    } else if (strcmp(action, "failed") == 0) {
+        if (!cl || cl->state != CL_BINDING) return;
+        const char *condition = error_condition(session);
+        log_info("%s (%s): binding %s refused: %s", c2s->id, client_peer(cl), jid_full(cl->jid),
+                 condition);
+        bind_error(cl, condition, NULL);
+        bind_reset(cl);
+    } else if (strcmp(action, "ended") == 0) {
+        if (!cl || !client_is_open(cl)) return;
+        const char *sid = elem_attr(session, "sid");
+        if (sid && cl->sid && strcmp(sid, cl->sid) != 0) return; /* an older session's */
+        const char *reason = elem_attr(session, "reason");
+        free(cl->sid);
+        cl->sid = NULL; /* the sm has ended it: nothing to tell it back */
+        table_remove(c2s, cl);
+        client_fail(cl, reason && *reason ? reason : "reset", NULL);
+    }
+}
+
+void session_route(c2s_t *c2s, elem_t *route)
+{
+    elem_t *payload = elem_first(route);
+    const char *cid = elem_attr(route, "cid");
+    bool is_session = payload && elem_is(payload, NS_HEARTH_SESSION, "session");
+    if (!cid && is_session) cid = elem_attr(payload, "cid");
+    client_t *cl = table_find(c2s, cid);
+    const char *type = elem_attr(route, "type");
+    if (type && strcmp(type, "error") == 0) {
+        handle_bounce(c2s, cl, payload);
+        return;
+    }
+    if (!payload) return;
+    if (is_session) {
+        handle_session(c2s, cl, route, payload);
+        return;
+    }
+    if (!cl || cl->state != CL_BOUND || !client_is_open(cl)) {
+        log_debug("%s: stanza for %s, which is not connected here", c2s->id, cid ? cid : "(no cid)");
+        return;
+    }
+    client_send(cl, payload);
+}
+
+/* ---- the end of sessions -------------------------------------------------- */
+
+void session_client_gone(client_t *cl)
+{
+    if (cl->sid && cl->state == CL_BOUND)
+        send_session(cl->c2s, cl->domain, cl->user, cl->cid, "end", NULL, cl->sid);
+    free(cl->sid);
+    cl->sid = NULL;
+    table_remove(cl->c2s, cl);
+}
+
+/* End the sessions of a domain (NULL: every domain): they are gone. */
+static void end_sessions(c2s_t *c2s, const char *domain, const char *why)
+{
+    for (client_t *cl = c2s->clients; cl; cl = cl->next) {
+        if (!client_is_open(cl) || (cl->state != CL_BOUND && cl->state != CL_BINDING)) continue;
+        if (domain && strcmp(cl->domain, domain) != 0) continue;
+        free(cl->sid);
+        cl->sid = NULL;
+        table_remove(c2s, cl);
+        client_fail(cl, "reset", why);
+    }
+}
+
+void session_domain_advert(c2s_t *c2s, const char *name, bool available)
+{
+    domain_state_t *d = c2s_domain(c2s, name);
+    if (!d) return;
+    if (d->is_available && !available) {
+        log_warn("%s: the session manager of %s went away; ending its sessions", c2s->id, name);
+        end_sessions(c2s, d->name, "the session manager restarted");
+    }
+    d->is_available = available;
+}
+
+void session_router_down(c2s_t *c2s)
+{
+    for (int i = 0; i < c2s->ndomains; i++) c2s->domains[i].is_available = false;
+    end_sessions(c2s, NULL, "lost the router");
+}
