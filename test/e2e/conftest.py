@@ -13,7 +13,8 @@
                 .port (STARTTLS) .tls_port (direct TLS) .c2s_ports[i]
                 (instance c2s-(i+1) only) .cert_path .domain .env
                 Options: @pytest.mark.server(c2s=2, **{"c2s.registration":
-                "false"}) gives Server's arguments.
+                "false"}) gives Server's arguments. Takes storage_driver: every
+                test using it runs on SQLite and on PostgreSQL.
 
 Storage (hearth_env.py: Env(storage=...), PgCluster):
 
@@ -110,7 +111,7 @@ def router(hearth_env):
 
 
 @pytest.fixture
-def server(request, hearth_env):
+def server(request, hearth_env, storage_driver):
     marker = request.node.get_closest_marker("server")
     options = dict(marker.kwargs) if marker else {}
     return Server(hearth_env, **options).start()
