@@ -12,10 +12,14 @@
  *
  * Prepared statements are cached by SQL text (the callers' SQL is a fixed
  * set of strings); "$1".."$n" are bound by name. */
+#include <errno.h>
+#include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "log.h"
@@ -318,6 +322,29 @@ static int migrate(sq_t *sq, char **err)
     return 0;
 }
 
+/* A daemon opens the store as root, before it drops privileges: a file it
+ * creates then goes to the owner of its directory (hearthd gives statedir
+ * to the daemons' user), so the daemons can still open it once they run as
+ * that user. SQLite itself gives the -wal and -shm files it creates later to
+ * the database file's owner. */
+static void give_to_directory_owner(const char *path)
+{
+    if (geteuid() != 0) return;
+    char *copy = strdup(path);
+    if (!copy) log_fatal("out of memory");
+    struct stat dir;
+    int rc = stat(dirname(copy), &dir);
+    free(copy);
+    if (rc < 0 || dir.st_uid == 0) return;
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
+        if (chown(file, dir.st_uid, dir.st_gid) < 0 && i == 0)
+            log_warn("storage: chown %s: %s", file, strerror(errno));
+    }
+}
+
 static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, char **err)
 {
     char *dummy = NULL;
@@ -340,6 +367,7 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
         log_fatal("out of memory");
     }
 
+    bool existed = access(sq->path, F_OK) == 0;
     /* NOMUTEX: the connection is used by one thread at a time (the queue) */
     int rc = sqlite3_open_v2(sq->path, &sq->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -355,6 +383,7 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
         exec_all(sq, "PRAGMA foreign_keys = ON", err, "foreign_keys") != SQLITE_OK ||
         migrate(sq, err) < 0)
         goto fail;
+    if (!existed) give_to_directory_owner(sq->path);
     free(dummy);
     return sq;
 
