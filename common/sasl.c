@@ -58,6 +58,7 @@ struct sasl {
     char *cb_b64;   /* its data in base64 */
     char *authcid;  /* client: ours; server: the peer's, after SASL_DONE */
     char *password; /* client only */
+    char *salted;   /* client only: a cached SaltedPassword, hex */
 };
 
 static Gsasl *gsasl_ctx;
@@ -134,6 +135,20 @@ static bool equal_constant_time(const unsigned char *a, const unsigned char *b, 
     return diff == 0;
 }
 
+/* SaltedPassword = Hi(password, salt, i) per RFC 5802 §3, from a
+ * SASLprepped password; salted gets the hash's length in bytes. */
+static int salt_password(const char *hash, const char *prepped, const unsigned char *salt,
+                         size_t saltlen, unsigned iterations, unsigned char *salted)
+{
+    gnutls_mac_algorithm_t mac;
+    gnutls_digest_algorithm_t dig;
+    size_t hlen;
+    if (hash_params(hash, &mac, &dig, &hlen) < 0) return -1;
+    gnutls_datum_t key = {(unsigned char *)prepped, (unsigned)strlen(prepped)};
+    gnutls_datum_t salt_datum = {(unsigned char *)salt, (unsigned)saltlen};
+    return gnutls_pbkdf2(mac, &key, &salt_datum, iterations, salted, hlen) < 0 ? -1 : 0;
+}
+
 /* SaltedPassword, ClientKey... per RFC 5802 §3, from a SASLprepped
  * password. stored_key and server_key get hlen bytes each. */
 static int derive(const char *hash, const char *prepped, const unsigned char *salt, size_t saltlen,
@@ -144,10 +159,8 @@ static int derive(const char *hash, const char *prepped, const unsigned char *sa
     size_t hlen;
     if (hash_params(hash, &mac, &dig, &hlen) < 0) return -1;
     unsigned char salted[MAX_HASH_LEN], client_key[MAX_HASH_LEN];
-    gnutls_datum_t key = {(unsigned char *)prepped, (unsigned)strlen(prepped)};
-    gnutls_datum_t salt_datum = {(unsigned char *)salt, (unsigned)saltlen};
     int rc = -1;
-    if (gnutls_pbkdf2(mac, &key, &salt_datum, iterations, salted, hlen) < 0) goto out;
+    if (salt_password(hash, prepped, salt, saltlen, iterations, salted) < 0) goto out;
     if (gnutls_hmac_fast(mac, salted, hlen, "Client Key", 10, client_key) < 0) goto out;
     if (gnutls_hash_fast(dig, client_key, hlen, stored_key) < 0) goto out;
     if (gnutls_hmac_fast(mac, salted, hlen, "Server Key", 10, server_key) < 0) goto out;
@@ -325,6 +338,9 @@ static int callback(Gsasl *ctx, Gsasl_session *sctx, Gsasl_property prop)
     case GSASL_PASSWORD:
         if (s->is_server || !s->password) return GSASL_NO_CALLBACK;
         return gsasl_property_set(sctx, prop, s->password);
+    case GSASL_SCRAM_SALTED_PASSWORD:
+        if (s->is_server || !s->salted) return GSASL_NO_CALLBACK;
+        return gsasl_property_set(sctx, prop, s->salted);
     case GSASL_CB_TLS_UNIQUE:
         if (!s->cb_type || strcmp(s->cb_type, "tls-unique") != 0) return GSASL_NO_CALLBACK;
         return gsasl_property_set(sctx, prop, s->cb_b64);
@@ -438,9 +454,46 @@ sasl_t *sasl_client_new(const char *mech, const char *authcid, const char *passw
     return s;
 }
 
+sasl_t *sasl_client_new_salted(const char *mech, const char *authcid, const char *salted_hex)
+{
+    if (!authcid || !salted_hex || strncmp(mech, "SCRAM-", 6) != 0) return NULL;
+    sasl_t *s = sasl_new(mech, false, NULL, NULL, 0);
+    if (s) {
+        s->authcid = xstrdup(authcid);
+        s->salted = xstrdup(salted_hex);
+    }
+    return s;
+}
+
+int scram_salted_password(const char *hash, const char *password, const char *salt_b64,
+                          unsigned iterations, char *hex, size_t hexlen)
+{
+    gnutls_mac_algorithm_t mac;
+    gnutls_digest_algorithm_t dig;
+    size_t hlen;
+    unsigned char salt[64], salted[MAX_HASH_LEN];
+    if (hash_params(hash, &mac, &dig, &hlen) < 0 || hexlen < 2 * hlen + 1 || !salt_b64)
+        return -1;
+    ssize_t saltlen = b64_decode(salt_b64, salt, sizeof salt);
+    char *prepped = saslprep(password);
+    int rc = -1;
+    if (saltlen > 0 && prepped &&
+        salt_password(hash, prepped, salt, (size_t)saltlen, iterations, salted) == 0) {
+        for (size_t i = 0; i < hlen; i++) snprintf(hex + 2 * i, 3, "%02x", salted[i]);
+        rc = 0;
+    }
+    if (prepped) free_prepped(prepped);
+    gnutls_memset(salted, 0, sizeof salted);
+    return rc;
+}
+
 void sasl_free(sasl_t *s)
 {
     if (!s) return;
+    if (s->salted) {
+        gnutls_memset(s->salted, 0, strlen(s->salted));
+        free(s->salted);
+    }
     if (s->session) gsasl_finish(s->session);
     if (s->password) {
         gnutls_memset(s->password, 0, strlen(s->password));

@@ -48,6 +48,13 @@ sasl_t *sasl_server_new(const char *mech, sasl_lookup_fn lookup, void *ud,
 /* A client exchange with a password (tests, component client). */
 sasl_t *sasl_client_new(const char *mech, const char *authcid, const char *password,
                         const char *cb_type, const void *cb_data, size_t cb_len);
+/* A SCRAM client that skips PBKDF2, with the SaltedPassword a client
+ * keeps after its first login (hex, for the salt and iteration count the
+ * server will send): what real clients do, and what load generators need. */
+sasl_t *sasl_client_new_salted(const char *mech, const char *authcid, const char *salted_hex);
+/* That SaltedPassword, in hex (hexlen >= 2 * hash length + 1). */
+int scram_salted_password(const char *hash, const char *password, const char *salt_b64,
+                          unsigned iterations, char *hex, size_t hexlen);
 void sasl_free(sasl_t *s);
 /* One step: in_b64 is the peer's message ("" for none). *out_b64 is set to
  * a malloc'ed base64 string (maybe "") for SASL_DONE and SASL_CONTINUE. */

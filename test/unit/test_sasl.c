@@ -134,17 +134,25 @@ typedef struct exchange {
     int rounds;
 } exchange_t;
 
+static exchange_t run_between(sasl_t *srv, sasl_t *cli);
+
 /* Run a whole exchange: the client speaks first (initial response), then
  * server and client alternate until one finishes or fails. */
 static exchange_t run(const char *mech, const char *authcid, const char *password,
                       const char *server_cb_type, const char *server_cb, const char *client_cb_type,
                       const char *client_cb)
 {
-    exchange_t x = {SASL_FAILED, SASL_FAILED, "", 0};
     sasl_t *srv = sasl_server_new(mech, lookup, NULL, server_cb_type, server_cb,
                                   server_cb ? strlen(server_cb) : 0);
     sasl_t *cli = sasl_client_new(mech, authcid, password, client_cb_type, client_cb,
                                   client_cb ? strlen(client_cb) : 0);
+    return run_between(srv, cli);
+}
+
+/* The same between a given server and client (both freed). */
+static exchange_t run_between(sasl_t *srv, sasl_t *cli)
+{
+    exchange_t x = {SASL_FAILED, SASL_FAILED, "", 0};
     if (!srv || !cli) {
         sasl_free(srv);
         sasl_free(cli);
@@ -476,6 +484,26 @@ static void lookup_runs_once_per_exchange(void)
     is_int(lookups, 1, "SCRAM: the keys are looked up once");
 }
 
+static void salted_password_client(void)
+{
+    char hex[2 * 32 + 1], wrong[2 * 32 + 1];
+    const scram_keys_t *k = &users[0].sha256;
+    ok(scram_salted_password("SHA-256", "pencil", k->salt, k->iterations, hex, sizeof hex) == 0,
+       "SaltedPassword computed for the server's salt");
+    is_int(strlen(hex), 64, "SaltedPassword is 32 bytes of hex for SHA-256");
+    exchange_t x = run_between(sasl_server_new("SCRAM-SHA-256", lookup, NULL, NULL, NULL, 0),
+                               sasl_client_new_salted("SCRAM-SHA-256", "user", hex));
+    is_int(x.server, SASL_DONE, "a client with the cached SaltedPassword logs in");
+    is_int(x.client, SASL_DONE, "and verifies the server's signature");
+    scram_salted_password("SHA-256", "not-pencil", k->salt, k->iterations, wrong, sizeof wrong);
+    x = run_between(sasl_server_new("SCRAM-SHA-256", lookup, NULL, NULL, NULL, 0),
+                    sasl_client_new_salted("SCRAM-SHA-256", "user", wrong));
+    is_int(x.server, SASL_FAILED, "a wrong cached SaltedPassword is refused");
+    ok(sasl_client_new_salted("PLAIN", "user", hex) == NULL, "PLAIN has no SaltedPassword");
+    ok(scram_salted_password("SHA-256", "pencil", k->salt, k->iterations, hex, 10) < 0,
+       "a too small buffer is refused");
+}
+
 int main(void)
 {
     add_user("user", "pencil", true, true);
@@ -498,5 +526,6 @@ int main(void)
     malformed_input();
     authcid_only_after_success();
     lookup_runs_once_per_exchange();
+    salted_password_client();
     return done_testing();
 }
