@@ -1008,17 +1008,34 @@ static void on_connect(uv_connect_t *req, int status)
     mark_dirty(c); /* what was written before the connection was up */
 }
 
+/* A numeric IPv4 or IPv6 address, port 0. */
+static int parse_source(const char *ip, struct sockaddr_storage *ss)
+{
+    if (uv_ip4_addr(ip, 0, (struct sockaddr_in *)ss) == 0) return 0;
+    return uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
+}
+
 conn_t *conn_connect(uv_loop_t *loop, const char *addr, const conn_cb_t *cb, void *ud)
 {
+    return conn_connect_from(loop, addr, NULL, cb, ud);
+}
+
+conn_t *conn_connect_from(uv_loop_t *loop, const char *addr, const char *source,
+                          const conn_cb_t *cb, void *ud)
+{
     address_t a;
+    struct sockaddr_storage src;
     if (parse_address(addr, &a) < 0) return NULL;
+    if (source && (a.is_unix || parse_source(source, &src) < 0)) return NULL;
     conn_t *c = conn_new(loop, a.is_unix, cb, ud);
     if (a.is_unix) {
         uv_pipe_connect(&c->connect_req, &c->h.pipe, a.path, on_connect);
         return c;
     }
     describe_peer(c, &a.ss);
-    int rc = uv_tcp_connect(&c->connect_req, &c->h.tcp, (struct sockaddr *)&a.ss, on_connect);
+    int rc = source ? uv_tcp_bind(&c->h.tcp, (struct sockaddr *)&src, 0) : 0;
+    if (rc == 0)
+        rc = uv_tcp_connect(&c->connect_req, &c->h.tcp, (struct sockaddr *)&a.ss, on_connect);
     if (rc < 0) {
         /* Told from the close callback: on_connect(rc), then on_close. */
         c->connect_status = rc;

@@ -56,6 +56,11 @@ conn_t *conn_accept(uv_stream_t *server, const conn_cb_t *cb, void *ud);
 /* Connect to addr (as for conn_listen; numeric hosts only). on_connect tells
  * the outcome. NULL only if addr does not parse. */
 conn_t *conn_connect(uv_loop_t *loop, const char *addr, const conn_cb_t *cb, void *ud);
+/* The same from a given local IP address (a load generator spreads its
+ * connections over 127.0.0.x to go past one address's 64k ports). NULL
+ * also if source does not parse, or addr is a Unix socket. */
+conn_t *conn_connect_from(uv_loop_t *loop, const char *addr, const char *source,
+                          const conn_cb_t *cb, void *ud);
 
 void *conn_data(const conn_t *c);
 void conn_set_data(conn_t *c, void *ud);

@@ -245,7 +245,8 @@ static void client_closes_after_hello(side_t *s, const char *data, size_t len)
     if (got_has(s, "hello")) conn_close(s->c);
 }
 
-static void echo_test(const char *what, const char *expect_peer_prefix)
+/* source: connect from that local address (conn_connect_from), or NULL. */
+static void echo_test(const char *what, const char *expect_peer_prefix, const char *source)
 {
     char name[64];
     srv.echo = true;
@@ -253,7 +254,8 @@ static void echo_test(const char *what, const char *expect_peer_prefix)
     cli.read_hook = client_closes_after_hello;
     char target[128];
     snprintf(target, sizeof target, "%s", addr);
-    cli.c = conn_connect(&loop, target, &callbacks, &cli);
+    cli.c = source ? conn_connect_from(&loop, target, source, &callbacks, &cli)
+                   : conn_connect(&loop, target, &callbacks, &cli);
     ok(cli.c != NULL, "%s: conn_connect returns a connection", what);
     if (cli.c) {
         ok(strcmp(conn_peer(cli.c), strncmp(target, "unix:", 5) == 0 ? "unix" : target) == 0,
@@ -279,14 +281,23 @@ static void echo_over_tcp(void)
 {
     loop_start();
     is_int(listen_tcp("127.0.0.1"), 0, "listen on 127.0.0.1:0");
-    echo_test("tcp", "127.0.0.1:");
+    echo_test("tcp", "127.0.0.1:", NULL);
+}
+
+static void echo_from_a_source_address(void)
+{
+    loop_start();
+    is_int(listen_tcp("127.0.0.1"), 0, "listen on 127.0.0.1:0");
+    echo_test("tcp from 127.0.0.2", "127.0.0.2:", "127.0.0.2");
+    ok(conn_connect_from(&loop, "127.0.0.1:1", "not-an-ip", &callbacks, &cli) == NULL,
+       "a source that is not an IP address is refused");
 }
 
 static void echo_over_unix_socket(void)
 {
     loop_start();
     is_int(listen_unix("echo.sock"), 0, "listen on a Unix socket");
-    echo_test("unix", "unix");
+    echo_test("unix", "unix", NULL);
     struct stat st;
     ok(stat(addr + 5, &st) < 0 && errno == ENOENT, "closing the listener removes the socket file");
 }
@@ -299,7 +310,7 @@ static void echo_over_ipv6(void)
         loop_finish("ipv6 skipped");
         return;
     }
-    echo_test("ipv6", "[::1]:");
+    echo_test("ipv6", "[::1]:", NULL);
 }
 
 /* ---- many small writes ------------------------------------------------------ */
@@ -947,6 +958,7 @@ int main(int argc, char **argv)
     snprintf(key_file, sizeof key_file, "%s/key.pem", tmpdir);
 
     echo_over_tcp();
+    echo_from_a_source_address();
     echo_over_unix_socket();
     echo_over_ipv6();
     many_small_writes_arrive_in_order();
