@@ -149,6 +149,8 @@ void client_arm(client_t *cl);
 void client_restart_stream(client_t *cl);
 /* Close every client (shutting down). */
 void client_close_all(c2s_t *c2s, const char *condition);
+/* Drop every connection now (the end of a shutdown). */
+void client_abort_all(c2s_t *c2s);
 const char *client_peer(const client_t *cl);
 
 /* auth.c */

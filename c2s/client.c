@@ -147,6 +147,15 @@ void client_close_all(c2s_t *c2s, const char *condition)
     for (client_t *cl = c2s->clients; cl; cl = cl->next) client_fail(cl, condition, NULL);
 }
 
+void client_abort_all(c2s_t *c2s)
+{
+    client_t *next;
+    for (client_t *cl = c2s->clients; cl; cl = next) {
+        next = cl->next; /* aborting may free cl */
+        if (cl->conn) conn_abort(cl->conn);
+    }
+}
+
 void client_restart_stream(client_t *cl)
 {
     xstream_reset(cl->xs);

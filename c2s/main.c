@@ -200,6 +200,15 @@ static void on_storage_closed(void *ud)
     (void)ud;
 }
 
+/* Clients had a moment to read their system-shutdown; close the rest of
+ * the connections now rather than wait for each peer to close. */
+static void on_stop_timeout(uv_timer_t *t)
+{
+    c2s_t *c = t->data;
+    client_abort_all(c);
+    uv_close((uv_handle_t *)&c->sweep, NULL);
+}
+
 static void on_stop(void *ud)
 {
     c2s_t *c = ud;
@@ -208,8 +217,7 @@ static void on_stop(void *ud)
     log_notice("%s stopping", c->id);
     for (int i = 0; i < c->nlisteners; i++) conn_listener_close(&c->listeners[i]);
     client_close_all(c, "system-shutdown");
-    uv_timer_stop(&c->sweep);
-    uv_close((uv_handle_t *)&c->sweep, NULL);
+    uv_timer_start(&c->sweep, on_stop_timeout, 1000, 0);
     comp_free(c->comp);
     c->comp = NULL;
     storage_close(c->storage, on_storage_closed, c);

@@ -49,7 +49,7 @@ import xml.etree.ElementTree as ET
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
-from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.stanza import Iq, Message, Presence, StreamFeatures
 from slixmpp.util.sasl import mechanisms as sasl_mechanisms
 
 log = logging.getLogger("xmpp_client")
@@ -196,8 +196,22 @@ class Client:
         mechs.unencrypted_plain = True  # let tests see the server refuse it
         if self.register:
             x.register_plugin("xep_0077")
-            x["xep_0077"].force_registration = True
+            # Ask for the form even when the server offers no register
+            # feature (to see its error). slixmpp's force_registration
+            # misses TLS sockets of asyncio, so do it here.
+            x.add_filter("in", self._force_register_feature)
             x.add_event_handler("register", self._on_register)
+            plugin_get = x["xep_0077"].get_registration
+
+            async def get_registration(*args, **kw):
+                try:
+                    return await plugin_get(*args, **kw)
+                except IqError as e:  # e.g. service-unavailable: registration off
+                    self.register_error = e.iq["error"]["condition"]
+                    self._fail(self.register_error, e.iq["error"]["text"])
+                except IqTimeout:
+                    self._fail("timeout", "no answer to the registration form request")
+            x["xep_0077"].get_registration = get_registration
         x.add_event_handler("session_start", self._on_session_start)
         x.add_event_handler("failed_auth", self._on_failed_auth)
         x.add_event_handler("failed_all_auth", lambda e: self._fail(self.auth_failure or "not-authorized"))
@@ -207,6 +221,12 @@ class Client:
         x.add_event_handler("disconnected", self._on_disconnected)
         x.add_filter("in", self._on_incoming)
         return x
+
+    def _force_register_feature(self, stanza):
+        if (isinstance(stanza, StreamFeatures) and "mechanisms" in stanza["features"]
+                and "mechanisms" not in self.xmpp.features):
+            stanza.enable("register")
+        return stanza
 
     def _credentials(self, required, optional):
         ssl_object = self.xmpp.transport.get_extra_info("ssl_object") if self.xmpp.transport else None
@@ -256,6 +276,8 @@ class Client:
         self._fail("disconnected")
 
     async def _on_register(self, form):
+        if form is None or self._failed:
+            return
         iq = self.xmpp.Iq()
         iq["type"] = "set"
         iq["register"]["username"] = self.jid.user
