@@ -530,5 +530,4 @@ void mod_roster_init(sm_t *sm)
     /* After mod_presence's broadcast, which reads the roster. */
     sm_hook(sm, SM_CHAIN_SESS_END, 900, on_session_end);
     sm_feature(sm, NS_ROSTER);
-    sm_feature(sm, "urn:xmpp:features:rosterver");
 }
