@@ -204,7 +204,8 @@ void sm_each_session(sm_t *sm, void (*fn)(sess_t *sess, void *ud), void *ud)
     map_iter_t it;
     map_iter_init(&it, &sm->users);
     for (sess_t *s; (s = map_iter_next(&it, NULL));)
-        for (; s; s = s->next) fn(s, ud);
+        for (; s; s = s->next)
+            fn(s, ud);
 }
 
 bool sm_is_local(const sm_t *sm, const char *domain)
@@ -246,7 +247,8 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
 {
     sm_t *sm = comp_data(c);
     int i = 0;
-    while (i < sm->ncomponents && strcmp(sm->components[i], name) != 0) i++;
+    while (i < sm->ncomponents && strcmp(sm->components[i], name) != 0)
+        i++;
     if (available && i == sm->ncomponents) {
         char **v = realloc(sm->components, (size_t)(sm->ncomponents + 2) * sizeof(*v));
         if (!v || !(v[sm->ncomponents] = strdup(name))) log_fatal("out of memory");

@@ -21,10 +21,10 @@ struct sm {
     const config_t *config;
     storage_t *st;
     comp_t *comp;
-    const char *id;     /* this instance, "sm" or "sm-2" */
+    const char *id; /* this instance, "sm" or "sm-2" */
     const char **domains;
     int ndomains;
-    int shards;         /* sm.shards */
+    int shards; /* sm.shards */
     bool is_stopping;
 
     chain_t chains[SM_CHAINS];
@@ -37,10 +37,10 @@ struct sm {
     map_t accounts;        /* bare JID -> (void *)1: known to exist */
     map_t checking;        /* bare JID -> check_t: an account lookup in flight */
     unsigned long nsessions;
-    char **components;     /* advertised names, NULL-terminated */
+    char **components; /* advertised names, NULL-terminated */
     int ncomponents;
 
-    buf_t out;             /* scratch for serializing routes */
+    buf_t out; /* scratch for serializing routes */
 };
 
 /* Stanza namespaces we accept from routes; every stanza the sm handles is

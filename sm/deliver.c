@@ -60,7 +60,8 @@ static void account_checked(void *ud, const st_result_t *res)
     else if (exists)
         account_known(sm, c->bare);
     map_del(&sm->checking, c->bare);
-    for (int i = 0; i < c->n; i++) c->waiters[i].cb(sm, c->waiters[i].ud, exists);
+    for (int i = 0; i < c->n; i++)
+        c->waiters[i].cb(sm, c->waiters[i].ud, exists);
     free(c->waiters);
     free(c);
 }
@@ -126,8 +127,8 @@ static elem_t *take(const elem_t *payload)
 
 static void route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
 {
-    const char *from = sm_is_local(sm, jid_domain(pkt->from)) ? jid_domain(pkt->from)
-                                                             : sm_domain(sm);
+    const char *from =
+        sm_is_local(sm, jid_domain(pkt->from)) ? jid_domain(pkt->from) : sm_domain(sm);
     if (comp_send_to(sm->comp, jid_domain(pkt->to), from, user, pkt->stanza) < 0)
         log_info("router link down: stanza to %s dropped", jid_full(pkt->to));
 }
@@ -374,8 +375,8 @@ void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
     const char *error = elem_attr(route, "error");
     elem_t *st = take(payload);
     /* The router found no way to the stanza's domain: RFC 6120 §8.3.3.15. */
-    const char *condition = error && is(error, "not-found") ? "remote-server-not-found"
-                                                             : "service-unavailable";
+    const char *condition =
+        error && is(error, "not-found") ? "remote-server-not-found" : "service-unavailable";
     if (xmpp_stanza_error(st, condition, NULL) < 0) {
         arena_free(st->arena);
         return;

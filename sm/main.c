@@ -85,8 +85,10 @@ int main(int argc, char **argv)
         .on_bind_error = on_bind_error,
     };
     sm->comp = comp_new_from_config(sm->loop, d.config, d.id, &cb, sm);
-    for (int i = 0; i < sm->ndomains; i++) comp_bind(sm->comp, sm->domains[i], COMP_BIND_SHARD);
-    for (const sm_module_t *m = sm_modules; m->name; m++) m->init(sm);
+    for (int i = 0; i < sm->ndomains; i++)
+        comp_bind(sm->comp, sm->domains[i], COMP_BIND_SHARD);
+    for (const sm_module_t *m = sm_modules; m->name; m++)
+        m->init(sm);
 
     daemon_drop_privileges(&d);
     comp_start(sm->comp);
@@ -95,11 +97,14 @@ int main(int argc, char **argv)
     uv_run(sm->loop, UV_RUN_DEFAULT);
 
     log_notice("%s stopped", sm->id);
-    for (int i = 0; i < SM_CHAINS; i++) free(sm->chains[i].hooks);
+    for (int i = 0; i < SM_CHAINS; i++)
+        free(sm->chains[i].hooks);
     free(sm->features);
-    for (int i = 0; i < sm->ncomponents; i++) free(sm->components[i]);
+    for (int i = 0; i < sm->ncomponents; i++)
+        free(sm->components[i]);
     free(sm->components);
-    for (int i = 0; i < sm->ndomains; i++) free((char *)sm->domains[i]);
+    for (int i = 0; i < sm->ndomains; i++)
+        free((char *)sm->domains[i]);
     free(sm->domains);
     map_free(&sm->sessions_by_sid);
     map_free(&sm->users);

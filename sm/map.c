@@ -17,7 +17,8 @@ struct map_entry {
 static uint32_t hash_of(const char *s)
 {
     uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
 }
 
@@ -45,7 +46,8 @@ void map_free(map_t *m)
 static map_entry_t **slot_of(const map_t *m, const char *key, uint32_t h)
 {
     map_entry_t **p = &m->buckets[h & (m->nbuckets - 1)];
-    while (*p && ((*p)->hash != h || strcmp((*p)->key, key) != 0)) p = &(*p)->next;
+    while (*p && ((*p)->hash != h || strcmp((*p)->key, key) != 0))
+        p = &(*p)->next;
     return p;
 }
 

@@ -51,8 +51,8 @@ static void stored(void *ud, const st_result_t *res)
     st_status_t status = st_status(res);
     if (status != ST_OK) {
         log_warn("offline message for %s not stored: %s", jid_bare(s->pkt->to), st_error(res));
-        sm_reply_error(s->sm, s->pkt, status == ST_FULL ? "resource-constraint"
-                                                        : "internal-server-error");
+        sm_reply_error(s->sm, s->pkt,
+                       status == ST_FULL ? "resource-constraint" : "internal-server-error");
     } else if (st_changes(res) < 1) {
         log_info("offline queue of %s is full", jid_bare(s->pkt->to));
         sm_reply_error(s->sm, s->pkt, "service-unavailable");

@@ -22,8 +22,8 @@
 static int slot; /* directed_t per session */
 
 typedef struct directed {
-    int n;
-    char *jids[DIRECTED_MAX];
+    int n, cap;
+    char **jids;
 } directed_t;
 
 static bool is(const char *a, const char *b)
@@ -45,6 +45,11 @@ static void directed_add(sess_t *s, const char *jid)
     for (int i = 0; i < d->n; i++)
         if (is(d->jids[i], jid)) return;
     if (d->n == DIRECTED_MAX) return;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 4;
+        if (!(d->jids = realloc(d->jids, (size_t)d->cap * sizeof(*d->jids))))
+            log_fatal("out of memory");
+    }
     if (!(d->jids[d->n++] = strdup(jid))) log_fatal("out of memory");
 }
 
@@ -61,14 +66,16 @@ static void directed_del(sess_t *s, const char *jid)
 
 static void directed_free(directed_t *d)
 {
-    for (int i = 0; d && i < d->n; i++) free(d->jids[i]);
+    for (int i = 0; d && i < d->n; i++)
+        free(d->jids[i]);
+    if (d) free(d->jids);
     free(d);
 }
 
 /* ---- broadcasts ------------------------------------------------------- */
 
 typedef struct broadcast {
-    elem_t *presence;   /* from = the session's full JID */
+    elem_t *presence; /* from = the session's full JID */
     jid_t *full;
     bool is_initial;
     directed_t *directed; /* unavailable: who got directed presence */
@@ -264,7 +271,8 @@ static sm_verdict_t on_session_stanza(sm_t *sm, sm_pkt_t *pkt)
             return SM_HANDLED;
         }
         bool is_initial = !s->is_available;
-        arena_t *a = arena_new(0);
+        /* Kept for the session's life: a small arena, not a stanza's. */
+        arena_t *a = arena_new(512);
         elem_t *kept = elem_copy(a, pkt->stanza);
         elem_set_attr(kept, "to", NULL);
         if (s->presence) arena_free(s->presence->arena);

@@ -168,8 +168,8 @@ static void set_op(sm_t *sm, roster_t *r, void *ud)
         set_saved(sm, r, req, ST_UNAVAILABLE);
         return;
     }
-    const elem_t *item = elem_child(elem_child(req->pkt->stanza, NS_ROSTER, "query"), NS_ROSTER,
-                                    "item");
+    const elem_t *item =
+        elem_child(elem_child(req->pkt->stanza, NS_ROSTER, "query"), NS_ROSTER, "item");
     ritem_t *it = roster_find(r, req->jid);
     if (req->is_removal) {
         if (!it || !ritem_is_visible(it)) {
@@ -215,8 +215,7 @@ static const char *set_problem(const elem_t *query, char *jid, bool *is_removal)
     for (const elem_t *g = elem_child(item, NS_ROSTER, "group"); g;
          g = elem_next(g, NS_ROSTER, "group")) {
         const char *text = elem_text(g);
-        if (!*text || strlen(text) > NAME_MAX_BYTES || strchr(text, '\n'))
-            return "not-acceptable";
+        if (!*text || strlen(text) > NAME_MAX_BYTES || strchr(text, '\n')) return "not-acceptable";
         if (++n > GROUPS_MAX) return "not-acceptable";
         for (const elem_t *h = elem_child(item, NS_ROSTER, "group"); h != g;
              h = elem_next(h, NS_ROSTER, "group"))
@@ -255,11 +254,11 @@ typedef struct sub_req {
     const char *type;
     ritem_t *it;
     bool is_inbound;
-    bool then_route;     /* outbound: route the stanza once saved */
-    bool then_deliver;   /* inbound: to the available sessions once saved */
-    bool then_presence;  /* send current presence to the contact */
+    bool then_route;    /* outbound: route the stanza once saved */
+    bool then_deliver;  /* inbound: to the available sessions once saved */
+    bool then_presence; /* send current presence to the contact */
     bool then_unavailable;
-    bool then_approve;   /* inbound: answer subscribed on the user's behalf */
+    bool then_approve; /* inbound: answer subscribed on the user's behalf */
 } sub_req_t;
 
 static void deliver_to_available(sm_t *sm, const char *owner, const elem_t *stanza)
@@ -295,8 +294,8 @@ static void sub_saved(sm_t *sm, roster_t *r, void *ud, st_status_t status)
     if (status != ST_OK) {
         /* Nothing was changed; say so to whoever asked, unless the request
          * can still reach an available session (an inbound subscribe). */
-        bool is_delivered = req->is_inbound && is(req->type, "subscribe") &&
-                            has_available(sm, r->owner);
+        bool is_delivered =
+            req->is_inbound && is(req->type, "subscribe") && has_available(sm, r->owner);
         if (!is_delivered) sm_reply_error(sm, req->pkt, store_condition(status));
         req->then_route = req->then_presence = req->then_unavailable = req->then_approve = false;
         req->then_deliver = is_delivered;

@@ -16,6 +16,8 @@ void mod_blocking_init(sm_t *sm);
 void mod_register_init(sm_t *sm);
 void mod_admin_init(sm_t *sm);
 
+/* One line per module, so that adding one is a one-line change. */
+/* clang-format off */
 const sm_module_t sm_modules[] = {
     {"presence", mod_presence_init},
     {"roster", mod_roster_init},
@@ -32,3 +34,4 @@ const sm_module_t sm_modules[] = {
     {"admin", mod_admin_init},
     {NULL, NULL},
 };
+/* clang-format on */

@@ -233,16 +233,15 @@ static void saved(void *ud, const st_result_t *res)
     free(s);
 }
 
-void roster_save(sm_t *sm, roster_t *r, ritem_t *it, bool is_removal, roster_saved_fn cb,
-                 void *ud)
+void roster_save(sm_t *sm, roster_t *r, ritem_t *it, bool is_removal, roster_saved_fn cb, void *ud)
 {
     saving_t *s = calloc(1, sizeof(*s));
     if (!s) log_fatal("out of memory");
     *s = (saving_t){sm, r, cb, ud};
     char version[24], ask[2] = {it->ask ? '1' : '0', 0}, pre[2] = {it->preapproved ? '1' : '0', 0};
     snprintf(version, sizeof(version), "%lld", r->version + 1);
-    const char *item[] = {r->owner, it->jid, it->name, sub_names[it->sub & 3], ask, pre,
-                          it->pending_in, it->groups};
+    const char *item[] = {r->owner, it->jid, it->name,       sub_names[it->sub & 3],
+                          ask,      pre,     it->pending_in, it->groups};
     const char *ver[] = {r->owner, version};
     st_stmt_t stmts[2] = {
         {"INSERT INTO roster_items (owner, jid, name, subscription, ask, preapproved, "

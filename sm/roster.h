@@ -38,9 +38,9 @@ typedef struct roster {
     long long version; /* XEP-0237 */
     bool is_loaded;    /* false when loading failed: the op answers an error */
     ritem_t *items;
-    map_t index;       /* jid -> ritem_t */
+    map_t index; /* jid -> ritem_t */
     roster_op_t *head, *tail;
-    bool is_busy;      /* an op runs (or the roster loads) */
+    bool is_busy; /* an op runs (or the roster loads) */
     enum { LOAD_NONE, LOAD_RUNNING, LOAD_DONE } load_state;
 } roster_t;
 
@@ -65,8 +65,7 @@ void ritem_set(char **field, const char *value);
  * transaction. cb gets ST_OK (r->version is the new one) or the failure
  * (the roster then left memory). */
 typedef void (*roster_saved_fn)(sm_t *sm, roster_t *r, void *ud, st_status_t status);
-void roster_save(sm_t *sm, roster_t *r, ritem_t *it, bool is_removal, roster_saved_fn cb,
-                 void *ud);
+void roster_save(sm_t *sm, roster_t *r, ritem_t *it, bool is_removal, roster_saved_fn cb, void *ud);
 
 /* Send owner's current presence to `to` on its behalf: the last presence of
  * each available session (from its full JID), or, with is_unavailable or

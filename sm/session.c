@@ -97,7 +97,8 @@ static void sess_add(sm_t *sm, sess_t *s)
     if (!first) {
         map_put(&sm->users, jid_bare(s->jid), s);
     } else {
-        while (first->next) first = first->next;
+        while (first->next)
+            first = first->next;
         first->next = s;
     }
     map_put(&sm->sessions_by_sid, s->sid, s);
@@ -179,7 +180,8 @@ static void start_checked(sm_t *sm, void *ud, int exists)
     s->c2s = st->c2s;
     s->cid = st->cid;
     free(st);
-    do random_sid(s->sid);
+    do
+        random_sid(s->sid);
     while (map_get(&sm->sessions_by_sid, s->sid));
     sess_add(sm, s);
 
@@ -277,7 +279,8 @@ static void end_matching(sm_t *sm, const char *c2s, const char *reason)
     size_t n = 0;
     void *v[3] = {(void *)c2s, &list, &n};
     sm_each_session(sm, collect, v);
-    for (size_t i = 0; i < n; i++) sess_finish(sm, list[i], NULL, reason);
+    for (size_t i = 0; i < n; i++)
+        sess_finish(sm, list[i], NULL, reason);
     free(list);
     if (n) log_notice("%zu sessions ended: %s", n, reason);
 }
