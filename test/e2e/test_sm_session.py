@@ -15,8 +15,8 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 @pytest.fixture
-def sm_server(hearth_env):
-    """Router and hearth-sm for localhost, no c2s."""
+def sm_server(hearth_env, storage_driver):
+    """Router and hearth-sm for localhost, no c2s; on each store."""
     server = Server(hearth_env)
     server.router.start()
     server.start_sm()
