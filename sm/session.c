@@ -227,6 +227,28 @@ static void start(sm_t *sm, const char *c2s, elem_t *req)
     sm_account_check(sm, jid_bare(jid), start_checked, st);
 }
 
+/* A c2s sent for a session we do not have (this sm restarted, or the
+ * session ended meanwhile): tell it the session is over, so that its
+ * client is not left talking to nobody. */
+static void end_unknown(sm_t *sm, const char *c2s, const char *cid, const char *sid,
+                        const char *user)
+{
+    jid_t *jid = user ? jid_new(user, strlen(user), NULL) : NULL;
+    if (!jid || !sm_is_local(sm, jid_domain(jid))) {
+        jid_free(jid);
+        jid = jid_new(sm_domain(sm), strlen(sm_domain(sm)), NULL);
+    }
+    arena_t *a = arena_new(0);
+    elem_t *e = elem_new(a, NS_HEARTH_SESSION, "session");
+    elem_set_attr(e, "action", "ended");
+    elem_set_attr(e, "reason", "reset");
+    elem_set_attr(e, "cid", cid);
+    if (sid) elem_set_attr(e, "sid", sid);
+    send_session(sm, c2s, cid, jid, e);
+    arena_free(a);
+    jid_free(jid);
+}
+
 sess_t *sess_of_route(sm_t *sm, const elem_t *route)
 {
     const char *sid = elem_attr(route, "sid"), *cid = elem_attr(route, "cid");
@@ -235,6 +257,7 @@ sess_t *sess_of_route(sm_t *sm, const elem_t *route)
     if (!s || !cid || !c2s || strcmp(s->cid, cid) != 0 || strcmp(s->c2s, c2s) != 0) {
         log_info("route from %s for %s, no such session of it: dropped", c2s ? c2s : "?",
                  cid ? cid : "?");
+        if (c2s && cid) end_unknown(sm, c2s, cid, sid, elem_attr(route, "user"));
         return NULL;
     }
     return s;

@@ -136,14 +136,27 @@ def test_newer_session_of_a_full_jid_ends_the_older_with_conflict(sm_server, c2s
     assert ended.get("sid") == first.get("sid")
 
 
-def test_stanza_with_a_wrong_sid_is_dropped(sm_server, c2s):
+def test_stanza_with_a_wrong_sid_is_dropped_and_the_connection_told_to_end(sm_server, c2s):
     add_account(sm_server.env, "alice@localhost")
     c = c2s()
     c.start("alice@localhost/phone", "c2s-1:1")
     c.route("c2s-1:1", "alice@localhost",
             "<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>",
             sid="0" * 32)
+    ended = c.expect_session("c2s-1:1", lambda s: s.get("action") == "ended")
+    assert ended.get("sid") == "0" * 32
     c.comp.expect_none(lambda line: "id='p1'" in line or 'id="p1"' in line, within=1.0)
+
+
+def test_sessions_do_not_survive_an_sm_restart(sm_server, c2s):
+    add_account(sm_server.env, "alice@localhost")
+    c = c2s()
+    c.start("alice@localhost/phone", "c2s-1:1")
+    sm_server.sm.stop()
+    sm_server.start_sm()
+    c.route("c2s-1:1", "alice@localhost", "<presence xmlns='jabber:client'/>")
+    ended = c.expect_session("c2s-1:1", lambda s: s.get("action") == "ended", timeout=10)
+    assert ended.get("reason") == "reset"
 
 
 def test_client_stanza_from_is_stamped_with_the_session_jid(sm_server, c2s):
