@@ -366,6 +366,34 @@ def test_unsubscribe_takes_the_subscription_back_on_both_sides(server, users, he
     wait_roster_push(bob, a, lambda i: i.get("subscription") == "to")
 
 
+def test_roster_remove_of_a_mutual_contact_cancels_both_subscriptions(server, users, hearth_env):
+    users.register("alice", "bob")
+    a, b = jid(server, "alice"), jid(server, "bob")
+    befriend(hearth_env, a, b)
+    alice, bob = users.login("alice"), users.login("bob")
+    bob.roster_get()
+    bob.send_presence()
+    alice.send_presence()
+    bob.wait_presence(lambda p: str(p["from"]) == alice.bound_jid and ptype(p) == "")
+    answer = alice.iq(f"<iq type='set'><query xmlns='{NS_ROSTER}'><item jid='{b}' "
+                      "subscription='remove'/></query></iq>")
+    assert answer["type"] == "result"
+    # RFC 6121 §2.5.2: unsubscribe and unsubscribed go to bob, who stops
+    # seeing alice
+    wait_roster_push(bob, a, lambda i: i.get("subscription") == "none")
+    bob.wait_presence(lambda p: str(p["from"]) == alice.bound_jid and ptype(p) == "unavailable")
+    assert roster_item(bob, a)["subscription"] == "none"
+
+
+def test_server_advertises_offline_messages(server, users):
+    alice = users("alice")
+    answer = alice.iq(f"<iq type='get' to='{server.domain}'>"
+                      "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    features = {f.get("var") for f in answer.xml.iter("{http://jabber.org/protocol/disco#info}feature")}
+    assert "msgoffline" in features, features
+    assert NS_ROSTER in features, features
+
+
 def test_preapproval_approves_a_later_request_at_once(server, users):
     alice, bob = users("alice", "bob")
     a, b = jid(server, "alice"), jid(server, "bob")
