@@ -31,10 +31,10 @@ struct chunk {
 };
 
 struct arena {
-    chunk_t *current;   /* where small allocations bump */
-    chunk_t *first;     /* embedded in the same malloc as the arena */
-    size_t used;        /* bytes handed out since the last reset */
-    size_t next_size;   /* usable size of the next regular chunk */
+    chunk_t *current; /* where small allocations bump */
+    chunk_t *first;   /* embedded in the same malloc as the arena */
+    size_t used;      /* bytes handed out since the last reset */
+    size_t next_size; /* usable size of the next regular chunk */
     size_t first_size;
 };
 

@@ -58,7 +58,8 @@ void buf_reserve(buf_t *b, size_t extra)
         return;
     }
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = xrealloc(b->cap ? b->data : NULL, cap);
     if (!b->cap) p[0] = '\0';
     b->data = p;

@@ -100,7 +100,8 @@ static elem_t *copy_tree(arena_t *a, const elem_t *src, const elem_t *new_parent
         *tail = na;
         tail = &na->next;
     }
-    for (const elem_t *c = src->children; c; c = c->next) append_child(e, copy_tree(a, c, e));
+    for (const elem_t *c = src->children; c; c = c->next)
+        append_child(e, copy_tree(a, c, e));
     return e;
 }
 
@@ -121,7 +122,8 @@ void elem_unlink(elem_t *e)
     elem_t *parent = e->parent;
     if (!parent) return;
     elem_t *prev = NULL;
-    for (elem_t *c = parent->children; c && c != e; c = c->next) prev = c;
+    for (elem_t *c = parent->children; c && c != e; c = c->next)
+        prev = c;
     if (prev)
         prev->next = e->next;
     else
@@ -250,28 +252,36 @@ bool elem_is(const elem_t *e, const char *ns, const char *name)
 /* What a byte becomes: 0 itself, 1 escaped everywhere, 2 escaped in
  * attribute values only, 3 dropped (XML 1.0 cannot carry it). */
 static const unsigned char escape_class[256] = {
-    [0x00] = 3, [0x01] = 3, [0x02] = 3, [0x03] = 3, [0x04] = 3, [0x05] = 3, [0x06] = 3,
-    [0x07] = 3, [0x08] = 3, ['\t'] = 2, ['\n'] = 2, [0x0b] = 3, [0x0c] = 3, ['\r'] = 1,
-    [0x0e] = 3, [0x0f] = 3, [0x10] = 3, [0x11] = 3, [0x12] = 3, [0x13] = 3, [0x14] = 3,
-    [0x15] = 3, [0x16] = 3, [0x17] = 3, [0x18] = 3, [0x19] = 3, [0x1a] = 3, [0x1b] = 3,
-    [0x1c] = 3, [0x1d] = 3, [0x1e] = 3, [0x1f] = 3, ['&'] = 1, ['<'] = 1, ['>'] = 1,
-    ['"'] = 2, ['\''] = 2,
+    [0x00] = 3, [0x01] = 3, [0x02] = 3, [0x03] = 3, [0x04] = 3, [0x05] = 3, [0x06] = 3, [0x07] = 3,
+    [0x08] = 3, ['\t'] = 2, ['\n'] = 2, [0x0b] = 3, [0x0c] = 3, ['\r'] = 1, [0x0e] = 3, [0x0f] = 3,
+    [0x10] = 3, [0x11] = 3, [0x12] = 3, [0x13] = 3, [0x14] = 3, [0x15] = 3, [0x16] = 3, [0x17] = 3,
+    [0x18] = 3, [0x19] = 3, [0x1a] = 3, [0x1b] = 3, [0x1c] = 3, [0x1d] = 3, [0x1e] = 3, [0x1f] = 3,
+    ['&'] = 1,  ['<'] = 1,  ['>'] = 1,  ['"'] = 2,  ['\''] = 2,
 };
 
 static const char *escape_of(unsigned char c)
 {
     switch (c) {
-    case '&': return "&amp;";
-    case '<': return "&lt;";
-    case '>': return "&gt;";
-    case '"': return "&quot;";
-    case '\'': return "&apos;";
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&apos;";
     /* Character references survive the parser's end-of-line and
      * attribute-value normalization, so the text reads back unchanged. */
-    case '\t': return "&#9;";
-    case '\n': return "&#10;";
-    case '\r': return "&#13;";
-    default: return "";
+    case '\t':
+        return "&#9;";
+    case '\n':
+        return "&#10;";
+    case '\r':
+        return "&#13;";
+    default:
+        return "";
     }
 }
 
@@ -411,7 +421,8 @@ void elem_serialize_stanza(const elem_t *e, const char *content_ns, buf_t *out)
         return;
     }
     buf_append(out, ">", 1);
-    for (const elem_t *c = e->children; c; c = c->next) write_elem(&s, c, stanza_scope, false);
+    for (const elem_t *c = e->children; c; c = c->next)
+        write_elem(&s, c, stanza_scope, false);
     buf_append(out, "</", 2);
     buf_appends(out, e->name);
     buf_append(out, ">", 1);
@@ -444,8 +455,10 @@ static bool is_blank(char c)
 elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns)
 {
     size_t lead = 0, end = len;
-    while (lead < len && is_blank(data[lead])) lead++;
-    while (end > lead && is_blank(data[end - 1])) end--;
+    while (lead < len && is_blank(data[lead]))
+        lead++;
+    while (end > lead && is_blank(data[end - 1]))
+        end--;
     if (lead == end || data[lead] != '<') return NULL;
 
     fragment_t f = {a, data + lead, end - lead, NULL, 0, false};

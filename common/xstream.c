@@ -57,32 +57,32 @@ typedef struct span {
 } span_t;
 
 enum scan_state {
-    SC_PROLOG,      /* before the root: blanks, the XML declaration */
-    SC_XMLDECL,     /* inside <?xml ...?> */
-    SC_TEXT,        /* character data inside the root */
-    SC_LT,          /* after '<' */
-    SC_STAG,        /* inside a start tag */
-    SC_STAG_QUOTE,  /* inside a quoted attribute value */
-    SC_ETAG,        /* inside an end tag */
-    SC_BANG,        /* after "<!", deciding what follows */
-    SC_PI,          /* after "<?", deciding whether it is the XML declaration */
-    SC_CDATA,       /* inside <![CDATA[ ... ]]> */
-    SC_CLOSED,      /* after the root's end tag */
+    SC_PROLOG,     /* before the root: blanks, the XML declaration */
+    SC_XMLDECL,    /* inside <?xml ...?> */
+    SC_TEXT,       /* character data inside the root */
+    SC_LT,         /* after '<' */
+    SC_STAG,       /* inside a start tag */
+    SC_STAG_QUOTE, /* inside a quoted attribute value */
+    SC_ETAG,       /* inside an end tag */
+    SC_BANG,       /* after "<!", deciding what follows */
+    SC_PI,         /* after "<?", deciding whether it is the XML declaration */
+    SC_CDATA,      /* inside <![CDATA[ ... ]]> */
+    SC_CLOSED,     /* after the root's end tag */
 };
 
 enum scan_event { EV_NONE, EV_HEADER, EV_CLOSE };
 
 typedef struct scanner {
     enum scan_state state;
-    pos_t pos;          /* stream offset of the next byte to scan */
-    pos_t unit_start;   /* start of the unit the size limit applies to */
-    pos_t tag_start;    /* the '<' of the markup being scanned */
-    pos_t keep_from;    /* raw bytes needed from here on (NO_POS: none) */
+    pos_t pos;        /* stream offset of the next byte to scan */
+    pos_t unit_start; /* start of the unit the size limit applies to */
+    pos_t tag_start;  /* the '<' of the markup being scanned */
+    pos_t keep_from;  /* raw bytes needed from here on (NO_POS: none) */
     pos_t stanza_start, inner_start;
     pos_t header_start, header_end, close_end;
-    unsigned open;      /* elements open, the root included */
-    unsigned attrs;     /* attribute values in this start tag */
-    unsigned matched;   /* bytes of a keyword, or ']'/'?' seen, so far */
+    unsigned open;    /* elements open, the root included */
+    unsigned attrs;   /* attribute values in this start tag */
+    unsigned matched; /* bytes of a keyword, or ']'/'?' seen, so far */
     unsigned char quote;
     unsigned char last; /* the byte before pos */
 } scanner_t;
@@ -95,24 +95,24 @@ struct xstream {
     unsigned long long bytes;
 
     xmlParserCtxtPtr ctxt;
-    long long lx_delta;  /* stream offset = libxml2 offset + lx_delta */
-    bool is_replaying;   /* feeding the saved header to a new parser */
+    long long lx_delta; /* stream offset = libxml2 offset + lx_delta */
+    bool is_replaying;  /* feeding the saved header to a new parser */
 
     scanner_t sc;
     span_t queue[QUEUE_SIZE];
     unsigned queue_head, queue_len;
 
-    const char *chunk;   /* the bytes of the feed being parsed */
-    pos_t chunk_pos;     /* their stream offset */
-    buf_t pending;       /* bytes of an unfinished stanza from earlier feeds */
+    const char *chunk; /* the bytes of the feed being parsed */
+    pos_t chunk_pos;   /* their stream offset */
+    buf_t pending;     /* bytes of an unfinished stanza from earlier feeds */
     pos_t pending_pos;
-    buf_t header;        /* the root start tag, replayed into a new parser */
+    buf_t header; /* the root start tag, replayed into a new parser */
 
     arena_t *arena;
-    unsigned depth;      /* elements open per libxml2 */
+    unsigned depth; /* elements open per libxml2 */
     elem_t *stanza;
     elem_t *cur;
-    buf_t text;          /* character data not yet made a node */
+    buf_t text; /* character data not yet made a node */
     struct {
         const xmlChar *key;
         const char *copy;
@@ -161,7 +161,8 @@ static inline size_t find3(const unsigned char *d, size_t i, size_t end, unsigne
         if (mask) return i + (size_t)__builtin_ctz(mask);
     }
 #endif
-    while (i < end && d[i] != a && d[i] != b && d[i] != c) i++;
+    while (i < end && d[i] != a && d[i] != b && d[i] != c)
+        i++;
     return i;
 }
 
@@ -201,8 +202,8 @@ static void stanza_done(xstream_t *xs, pos_t inner_start, pos_t inner_end, pos_t
  * ends: at n, after a stanza once the queue or the slice is full, after the
  * stream header or the root's end tag (*event), or where an error was found
  * (*err; the bytes before it may still go to libxml2). */
-static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
-                   xstream_status_t *err, enum scan_event *event)
+static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i, xstream_status_t *err,
+                   enum scan_event *event)
 {
     scanner_t *sc = &xs->sc;
     const pos_t base = sc->pos - i; /* stream offset of d[0] */
@@ -226,7 +227,8 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
         switch (sc->state) {
         case SC_PROLOG:
         case SC_CLOSED:
-            while (i < end && is_blank(d[i])) i++;
+            while (i < end && is_blank(d[i]))
+                i++;
             if (i == end) break;
             if (sc->state == SC_CLOSED || d[i] != '<') STOP(XSTREAM_NOT_WELL_FORMED);
             sc->tag_start = sc->keep_from = POS(i);
@@ -253,7 +255,7 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
             goto lt;
 
         case SC_LT:
-        lt: {
+        lt : {
             if (i == end) {
                 sc->state = SC_LT;
                 goto next;
@@ -290,7 +292,7 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
             goto stag;
 
         case SC_STAG:
-        stag: {
+        stag : {
             for (;;) {
                 i = find3(d, i, end, '>', '\'', '"');
                 if (i == end) {
@@ -338,7 +340,7 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
         }
 
         case SC_ETAG:
-        etag: {
+        etag : {
             i = find3(d, i, end, '>', '>', '>');
             if (i == end) {
                 sc->state = SC_ETAG;
@@ -371,7 +373,8 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i,
                 sc->matched = 100;
                 break;
             }
-            if (sc->matched == 100) STOP(c == '-' ? XSTREAM_RESTRICTED_XML : XSTREAM_NOT_WELL_FORMED);
+            if (sc->matched == 100)
+                STOP(c == '-' ? XSTREAM_RESTRICTED_XML : XSTREAM_NOT_WELL_FORMED);
             if (sc->open == 0 || c != (unsigned char)cdata[sc->matched])
                 STOP(XSTREAM_NOT_WELL_FORMED);
             if (++sc->matched == sizeof cdata - 1) {
@@ -523,9 +526,9 @@ static void request_stop(xstream_t *xs)
     xmlStopParser(xs->ctxt);
 }
 
-static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
-                      const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
-                      int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
+                      int nb_namespaces, const xmlChar **namespaces, int nb_attributes,
+                      int nb_defaulted, const xmlChar **attributes)
 {
     xstream_t *xs = ud;
     if (xs->status != XSTREAM_OK || xs->wants_reset) return;
@@ -992,10 +995,14 @@ arena_t *xstream_detach(xstream_t *xs)
 const char *xstream_condition(xstream_status_t status)
 {
     switch (status) {
-    case XSTREAM_OK: return NULL;
-    case XSTREAM_NOT_WELL_FORMED: return "not-well-formed";
-    case XSTREAM_RESTRICTED_XML: return "restricted-xml";
-    case XSTREAM_POLICY_VIOLATION: return "policy-violation";
+    case XSTREAM_OK:
+        return NULL;
+    case XSTREAM_NOT_WELL_FORMED:
+        return "not-well-formed";
+    case XSTREAM_RESTRICTED_XML:
+        return "restricted-xml";
+    case XSTREAM_POLICY_VIOLATION:
+        return "policy-violation";
     }
     return "undefined-condition";
 }

@@ -16,6 +16,9 @@
  * A stanza named "proceed" resets the stream from its callback, as STARTTLS
  * does, and one named "keep" is detached, so those paths are fuzzed too.
  * Build and run: test/fuzz/run.sh. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +74,9 @@ static void check_round_trip(const elem_t *stanza)
 
 static void check_raw_matches_tree(const run_t *r, const elem_t *stanza, const xstream_raw_t *raw)
 {
+    /* A fragment binds stream: to the streams namespace; the stream being
+     * fuzzed may bind it to anything. */
+    if (memmem(raw->data, raw->len, "stream:", 7)) return;
     arena_t *a = arena_new(0);
     elem_t *alone = xml_parse_fragment(a, raw->data, raw->len, r->default_ns);
     if (alone) {
@@ -93,7 +99,8 @@ static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
     check(raw->len <= MAX_STANZA, "raw bytes within max_stanza");
     check(raw->inner_off + raw->inner_len <= raw->len, "inner bytes inside raw bytes");
     if (raw->inner_len)
-        check(raw->data[raw->inner_off - 1] == '>' && raw->data[raw->inner_off + raw->inner_len] == '<',
+        check(raw->data[raw->inner_off - 1] == '>' &&
+                  raw->data[raw->inner_off + raw->inner_len] == '<',
               "inner bytes between start and end tag");
     check(r->is_shallow ? stanza->children == NULL : true, "shallow stanza has no children");
 
@@ -145,7 +152,8 @@ static xstream_status_t parse(const uint8_t *data, size_t size, size_t chunk, bo
     check(xstream_bytes(r->xs) == size + 4, "bytes are counted");
     xstream_free(r->xs);
     /* Detached trees outlive the stream. */
-    for (unsigned i = 0; i < r->nkept; i++) arena_free(r->kept[i]);
+    for (unsigned i = 0; i < r->nkept; i++)
+        arena_free(r->kept[i]);
     return st;
 }
 

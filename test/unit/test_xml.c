@@ -61,7 +61,8 @@ static void test_arena(void)
     arena_free(a);
 
     arena_t *small = arena_new(64);
-    for (int i = 0; i < 1000; i++) arena_alloc(small, 48);
+    for (int i = 0; i < 1000; i++)
+        arena_alloc(small, 48);
     ok(arena_used(small) >= 48000, "arena_with_small_first_chunk_grows");
     arena_free(small);
 }
@@ -166,7 +167,8 @@ static void test_tree_building(void)
     arena_t *b = arena_new(0);
     elem_t *copy = elem_copy(b, m);
     arena_free(a);
-    is_str(serialized(copy, NS_CLIENT), "<message to='c@d' xml:lang='en'><x xmlns='urn:x'/></message>",
+    is_str(serialized(copy, NS_CLIENT),
+           "<message to='c@d' xml:lang='en'><x xmlns='urn:x'/></message>",
            "elem_copy_survives_source_arena");
     arena_t *c = arena_new(0);
     elem_t *holder = elem_new(c, "urn:h", "holder");
@@ -187,9 +189,13 @@ static void test_escaping(void)
     is_str(escaped("a&b<c>d\"e'f", 11, false), "a&amp;b&lt;c&gt;d\"e'f", "text_escapes_amp_lt_gt");
     is_str(escaped("a&b<c>d\"e'f", 11, true), "a&amp;b&lt;c&gt;d&quot;e&apos;f",
            "attribute_escapes_quotes_too");
-    is_str(escaped("a\tb\nc\rd", 7, true), "a&#9;b&#10;c&#13;d", "attribute_escapes_tab_newline_cr");
+    is_str(escaped("a\tb\nc\rd", 7, true), "a&#9;b&#10;c&#13;d",
+           "attribute_escapes_tab_newline_cr");
     is_str(escaped("a\tb\nc\rd", 7, false), "a\tb\nc&#13;d", "text_escapes_only_cr");
-    is_str(escaped("a\x01\x1f" "b", 4, false), "ab", "control_characters_dropped");
+    is_str(escaped("a\x01\x1f"
+                   "b",
+                   4, false),
+           "ab", "control_characters_dropped");
     is_str(escaped("a\0b", 3, false), "ab", "nul_dropped_length_respected");
     is_str(escaped("\xc3\xa9\xe2\x82\xac", 5, true), "\xc3\xa9\xe2\x82\xac", "utf8_passes_through");
     is_str(escaped("", 0, false), "", "empty_escapes_to_empty");
@@ -203,7 +209,8 @@ static void test_serializer_namespaces(void)
     elem_t *item = elem_add(q, NULL, "item");
     elem_add(item, NS_CLIENT, "back");
     is_str(serialized(iq, NS_CLIENT),
-           "<iq><query xmlns='jabber:iq:roster'><item><back xmlns='jabber:client'/></item></query></iq>",
+           "<iq><query xmlns='jabber:iq:roster'><item><back "
+           "xmlns='jabber:client'/></item></query></iq>",
            "xmlns_only_where_namespace_changes");
     is_str(serialized(iq, NULL),
            "<iq xmlns='jabber:client'><query xmlns='jabber:iq:roster'><item>"
@@ -211,7 +218,8 @@ static void test_serializer_namespaces(void)
            "xmlns_on_top_when_parent_ns_differs");
     elem_t *bare = elem_new(a, "", "bare");
     is_str(serialized(bare, NULL), "<bare/>", "empty_ns_under_null_parent_has_no_xmlns");
-    is_str(serialized(bare, NS_CLIENT), "<bare xmlns=''/>", "empty_ns_under_other_default_undeclares");
+    is_str(serialized(bare, NS_CLIENT), "<bare xmlns=''/>",
+           "empty_ns_under_other_default_undeclares");
 
     elem_t *e = elem_new(a, "urn:e", "e");
     elem_set_attr_ns(e, "urn:p", "a", "1");
@@ -279,7 +287,8 @@ static void test_serialize_stanza(void)
 static void test_fragments(void)
 {
     arena_t *a = arena_new(0);
-    elem_t *e = xml_parse_fragment(a, " <message to='x'><body>hi</body></message>\n", 43, NS_CLIENT);
+    elem_t *e =
+        xml_parse_fragment(a, " <message to='x'><body>hi</body></message>\n", 43, NS_CLIENT);
     ok(e != NULL, "fragment_parses");
     if (e) {
         is_str(e->ns, NS_CLIENT, "fragment_takes_default_ns");
@@ -325,7 +334,8 @@ static void test_round_trips(void)
         char *once = first ? strdup(serialized(first, NS_CLIENT)) : NULL;
         elem_t *second = once ? xml_parse_fragment(a, once, strlen(once), NS_CLIENT) : NULL;
         const char *twice = second ? serialized(second, NS_CLIENT) : NULL;
-        ok(once && twice && strcmp(once, twice) == 0, "round_trip_%zu_parse_serialize_is_stable", i);
+        ok(once && twice && strcmp(once, twice) == 0, "round_trip_%zu_parse_serialize_is_stable",
+           i);
         free(once);
         arena_free(a);
     }
