@@ -5,3 +5,11 @@ c2s_hearth_c2s_SOURCES = c2s/c2s.h c2s/main.c c2s/client.c c2s/auth.c c2s/regist
 c2s_hearth_c2s_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)
 
 EXTRA_DIST += test/e2e/xmpp_client.py test/e2e/test_c2s.py
+
+# A second real client library for the login path (test_c2s_strophe.py).
+EXTRA_DIST += test/e2e/strophe-login.c test/e2e/test_c2s_strophe.py
+if HAVE_STROPHE
+check_PROGRAMS += test/e2e/strophe-login
+test_e2e_strophe_login_CFLAGS = $(AM_CFLAGS) $(STROPHE_CFLAGS)
+test_e2e_strophe_login_LDADD = $(STROPHE_LIBS)
+endif
