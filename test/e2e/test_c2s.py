@@ -514,3 +514,53 @@ def test_shared_port_serves_both_processes(server):
     for c in clients:
         c.disconnect()
     assert all(" bound " in log for log in logs), "SO_REUSEPORT sent every client to one process"
+
+
+# ---- the supervisor -----------------------------------------------------------------------------
+
+def test_supervisor_starts_c2s_processes_with_instance_ids(hearth_env):
+    import os
+    import subprocess
+    from hearth_env import BUILDDIR, free_port
+    hearthd = os.path.join(BUILDDIR, "tools", "hearthd")
+    port, tls_port = free_port(), free_port()
+    hearth_env.write_config(**{
+        "supervisor.daemon": ["router", "sm", "c2s"], "c2s.processes": "2",
+        "c2s.listen": f"127.0.0.1:{port}", "c2s.listen-tls": f"127.0.0.1:{tls_port}",
+        "c2s.registration": "true"})
+    logdir = os.path.join(hearth_env.statedir, "log")
+    hearth_env.logs += [os.path.join(logdir, n) for n in ("hearthd.log", "c2s-1.log", "c2s-2.log")]
+
+    def run(*args):
+        p = subprocess.run([hearthd, "-c", hearth_env.config_path, *args], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+    try:
+        status, out = run("start")
+        assert status == 0, out
+        deadline = time.monotonic() + 10
+        while True:
+            status, out = run("status")
+            if status == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert re.search(r"^c2s-1: running", out, re.M) and re.search(r"^c2s-2: running", out, re.M), out
+
+        class Where:  # what Client needs of a Server
+            host, cert_path = "127.0.0.1", os.path.join(hearth_env.statedir, "tls", "localhost.pem")
+        Where.port, Where.tls_port = port, tls_port
+        deadline = time.monotonic() + 10
+        router_log = os.path.join(logdir, "router.log")
+        while True:  # the sm and both c2s come up in the background
+            with open(router_log) as f:
+                text = f.read()
+            if all(f" bound {n}" in text for n in ("localhost", "c2s-1", "c2s-2")):
+                break
+            assert time.monotonic() < deadline, f"not all bound at the router:\n{text}"
+            time.sleep(0.2)
+        c = Client(Where, "alice@localhost", PASSWORD, register=True).connect()
+        assert c.bound_jid.startswith("alice@localhost/")
+        c.disconnect()
+    finally:
+        status, out = run("stop")
+        assert status == 0, out
