@@ -101,6 +101,18 @@ static void unwatch(pg_t *pg)
     pg->poll = NULL;
 }
 
+/* The store keeps the loop alive only while calls are in flight, as the
+ * SQLite driver does: a program that runs its loop until nothing is left
+ * to do (hearthctl) ends once its calls are answered. */
+static void hold_loop(pg_t *pg)
+{
+    if (!pg->poll) return;
+    if (pg->inflight)
+        uv_ref((uv_handle_t *)pg->poll);
+    else
+        uv_unref((uv_handle_t *)pg->poll);
+}
+
 /* Watch fd for events; a new socket (libpq may open another while
  * connecting) gets a new handle. */
 static void watch(pg_t *pg, int events, uv_poll_cb cb)
@@ -117,6 +129,7 @@ static void watch(pg_t *pg, int events, uv_poll_cb cb)
     }
     pg->poll_events = events;
     uv_poll_start(pg->poll, events, cb);
+    hold_loop(pg);
 }
 
 /* ---- results -------------------------------------------------------------------- */
@@ -175,6 +188,7 @@ static void dispatch(pg_t *pg)
             PQclear(r);
             if (!(pg->inflight = req->next)) pg->inflight_tail = &pg->inflight;
             pg->inflight_count--;
+            hold_loop(pg);
             st_req_done(req); /* may submit, close, or lose the connection */
             continue;
         }
@@ -332,6 +346,7 @@ static void pg_submit(void *impl, st_req_t *req)
     *pg->inflight_tail = req;
     pg->inflight_tail = &req->next;
     pg->inflight_count++;
+    hold_loop(pg);
     for (int i = 0; i < req->n; i++) {
         const st_stmt_t *s = &req->stmts[i];
         if (!PQsendQueryParams(pg->conn, s->sql, s->nparams, NULL, s->params, NULL, NULL, 0))
@@ -474,6 +489,7 @@ static void *pg_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
     pg->inflight_tail = &pg->inflight;
     pg->backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(loop, &pg->timer);
+    uv_unref((uv_handle_t *)&pg->timer); /* reconnecting alone keeps no loop alive */
     pg->timer.data = pg;
     up(pg, false);
     free(dummy);
