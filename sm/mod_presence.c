@@ -78,6 +78,7 @@ typedef struct broadcast {
     elem_t *presence; /* from = the session's full JID */
     jid_t *full;
     bool is_initial;
+    bool is_ending;       /* the session ends: nothing more to it */
     directed_t *directed; /* unavailable: who got directed presence */
 } broadcast_t;
 
@@ -100,9 +101,12 @@ static void broadcast_op(sm_t *sm, roster_t *r, void *ud)
     } else {
         log_warn("presence of %s not broadcast: roster unavailable", full);
     }
-    /* The user's other available sessions. */
+    /* RFC 6121 §4.2.2, §4.4.2: every available session of the user, the
+     * sender included (one is subscribed to oneself); a session that is
+     * ending gets nothing more. */
     for (sess_t *s = sm_sessions(sm, r->owner); s; s = s->next) {
-        if (is(jid_full(s->jid), full) || !s->is_available) continue;
+        bool is_self = is(jid_full(s->jid), full);
+        if (is_self ? b->is_ending : !s->is_available) continue;
         elem_set_attr(p, "to", jid_full(s->jid));
         sm_send_to_sess(sm, s, p);
     }
@@ -165,7 +169,7 @@ static void broadcast_op(sm_t *sm, roster_t *r, void *ud)
 }
 
 static void broadcast(sm_t *sm, sess_t *s, const elem_t *presence, bool is_initial,
-                      directed_t *directed)
+                      bool is_ending, directed_t *directed)
 {
     broadcast_t *b = calloc(1, sizeof(*b));
     if (!b) log_fatal("out of memory");
@@ -174,6 +178,7 @@ static void broadcast(sm_t *sm, sess_t *s, const elem_t *presence, bool is_initi
     elem_set_attr(b->presence, "to", NULL);
     b->full = jid_dup(s->jid);
     b->is_initial = is_initial;
+    b->is_ending = is_ending;
     b->directed = directed;
     roster_with(sm, jid_bare(s->jid), broadcast_op, b);
 }
@@ -194,7 +199,7 @@ static void go_unavailable(sm_t *sm, sess_t *s, const elem_t *unavailable)
         s->presence = NULL;
     }
     if (was_available || (directed && directed->n))
-        broadcast(sm, s, p, false, directed);
+        broadcast(sm, s, p, false, !unavailable, directed);
     else
         directed_free(directed);
     arena_free(a);
@@ -279,7 +284,7 @@ static sm_verdict_t on_session_stanza(sm_t *sm, sm_pkt_t *pkt)
         s->presence = kept;
         s->priority = priority;
         s->is_available = true;
-        broadcast(sm, s, pkt->stanza, is_initial, NULL);
+        broadcast(sm, s, pkt->stanza, is_initial, false, NULL);
     } else if (is(type, "unavailable")) {
         go_unavailable(sm, s, pkt->stanza);
     }

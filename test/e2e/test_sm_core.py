@@ -251,6 +251,13 @@ def test_directed_presence_is_withdrawn_when_the_session_ends(server, users):
     bob.wait_presence(lambda p: str(p["from"]) == alice.bound_jid and ptype(p) == "unavailable")
 
 
+def test_presence_is_echoed_to_the_sending_session(server, users):
+    alice = users("alice")
+    alice.send_presence(pstatus="echo")
+    p = alice.wait_presence(lambda p: str(p["from"]) == alice.bound_jid)
+    assert ptype(p) == "" and p["status"] == "echo"
+
+
 def test_own_resources_see_each_other(server, users):
     users.register("alice")
     one = users.login("alice", resource="one")
