@@ -108,17 +108,22 @@ static sm_verdict_t on_account(sm_t *sm, sm_pkt_t *pkt, const char *owner, bool 
     return SM_HANDLED;
 }
 
-static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
+/* Remember the status of the session's unavailable presence (before
+ * mod_presence takes it). */
+static sm_verdict_t on_sess_presence(sm_t *sm, sm_pkt_t *pkt)
 {
-    /* Remember the status of the session's unavailable presence. */
     if (strcmp(pkt->kind, "presence") == 0 && !pkt->to &&
         strcmp(pkt->type, "unavailable") == 0) {
         elem_t *status = elem_child(pkt->stanza, NULL, "status");
         const char *text = status ? elem_text(status) : "";
         free(pkt->sess->slots[slot]);
         if (!(pkt->sess->slots[slot] = strndup(text, MAX_STATUS))) log_fatal("out of memory");
-        return SM_PASS;
     }
+    return SM_PASS;
+}
+
+static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
+{
     if (pkt->to && (jid_has_resource(pkt->to) || !jid_equal_bare(pkt->to, pkt->from)))
         return SM_PASS;
     return on_account(sm, pkt, jid_bare(pkt->from), true);
@@ -168,6 +173,7 @@ void mod_last_init(sm_t *sm)
     started = time(NULL);
     slot = sm_slot(sm);
     sm_hook(sm, SM_CHAIN_IN_SERVER, 500, on_server);
+    sm_hook(sm, SM_CHAIN_IN_SESS, 150, on_sess_presence);
     sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_sess);
     sm_hook(sm, SM_CHAIN_IN_USER, 500, on_user);
     sm_hook(sm, SM_CHAIN_SESS_END, 500, on_sess_end);

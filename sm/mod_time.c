@@ -34,14 +34,14 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
     gmtime_r(&now.tv_sec, &utc);
     localtime_r(&now.tv_sec, &local);
 
-    char utc_text[40], tzo[16];
-    snprintf(utc_text, sizeof utc_text, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+    char utc_text[64], tzo[32];
+    snprintf(utc_text, sizeof utc_text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-             utc.tm_sec, now.tv_nsec / 1000000);
-    long offset = local.tm_gmtoff;
+             utc.tm_sec, (int)(now.tv_nsec / 1000000));
+    int offset = (int)local.tm_gmtoff;
     char sign = offset < 0 ? '-' : '+';
     if (offset < 0) offset = -offset;
-    snprintf(tzo, sizeof tzo, "%c%02ld:%02ld", sign, offset / 3600, offset % 3600 / 60);
+    snprintf(tzo, sizeof tzo, "%c%02d:%02d", sign, offset / 3600, offset % 3600 / 60);
 
     elem_t *reply = elem_new(pkt->stanza->arena, NS_TIME, "time");
     add_text_child(reply, "tzo", tzo);
