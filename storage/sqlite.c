@@ -93,9 +93,14 @@ static sqlite3_stmt *cache_get(sq_t *sq, const char *sql, int *rc)
         if (strcmp(c->sql, sql) == 0) return c->stmt;
     if (sq->ncached >= CACHE_MAX) cache_clear(sq);
     sqlite3_stmt *stmt = NULL;
-    *rc = sqlite3_prepare_v3(sq->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
+    const char *tail = NULL;
+    *rc = sqlite3_prepare_v3(sq->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
     if (*rc != SQLITE_OK) return NULL;
-    if (!stmt) { /* only whitespace or a comment */
+    while (tail && (*tail == ';' || *tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r'))
+        tail++;
+    if (!stmt || (tail && *tail)) {
+        /* nothing, or more than one statement: PostgreSQL refuses both too */
+        sqlite3_finalize(stmt);
         *rc = SQLITE_MISUSE;
         return NULL;
     }
@@ -117,7 +122,8 @@ static int run_stmt(sq_t *sq, const st_stmt_t *s, st_result_t *res)
     int rc = SQLITE_OK;
     sqlite3_stmt *stmt = cache_get(sq, s->sql, &rc);
     if (!stmt) {
-        st_result_fail(res, status_of(rc), "%s", sqlite3_errmsg(sq->db));
+        st_result_fail(res, status_of(rc), "%s",
+                       rc == SQLITE_MISUSE ? "not one SQL statement" : sqlite3_errmsg(sq->db));
         return rc;
     }
     for (int k = 0; k < s->nparams; k++) {

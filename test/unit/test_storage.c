@@ -351,6 +351,9 @@ static void check_not_inside(void)
     check_status(&s, ST_FAILED, "a bad statement is ST_FAILED");
     ok(s.error[0] != '\0', "%s: ... with the driver's message (%s)", drv, s.error);
     snap_clear(&s);
+    check_status(q("SELECT 1; DELETE FROM vcard", 0), ST_FAILED,
+                 "two statements in one call are refused");
+    check_status(q("SELECT 1;", 0), ST_OK, "one statement with a trailing semicolon runs");
 }
 
 /* A program that runs its loop until nothing is left (hearthctl) must
