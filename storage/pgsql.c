@@ -140,9 +140,11 @@ static void take_result(st_req_t *req, PGresult *r, PGconn *conn)
     ExecStatusType status = PQresultStatus(r);
     if (res->status != ST_OK) return; /* the first failure is the result */
     switch (status) {
+    case PGRES_EMPTY_QUERY: /* as the SQLite driver says */
+        st_result_fail(res, ST_FAILED, "not one SQL statement");
+        return;
     case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK:
-    case PGRES_EMPTY_QUERY: {
+    case PGRES_COMMAND_OK: {
         int rows = PQntuples(r), cols = PQnfields(r);
         st_result_set_cols(res, cols);
         for (int i = 0; i < rows; i++)

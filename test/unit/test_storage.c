@@ -354,6 +354,7 @@ static void check_not_inside(void)
     check_status(q("SELECT 1; DELETE FROM vcard", 0), ST_FAILED,
                  "two statements in one call are refused");
     check_status(q("SELECT 1;", 0), ST_OK, "one statement with a trailing semicolon runs");
+    check_status(q(" ", 0), ST_FAILED, "an empty statement is refused");
 }
 
 /* A program that runs its loop until nothing is left (hearthctl) must
