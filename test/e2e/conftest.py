@@ -27,8 +27,7 @@ Storage (hearth_env.py: Env(storage=...), PgCluster):
                 pgsql run is skipped, with the reason, when PostgreSQL is
                 not installed. hearth_env.storage says which; hearth_env.sql(
                 "SELECT ...") reads the store directly. The server fixture
-                should take storage_driver so that every server test runs
-                on both (c2s engineer: add it to its arguments).
+                takes it, so every server test runs on both.
     database_down  for "the database stops in the middle" tests: .stop()
                 stops the PostgreSQL server (pg_ctl stop -m fast: every
                 connection drops), .start() starts it again (same port,
