@@ -19,18 +19,18 @@
 
 struct st_result {
     st_status_t status;
-    char *error;       /* malloc'ed, or NULL for "" */
+    char *error; /* malloc'ed, or NULL for "" */
     int rows, cols;
     long long changes;
-    size_t *cells;     /* rows * cols offsets into data; CELL_NULL for NULL */
-    char *data;        /* the cells' text, each NUL-terminated */
+    size_t *cells; /* rows * cols offsets into data; CELL_NULL for NULL */
+    char *data;    /* the cells' text, each NUL-terminated */
     size_t data_len, data_cap, cells_cap;
     size_t pending_cells; /* of the row being added */
 };
 #define CELL_NULL ((size_t)-1)
 
 /* Result building, for the drivers. All abort on out of memory. */
-void st_result_reset(st_result_t *res);            /* empty the rows, keep the memory */
+void st_result_reset(st_result_t *res); /* empty the rows, keep the memory */
 void st_result_set_cols(st_result_t *res, int cols);
 void st_result_add_cell(st_result_t *res, const char *text, size_t len); /* text NULL: SQL NULL */
 void st_result_fail(st_result_t *res, st_status_t status, const char *fmt, ...)
@@ -41,8 +41,8 @@ typedef struct st_req st_req_t;
 struct st_req {
     st_req_t *next; /* the driver's queue, then storage.c's deferred list */
     storage_t *st;
-    int n;          /* statements */
-    bool is_tx;     /* run the statements in one transaction */
+    int n;            /* statements */
+    bool is_tx;       /* run the statements in one transaction */
     st_stmt_t *stmts; /* n statements; their text lives in the same block */
     st_cb cb;
     void *ud;
@@ -70,7 +70,7 @@ extern const st_driver_t st_driver_sqlite, st_driver_pgsql;
 
 /* ---- embedded from storage/sql/ (migrations.c) ---------------------------- */
 typedef struct st_migration {
-    int version;     /* NNN of NNN-name.sql */
+    int version; /* NNN of NNN-name.sql */
     const char *name;
     const char *sql; /* the whole file */
 } st_migration_t;

@@ -30,7 +30,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define MAX_PARAMS 65535           /* the protocol's limit */
+#define MAX_PARAMS 65535          /* the protocol's limit */
 #define MIGRATION_LOCK 0x48656172 /* pg_advisory_xact_lock key: "Hear" */
 
 typedef enum pg_state {
@@ -45,7 +45,7 @@ typedef struct pg {
     char *conninfo;
     PGconn *conn;
     pg_state_t state;
-    uv_poll_t *poll;  /* on PQsocket(conn); its own allocation */
+    uv_poll_t *poll; /* on PQsocket(conn); its own allocation */
     int poll_fd, poll_events;
     uv_timer_t timer; /* reconnect */
     unsigned backoff_ms;
@@ -60,7 +60,8 @@ static void maybe_finish_close(pg_t *pg);
 static void on_notice(void *ud, const char *message)
 {
     size_t n = strlen(message);
-    while (n && message[n - 1] == '\n') n--;
+    while (n && message[n - 1] == '\n')
+        n--;
     log_debug("storage: PostgreSQL says: %.*s", (int)n, message);
 }
 
@@ -75,7 +76,8 @@ static const char *trimmed(char *buf, size_t size, const char *message)
         if (is_space && (n == 0 || buf[n - 1] == ' ')) continue;
         buf[n++] = is_space ? ' ' : *p;
     }
-    while (n && buf[n - 1] == ' ') n--;
+    while (n && buf[n - 1] == ' ')
+        n--;
     buf[n] = '\0';
     return buf;
 }
@@ -91,7 +93,10 @@ static st_status_t status_of(const char *sqlstate)
 
 /* ---- the socket --------------------------------------------------------------- */
 
-static void free_handle(uv_handle_t *h) { free(h); }
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
 
 static void unwatch(pg_t *pg)
 {
@@ -122,7 +127,8 @@ static void watch(pg_t *pg, int events, uv_poll_cb cb)
     if (!pg->poll) {
         if (!(pg->poll = malloc(sizeof *pg->poll))) log_fatal("out of memory");
         int rc = uv_poll_init_socket(pg->loop, pg->poll, fd);
-        if (rc < 0) log_fatal("storage: uv_poll_init on the PostgreSQL socket: %s", uv_strerror(rc));
+        if (rc < 0)
+            log_fatal("storage: uv_poll_init on the PostgreSQL socket: %s", uv_strerror(rc));
         pg->poll->data = pg;
         pg->poll_fd = fd;
         pg->poll_events = 0;
@@ -295,9 +301,15 @@ static void on_connecting(uv_poll_t *h, int status, int events)
     uv_poll_stop(pg->poll);
     PostgresPollingStatusType poll = PQconnectPoll(pg->conn);
     switch (poll) {
-    case PGRES_POLLING_READING: watch(pg, UV_READABLE, on_connecting); break;
-    case PGRES_POLLING_WRITING: watch(pg, UV_WRITABLE, on_connecting); break;
-    case PGRES_POLLING_OK: up(pg, true); break;
+    case PGRES_POLLING_READING:
+        watch(pg, UV_READABLE, on_connecting);
+        break;
+    case PGRES_POLLING_WRITING:
+        watch(pg, UV_WRITABLE, on_connecting);
+        break;
+    case PGRES_POLLING_OK:
+        up(pg, true);
+        break;
     default: {
         char msg[256];
         log_debug("storage: reconnecting to PostgreSQL: %s",
@@ -357,7 +369,7 @@ static void pg_submit(void *impl, st_req_t *req)
     if (!PQpipelineSync(pg->conn)) goto lost;
     flush(pg);
     return;
-lost: {
+lost : {
     char msg[256];
     go_down(pg, trimmed(msg, sizeof msg, PQerrorMessage(pg->conn)));
 }
@@ -402,7 +414,8 @@ static bool exec_ok(PGconn *conn, PGresult *r, char **err, const char *what)
     if (!ok) {
         char msg[512];
         if (asprintf(err, "PostgreSQL: %s: %s", what,
-                     trimmed(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(conn))) < 0)
+                     trimmed(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(conn))) <
+            0)
             *err = NULL;
     }
     return ok;
@@ -422,7 +435,8 @@ static int migrate(PGconn *conn, char **err)
 {
     int applied = 0, last = 0;
     for (const st_migration_t *m = st_migrations_pgsql; m->sql; m++) {
-        if (m->version <= last) log_fatal("storage: pgsql migrations out of order at %03d", m->version);
+        if (m->version <= last)
+            log_fatal("storage: pgsql migrations out of order at %03d", m->version);
         last = m->version;
         char what[128], version[16], lock[96];
         snprintf(what, sizeof what, "migration %03d-%s", m->version, m->name);
@@ -434,8 +448,8 @@ static int migrate(PGconn *conn, char **err)
             !exec(conn, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)",
                   err, what))
             goto fail;
-        PGresult *r = PQexecParams(conn, "SELECT 1 FROM schema_version WHERE version = $1", 1,
-                                   NULL, params, NULL, NULL, 0);
+        PGresult *r = PQexecParams(conn, "SELECT 1 FROM schema_version WHERE version = $1", 1, NULL,
+                                   params, NULL, NULL, 0);
         bool ok = exec_ok(conn, r, err, what), has = ok && PQntuples(r) > 0;
         PQclear(r);
         if (!ok) goto fail;

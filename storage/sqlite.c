@@ -24,9 +24,9 @@
 #include "driver.h"
 #include "log.h"
 
-#define BATCH_MAX 64       /* requests per uv_work */
+#define BATCH_MAX 64 /* requests per uv_work */
 #define CACHE_BUCKETS 256
-#define CACHE_MAX 1024     /* statements kept; past that the cache starts over */
+#define CACHE_MAX 1024 /* statements kept; past that the cache starts over */
 #define BUSY_TIMEOUT_MS 5000
 
 typedef struct cached {
@@ -51,15 +51,19 @@ typedef struct sq {
 static st_status_t status_of(int rc)
 {
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT: return ST_CONSTRAINT;
+    case SQLITE_CONSTRAINT:
+        return ST_CONSTRAINT;
     case SQLITE_FULL:
-    case SQLITE_TOOBIG: return ST_FULL;
+    case SQLITE_TOOBIG:
+        return ST_FULL;
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
     case SQLITE_NOTADB:
     case SQLITE_CORRUPT:
-    case SQLITE_READONLY: return ST_UNAVAILABLE;
-    default: return ST_FAILED;
+    case SQLITE_READONLY:
+        return ST_UNAVAILABLE;
+    default:
+        return ST_FAILED;
     }
 }
 
@@ -68,7 +72,8 @@ static st_status_t status_of(int rc)
 static unsigned hash(const char *s)
 {
     unsigned h = 2166136261u; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
 }
 
@@ -96,7 +101,8 @@ static sqlite3_stmt *cache_get(sq_t *sq, const char *sql, int *rc)
     const char *tail = NULL;
     *rc = sqlite3_prepare_v3(sq->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
     if (*rc != SQLITE_OK) return NULL;
-    while (tail && (*tail == ';' || *tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r'))
+    while (tail &&
+           (*tail == ';' || *tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r'))
         tail++;
     if (!stmt || (tail && *tail)) {
         /* nothing, or more than one statement: PostgreSQL refuses both too */
@@ -170,7 +176,8 @@ static void run_req(sq_t *sq, st_req_t *req)
     st_result_t *res = &req->res;
     if (req->is_tx && exec_plain(sq, "BEGIN IMMEDIATE", res) != SQLITE_OK) return;
     int rc = SQLITE_OK;
-    for (int i = 0; i < req->n && rc == SQLITE_OK; i++) rc = run_stmt(sq, &req->stmts[i], res);
+    for (int i = 0; i < req->n && rc == SQLITE_OK; i++)
+        rc = run_stmt(sq, &req->stmts[i], res);
     if (!req->is_tx) return;
     if (rc == SQLITE_OK) {
         /* COMMIT has no rows: keep the last statement's */
@@ -189,7 +196,8 @@ static void run_req(sq_t *sq, st_req_t *req)
 static void on_work(uv_work_t *work)
 {
     sq_t *sq = work->data;
-    for (st_req_t *req = sq->batch; req; req = req->next) run_req(sq, req);
+    for (st_req_t *req = sq->batch; req; req = req->next)
+        run_req(sq, req);
 }
 
 /* ---- the loop's side --------------------------------------------------------- */
@@ -216,7 +224,8 @@ static void start_batch(sq_t *sq)
     }
     /* take up to BATCH_MAX requests off the queue */
     st_req_t **end = &sq->queue;
-    for (int n = 0; *end && n < BATCH_MAX; n++) end = &(*end)->next;
+    for (int n = 0; *end && n < BATCH_MAX; n++)
+        end = &(*end)->next;
     sq->batch = sq->queue;
     sq->queue = *end;
     *end = NULL;
@@ -284,8 +293,8 @@ static int has_version(sq_t *sq, int version, bool *has, char **err)
         *has = rc == SQLITE_ROW;
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    if (rc != SQLITE_OK && asprintf(err, "%s: schema_version: %s", sq->path,
-                                    sqlite3_errmsg(sq->db)) < 0)
+    if (rc != SQLITE_OK &&
+        asprintf(err, "%s: schema_version: %s", sq->path, sqlite3_errmsg(sq->db)) < 0)
         *err = NULL;
     sqlite3_finalize(stmt);
     return rc;
@@ -295,12 +304,13 @@ static int has_version(sq_t *sq, int version, bool *has, char **err)
  * lock first, so daemons starting together apply each one once. */
 static int migrate(sq_t *sq, char **err)
 {
-    if (exec_all(sq, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)",
-                 err, "schema_version") != SQLITE_OK)
+    if (exec_all(sq, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)", err,
+                 "schema_version") != SQLITE_OK)
         return -1;
     int applied = 0, last = 0;
     for (const st_migration_t *m = st_migrations_sqlite; m->sql; m++) {
-        if (m->version <= last) log_fatal("storage: sqlite migrations out of order at %03d", m->version);
+        if (m->version <= last)
+            log_fatal("storage: sqlite migrations out of order at %03d", m->version);
         last = m->version;
         char what[128], insert[96];
         snprintf(what, sizeof what, "migration %03d-%s", m->version, m->name);
@@ -375,10 +385,11 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
 
     bool existed = access(sq->path, F_OK) == 0;
     /* NOMUTEX: the connection is used by one thread at a time (the queue) */
-    int rc = sqlite3_open_v2(sq->path, &sq->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        sq->path, &sq->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        if (asprintf(err, "%s: %s", sq->path, sq->db ? sqlite3_errmsg(sq->db) : sqlite3_errstr(rc)) < 0)
+        if (asprintf(err, "%s: %s", sq->path,
+                     sq->db ? sqlite3_errmsg(sq->db) : sqlite3_errstr(rc)) < 0)
             *err = NULL;
         goto fail;
     }

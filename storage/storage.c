@@ -18,12 +18,12 @@ struct storage {
     uv_loop_t *loop;
     const st_driver_t *driver;
     void *impl;
-    uv_idle_t idle;        /* runs the deferred callbacks */
+    uv_idle_t idle; /* runs the deferred callbacks */
     st_req_t *deferred, **deferred_tail;
     bool is_closing, is_driver_closed;
     void (*done)(void *ud);
     void *done_ud;
-    char **delete_sql;     /* "DELETE FROM t WHERE owner = $1" per owner table */
+    char **delete_sql; /* "DELETE FROM t WHERE owner = $1" per owner table */
     int ndelete;
 };
 
@@ -36,11 +36,26 @@ static void *xmalloc(size_t n)
 
 /* ---- results ---------------------------------------------------------------- */
 
-st_status_t st_status(const st_result_t *res) { return res->status; }
-const char *st_error(const st_result_t *res) { return res->error ? res->error : ""; }
-int st_rows(const st_result_t *res) { return res->rows; }
-int st_cols(const st_result_t *res) { return res->cols; }
-long long st_changes(const st_result_t *res) { return res->changes; }
+st_status_t st_status(const st_result_t *res)
+{
+    return res->status;
+}
+const char *st_error(const st_result_t *res)
+{
+    return res->error ? res->error : "";
+}
+int st_rows(const st_result_t *res)
+{
+    return res->rows;
+}
+int st_cols(const st_result_t *res)
+{
+    return res->cols;
+}
+long long st_changes(const st_result_t *res)
+{
+    return res->changes;
+}
 
 const char *st_text(const st_result_t *res, int r, int c)
 {
@@ -83,7 +98,8 @@ void st_result_add_cell(st_result_t *res, const char *text, size_t len)
     if (text) {
         if (res->data_cap < res->data_len + len + 1) {
             size_t cap = res->data_cap ? res->data_cap * 2 : 256;
-            while (cap < res->data_len + len + 1) cap *= 2;
+            while (cap < res->data_len + len + 1)
+                cap *= 2;
             char *data = realloc(res->data, cap);
             if (!data) log_fatal("out of memory");
             res->data = data;
@@ -126,7 +142,10 @@ void st_result_free(st_result_t *res)
 
 /* ---- requests --------------------------------------------------------------- */
 
-static size_t text_size(const char *s) { return s ? strlen(s) + 1 : 0; }
+static size_t text_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
 
 static char *copy_text(char **at, const char *s)
 {
@@ -146,7 +165,8 @@ static st_req_t *req_new(storage_t *st, int n, const st_stmt_t *stmts, bool is_t
     for (int i = 0; i < n; i++) {
         nparams += stmts[i].nparams;
         text += text_size(stmts[i].sql);
-        for (int k = 0; k < stmts[i].nparams; k++) text += text_size(stmts[i].params[k]);
+        for (int k = 0; k < stmts[i].nparams; k++)
+            text += text_size(stmts[i].params[k]);
     }
     size_t head = sizeof(st_req_t) + n * sizeof(st_stmt_t) + nparams * sizeof(char *);
     st_req_t *req = xmalloc(head + text);
@@ -164,7 +184,8 @@ static st_req_t *req_new(storage_t *st, int n, const st_stmt_t *stmts, bool is_t
         s->sql = copy_text(&at, stmts[i].sql ? stmts[i].sql : "");
         s->nparams = stmts[i].nparams;
         s->params = params;
-        for (int k = 0; k < s->nparams; k++) params[k] = copy_text(&at, stmts[i].params[k]);
+        for (int k = 0; k < s->nparams; k++)
+            params[k] = copy_text(&at, stmts[i].params[k]);
         params += s->nparams;
     }
     return req;
@@ -194,7 +215,8 @@ static void on_closed(uv_handle_t *h)
     storage_t *st = h->data;
     void (*done)(void *) = st->done;
     void *ud = st->done_ud;
-    for (int i = 0; i < st->ndelete; i++) free(st->delete_sql[i]);
+    for (int i = 0; i < st->ndelete; i++)
+        free(st->delete_sql[i]);
     free(st->delete_sql);
     free(st);
     if (done) done(ud);
@@ -265,7 +287,8 @@ storage_t *storage_open(uv_loop_t *loop, const config_t *config, char **err)
     uv_idle_init(loop, &st->idle);
     st->idle.data = st;
 
-    while (st_owner_tables[st->ndelete]) st->ndelete++;
+    while (st_owner_tables[st->ndelete])
+        st->ndelete++;
     st->delete_sql = xmalloc(st->ndelete * sizeof(char *));
     for (int i = 0; i < st->ndelete; i++)
         if (asprintf(&st->delete_sql[i], "DELETE FROM %s WHERE owner = $1", st_owner_tables[i]) < 0)
@@ -282,10 +305,13 @@ void storage_close(storage_t *st, void (*done)(void *ud), void *ud)
     st->driver->close(st->impl);
 }
 
-const char *storage_driver(const storage_t *st) { return st->driver->name; }
+const char *storage_driver(const storage_t *st)
+{
+    return st->driver->name;
+}
 
-void storage_query(storage_t *st, const char *sql, int nparams, const char *const *params,
-                   st_cb cb, void *ud)
+void storage_query(storage_t *st, const char *sql, int nparams, const char *const *params, st_cb cb,
+                   void *ud)
 {
     st_stmt_t stmt = {sql, nparams, params};
     submit(st, req_new(st, 1, &stmt, false, cb, ud));
@@ -300,6 +326,7 @@ void storage_delete_owner(storage_t *st, const char *owner, st_cb cb, void *ud)
 {
     st_stmt_t stmts[st->ndelete];
     const char *params[1] = {owner};
-    for (int i = 0; i < st->ndelete; i++) stmts[i] = (st_stmt_t){st->delete_sql[i], 1, params};
+    for (int i = 0; i < st->ndelete; i++)
+        stmts[i] = (st_stmt_t){st->delete_sql[i], 1, params};
     submit(st, req_new(st, st->ndelete, stmts, true, cb, ud));
 }

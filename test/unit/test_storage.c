@@ -29,14 +29,17 @@
 
 static uv_loop_t loop;
 static storage_t *st;
-static const char *drv; /* "sqlite" or "pgsql": prefixes every check's name */
+static const char *drv;  /* "sqlite" or "pgsql": prefixes every check's name */
 static bool in_call;     /* set around every storage_* call */
 static int inside_calls; /* callbacks that ran inside a call (must stay 0) */
 
 /* ---- waiting on the loop ------------------------------------------------------ */
 
 static bool timed_out;
-static void on_timeout(uv_timer_t *t) { timed_out = true; }
+static void on_timeout(uv_timer_t *t)
+{
+    timed_out = true;
+}
 
 /* Run the loop until *flag is non-zero or ms pass; false on timeout. */
 static bool run_until(const int *flag, unsigned ms)
@@ -45,7 +48,8 @@ static bool run_until(const int *flag, unsigned ms)
     uv_timer_init(&loop, &t);
     timed_out = false;
     uv_timer_start(&t, on_timeout, ms, 0);
-    while (!*flag && !timed_out) uv_run(&loop, UV_RUN_ONCE);
+    while (!*flag && !timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     return *flag != 0;
@@ -71,7 +75,8 @@ typedef struct snap {
 
 static void snap_clear(snap_t *s)
 {
-    for (int i = 0; i < MAX_CELLS; i++) free(s->cell[i]);
+    for (int i = 0; i < MAX_CELLS; i++)
+        free(s->cell[i]);
     memset(s, 0, sizeof *s);
 }
 
@@ -107,7 +112,8 @@ static snap_t *q(const char *sql, int n, ...)
     const char *params[16];
     va_list ap;
     va_start(ap, n);
-    for (int i = 0; i < n; i++) params[i] = va_arg(ap, const char *);
+    for (int i = 0; i < n; i++)
+        params[i] = va_arg(ap, const char *);
     va_end(ap);
     snap_clear(&s);
     in_call = true;
@@ -173,7 +179,10 @@ static storage_t *open_store(const char *where, char **err)
 }
 
 static int closed_count;
-static void on_closed(void *ud) { closed_count++; }
+static void on_closed(void *ud)
+{
+    closed_count++;
+}
 
 /* Close st and run the loop until done ran. */
 static bool close_store(void)
@@ -182,22 +191,23 @@ static bool close_store(void)
     storage_close(st, on_closed, NULL);
     st = NULL;
     int done = 0;
-    while (closed_count == before && !done) done = uv_run(&loop, UV_RUN_ONCE) == 0;
+    while (closed_count == before && !done)
+        done = uv_run(&loop, UV_RUN_ONCE) == 0;
     return closed_count == before + 1;
 }
 
 /* ---- the checks --------------------------------------------------------------------- */
 
-static const char *const tables[] = {"auth",    "roster_items", "roster_version", "offline",
-                                     "vcard",   "private",      "blocklist",      "last_activity",
-                                     "schema_version", NULL};
+static const char *const tables[] = {
+    "auth",    "roster_items", "roster_version", "offline",        "vcard",
+    "private", "blocklist",    "last_activity",  "schema_version", NULL};
 
 static void check_tables(void)
 {
     const char *sql = strcmp(drv, "sqlite") == 0
-        ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
-        : "SELECT count(*) FROM information_schema.tables "
-          "WHERE table_schema = 'public' AND table_name = $1";
+                          ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+                          : "SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_schema = 'public' AND table_name = $1";
     for (int i = 0; tables[i]; i++) {
         char what[96];
         snprintf(what, sizeof what, "the migrations created table %s", tables[i]);
@@ -269,8 +279,8 @@ static void check_text(void)
     check_status(q("INSERT INTO private (owner, ns, data) VALUES ($1, $2, $3)", 3, owner,
                    "jabber:x:quotes", data),
                  ST_OK, "insert with quotes and UTF-8");
-    snap_t *s = q("SELECT data FROM private WHERE owner = $1 AND ns = $2", 2, owner,
-                  "jabber:x:quotes");
+    snap_t *s =
+        q("SELECT data FROM private WHERE owner = $1 AND ns = $2", 2, owner, "jabber:x:quotes");
     is_str(cell(s, 0, 0), data, named("quotes, backslashes and UTF-8 round-trip unchanged"));
     s = q("SELECT count(*) FROM private WHERE owner = $1", 1, "o'brien");
     is_str(cell(s, 0, 0), "0", named("a quote in a parameter does not end it"));
@@ -322,7 +332,8 @@ static void check_order(void)
     uv_timer_init(&loop, &t);
     timed_out = false;
     uv_timer_start(&t, on_timeout, 20000, 0);
-    while (order.calls < n && !timed_out) uv_run(&loop, UV_RUN_ONCE);
+    while (order.calls < n && !timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     is_int(order.calls, N, named("every one of 300 pipelined calls gets its callback"));
@@ -460,7 +471,8 @@ static void check_delete_owner(void)
                   0);
     int ntables = t->rows;
     char *names[MAX_CELLS];
-    for (int i = 0; i < ntables; i++) names[i] = strdup(t->cell[i]);
+    for (int i = 0; i < ntables; i++)
+        names[i] = strdup(t->cell[i]);
     is_int(ntables, 8, named("eight tables have an owner column"));
     for (int i = 0; i < ntables; i++) {
         char sql[128], what[128];
@@ -490,7 +502,10 @@ static void on_closing_call(void *ud, const st_result_t *res)
     }
 }
 
-static void on_closing_done(void *ud) { closing.done_at = closing.calls + closing.late.calls; }
+static void on_closing_done(void *ud)
+{
+    closing.done_at = closing.calls + closing.late.calls;
+}
 
 static void check_close(const char *where)
 {
@@ -511,7 +526,8 @@ static void check_close(const char *where)
                       s);
     }
     storage_close(s, on_closing_done, NULL);
-    for (int i = 0; i < 1000 && closing.done_at < 0; i++) uv_run(&loop, UV_RUN_ONCE);
+    for (int i = 0; i < 1000 && closing.done_at < 0; i++)
+        uv_run(&loop, UV_RUN_ONCE);
     is_int(closing.calls, 20, named("storage_close runs the callbacks of queued calls"));
     is_int(closing.ok, 20, named("... and finishes them"));
     check_status(&closing.late, ST_UNAVAILABLE, "a call made while closing is ST_UNAVAILABLE");
@@ -559,7 +575,8 @@ static int pg_run(const char *cmd, const char *arg, char *out, size_t outlen)
     if (out) out[n] = '\0';
     if (!out) {
         char sink[512];
-        while (fread(sink, 1, sizeof sink, p) > 0) {}
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
     }
     int status = pclose(p);
     return status;
@@ -596,8 +613,8 @@ static void pg_outage(void)
         if (status != ST_OK) sleep_ms(50);
     }
     is_int(status, ST_OK, named("calls succeed again once the server is back, without reopening"));
-    printf("# pgsql: down %.2f s; back %.2f s after the server started\n",
-           (t1 - t0) / 1e9, (uv_hrtime() - t1) / 1e9);
+    printf("# pgsql: down %.2f s; back %.2f s after the server started\n", (t1 - t0) / 1e9,
+           (uv_hrtime() - t1) / 1e9);
     check_status(q("INSERT INTO vcard (owner, data) VALUES ('back@example.com', 'x')", 0), ST_OK,
                  "a write after the reconnect");
     is_str(cell(q("SELECT count(*) FROM vcard WHERE owner = 'down@example.com'", 0), 0, 0), "0",
