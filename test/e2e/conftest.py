@@ -33,7 +33,10 @@ Storage (hearth_env.py: Env(storage=...), PgCluster):
                 connection drops), .start() starts it again (same port,
                 data kept), and `with database_down():` does both around a
                 block. Whatever the test does, the server runs again at
-                teardown. Needs storage_driver; on sqlite the test is
+                teardown. While it is down every storage call fails with
+                ST_UNAVAILABLE; after start() the daemons reconnect on their
+                own, within their backoff (100 ms doubling to 5 s), so wait
+                for service with a deadline of several seconds. Needs storage_driver; on sqlite the test is
                 skipped (there is no server to stop).
 
 A failed test's report ends with the tails of its daemons' logs.
