@@ -110,8 +110,11 @@ static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
     const elem_t *password = elem_child(query, NULL, "password");
     const char *text = password ? elem_text(password) : "";
     /* XEP-0077 §3.3: the username, if given, is the user's own. */
-    if (!*text || strlen(text) > MAX_PASSWORD ||
-        (username && strcmp(elem_text(username), jid_node(pkt->from)) != 0)) {
+    jid_t *named = username ? jid_new_parts(elem_text(username), jid_domain(pkt->from), NULL, NULL)
+                            : NULL;
+    bool is_other = username && (!named || !jid_equal_bare(named, pkt->from));
+    jid_free(named);
+    if (!*text || strlen(text) > MAX_PASSWORD || is_other) {
         sm_reply_error(sm, pkt, "bad-request");
         return;
     }

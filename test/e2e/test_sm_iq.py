@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hearth_env import binary
+from hearth_env import BUILDDIR, binary
+from testcomp import Component
 from xmpp_client import Client, ClientError
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -124,6 +125,24 @@ def test_server_disco_items_is_a_list(users, server):
     # Only services under the domain, never the daemons' own names.
     for item in q.findall(f"{{{DISCO_ITEMS}}}item"):
         assert item.get("jid").endswith("." + server.domain), ET.tostring(q)
+
+
+def test_server_disco_items_lists_a_component_under_the_domain(users, server):
+    comp = Component(BUILDDIR, server.router.listen, server.router.password, "muc-test",
+                     f"conference.{server.domain}", logdir=server.env.logdir)
+    try:
+        comp.expect("ready")
+        alice = users("alice")
+        deadline = time.monotonic() + 5
+        while True:
+            q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_ITEMS}'/></iq>")
+            jids = {i.get("jid") for i in q.findall(f"{{{DISCO_ITEMS}}}item")}
+            if f"conference.{server.domain}" in jids or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert jids == {f"conference.{server.domain}"}, jids
+    finally:
+        comp.close()
 
 
 def test_disco_of_an_unknown_node_is_item_not_found(users, server):
@@ -380,6 +399,20 @@ def test_blocked_contact_gets_unavailable_and_no_more_presence(users):
     bob.wait_presence(is_presence_from(alice.jid.bare, "unavailable"))
     alice.send_presence(pstatus="still here")
     assert no_stanza(bob, lambda s: is_presence_from(alice.jid.bare)(s) and s["status"] == "still here")
+
+
+def test_blocked_contacts_message_is_not_kept_for_an_offline_user(users, server):
+    alice, bob = users("alice", "bob")
+    block(alice, bob.jid.bare)
+    alice.disconnect()
+    bob.send_message(alice.jid.bare, "while you were out")
+    assert condition(bob.wait_message(lambda s: s["type"] == "error")) == "service-unavailable"
+    again = Client(server, alice.jid.bare, "pw-secret", resource="back").connect()
+    try:
+        again.send_presence()
+        assert no_stanza(again, is_message_from(bob.jid.bare), seconds=1.0)
+    finally:
+        again.disconnect()
 
 
 def test_blocked_contact_iq_is_service_unavailable(users):
