@@ -33,7 +33,7 @@
 typedef struct run {
     xstream_t *xs;
     bool is_shallow;
-    char default_ns[256];
+    char default_ns[MAX_STANZA + 1]; /* a header is at most MAX_STANZA bytes */
     buf_t events; /* trees and raw bytes */
     buf_t raws;   /* raw bytes only: must match between full and shallow */
     arena_t *kept[4];
