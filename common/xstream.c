@@ -96,6 +96,7 @@ struct xstream {
 
     xmlParserCtxtPtr ctxt;
     long long lx_delta; /* stream offset = libxml2 offset + lx_delta */
+    bool is_lx_bloated; /* libxml2 had to buffer a lot: renew it */
     bool is_replaying;  /* feeding the saved header to a new parser */
 
     scanner_t sc;
@@ -771,6 +772,7 @@ static void lx_new(xstream_t *xs)
     xmlSwitchEncoding(c, XML_CHAR_ENCODING_UTF8);
     xs->ctxt = c;
     xs->lx_delta = 0;
+    xs->is_lx_bloated = false;
     xs->depth = 0;
 }
 
@@ -781,25 +783,35 @@ static void lx_free(xstream_t *xs)
     xs->ctxt = NULL;
 }
 
+/* libxml2 copies what it is given into an input buffer that never shrinks,
+ * so it gets small pieces: its buffer then holds a piece plus whatever it
+ * could not parse yet, which is only large for a huge start tag. */
+#define LX_PIECE 8192
+#define LX_BACKLOG_BIG (16 * 1024)
+
 static void lx_feed(xstream_t *xs, const char *data, size_t len)
 {
     while (len && xs->status == XSTREAM_OK && !xs->wants_reset && !xs->wants_free) {
-        int n = len > (1u << 30) ? (1 << 30) : (int)len;
+        int n = len > LX_PIECE ? LX_PIECE : (int)len;
         xmlParseChunk(xs->ctxt, data, n, 0);
         data += n;
         len -= (size_t)n;
-        if (xs->status == XSTREAM_OK && !xs->wants_reset && !xs->wants_free &&
-            (!xs->ctxt->wellFormed || !xs->ctxt->nsWellFormed ||
-             xs->ctxt->instate == XML_PARSER_EOF))
+        if (xs->status != XSTREAM_OK || xs->wants_reset || xs->wants_free) break;
+        const xmlParserInputPtr in = xs->ctxt->input;
+        if (!xs->ctxt->wellFormed || !xs->ctxt->nsWellFormed || xs->ctxt->instate == XML_PARSER_EOF)
             fail(xs, XSTREAM_NOT_WELL_FORMED);
+        else if (in->end - in->cur > LX_BACKLOG_BIG)
+            xs->is_lx_bloated = true;
     }
 }
 
-/* A parser whose name dictionary has grown is replaced by a fresh one that
- * reads the saved stream header first, at a stanza boundary. */
+/* At a stanza boundary, a parser whose name dictionary has grown (a peer can
+ * send fresh names forever), or whose input buffer had to grow for a huge
+ * start tag, is replaced by a fresh one that reads the saved header first. */
 static void lx_renew_if_big(xstream_t *xs)
 {
-    if (xmlDictGetUsage(xs->ctxt->dict) < xs->opts.max_stanza + 64 * 1024) return;
+    if (!xs->is_lx_bloated && xmlDictGetUsage(xs->ctxt->dict) < xs->opts.max_stanza + 64 * 1024)
+        return;
     lx_free(xs);
     lx_new(xs);
     xs->is_replaying = true;

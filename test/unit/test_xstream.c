@@ -650,6 +650,32 @@ static void test_memory_stays_bounded(void)
     rec_free(&r);
 }
 
+static void test_memory_released_after_big_stanza(void)
+{
+    /* One huge start tag makes libxml2's input buffer grow; the stream must
+     * not keep that memory once the stanza is through. */
+    record_t r;
+    rec_new(&r, 256 * 1024, 0, false);
+    feed_str(r.xs, HEADER "<a/>");
+    buf_free(&r.log); /* the transcript would hold the stanza itself */
+    size_t before = heap_in_use();
+    static char big[100 * 1024];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "<m a='", 6);
+    memcpy(big + sizeof big - 3, "'/>", 3);
+    xstream_status_t st = XSTREAM_OK;
+    for (size_t at = 0; at < sizeof big && st == XSTREAM_OK; at += 4096)
+        st = xstream_feed(r.xs, big + at, sizeof big - at < 4096 ? sizeof big - at : 4096);
+    st = st == XSTREAM_OK ? feed_str(r.xs, "<b/>") : st;
+    is_int(st, XSTREAM_OK, "huge_start_tag_within_limit_parses");
+    is_int(r.stanzas, 3, "huge_start_tag_stanza_delivered");
+    buf_free(&r.log);
+    size_t after = heap_in_use();
+    ok(after < before + 16 * 1024, "memory_released_after_huge_start_tag (%zd bytes kept)",
+       (ssize_t)after - (ssize_t)before);
+    rec_free(&r);
+}
+
 /* ---- reset, detach, free ---------------------------------------------- */
 
 static void test_reset(void)
@@ -765,6 +791,7 @@ int main(void)
     test_not_well_formed();
     test_policy_limits();
     test_memory_stays_bounded();
+    test_memory_released_after_big_stanza();
     test_reset();
     test_detach();
     test_free_inside_callback();
