@@ -41,9 +41,9 @@ typedef struct blocklist {
     char **jids; /* prepared full forms */
 } blocklist_t;
 
-static map_t lists;    /* owner bare JID -> blocklist_t (only non-empty ones) */
-static int slot;       /* sess->slots[slot] != NULL: the session asked for the list */
-static size_t max_items;  /* sm.blocklist-max */
+static map_t lists;      /* owner bare JID -> blocklist_t (only non-empty ones) */
+static int slot;         /* sess->slots[slot] != NULL: the session asked for the list */
+static size_t max_items; /* sm.blocklist-max */
 static bool is_loaded, is_loading;
 
 /* ---- the in-memory lists --------------------------------------------- */
@@ -77,7 +77,8 @@ static void list_add(const char *owner, const char *jid)
 
 static void list_free(blocklist_t *l)
 {
-    for (int i = 0; i < l->n; i++) free(l->jids[i]);
+    for (int i = 0; i < l->n; i++)
+        free(l->jids[i]);
     free(l->jids);
     free(l);
 }
@@ -182,15 +183,16 @@ typedef struct change {
     sm_pkt_t *pkt;
     char *owner;
     bool is_block;
-    bool is_all;  /* unblock everything */
+    bool is_all; /* unblock everything */
     int n;
-    char **jids;  /* prepared items */
+    char **jids; /* prepared items */
 } change_t;
 
 static void change_free(change_t *c)
 {
     sm_pkt_release(c->pkt);
-    for (int i = 0; i < c->n; i++) free(c->jids[i]);
+    for (int i = 0; i < c->n; i++)
+        free(c->jids[i]);
     free(c->jids);
     free(c->owner);
     free(c);
@@ -203,7 +205,8 @@ static const char *storage_condition(const st_result_t *res)
 
 static void add_items(elem_t *parent, char *const *jids, int n)
 {
-    for (int i = 0; i < n; i++) elem_set_attr(elem_add(parent, NULL, "item"), "jid", jids[i]);
+    for (int i = 0; i < n; i++)
+        elem_set_attr(elem_add(parent, NULL, "item"), "jid", jids[i]);
 }
 
 /* XEP-0191 §3.3: every session that asked for the list learns the change. */
@@ -290,7 +293,8 @@ static void on_changed(void *ud, const st_result_t *res)
         /* Unavailable first: once the items are in the list, nothing
          * from the user reaches them any more. */
         send_presence(sm, c, c->jids, c->n, res);
-        for (int i = 0; i < c->n; i++) list_add(c->owner, c->jids[i]);
+        for (int i = 0; i < c->n; i++)
+            list_add(c->owner, c->jids[i]);
     } else if (c->is_all) {
         blocklist_t *old = map_del(&lists, c->owner);
         if (old) {
@@ -298,7 +302,8 @@ static void on_changed(void *ud, const st_result_t *res)
             list_free(old);
         }
     } else {
-        for (int i = 0; i < c->n; i++) list_remove(c->owner, c->jids[i]);
+        for (int i = 0; i < c->n; i++)
+            list_remove(c->owner, c->jids[i]);
         send_presence(sm, c, c->jids, c->n, res);
     }
     sm_reply_result(sm, c->pkt, NULL);
@@ -371,7 +376,8 @@ static void handle_change(sm_t *sm, sm_pkt_t *pkt, const elem_t *cmd, bool is_bl
             return;
         }
         bool is_repeated = false;
-        for (int k = 0; k < c->n; k++) is_repeated |= strcmp(c->jids[k], jid_full(j)) == 0;
+        for (int k = 0; k < c->n; k++)
+            is_repeated |= strcmp(c->jids[k], jid_full(j)) == 0;
         if (!is_repeated && !(c->jids[c->n++] = strdup(jid_full(j)))) log_fatal("out of memory");
         jid_free(j);
     }
@@ -453,8 +459,7 @@ static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
 
 static sm_verdict_t on_user(sm_t *sm, sm_pkt_t *pkt)
 {
-    if (!pkt->to || jid_equal_bare(pkt->to, pkt->from) || is_server(sm, pkt->from))
-        return SM_PASS;
+    if (!pkt->to || jid_equal_bare(pkt->to, pkt->from) || is_server(sm, pkt->from)) return SM_PASS;
     if (!is_blocked(jid_bare(pkt->to), pkt->from)) return SM_PASS;
     /* XEP-0191 §3.5: as if the user were not there. */
     bool is_request = strcmp(pkt->type, "get") == 0 || strcmp(pkt->type, "set") == 0;

@@ -68,7 +68,8 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
     elem_t *reply = elem_new(pkt->stanza->arena, is_info ? NS_DISCO_INFO : NS_DISCO_ITEMS, "query");
     if (is_info) {
         add_identity(reply, "server", "im", "Hearth");
-        for (const char *const *f = sm_features(sm); *f; f++) add_feature(reply, *f);
+        for (const char *const *f = sm_features(sm); *f; f++)
+            add_feature(reply, *f);
     } else {
         const char *domain = pkt->to ? jid_domain(pkt->to) : sm_domain(sm);
         size_t dlen = strlen(domain);

@@ -81,9 +81,9 @@ static void on_loaded(void *ud, const st_result_t *res)
         else if (!logout)
             sm_reply_error(r->sm, r->pkt, "item-not-found");
         else
-            sm_reply_result(r->sm, r->pkt,
-                            last_query(r->pkt, (long long)time(NULL) - st_int(res, 0, 1),
-                                       st_text(res, 0, 2)));
+            sm_reply_result(
+                r->sm, r->pkt,
+                last_query(r->pkt, (long long)time(NULL) - st_int(res, 0, 1), st_text(res, 0, 2)));
     }
     sm_pkt_release(r->pkt);
     free(r->owner);
@@ -112,8 +112,7 @@ static sm_verdict_t on_account(sm_t *sm, sm_pkt_t *pkt, const char *owner, bool 
  * mod_presence takes it). */
 static sm_verdict_t on_sess_presence(sm_t *sm, sm_pkt_t *pkt)
 {
-    if (strcmp(pkt->kind, "presence") == 0 && !pkt->to &&
-        strcmp(pkt->type, "unavailable") == 0) {
+    if (strcmp(pkt->kind, "presence") == 0 && !pkt->to && strcmp(pkt->type, "unavailable") == 0) {
         elem_t *status = elem_child(pkt->stanza, NULL, "status");
         const char *text = status ? elem_text(status) : "";
         free(pkt->sess->slots[slot]);

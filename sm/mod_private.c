@@ -107,7 +107,6 @@ static void private_get(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
 static void private_set(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
 {
     const char *owner = jid_bare(pkt->from);
-    st_stmt_t stmts[2 * MAX_ELEMENTS];
     const char *params[MAX_ELEMENTS][3];
     buf_t data[MAX_ELEMENTS];
     int n = 0;
@@ -133,9 +132,10 @@ static void private_set(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
     }
     if (!condition && n == 0) condition = "bad-request";
     if (!condition) {
+        st_stmt_t stmts[2 * MAX_ELEMENTS];
         for (int i = 0; i < n; i++) {
-            stmts[2 * i] = (st_stmt_t){"DELETE FROM private WHERE owner = $1 AND ns = $2", 2,
-                                       params[i]};
+            stmts[2 * i] =
+                (st_stmt_t){"DELETE FROM private WHERE owner = $1 AND ns = $2", 2, params[i]};
             stmts[2 * i + 1] = (st_stmt_t){
                 "INSERT INTO private (owner, ns, data) VALUES ($1, $2, $3)", 3, params[i]};
         }
@@ -143,7 +143,8 @@ static void private_set(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
     } else {
         sm_reply_error(sm, pkt, condition);
     }
-    for (int i = 0; i < n; i++) buf_free(&data[i]);
+    for (int i = 0; i < n; i++)
+        buf_free(&data[i]);
 }
 
 static sm_verdict_t handle(sm_t *sm, sm_pkt_t *pkt, bool is_own)

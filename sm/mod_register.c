@@ -94,14 +94,21 @@ static void on_keys_made(uv_work_t *w, int status)
     char iter1[16], iter256[16];
     snprintf(iter1, sizeof iter1, "%u", c->sha1.iterations);
     snprintf(iter256, sizeof iter256, "%u", c->sha256.iterations);
-    const char *params[] = {c->owner,           c->sha1.salt,       iter1,
-                            c->sha1.stored_key, c->sha1.server_key, c->sha256.salt,
-                            iter256,            c->sha256.stored_key, c->sha256.server_key};
-    storage_query(sm_storage(c->sm),
-                  "UPDATE auth SET sha1_salt = $2, sha1_iter = $3, sha1_stored = $4, sha1_server = $5,"
-                  " sha256_salt = $6, sha256_iter = $7, sha256_stored = $8, sha256_server = $9"
-                  " WHERE owner = $1",
-                  9, params, on_password_stored, c);
+    const char *params[] = {c->owner,
+                            c->sha1.salt,
+                            iter1,
+                            c->sha1.stored_key,
+                            c->sha1.server_key,
+                            c->sha256.salt,
+                            iter256,
+                            c->sha256.stored_key,
+                            c->sha256.server_key};
+    storage_query(
+        sm_storage(c->sm),
+        "UPDATE auth SET sha1_salt = $2, sha1_iter = $3, sha1_stored = $4, sha1_server = $5,"
+        " sha256_salt = $6, sha256_iter = $7, sha256_stored = $8, sha256_server = $9"
+        " WHERE owner = $1",
+        9, params, on_password_stored, c);
 }
 
 static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
@@ -110,8 +117,8 @@ static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
     const elem_t *password = elem_child(query, NULL, "password");
     const char *text = password ? elem_text(password) : "";
     /* XEP-0077 §3.3: the username, if given, is the user's own. */
-    jid_t *named = username ? jid_new_parts(elem_text(username), jid_domain(pkt->from), NULL, NULL)
-                            : NULL;
+    jid_t *named =
+        username ? jid_new_parts(elem_text(username), jid_domain(pkt->from), NULL, NULL) : NULL;
     bool is_other = username && (!named || !jid_equal_bare(named, pkt->from));
     jid_free(named);
     if (!*text || strlen(text) > MAX_PASSWORD || is_other) {

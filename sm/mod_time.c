@@ -35,9 +35,9 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
     localtime_r(&now.tv_sec, &local);
 
     char utc_text[64], tzo[32];
-    snprintf(utc_text, sizeof utc_text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-             utc.tm_sec, (int)(now.tv_nsec / 1000000));
+    snprintf(utc_text, sizeof utc_text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+             utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+             (int)(now.tv_nsec / 1000000));
     int offset = (int)local.tm_gmtoff;
     char sign = offset < 0 ? '-' : '+';
     if (offset < 0) offset = -offset;

@@ -46,8 +46,8 @@ static void on_loaded(void *ud, const st_result_t *res)
 {
     vcard_req_t *r = ud;
     if (st_status(res) != ST_OK) {
-        log_warn("vcard: cannot read %s's vCard: %s", jid_bare(r->pkt->to ? r->pkt->to : r->pkt->from),
-                 st_error(res));
+        log_warn("vcard: cannot read %s's vCard: %s",
+                 jid_bare(r->pkt->to ? r->pkt->to : r->pkt->from), st_error(res));
         sm_reply_error(r->sm, r->pkt, storage_condition(res));
         req_free(r);
         return;

@@ -57,9 +57,9 @@ static void fail(ctl_t *c, const char *fmt, ...) __attribute__((format(printf, 2
 
 static void fail(ctl_t *c, const char *fmt, ...)
 {
+    fputs("hearthctl: ", stderr);
     va_list ap;
     va_start(ap, fmt);
-    fputs("hearthctl: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -138,7 +138,8 @@ static char *read_line(const char *prompt)
         free(line);
         return NULL;
     }
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
     return line;
 }
 
@@ -212,8 +213,8 @@ static void set_password(ctl_t *c, const char *password, bool is_new)
     snprintf(iter1, sizeof iter1, "%u", sha1.iterations);
     snprintf(iter256, sizeof iter256, "%u", sha256.iterations);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    const char *params[] = {c->owner,        sha1.salt,   iter1,          sha1.stored_key,
-                            sha1.server_key, sha256.salt, iter256,        sha256.stored_key,
+    const char *params[] = {c->owner,          sha1.salt,   iter1,   sha1.stored_key,
+                            sha1.server_key,   sha256.salt, iter256, sha256.stored_key,
                             sha256.server_key, now};
     if (is_new)
         storage_query(c->st,
