@@ -4,6 +4,7 @@ private XML storage (XEP-0049), software version (XEP-0092), entity time
 (XEP-0202), last activity (XEP-0012), ping (XEP-0199), the blocking command
 (XEP-0191) and, after login, password change and account removal
 (XEP-0077). Each test runs on SQLite and on PostgreSQL."""
+import os
 import re
 import subprocess
 import time
@@ -250,6 +251,16 @@ def test_private_data_never_stored_comes_back_empty(users):
     assert prefs is not None and len(prefs) == 0, ET.tostring(q)
 
 
+def test_private_data_of_several_namespaces_in_one_set(users):
+    alice = users("alice")
+    result_of(alice, "<iq type='set'><query xmlns='jabber:iq:private'>"
+                     "<a xmlns='urn:example:a'>1</a><b xmlns='urn:example:b'>2</b></query></iq>")
+    for name in ("a", "b"):
+        q = result_of(alice, f"<iq type='get'><query xmlns='jabber:iq:private'>"
+                             f"<{name} xmlns='urn:example:{name}'/></query></iq>")
+        assert q.findtext(f"{{urn:example:{name}}}{name}") == {"a": "1", "b": "2"}[name], ET.tostring(q)
+
+
 def test_private_data_in_a_reserved_namespace_is_not_acceptable(users):
     alice = users("alice")
     for ns in ("jabber:client", "jabber:iq:private"):
@@ -272,6 +283,13 @@ def test_software_version_is_hearth_and_its_version(users, server):
     assert q.findtext("{jabber:iq:version}name") == "Hearth", ET.tostring(q)
     assert q.findtext("{jabber:iq:version}version") == built, ET.tostring(q)
     assert q.find("{jabber:iq:version}os") is None, "os is told only with sm.version-os"
+
+
+@pytest.mark.server(**{"sm.version-os": "true"})
+def test_software_version_tells_the_os_when_configured(users, server):
+    alice = users("alice")
+    q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='jabber:iq:version'/></iq>")
+    assert (q.findtext("{jabber:iq:version}os") or "").startswith(os.uname().sysname), ET.tostring(q)
 
 
 def test_entity_time_is_now_in_utc(users, server):
@@ -411,6 +429,21 @@ def test_blocked_contacts_message_is_not_kept_for_an_offline_user(users, server)
     try:
         again.send_presence()
         assert no_stanza(again, is_message_from(bob.jid.bare), seconds=1.0)
+    finally:
+        again.disconnect()
+
+
+def test_blocked_contact_logging_in_gets_no_presence(users, server):
+    alice, bob = users("alice", "bob")
+    befriend(alice, bob)
+    alice.send_presence(pstatus="here")
+    block(alice, bob.jid.bare)
+    bob.disconnect()
+    again = Client(server, bob.jid.bare, "pw-secret", resource="back").connect()
+    try:
+        again.send_presence()  # probes alice
+        assert no_stanza(again, lambda s: is_presence_from(alice.jid.bare)(s)
+                         and s["type"] != "unavailable", seconds=1.0)
     finally:
         again.disconnect()
 
