@@ -116,6 +116,7 @@ static bool item_matches(const char *item, const jid_t *who)
 
 static bool is_blocked(const char *owner, const jid_t *who)
 {
+    if (lists.count == 0) return false; /* the common case: nobody blocks anyone */
     const blocklist_t *l = list_of(owner);
     for (int i = 0; l && i < l->n; i++)
         if (item_matches(l->jids[i], who)) return true;
