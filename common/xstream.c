@@ -810,8 +810,18 @@ static void lx_feed(xstream_t *xs, const char *data, size_t len)
  * start tag, is replaced by a fresh one that reads the saved header first. */
 static void lx_renew_if_big(xstream_t *xs)
 {
-    if (!xs->is_lx_bloated && xmlDictGetUsage(xs->ctxt->dict) < xs->opts.max_stanza + 64 * 1024)
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* Fuzzing: renew at about half the boundaries, to exercise the replay. */
+    bool is_forced = xs->sc.pos & 1;
+#else
+    bool is_forced = false;
+#endif
+    if (!is_forced && !xs->is_lx_bloated &&
+        xmlDictGetUsage(xs->ctxt->dict) < xs->opts.max_stanza + 64 * 1024)
         return;
+    /* Bytes libxml2 holds unparsed (text it has not seen the end of) would be
+     * lost unchecked: wait for a boundary where it has read everything. */
+    if (xs->ctxt->input->cur != xs->ctxt->input->end) return;
     lx_free(xs);
     lx_new(xs);
     xs->is_replaying = true;

@@ -20,6 +20,7 @@ trap cleanup EXIT
 
 # shellcheck disable=SC2046 # pkg-config output is meant to split
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
     -I"$top/common" $(pkg-config --cflags libxml-2.0) \
     "$here/fuzz_xstream.c" \
     "$top/common/arena.c" "$top/common/buf.c" "$top/common/xml.c" \
