@@ -16,10 +16,13 @@
  * in `pending` so its raw bytes are contiguous; one inside the current feed
  * is handed out in place, without a copy.
  *
- * Memory: libxml2 never holds more than a slice plus one stanza; its name
- * dictionary, which a peer could grow with fresh names forever, is dropped by
- * replacing the parser (replaying the stream header) once it gets big; the
- * stanza arena is reset after each stanza. After an error the parser is freed.
+ * Memory: every unit (header, stanza, run of text between stanzas) is capped
+ * by max_stanza before libxml2 sees it, and libxml2 is handed 8 KiB at a
+ * time. Its name dictionary (a peer could grow it with fresh names forever)
+ * and its input buffer (which never shrinks) are dropped by replacing the
+ * parser at a stanza boundary, replaying the stream header, once either got
+ * big. The stanza arena is reset after each stanza. After an error the
+ * parser is freed.
  *
  * Callers: c2s, s2s, the router and the component client (one xstream per
  * connection), and xml_parse_fragment(). Not thread-safe; one per stream. */
