@@ -126,6 +126,7 @@ def test_online_without_a_running_sm_fails(ctl, server):
     assert proc.returncode == 1 and "sm" in proc.stderr, proc
 
 
-def test_usage_errors_exit_2(ctl):
+def test_usage_errors_exit_2():
     for args in ([], ["frobnicate"], ["adduser"], ["users", "extra"]):
-        assert ctl(*args).returncode == 2, args
+        proc = subprocess.run([hearthctl_path(), *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and "usage:" in proc.stderr, (args, proc)

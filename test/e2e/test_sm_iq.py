@@ -22,6 +22,9 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 BLOCKING = "urn:xmpp:blocking"
 
+# For what involves no storage: the SQLite run says all.
+no_storage = pytest.mark.parametrize("storage_driver", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def users(server):
@@ -107,6 +110,7 @@ def is_presence_from(jid, type_=None):
 
 # ---- service discovery (XEP-0030) ---------------------------------------------
 
+@no_storage
 def test_server_disco_info_names_an_im_server_and_the_features(users, server):
     alice = users("alice")
     q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_INFO}'/></iq>")
@@ -119,6 +123,7 @@ def test_server_disco_info_names_an_im_server_and_the_features(users, server):
         assert ns in features, f"{ns} missing from {sorted(features)}"
 
 
+@no_storage
 def test_server_disco_items_is_a_list(users, server):
     alice = users("alice")
     q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_ITEMS}'/></iq>")
@@ -128,6 +133,7 @@ def test_server_disco_items_is_a_list(users, server):
         assert item.get("jid").endswith("." + server.domain), ET.tostring(q)
 
 
+@no_storage
 def test_server_disco_items_lists_a_component_under_the_domain(users, server):
     comp = Component(BUILDDIR, server.router.listen, server.router.password, "muc-test",
                      f"conference.{server.domain}", logdir=server.env.logdir)
@@ -146,6 +152,7 @@ def test_server_disco_items_lists_a_component_under_the_domain(users, server):
         comp.close()
 
 
+@no_storage
 def test_disco_of_an_unknown_node_is_item_not_found(users, server):
     alice = users("alice")
     assert error_of(alice, f"<iq type='get' to='{server.domain}'>"
@@ -178,6 +185,7 @@ def test_another_account_disco_items_tell_no_resources(users, server):
 
 # ---- unknown namespaces ----------------------------------------------------------
 
+@no_storage
 def test_unknown_iq_to_the_server_is_service_unavailable(users, server):
     alice = users("alice")
     assert error_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='urn:example:nothing'/></iq>") \
@@ -276,6 +284,7 @@ def test_private_data_of_another_user_is_forbidden(users):
 
 # ---- version, time, ping --------------------------------------------------------------
 
+@no_storage
 def test_software_version_is_hearth_and_its_version(users, server):
     alice = users("alice")
     q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='jabber:iq:version'/></iq>")
@@ -285,6 +294,7 @@ def test_software_version_is_hearth_and_its_version(users, server):
     assert q.find("{jabber:iq:version}os") is None, "os is told only with sm.version-os"
 
 
+@no_storage
 @pytest.mark.server(**{"sm.version-os": "true"})
 def test_software_version_tells_the_os_when_configured(users, server):
     alice = users("alice")
@@ -292,6 +302,7 @@ def test_software_version_tells_the_os_when_configured(users, server):
     assert (q.findtext("{jabber:iq:version}os") or "").startswith(os.uname().sysname), ET.tostring(q)
 
 
+@no_storage
 def test_entity_time_is_now_in_utc(users, server):
     alice = users("alice")
     t = result_of(alice, f"<iq type='get' to='{server.domain}'><time xmlns='urn:xmpp:time'/></iq>")
@@ -301,6 +312,7 @@ def test_entity_time_is_now_in_utc(users, server):
     assert skew < 5, f"server time {utc} is {skew}s off"
 
 
+@no_storage
 def test_ping_to_the_server_is_answered(users, server):
     alice = users("alice")
     answer = alice.iq(f"<iq type='get' to='{server.domain}'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -309,6 +321,7 @@ def test_ping_to_the_server_is_answered(users, server):
 
 # ---- last activity (XEP-0012) -----------------------------------------------------------
 
+@no_storage
 def test_last_activity_of_the_server_is_its_uptime(users, server):
     alice = users("alice")
     q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='jabber:iq:last'/></iq>")
