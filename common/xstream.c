@@ -658,6 +658,54 @@ static void sax_characters(void *ud, const xmlChar *ch, int len)
     buf_append(&xs->text, ch, (size_t)len);
 }
 
+/* Strict UTF-8 (RFC 3629: no overlongs, surrogates or code points past
+ * U+10FFFF) of XML 1.0 characters only. */
+static bool is_xml_utf8(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i], cp, more;
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            cp = c & 0x1f, more = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            cp = c & 0x0f, more = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            cp = c & 0x07, more = 3;
+        else
+            return false;
+        if (len - i <= more) return false;
+        for (unsigned k = 1; k <= more; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* libxml2 2.9.14's push parser lets overlong UTF-8 through in CDATA sections
+ * (everywhere else it decodes strictly), and the raw bytes go on to peers
+ * that would choke on them: check every CDATA block, whatever the mode. */
+static void sax_cdata(void *ud, const xmlChar *value, int len)
+{
+    xstream_t *xs = ud;
+    if (xs->status != XSTREAM_OK || len <= 0) return;
+    if (!is_xml_utf8(value, (size_t)len)) {
+        fail(xs, XSTREAM_NOT_WELL_FORMED);
+        request_stop(xs);
+        return;
+    }
+    sax_characters(ud, value, len);
+}
+
 /* Everything RFC 6120 §11 forbids lands here, should the scanner have let it
  * through: DTDs, entity declarations and references, comments, PIs. */
 static void restricted(xstream_t *xs)
@@ -753,7 +801,7 @@ static xmlSAXHandler sax_handler = {
     .reference = sax_reference,
     .characters = sax_characters,
     .ignorableWhitespace = sax_characters,
-    .cdataBlock = sax_characters,
+    .cdataBlock = sax_cdata,
     .processingInstruction = sax_pi,
     .comment = sax_comment,
     .initialized = XML_SAX2_MAGIC,

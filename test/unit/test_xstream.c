@@ -324,6 +324,31 @@ static void test_split_at_every_byte(void)
     }
 }
 
+static void test_long_multibyte_cdata_split_anywhere(void)
+{
+    /* libxml2 hands long CDATA over in pieces; no piece may cut a character
+     * in two, or the UTF-8 check would refuse good input. */
+    buf_t doc = BUF_INIT, whole = BUF_INIT, split = BUF_INIT;
+    buf_appends(&doc, HEADER "<m><![CDATA[");
+    for (int i = 0; i < 120; i++)
+        buf_appends(&doc, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80<>");
+    buf_appends(&doc, "]]></m>");
+    ok(transcript_with_chunks(doc.data, (size_t[1]){0}, 0, false, &whole) &&
+           strstr(whole.data, "stanza{") != NULL,
+       "long_multibyte_cdata_parses");
+    size_t bad = 0;
+    for (size_t cut = 1; cut < doc.len; cut++) {
+        size_t cuts[1] = {cut};
+        if (!transcript_with_chunks(doc.data, cuts, 1, false, &split) ||
+            strcmp(split.data, whole.data) != 0)
+            bad++;
+    }
+    is_int(bad, 0, "long_multibyte_cdata_split_anywhere_same_tree");
+    buf_free(&doc);
+    buf_free(&whole);
+    buf_free(&split);
+}
+
 static void test_many_stanzas_across_chunks(void)
 {
     /* More stanzas than one slice holds, in odd-sized chunks. */
@@ -424,6 +449,19 @@ static void test_not_well_formed(void)
     is_int(status_of("\xef\xbb\xbf" HEADER), XSTREAM_NOT_WELL_FORMED, "byte_order_mark_refused");
     is_int(status_of(HEADER "<m>a]]>b</m>"), XSTREAM_NOT_WELL_FORMED, "cdata_end_in_text");
     is_int(status_of(HEADER "<![CDAT[x]]>"), XSTREAM_NOT_WELL_FORMED, "broken_cdata_opener");
+    is_int(status_of(HEADER "<m><![CDATA[a\xc1\x9d]]></m>"), XSTREAM_NOT_WELL_FORMED,
+           "overlong_utf8_in_cdata");
+    is_int(status_of(HEADER "<![CDATA[\xed\xa0\x80]]><m/>"), XSTREAM_NOT_WELL_FORMED,
+           "surrogate_in_cdata_between_stanzas");
+    is_int(status_of(HEADER "<m><![CDATA[\xf4\x90\x80\x80]]></m>"), XSTREAM_NOT_WELL_FORMED,
+           "code_point_past_10ffff_in_cdata");
+    is_int(status_of(HEADER "<m><![CDATA[\x01]]></m>"), XSTREAM_NOT_WELL_FORMED,
+           "control_character_in_cdata");
+    record_t sh;
+    rec_new(&sh, 0, 0, true);
+    is_int(feed_str(sh.xs, HEADER "<m><b><![CDATA[\xe0\x80\xbf]]></b></m>"),
+           XSTREAM_NOT_WELL_FORMED, "overlong_utf8_in_cdata_refused_in_shallow_mode");
+    rec_free(&sh);
     is_int(status_of("</stream:stream>"), XSTREAM_NOT_WELL_FORMED, "end_tag_before_header");
     is_int(status_of(HEADER "<m/></stream:stream><m/>"), XSTREAM_NOT_WELL_FORMED,
            "content_after_close");
@@ -786,6 +824,7 @@ int main(void)
     test_several_stanzas_and_close();
     test_shallow_mode();
     test_split_at_every_byte();
+    test_long_multibyte_cdata_split_anywhere();
     test_many_stanzas_across_chunks();
     test_restricted_xml();
     test_not_well_formed();
