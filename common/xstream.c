@@ -127,6 +127,7 @@ struct xstream {
     bool is_in_callback;
     bool is_detached;
     bool wants_reset;
+    bool is_at_start; /* nothing but whitespace seen of this stream yet */
     bool wants_free;
     pos_t reset_at;
 };
@@ -962,6 +963,7 @@ static void stream_start(xstream_t *xs)
     xs->stanza = xs->cur = NULL;
     xs->status = XSTREAM_OK;
     xs->wants_reset = false;
+    xs->is_at_start = true;
     lx_new(xs);
 }
 
@@ -1030,6 +1032,14 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len)
     xs->is_feeding = true;
     size_t off = 0;
     while (off < len && xs->status == XSTREAM_OK) {
+        /* Whitespace before a stream's first '<' belongs to no document: a
+         * client's newline after <starttls/> arrives before the new stream,
+         * whose <?xml?> declaration must still come first for libxml2. */
+        while (xs->is_at_start && off < len &&
+               (data[off] == ' ' || data[off] == '\t' || data[off] == '\r' || data[off] == '\n'))
+            off++;
+        if (off == len) break;
+        xs->is_at_start = false;
         off += feed_stream(xs, data + off, len - off);
         if (xs->wants_free) break;
         if (xs->wants_reset) {
