@@ -18,7 +18,8 @@
 static size_t hash_ip(const char *s)
 {
     size_t h = 5381;
-    while (*s) h = h * 33 + (unsigned char)*s++;
+    while (*s)
+        h = h * 33 + (unsigned char)*s++;
     return h;
 }
 

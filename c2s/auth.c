@@ -28,11 +28,11 @@ struct auth {
     client_t *cl;
     char mech[24];
     bool is_plain;
-    bool is_waiting;        /* a storage call or thread pool work in flight */
-    bool awaits_initial;    /* sent an empty challenge for the first message */
-    char *first_b64;        /* the first message, kept during the lookup */
-    char *bare;             /* the claimed user, prepared (NULL: not a valid name) */
-    char cb_type[16];       /* the binding the client asked for ("" none) */
+    bool is_waiting;     /* a storage call or thread pool work in flight */
+    bool awaits_initial; /* sent an empty challenge for the first message */
+    char *first_b64;     /* the first message, kept during the lookup */
+    char *bare;          /* the claimed user, prepared (NULL: not a valid name) */
+    char cb_type[16];    /* the binding the client asked for ("" none) */
     buf_t cb_data;
     bool has_sha1, has_sha256;
     scram_keys_t sha1, sha256;
@@ -407,7 +407,8 @@ static void start(client_t *cl, const char *in_b64)
         }
         bool is_plus = strstr(a->mech, "-PLUS") != NULL;
         bool could_bind = has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique");
-        if (flag == 'p' && (!is_plus || conn_channel_binding(cl->conn, a->cb_type, &a->cb_data) < 0)) {
+        if (flag == 'p' &&
+            (!is_plus || conn_channel_binding(cl->conn, a->cb_type, &a->cb_data) < 0)) {
             free(m);
             fail_login(cl, "not-authorized"); /* a binding we do not have */
             return;

@@ -50,7 +50,7 @@ typedef struct auth auth_t; /* an exchange in progress (auth.c) */
 
 struct client {
     c2s_t *c2s;
-    conn_t *conn;          /* NULL once closed */
+    conn_t *conn; /* NULL once closed */
     xstream_t *xs;
     client_state_t state;
     unsigned refs;         /* the connection + each operation in flight */
@@ -58,28 +58,28 @@ struct client {
     addr_t *addr;          /* its address's counters */
     const char *domain;    /* the served domain the stream is for (c2s->domains) */
     char stream_id[17];
-    bool is_direct_tls;    /* came in on a direct TLS port */
+    bool is_direct_tls; /* came in on a direct TLS port */
     bool header_sent;
-    bool is_refused;       /* over a connection limit: refused at stream open */
-    bool has_registered;   /* created an account on this stream */
-    bool is_pinging;       /* a ping went out, unanswered */
+    bool is_refused;     /* over a connection limit: refused at stream open */
+    bool has_registered; /* created an account on this stream */
+    bool is_pinging;     /* a ping went out, unanswered */
     unsigned auth_failures;
     auth_t *auth;
-    char *user;            /* bare JID once authenticated */
-    jid_t *jid;            /* full JID once bound (or asked to) */
-    char cid[48];          /* connection id of the current bind: "c2s-1:42" */
+    char *user;   /* bare JID once authenticated */
+    jid_t *jid;   /* full JID once bound (or asked to) */
+    char cid[48]; /* connection id of the current bind: "c2s-1:42" */
     uint64_t cid_num;
-    client_t *cid_next;    /* c2s->by_cid chain */
-    char *sid;             /* the sm's session id once started */
-    char *bind_iq_id;      /* the bind IQ waiting for the sm */
+    client_t *cid_next; /* c2s->by_cid chain */
+    char *sid;          /* the sm's session id once started */
+    char *bind_iq_id;   /* the bind IQ waiting for the sm */
     /* timers: one uv_timer_t, armed at the earliest deadline below */
     uv_timer_t timer;
-    uint64_t last_read;    /* loop ms of the last bytes from the client */
+    uint64_t last_read; /* loop ms of the last bytes from the client */
     uint64_t bind_deadline;
-    uint64_t resume_at;    /* rate limit: reading resumes then */
-    uint64_t auth_reply_at;/* a delayed SASL failure goes out then */
-    uint64_t armed_at;     /* when the timer fires (0: not armed) */
-    double tokens;         /* rate limit bucket */
+    uint64_t resume_at;     /* rate limit: reading resumes then */
+    uint64_t auth_reply_at; /* a delayed SASL failure goes out then */
+    uint64_t armed_at;      /* when the timer fires (0: not armed) */
+    double tokens;          /* rate limit bucket */
     uint64_t tokens_at;
 };
 
@@ -99,7 +99,7 @@ typedef struct domain_state {
 struct c2s {
     uv_loop_t *loop;
     const config_t *config;
-    const char *id;   /* instance: "c2s-1" */
+    const char *id; /* instance: "c2s-1" */
     comp_t *comp;
     storage_t *storage;
     tls_ctx_t *tls;
@@ -113,9 +113,9 @@ struct c2s {
     uint64_t next_cid;
     client_t **by_cid; /* hash by cid_num */
     size_t by_cid_size, by_cid_count;
-    addr_t **addrs;    /* hash by ip */
+    addr_t **addrs; /* hash by ip */
     size_t addrs_size;
-    uv_timer_t sweep;  /* forgets old per-address records */
+    uv_timer_t sweep; /* forgets old per-address records */
     bool is_stopping;
     buf_t scratch;
     /* settings */

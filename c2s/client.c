@@ -128,9 +128,13 @@ void client_fail(client_t *cl, const char *condition, const char *text)
 {
     if (!client_is_open(cl)) return;
     log_notice("%s (%s%s%s): stream error %s%s%s", cl->c2s->id, client_peer(cl),
-               cl->jid ? " " : cl->user ? " " : "",
-               cl->jid ? jid_full(cl->jid) : cl->user ? cl->user : "", condition,
-               text ? ": " : "", text ? text : "");
+               cl->jid    ? " "
+               : cl->user ? " "
+                          : "",
+               cl->jid    ? jid_full(cl->jid)
+               : cl->user ? cl->user
+                          : "",
+               condition, text ? ": " : "", text ? text : "");
     if (!cl->header_sent) write_header(cl);
     buf_t *b = &cl->c2s->scratch;
     buf_reset(b);
@@ -144,7 +148,8 @@ void client_fail(client_t *cl, const char *condition, const char *text)
 
 void client_close_all(c2s_t *c2s, const char *condition)
 {
-    for (client_t *cl = c2s->clients; cl; cl = cl->next) client_fail(cl, condition, NULL);
+    for (client_t *cl = c2s->clients; cl; cl = cl->next)
+        client_fail(cl, condition, NULL);
 }
 
 void client_abort_all(c2s_t *c2s)
@@ -321,7 +326,8 @@ static void on_open(void *ud, elem_t *header, const char *default_ns)
     const char *to = elem_attr(header, "to");
     char prepped[JID_STRING_MAX];
     domain_state_t *d = NULL;
-    if (to && jid_prep(to, strlen(to), prepped, NULL) == 0) d = c2s_domain(c2s, prepped);
+    if (to && jid_prep(to, strlen(to), prepped, NULL) == 0)
+        d = c2s_domain(c2s, prepped);
     else if (!to)
         d = &c2s->domains[0];
     if (cl->domain) {
@@ -344,8 +350,8 @@ static void on_open(void *ud, elem_t *header, const char *default_ns)
         return;
     }
     if (cl->is_refused) {
-        client_fail(cl, "policy-violation", c2s->is_stopping ? "shutting down"
-                                            : "too many connections");
+        client_fail(cl, "policy-violation",
+                    c2s->is_stopping ? "shutting down" : "too many connections");
         return;
     }
     if (cl->state == CL_OPENING) cl->state = CL_NEGOTIATE;
@@ -460,8 +466,8 @@ static void on_conn_close(conn_t *c, const char *reason)
     client_t *cl = conn_data(c);
     c2s_t *c2s = cl->c2s;
     if (reason && cl->state != CL_CLOSING && cl->state != CL_OPENING)
-        log_info("%s (%s%s%s): connection lost: %s", c2s->id, client_peer(cl),
-                 cl->jid ? " " : "", cl->jid ? jid_full(cl->jid) : "", reason);
+        log_info("%s (%s%s%s): connection lost: %s", c2s->id, client_peer(cl), cl->jid ? " " : "",
+                 cl->jid ? jid_full(cl->jid) : "", reason);
     else
         log_debug("%s (%s): disconnected", c2s->id, client_peer(cl));
     session_client_gone(cl);

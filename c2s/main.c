@@ -42,8 +42,8 @@ static void configure(c2s_t *c, const config_t *cf)
     c->domains = calloc((size_t)c->ndomains, sizeof(*c->domains));
     if (!c->domains) log_fatal("out of memory");
     for (int i = 0; i < c->ndomains; i++) {
-        const char *d = config_count(cf, "domain") ? config_get_at(cf, "domain", i)
-                                                   : config_get(cf, "domain");
+        const char *d =
+            config_count(cf, "domain") ? config_get_at(cf, "domain", i) : config_get(cf, "domain");
         char prepped[JID_STRING_MAX];
         const char *why = NULL;
         if (!d || jid_prep(d, strlen(d), prepped, &why) < 0 || strchr(prepped, '@') ||
@@ -148,7 +148,8 @@ static void listen_all(c2s_t *c, const config_t *cf)
         }
     }
     if (n == 0) log_fatal("%s: c2s.listen and c2s.listen-tls are all empty", config_file(cf));
-    for (int i = 0; i < n; i++) add_listener(c, addrs[i], is_tls[i]);
+    for (int i = 0; i < n; i++)
+        add_listener(c, addrs[i], is_tls[i]);
     /* Only now: the array no longer moves, so handles may point into it. */
     for (int i = 0; i < n; i++) {
         int err = conn_listen(c->loop, &c->listeners[i], addrs[i], true, on_connection);
@@ -215,7 +216,8 @@ static void on_stop(void *ud)
     if (c->is_stopping) return;
     c->is_stopping = true;
     log_notice("%s stopping", c->id);
-    for (int i = 0; i < c->nlisteners; i++) conn_listener_close(&c->listeners[i]);
+    for (int i = 0; i < c->nlisteners; i++)
+        conn_listener_close(&c->listeners[i]);
     client_close_all(c, "system-shutdown");
     uv_timer_start(&c->sweep, on_stop_timeout, 1000, 0);
     comp_free(c->comp);
@@ -265,7 +267,8 @@ int main(int argc, char **argv)
     session_table_free(c);
     addr_table_free(c);
     tls_ctx_free(c->tls);
-    for (int i = 0; i < c->ndomains; i++) free((char *)c->domains[i].name);
+    for (int i = 0; i < c->ndomains; i++)
+        free((char *)c->domains[i].name);
     free(c->domains);
     free(c->listeners);
     free(c->listener_is_tls);

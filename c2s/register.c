@@ -21,7 +21,7 @@
 typedef struct reg {
     client_t *cl;
     uv_work_t work;
-    char *id;       /* the IQ's */
+    char *id; /* the IQ's */
     char *bare;
     char *password; /* wiped after use */
     int status;     /* of the derivation */
@@ -118,9 +118,15 @@ static void derive_done(uv_work_t *w, int status)
     snprintf(iter1, sizeof iter1, "%u", r->sha1.iterations);
     snprintf(iter256, sizeof iter256, "%u", r->sha256.iterations);
     snprintf(created, sizeof created, "%lld", (long long)time(NULL));
-    const char *params[10] = {r->bare,          r->sha1.salt,         iter1,
-                              r->sha1.stored_key, r->sha1.server_key, r->sha256.salt,
-                              iter256,          r->sha256.stored_key, r->sha256.server_key,
+    const char *params[10] = {r->bare,
+                              r->sha1.salt,
+                              iter1,
+                              r->sha1.stored_key,
+                              r->sha1.server_key,
+                              r->sha256.salt,
+                              iter256,
+                              r->sha256.stored_key,
+                              r->sha256.server_key,
                               created};
     client_ref(cl);
     storage_query(cl->c2s->storage, sql, 10, params, on_inserted, r);

@@ -255,8 +255,7 @@ static const char *error_condition(const elem_t *session)
 {
     elem_t *err = elem_child(session, NULL, "error");
     for (elem_t *c = err ? elem_first(err) : NULL; c; c = elem_next(c, NULL, NULL))
-        if (c->ns && strcmp(c->ns, NS_STANZAS) == 0 && strcmp(c->name, "text") != 0)
-            return c->name;
+        if (c->ns && strcmp(c->ns, NS_STANZAS) == 0 && strcmp(c->name, "text") != 0) return c->name;
     return "internal-server-error";
 }
 
@@ -300,7 +299,8 @@ void session_stanza(client_t *cl, elem_t *stanza)
         const char *id = elem_attr(stanza, "id"), *type = elem_attr(stanza, "type");
         const char *to = elem_attr(stanza, "to");
         if (!id || !is_iq_type(type)) {
-            client_error_reply(cl, stanza, "bad-request", id ? "an IQ needs a type" : "an IQ needs an id");
+            client_error_reply(cl, stanza, "bad-request",
+                               id ? "an IQ needs a type" : "an IQ needs an id");
             return;
         }
         /* The answer to our XEP-0199 ping: reading it was the point. */
@@ -403,7 +403,8 @@ void session_route(c2s_t *c2s, elem_t *route)
         return;
     }
     if (!cl || cl->state != CL_BOUND || !client_is_open(cl)) {
-        log_debug("%s: stanza for %s, which is not connected here", c2s->id, cid ? cid : "(no cid)");
+        log_debug("%s: stanza for %s, which is not connected here", c2s->id,
+                  cid ? cid : "(no cid)");
         return;
     }
     client_send(cl, payload);
@@ -446,6 +447,7 @@ void session_domain_advert(c2s_t *c2s, const char *name, bool available)
 
 void session_router_down(c2s_t *c2s)
 {
-    for (int i = 0; i < c2s->ndomains; i++) c2s->domains[i].is_available = false;
+    for (int i = 0; i < c2s->ndomains; i++)
+        c2s->domains[i].is_available = false;
     end_sessions(c2s, NULL, "lost the router");
 }
