@@ -145,6 +145,16 @@ def test_client_without_tls_cannot_log_in(server):
         Client(server, "alice@localhost", PASSWORD, starttls=False, timeout=3).connect()
 
 
+@pytest.mark.server(**{"c2s.require-tls": "false"})
+def test_plain_is_offered_only_inside_tls(server):
+    raw = Raw(server)
+    features = raw.open()
+    assert "<mechanism>SCRAM-SHA-256</mechanism>" in features, features
+    assert "PLAIN" not in features and "-PLUS" not in features, features
+    features = raw.starttls()
+    assert "<mechanism>PLAIN</mechanism>" in features, features
+
+
 def test_direct_tls_login(server):
     register(server, "alice")
     c = Client(server, "alice@localhost", PASSWORD, direct_tls=True).connect()
@@ -487,6 +497,13 @@ def test_database_down_gives_temporary_auth_failure(server, database_down):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_database_down_fails_registration_with_internal_server_error(server, database_down):
+    with database_down():
+        with pytest.raises(ClientError) as e:
+            login(server, "alice")
+        assert e.value.condition == "internal-server-error"
 
 
 # ---- several c2s processes -----------------------------------------------------------------
