@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "c2s.h"
@@ -63,6 +64,9 @@ static void configure(c2s_t *c, const config_t *cf)
     c->ping_interval = config_ms(cf, "c2s.ping-interval");
     c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
     c->bind_timeout = 5000;
+    /* cids of a restarted process must not meet those of its previous
+     * run that an sm may still hold: start from the clock. */
+    c->next_cid = (uint64_t)time(NULL) << 16;
 }
 
 static void make_dir(const char *path)
