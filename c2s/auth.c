@@ -178,63 +178,6 @@ static char *b64_decode(const char *in, size_t *len)
     return s;
 }
 
-/* A SCRAM saslname ("=2C" is ',' and "=3D" is '='); -1 if malformed. */
-static int unescape_saslname(const char *s, size_t n, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '=') {
-            if (i + 3 > n) return -1;
-            if (strncmp(s + i, "=2C", 3) == 0)
-                c = ',';
-            else if (strncmp(s + i, "=3D", 3) == 0)
-                c = '=';
-            else
-                return -1;
-            i += 2;
-        }
-        if (o + 1 >= size) return -1;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-/* The user of a SCRAM client-first message, and its GS2 header's channel
- * binding flag: 'n', 'y' or 'p' with *cb_type. -1 if malformed. */
-static int parse_scram_first(const char *m, size_t len, char *user, size_t size, char *flag,
-                             char *cb_type, size_t cb_size, char *authzid, size_t az_size)
-{
-    if (memchr(m, '\0', len)) return -1;
-    const char *p = m, *comma = strchr(p, ',');
-    if (!comma) return -1;
-    cb_type[0] = '\0';
-    if (comma - p == 1 && (*p == 'n' || *p == 'y')) {
-        *flag = *p;
-    } else if (strncmp(p, "p=", 2) == 0 && (size_t)(comma - p - 2) < cb_size && comma - p > 2) {
-        *flag = 'p';
-        memcpy(cb_type, p + 2, (size_t)(comma - p - 2));
-        cb_type[comma - p - 2] = '\0';
-    } else {
-        return -1;
-    }
-    p = comma + 1;
-    comma = strchr(p, ',');
-    if (!comma) return -1;
-    authzid[0] = '\0';
-    if (comma > p) {
-        if (strncmp(p, "a=", 2) != 0) return -1;
-        if (unescape_saslname(p + 2, (size_t)(comma - p - 2), authzid, az_size) < 0) return -1;
-    }
-    p = comma + 1;
-    if (strncmp(p, "n=", 2) != 0) return -1;
-    p += 2;
-    comma = strchr(p, ',');
-    if (!comma || strncmp(comma + 1, "r=", 2) != 0) return -1;
-    return unescape_saslname(p, (size_t)(comma - p), user, size);
-}
-
 /* ---- the exchange ------------------------------------------------------ */
 
 static int lookup_keys(void *ud, const char *authcid, const char *hash, scram_keys_t *out)
@@ -360,6 +303,7 @@ static void fetch_keys(client_t *cl)
 /* The bare JID of user at the stream's domain, prepared; NULL if invalid. */
 static char *bare_of(client_t *cl, const char *user)
 {
+    if (!*user) return NULL;
     jid_t *j = jid_new_parts(user, cl->domain, NULL, NULL);
     if (!j) return NULL;
     char *bare = strdup(jid_bare(j));
@@ -379,32 +323,26 @@ static void start(client_t *cl, const char *in_b64)
         free(m);
         return;
     }
-    char user[1100], authzid[1100];
+    sasl_first_t first;
+    const char *user = first.user, *authzid = first.authzid;
     if (a->is_plain) {
-        /* authzid NUL authcid NUL password */
-        const char *n1 = memchr(m, '\0', len);
-        const char *n2 = n1 ? memchr(n1 + 1, '\0', len - (size_t)(n1 + 1 - m)) : NULL;
-        if (!n2 || n2 == n1 + 1 || (size_t)(n2 + 1 - m) >= len ||
-            memchr(n2 + 1, '\0', len - (size_t)(n2 + 1 - m)) ||
-            (size_t)(n2 - n1 - 1) >= sizeof user) {
+        const char *password = NULL;
+        if (sasl_parse_plain(m, len, &first, &password) < 0) {
             free(m);
             send_failure(cl, "malformed-request");
             return;
         }
-        memcpy(user, n1 + 1, (size_t)(n2 - n1 - 1));
-        user[n2 - n1 - 1] = '\0';
-        snprintf(authzid, sizeof authzid, "%s", m);
-        a->password = strdup(n2 + 1);
+        a->password = strdup(password);
         if (!a->password) log_fatal("out of memory");
         gnutls_memset(m, 0, len);
     } else {
-        char flag;
-        if (parse_scram_first(m, len, user, sizeof user, &flag, a->cb_type, sizeof a->cb_type,
-                              authzid, sizeof authzid) < 0) {
+        if (sasl_parse_scram_first(m, len, &first) < 0) {
             free(m);
             send_failure(cl, "malformed-request");
             return;
         }
+        char flag = first.flag;
+        snprintf(a->cb_type, sizeof a->cb_type, "%s", first.cb_type);
         bool is_plus = strstr(a->mech, "-PLUS") != NULL;
         bool could_bind = has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique");
         if (flag == 'p' &&

@@ -162,6 +162,21 @@ void auth_handle(client_t *cl, const elem_t *e);
 void auth_deadline(client_t *cl);
 void auth_free(client_t *cl);
 
+/* saslmsg.c: the first SASL message a client sends, read for its user
+ * name before the exchange starts (auth.c). Pure functions on bytes. */
+typedef struct sasl_first {
+    char user[1024];    /* authcid, unescaped (not yet prepared) */
+    char authzid[1024]; /* "" when absent */
+    char flag;          /* SCRAM GS2 channel binding flag: 'n', 'y' or 'p' */
+    char cb_type[16];   /* with 'p': "tls-exporter", "tls-unique", ... */
+} sasl_first_t;
+/* SCRAM client-first: "gs2-flag,[a=authzid],n=user,r=nonce[,...]". 0, or
+ * -1 if malformed (a NUL, bad escapes, too long, parts missing). */
+int sasl_parse_scram_first(const char *m, size_t len, sasl_first_t *out);
+/* PLAIN: "authzid NUL authcid NUL password" (m NUL-terminated at len);
+ * *password points into m. 0, or -1 if malformed or a part is empty. */
+int sasl_parse_plain(const char *m, size_t len, sasl_first_t *out, const char **password);
+
 /* register.c */
 /* A jabber:iq:register IQ before login. */
 void register_handle(client_t *cl, elem_t *iq);

@@ -1,7 +1,7 @@
 # c2s/: client connections (included from Makefile.am).
 bin_PROGRAMS += c2s/hearth-c2s
 c2s_hearth_c2s_SOURCES = c2s/c2s.h c2s/main.c c2s/client.c c2s/auth.c c2s/register.c \
-	c2s/session.c c2s/addr.c
+	c2s/session.c c2s/addr.c c2s/saslmsg.c
 c2s_hearth_c2s_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)
 
 EXTRA_DIST += test/e2e/xmpp_client.py test/e2e/test_c2s.py
@@ -13,3 +13,7 @@ check_PROGRAMS += test/e2e/strophe-login
 test_e2e_strophe_login_CFLAGS = $(AM_CFLAGS) $(STROPHE_CFLAGS)
 test_e2e_strophe_login_LDADD = $(STROPHE_LIBS)
 endif
+
+check_PROGRAMS += test/unit/test_c2s_saslmsg
+test_unit_test_c2s_saslmsg_SOURCES = test/unit/test_c2s_saslmsg.c c2s/saslmsg.c
+TESTS += test/unit/test_c2s_saslmsg
