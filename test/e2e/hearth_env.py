@@ -432,9 +432,13 @@ class Server:
         self.wait_router_log(f" bound {self.domain}", mark, timeout, self.sm)
 
     def start_c2s(self, d, timeout=10):
+        """Start one c2s; wait until it accepts clients and has bound its
+        instance id at the router (so the sm's answers reach it)."""
+        mark = os.path.getsize(self.router.log) if os.path.exists(self.router.log) else 0
         if d not in self.env.daemons:
             self.env.add(d)
         d.start(timeout)
+        self.wait_router_log(f" bound {d.ident}", mark, timeout, d)
 
     def wait_router_log(self, text, mark=0, timeout=10, daemon=None):
         """Wait until the router's log holds text after byte offset mark."""
