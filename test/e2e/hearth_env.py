@@ -59,12 +59,25 @@ def binary(name):
 _ports_given = set()
 
 
+def _port_range():
+    """This process's share of 20000-32000: with pytest-xdist each worker
+    (gw0, gw1, ...) draws from its own slice, so two workers never race
+    for the same free port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    span = 12000 // max(count, 1)
+    low = 20000 + index * span
+    return low, low + span - 1
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port that nothing listens on now, in 20000-32000: below Linux's
     ephemeral range (32768-60999), so no outgoing connection takes it before
     the daemon binds it, as one from bind(0) could be."""
+    low, high = _port_range()
     for _ in range(500):
-        port = random.randint(20000, 32000)
+        port = random.randint(low, high)
         if port in _ports_given:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -74,7 +87,7 @@ def free_port(host="127.0.0.1"):
                 continue
         _ports_given.add(port)
         return port
-    raise RuntimeError("no free TCP port in 20000-32000")
+    raise RuntimeError(f"no free TCP port in {low}-{high}")
 
 
 def random_password():

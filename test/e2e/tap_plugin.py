@@ -82,13 +82,20 @@ class TapReporter:
         self.emit(f"1..{self.count}")
 
 
+# pytest-xdist workers (run-e2e starts some when xdist is installed) run
+# tests and send their reports to the controller, which reports them all:
+# the plugin stays idle in a worker.
+_is_worker = "PYTEST_XDIST_WORKER" in os.environ
+
 # Taken when `-p tap_plugin` imports this module, before pytest starts
 # capturing output at the file descriptor level.
-_tap_fd = os.dup(int(os.environ.get("HEARTH_TAP_FD", "1")))
+_tap_fd = None if _is_worker else os.dup(int(os.environ.get("HEARTH_TAP_FD", "1")))
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
+    if _is_worker:
+        return
     # The terminal reporter goes (its options stay: pytest's assertion
     # messages read them); this one reports instead.
     terminal = config.pluginmanager.getplugin("terminalreporter")
