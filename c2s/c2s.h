@@ -75,6 +75,7 @@ struct client {
     /* timers: one uv_timer_t, armed at the earliest deadline below */
     uv_timer_t timer;
     uint64_t last_read; /* loop ms of the last bytes from the client */
+    bool is_released;   /* quiet: its parser's memory was given back */
     uint64_t bind_deadline;
     uint64_t resume_at;     /* rate limit: reading resumes then */
     uint64_t auth_reply_at; /* a delayed SASL failure goes out then */
@@ -116,6 +117,7 @@ struct c2s {
     addr_t **addrs; /* hash by ip */
     size_t addrs_size;
     uv_timer_t sweep; /* forgets old per-address records */
+    uv_timer_t trim;  /* returns released parsers' pages to the system */
     bool is_stopping;
     buf_t scratch;
     /* settings */
@@ -124,8 +126,11 @@ struct c2s {
     unsigned max_connections, max_per_ip;
     double rate, burst;
     unsigned max_auth_failures;
-    uint64_t ping_interval, idle_timeout, bind_timeout;
+    uint64_t ping_interval, idle_timeout, bind_timeout, idle_release;
 };
+
+/* main.c: return released memory to the system soon (once per batch). */
+void c2s_trim_soon(c2s_t *c);
 
 /* client.c */
 void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls);

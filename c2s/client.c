@@ -187,6 +187,8 @@ static uint64_t next_deadline(const client_t *cl)
         t = cl->last_read + c2s->ping_interval;
     else if (c2s->idle_timeout)
         t = cl->last_read + c2s->idle_timeout;
+    if (c2s->idle_release && !cl->is_released)
+        t = min_deadline(t, cl->last_read + c2s->idle_release);
     t = min_deadline(t, cl->bind_deadline);
     t = min_deadline(t, cl->resume_at);
     t = min_deadline(t, cl->auth_reply_at);
@@ -243,6 +245,12 @@ static void on_timer(uv_timer_t *t)
     if (cl->resume_at && cl->resume_at <= now) {
         cl->resume_at = 0;
         conn_resume(cl->conn);
+    }
+    if (c2s->idle_release && !cl->is_released && cl->last_read + c2s->idle_release <= now) {
+        /* Quiet: most of an idle client's memory is its parser. Not now if
+         * a stanza is half-received; then the next bytes decide again. */
+        cl->is_released = true;
+        if (xstream_hibernate(cl->xs) == 0) c2s_trim_soon(c2s);
     }
     if (cl->state == CL_BOUND && c2s->ping_interval && !cl->is_pinging &&
         cl->last_read + c2s->ping_interval <= now) {
@@ -451,6 +459,7 @@ static void on_read(conn_t *c, const char *data, size_t len)
     if (!client_is_open(cl)) return;
     cl->last_read = uv_now(cl->c2s->loop);
     cl->is_pinging = false; /* any sign of life answers a ping */
+    cl->is_released = false;
     xstream_status_t st = xstream_feed(cl->xs, data, len);
     if (st != XSTREAM_OK) client_fail(cl, xstream_condition(st), NULL);
 }

@@ -1,6 +1,7 @@
 /* main.c — hearth-c2s: reads the config, loads (or makes) the certificate,
  * opens the store and the client ports, drops privileges, connects to the
  * router and runs the loop. The client streams are client.c's. */
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
@@ -63,6 +64,7 @@ static void configure(c2s_t *c, const config_t *cf)
     c->max_auth_failures = (unsigned)config_int(cf, "c2s.auth-failures");
     c->ping_interval = config_ms(cf, "c2s.ping-interval");
     c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
+    c->idle_release = config_ms(cf, "c2s.idle-release");
     c->bind_timeout = 5000;
     /* cids of a restarted process must not meet those of its previous
      * run that an sm may still hold: start from the clock. */
@@ -195,6 +197,19 @@ static void on_bind_error(comp_t *comp, const char *name, const char *error)
               ((c2s_t *)comp_data(comp))->id, error, name);
 }
 
+/* Parsers released by quiet connections are free in the heap but still
+ * resident: give whole free pages back to the system, once per batch. */
+static void on_trim(uv_timer_t *t)
+{
+    malloc_trim(0);
+}
+
+void c2s_trim_soon(c2s_t *c)
+{
+    if (!c->is_stopping && !uv_is_active((uv_handle_t *)&c->trim))
+        uv_timer_start(&c->trim, on_trim, 1000, 0);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     addr_sweep(t->data);
@@ -212,6 +227,7 @@ static void on_stop_timeout(uv_timer_t *t)
     c2s_t *c = t->data;
     client_abort_all(c);
     uv_close((uv_handle_t *)&c->sweep, NULL);
+    uv_close((uv_handle_t *)&c->trim, NULL);
 }
 
 static void on_stop(void *ud)
@@ -256,6 +272,8 @@ int main(int argc, char **argv)
 
     uv_timer_init(c->loop, &c->sweep);
     c->sweep.data = c;
+    uv_timer_init(c->loop, &c->trim);
+    c->trim.data = c;
     uv_timer_start(&c->sweep, on_sweep, 60000, 60000);
 
     c->comp = comp_new_from_config(c->loop, d.config, c->id, &comp_cb, c);

@@ -49,6 +49,9 @@ const cfg_setting_t cfg_settings[] = {
     INT("c2s.burst", "200", 1, 1000000, "stanzas a session may send at once above the rate"),
     INT("c2s.auth-failures", "5", 1, 1000,
         "failed logins on one stream before it is closed; each failure from an address delays the next answer"),
+    DURATION("c2s.idle-release", "10s",
+             "silence after which a connection gives its XML parser's memory back "
+             "(rebuilt from its next bytes); 0 never"),
     DURATION("c2s.ping-interval", "5m", "silence after which the server pings a client (XEP-0199); 0 never"),
     DURATION("c2s.idle-timeout", "10m",
              "silence after which a client is disconnected (unanswered ping, or before login); 0 never"),

@@ -860,6 +860,26 @@ static void lx_feed(xstream_t *xs, const char *data, size_t len)
 /* At a stanza boundary, a parser whose name dictionary has grown (a peer can
  * send fresh names forever), or whose input buffer had to grow for a huge
  * start tag, is replaced by a fresh one that reads the saved header first. */
+/* A new libxml2 parser at the current position, brought inside the root
+ * element again by feeding it the saved stream header. */
+static void lx_replay(xstream_t *xs)
+{
+    lx_new(xs);
+    xs->is_replaying = true;
+    xs->lx_delta = (long long)xs->sc.pos - (long long)xs->header.len;
+    lx_feed(xs, xs->header.data, xs->header.len);
+    xs->is_replaying = false;
+    if (xs->depth != 1) fail(xs, XSTREAM_NOT_WELL_FORMED);
+}
+
+/* Between stanzas, with nothing of the next one seen yet. */
+static bool is_between_stanzas(const xstream_t *xs)
+{
+    const scanner_t *sc = &xs->sc;
+    return sc->state == SC_TEXT && sc->open == 1 && sc->keep_from == NO_POS && !xs->queue_len &&
+           !xs->text.len;
+}
+
 static void lx_renew_if_big(xstream_t *xs)
 {
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -875,12 +895,7 @@ static void lx_renew_if_big(xstream_t *xs)
      * lost unchecked: wait for a boundary where it has read everything. */
     if (xs->ctxt->input->cur != xs->ctxt->input->end) return;
     lx_free(xs);
-    lx_new(xs);
-    xs->is_replaying = true;
-    xs->lx_delta = (long long)xs->sc.pos - (long long)xs->header.len;
-    lx_feed(xs, xs->header.data, xs->header.len);
-    xs->is_replaying = false;
-    if (xs->depth != 1) fail(xs, XSTREAM_NOT_WELL_FORMED);
+    lx_replay(xs);
 }
 
 static void save_header(xstream_t *xs, const char *d, pos_t base)
@@ -1031,6 +1046,11 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len)
     if (xs->status != XSTREAM_OK) return xs->status;
     xs->is_feeding = true;
     size_t off = 0;
+    if (!xs->ctxt) {
+        /* Hibernating (xstream_hibernate): a parser again, in the root. */
+        xs->arena = arena_new(0);
+        lx_replay(xs);
+    }
     while (off < len && xs->status == XSTREAM_OK) {
         /* Whitespace before a stream's first '<' belongs to no document: a
          * client's newline after <starttls/> arrives before the new stream,
@@ -1063,9 +1083,28 @@ void xstream_reset(xstream_t *xs)
         return;
     }
     lx_free(xs);
+    if (!xs->arena) {
+        xs->arena = arena_new(0); /* it was hibernating */
+        xs->is_detached = false;
+    }
     if (xs->is_detached) recycle_arena(xs);
     arena_reset(xs->arena);
     stream_start(xs);
+}
+
+int xstream_hibernate(xstream_t *xs)
+{
+    if (xs->status != XSTREAM_OK || xs->is_feeding || !xs->ctxt || xs->depth != 1 ||
+        !is_between_stanzas(xs) || xs->ctxt->input->cur != xs->ctxt->input->end)
+        return -1;
+    lx_free(xs);
+    if (!xs->is_detached) arena_free(xs->arena);
+    xs->arena = NULL;
+    xs->is_detached = false;
+    xs->ns_cached = 0;
+    buf_free(&xs->pending);
+    buf_free(&xs->text);
+    return 0;
 }
 
 arena_t *xstream_detach(xstream_t *xs)

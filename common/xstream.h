@@ -63,6 +63,13 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len);
  * callback: the bytes of the current feed after the current stanza are then
  * parsed as the start of the new stream. */
 void xstream_reset(xstream_t *xs);
+/* Between stanzas, give back what a quiet stream holds: libxml2's parser
+ * and the stanza arena (most of a stream's memory). The next feed builds
+ * them again from the saved stream header, unseen by the callbacks. For
+ * daemons with many idle streams (c2s). 0 done, -1 not now (a stanza is
+ * under way, the stream has not opened or has failed, or inside a
+ * callback). */
+int xstream_hibernate(xstream_t *xs);
 /* Inside on_stanza: take the stanza's arena; the caller arena_free()s it.
  * The stanza tree stays valid; raw does not. */
 arena_t *xstream_detach(xstream_t *xs);

@@ -340,6 +340,20 @@ def test_chat_between_two_clients(server):
     bob.disconnect()
 
 
+@pytest.mark.server(**{"c2s.idle-release": "1s"})
+def test_quiet_clients_chat_on_after_their_parser_is_released(server):
+    alice, bob = login(server, "alice"), login(server, "bob")
+    time.sleep(2.5)  # both quiet past c2s.idle-release: their parsers are given back
+    alice.send_message(bob.bound_jid, "after a quiet while")
+    msg = bob.wait_message(lambda m: m["body"] == "after a quiet while")
+    assert str(msg["from"]) == alice.bound_jid
+    time.sleep(2.5)
+    bob.send_message(alice.bound_jid, "and again")
+    assert alice.wait_message(lambda m: m["body"] == "and again")
+    alice.disconnect()
+    bob.disconnect()
+
+
 def test_server_pings_and_keeps_a_live_client(server):
     server.write_config(**{"c2s.ping-interval": "1s", "c2s.idle-timeout": "2s"})
     for d in server.c2s:

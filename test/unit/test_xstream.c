@@ -781,6 +781,47 @@ static void test_reset(void)
     rec_free(&r);
 }
 
+static void test_hibernate(void)
+{
+    record_t r;
+    rec_new(&r, 0, 0, false);
+    is_int(xstream_hibernate(r.xs), -1, "hibernate_refused_before_the_header");
+    feed_str(r.xs, HEADER "<a/>");
+    is_int(xstream_hibernate(r.xs), 0, "hibernate_between_stanzas");
+    is_int(xstream_hibernate(r.xs), -1, "hibernate_twice_refused");
+    is_int(feed_str(r.xs, "<message to='x' a='>'><body>b</body></message>"), XSTREAM_OK,
+           "feed_after_hibernate_ok");
+    is_int(r.opens, 1, "hibernate_wakes_without_a_second_open");
+    ok(strstr(r.log.data, "raw{<message to='x' a='>'><body>b</body></message>}") != NULL,
+       "stanza_after_hibernate_raw_exact");
+    ok(strstr(r.log.data, "stanza{<message to='x' a='&gt;'><body>b</body></message>}") != NULL,
+       "stanza_after_hibernate_tree_whole");
+    feed_str(r.xs, "<p");
+    is_int(xstream_hibernate(r.xs), -1, "hibernate_refused_inside_a_stanza");
+    feed_str(r.xs, "/>");
+    is_int(r.stanzas, 3, "stanza_split_across_a_refused_hibernate_parses");
+    is_int(xstream_hibernate(r.xs), 0, "hibernate_again_after_that_stanza");
+    is_int(feed_str(r.xs, "<x><y/></z>"), XSTREAM_NOT_WELL_FORMED,
+           "errors_still_caught_after_hibernate");
+    rec_free(&r);
+
+    rec_new(&r, 0, 0, true);
+    feed_str(r.xs, HEADER "<a/>");
+    xstream_hibernate(r.xs);
+    xstream_reset(r.xs);
+    is_int(feed_str(r.xs, HEADER "<b/>"), XSTREAM_OK, "reset_while_hibernating_starts_a_stream");
+    is_int(r.opens, 2, "reset_while_hibernating_new_header_reported");
+    xstream_hibernate(r.xs);
+    rec_free(&r); /* and free while hibernating: ASan checks nothing leaks */
+
+    rec_new(&r, 0, 0, false);
+    feed_str(r.xs, HEADER "<a/>");
+    xstream_hibernate(r.xs);
+    is_int(feed_str(r.xs, "</stream:stream>"), XSTREAM_OK, "close_after_hibernate");
+    is_int(r.closes, 1, "close_after_hibernate_reported");
+    rec_free(&r);
+}
+
 static void test_detach(void)
 {
     record_t r;
@@ -846,6 +887,7 @@ int main(void)
     test_memory_stays_bounded();
     test_memory_released_after_big_stanza();
     test_reset();
+    test_hibernate();
     test_detach();
     test_free_inside_callback();
     test_bytes_counted();
