@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <unistd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,12 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
         0)
         exit(1);
 
+    /* Every connection is a descriptor: allow as many as the system does. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) log_warn("cannot raise the open-file limit");
+    }
     signal(SIGPIPE, SIG_IGN);
     watch_signal(d, &d->sig_term, SIGTERM);
     watch_signal(d, &d->sig_int, SIGINT);

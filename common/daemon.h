@@ -10,7 +10,7 @@
  *   --get PATH   print the value(s) of a setting, one per line, and exit
  *   -V           print the version and exit
  * SIGTERM and SIGINT call on_stop once; SIGHUP reopens a log file; SIGPIPE is
- * ignored. */
+ * ignored; the open-file limit is raised to the most the system allows. */
 #ifndef HEARTH_DAEMON_H
 #define HEARTH_DAEMON_H
 
