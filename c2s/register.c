@@ -16,7 +16,6 @@
 
 #include "c2s.h"
 
-#define KEY_ITERATIONS 4096
 
 typedef struct reg {
     client_t *cl;
@@ -25,7 +24,7 @@ typedef struct reg {
     char *bare;
     char *password; /* wiped after use */
     int status;     /* of the derivation */
-    scram_keys_t sha1, sha256;
+    auth_keys_t keys;
 } reg_t;
 
 static void reg_free(reg_t *r)
@@ -34,8 +33,7 @@ static void reg_free(reg_t *r)
         gnutls_memset(r->password, 0, strlen(r->password));
         free(r->password);
     }
-    gnutls_memset(&r->sha1, 0, sizeof r->sha1);
-    gnutls_memset(&r->sha256, 0, sizeof r->sha256);
+    gnutls_memset(&r->keys, 0, sizeof r->keys);
     free(r->id);
     free(r->bare);
     free(r);
@@ -92,9 +90,7 @@ static void on_inserted(void *ud, const st_result_t *res)
 static void derive_work(uv_work_t *w)
 {
     reg_t *r = w->data;
-    r->status = scram_keys_make("SHA-1", r->password, NULL, KEY_ITERATIONS, &r->sha1);
-    if (r->status == 0)
-        r->status = scram_keys_make("SHA-256", r->password, NULL, KEY_ITERATIONS, &r->sha256);
+    r->status = auth_keys_make(r->password, &r->keys);
 }
 
 static void derive_done(uv_work_t *w, int status)
@@ -110,26 +106,8 @@ static void derive_done(uv_work_t *w, int status)
         reg_free(r);
         return;
     }
-    static const char sql[] =
-        "INSERT INTO auth (owner, sha1_salt, sha1_iter, sha1_stored, sha1_server, "
-        "sha256_salt, sha256_iter, sha256_stored, sha256_server, created) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    char iter1[16], iter256[16], created[24];
-    snprintf(iter1, sizeof iter1, "%u", r->sha1.iterations);
-    snprintf(iter256, sizeof iter256, "%u", r->sha256.iterations);
-    snprintf(created, sizeof created, "%lld", (long long)time(NULL));
-    const char *params[10] = {r->bare,
-                              r->sha1.salt,
-                              iter1,
-                              r->sha1.stored_key,
-                              r->sha1.server_key,
-                              r->sha256.salt,
-                              iter256,
-                              r->sha256.stored_key,
-                              r->sha256.server_key,
-                              created};
     client_ref(cl);
-    storage_query(cl->c2s->storage, sql, 10, params, on_inserted, r);
+    auth_store(cl->c2s->storage, r->bare, &r->keys, true, on_inserted, r);
 }
 
 void register_handle(client_t *cl, elem_t *iq)

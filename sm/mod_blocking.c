@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "map.h"
+#include "roster.h"
 #include "sm.h"
 
 #define NS_BLOCKING "urn:xmpp:blocking"
@@ -254,30 +255,16 @@ static const char *presence_target(const char *item, const char *contact)
 static void send_presence(sm_t *sm, const change_t *c, char *const *items, int n,
                           const st_result_t *res)
 {
-    arena_t *a = arena_new(0);
     for (int r = 0; r < st_rows(res); r++) {
         const char *contact = st_text(res, r, 0);
         if (!contact) continue;
         for (int i = 0; i < n; i++) {
             const char *to = presence_target(items[i], contact);
             if (!to) continue;
-            for (const sess_t *s = sm_sessions(sm, c->owner); s; s = s->next) {
-                if (!s->is_available) continue;
-                elem_t *p;
-                if (c->is_block || !s->presence) {
-                    p = elem_new(a, NS_CLIENT, "presence");
-                    elem_set_attr(p, "type", "unavailable");
-                } else {
-                    p = elem_copy(a, s->presence);
-                }
-                elem_set_attr(p, "from", jid_full(s->jid));
-                elem_set_attr(p, "to", to);
-                sm_deliver(sm, p);
-            }
+            presence_send_current(sm, c->owner, to, c->is_block);
             break;
         }
     }
-    arena_free(a);
 }
 
 static void on_changed(void *ud, const st_result_t *res)

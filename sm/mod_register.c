@@ -17,7 +17,6 @@
 #include "sm.h"
 
 #define NS_REGISTER "jabber:iq:register"
-#define SCRAM_ITERATIONS 4096
 #define MAX_PASSWORD 1023
 
 typedef struct change {
@@ -26,7 +25,7 @@ typedef struct change {
     sm_pkt_t *pkt;
     char *owner;
     char *password; /* wiped and freed once the keys are made */
-    scram_keys_t sha1, sha256;
+    auth_keys_t keys;
     int status;
 } change_t;
 
@@ -36,8 +35,7 @@ static void change_free(change_t *c)
         explicit_bzero(c->password, strlen(c->password));
         free(c->password);
     }
-    explicit_bzero(&c->sha1, sizeof c->sha1);
-    explicit_bzero(&c->sha256, sizeof c->sha256);
+    explicit_bzero(&c->keys, sizeof c->keys);
     sm_pkt_release(c->pkt);
     free(c->owner);
     free(c);
@@ -78,9 +76,7 @@ static void on_password_stored(void *ud, const st_result_t *res)
 static void make_keys(uv_work_t *w)
 {
     change_t *c = w->data;
-    c->status = scram_keys_make("SHA-1", c->password, NULL, SCRAM_ITERATIONS, &c->sha1);
-    if (c->status == 0)
-        c->status = scram_keys_make("SHA-256", c->password, NULL, SCRAM_ITERATIONS, &c->sha256);
+    c->status = auth_keys_make(c->password, &c->keys);
 }
 
 static void on_keys_made(uv_work_t *w, int status)
@@ -91,24 +87,7 @@ static void on_keys_made(uv_work_t *w, int status)
         change_free(c);
         return;
     }
-    char iter1[16], iter256[16];
-    snprintf(iter1, sizeof iter1, "%u", c->sha1.iterations);
-    snprintf(iter256, sizeof iter256, "%u", c->sha256.iterations);
-    const char *params[] = {c->owner,
-                            c->sha1.salt,
-                            iter1,
-                            c->sha1.stored_key,
-                            c->sha1.server_key,
-                            c->sha256.salt,
-                            iter256,
-                            c->sha256.stored_key,
-                            c->sha256.server_key};
-    storage_query(
-        sm_storage(c->sm),
-        "UPDATE auth SET sha1_salt = $2, sha1_iter = $3, sha1_stored = $4, sha1_server = $5,"
-        " sha256_salt = $6, sha256_iter = $7, sha256_stored = $8, sha256_server = $9"
-        " WHERE owner = $1",
-        9, params, on_password_stored, c);
+    auth_store(sm_storage(c->sm), c->owner, &c->keys, false, on_password_stored, c);
 }
 
 static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)

@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "sasl.h"
 
 typedef enum st_status {
     ST_OK = 0,
@@ -85,5 +86,22 @@ void storage_query(storage_t *st, const char *sql, int nparams, const char *cons
 void storage_tx(storage_t *st, int n, const st_stmt_t *stmts, st_cb cb, void *ud);
 /* Delete every row owner has in every collection, in one transaction. */
 void storage_delete_owner(storage_t *st, const char *owner, st_cb cb, void *ud);
+
+/* ---- the auth collection (auth.c) ------------------------------------- */
+
+/* PBKDF2 iterations of new keys (RFC 7677 asks for at least 4096). */
+#define AUTH_ITERATIONS 4096
+
+typedef struct auth_keys {
+    scram_keys_t sha1, sha256;
+} auth_keys_t;
+
+/* Both key sets from a password, with fresh salts. 0, or -1 for a
+ * password SASLprep refuses. PBKDF2: run it off the loop (uv_queue_work). */
+int auth_keys_make(const char *password, auth_keys_t *out);
+/* Store an account's keys: a new account (is_new: ST_CONSTRAINT if it
+ * exists) or new keys for an existing one (st_changes 0 if there is none). */
+void auth_store(storage_t *st, const char *owner, const auth_keys_t *keys, bool is_new, st_cb cb,
+                void *ud);
 
 #endif

@@ -33,7 +33,6 @@
 #endif
 
 #define NS_ADMIN "urn:hearth:admin:1"
-#define SCRAM_ITERATIONS 4096
 #define MAX_PASSWORD 1023
 #define ROUTER_TIMEOUT_MS 5000 /* online: the answer */
 #define NOTIFY_TIMEOUT_MS 2000 /* deluser: best effort */
@@ -203,33 +202,13 @@ static void on_password_set(void *ud, const st_result_t *res)
 /* adduser (is_new) or passwd. */
 static void set_password(ctl_t *c, const char *password, bool is_new)
 {
-    scram_keys_t sha1, sha256;
-    if (scram_keys_make("SHA-1", password, NULL, SCRAM_ITERATIONS, &sha1) < 0 ||
-        scram_keys_make("SHA-256", password, NULL, SCRAM_ITERATIONS, &sha256) < 0) {
+    auth_keys_t keys;
+    if (auth_keys_make(password, &keys) < 0) {
         fail(c, "cannot derive keys from this password");
         return;
     }
-    char iter1[16], iter256[16], now[32];
-    snprintf(iter1, sizeof iter1, "%u", sha1.iterations);
-    snprintf(iter256, sizeof iter256, "%u", sha256.iterations);
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    const char *params[] = {c->owner,          sha1.salt,   iter1,   sha1.stored_key,
-                            sha1.server_key,   sha256.salt, iter256, sha256.stored_key,
-                            sha256.server_key, now};
-    if (is_new)
-        storage_query(c->st,
-                      "INSERT INTO auth (owner, sha1_salt, sha1_iter, sha1_stored, sha1_server,"
-                      " sha256_salt, sha256_iter, sha256_stored, sha256_server, created)"
-                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                      10, params, on_added, c);
-    else
-        storage_query(c->st,
-                      "UPDATE auth SET sha1_salt = $2, sha1_iter = $3, sha1_stored = $4,"
-                      " sha1_server = $5, sha256_salt = $6, sha256_iter = $7,"
-                      " sha256_stored = $8, sha256_server = $9 WHERE owner = $1",
-                      9, params, on_password_set, c);
-    explicit_bzero(&sha1, sizeof sha1);
-    explicit_bzero(&sha256, sizeof sha256);
+    auth_store(c->st, c->owner, &keys, is_new, is_new ? on_added : on_password_set, c);
+    explicit_bzero(&keys, sizeof keys);
 }
 
 static void on_users(void *ud, const st_result_t *res)
