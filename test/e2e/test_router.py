@@ -272,8 +272,13 @@ def test_flood_to_a_component_that_does_not_read_keeps_router_memory_bounded(rou
         time.sleep(0.25)
         samples.append(rss_kb(router.pid))
     # The router holds at most its write limit (1 MiB) for the sink plus
-    # read buffers: its memory must not follow the 40 MB being pushed.
-    assert max(samples) - before < 8 * 1024, f"router RSS grew from {before} kB: {samples}"
+    # read buffers: its memory must not follow the 40 MB being pushed, and
+    # once the sender is paused it stops growing. (A sanitizer build's
+    # quarantine keeps freed memory, hence the margin; the plateau is the
+    # point.)
+    assert max(samples) - before < 20 * 1024, f"router RSS grew from {before} kB: {samples}"
+    half = len(samples) // 2
+    assert samples[-1] - samples[half] < 1024, f"router RSS still growing: {samples}"
     sink.cmd("resume")
     src.expect(f"flooded {n}", timeout=60)
     deadline = time.monotonic() + 30
