@@ -1015,6 +1015,23 @@ static int parse_source(const char *ip, struct sockaddr_storage *ss)
     return uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
 }
 
+/* Bind the local address, leaving the port to connect(): bind() to port 0
+ * would search the whole port space, slower with every port taken, while
+ * connect() picks one free for this destination (IP_BIND_ADDRESS_NO_PORT). */
+static int bind_source(conn_t *c, const struct sockaddr_storage *src)
+{
+    int fd = socket(src->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return uv_translate_sys_error(errno);
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    int rc = uv_tcp_open(&c->h.tcp, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return uv_tcp_bind(&c->h.tcp, (const struct sockaddr *)src, 0);
+}
+
 conn_t *conn_connect(uv_loop_t *loop, const char *addr, const conn_cb_t *cb, void *ud)
 {
     return conn_connect_from(loop, addr, NULL, cb, ud);
@@ -1033,7 +1050,7 @@ conn_t *conn_connect_from(uv_loop_t *loop, const char *addr, const char *source,
         return c;
     }
     describe_peer(c, &a.ss);
-    int rc = source ? uv_tcp_bind(&c->h.tcp, (struct sockaddr *)&src, 0) : 0;
+    int rc = source ? bind_source(c, &src) : 0;
     if (rc == 0)
         rc = uv_tcp_connect(&c->connect_req, &c->h.tcp, (struct sockaddr *)&a.ss, on_connect);
     if (rc < 0) {
