@@ -12,6 +12,19 @@
 
 /* ---- chains ----------------------------------------------------------- */
 
+const char *sm_iq_account(const sm_pkt_t *pkt, bool *is_own)
+{
+    if (pkt->sess) {
+        if (pkt->to && (jid_has_resource(pkt->to) || !jid_equal_bare(pkt->to, pkt->from)))
+            return NULL;
+        *is_own = true;
+        return jid_bare(pkt->from);
+    }
+    if (!pkt->to || jid_has_resource(pkt->to)) return NULL;
+    *is_own = jid_equal_bare(pkt->to, pkt->from);
+    return jid_bare(pkt->to);
+}
+
 void sm_hook(sm_t *sm, sm_chain_t chain, int order, sm_hook_fn fn)
 {
     chain_t *c = &sm->chains[chain];

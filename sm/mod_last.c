@@ -121,17 +121,12 @@ static sm_verdict_t on_sess_presence(sm_t *sm, sm_pkt_t *pkt)
     return SM_PASS;
 }
 
-static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
+/* The user's own requests, and requests to an account's bare JID. */
+static sm_verdict_t on_iq(sm_t *sm, sm_pkt_t *pkt)
 {
-    if (pkt->to && (jid_has_resource(pkt->to) || !jid_equal_bare(pkt->to, pkt->from)))
-        return SM_PASS;
-    return on_account(sm, pkt, jid_bare(pkt->from), true);
-}
-
-static sm_verdict_t on_user(sm_t *sm, sm_pkt_t *pkt)
-{
-    if (!pkt->to || jid_has_resource(pkt->to)) return SM_PASS;
-    return on_account(sm, pkt, jid_bare(pkt->to), jid_equal_bare(pkt->to, pkt->from));
+    bool is_own;
+    const char *owner = sm_iq_account(pkt, &is_own);
+    return owner ? on_account(sm, pkt, owner, is_own) : SM_PASS;
 }
 
 static void on_stored(void *ud, const st_result_t *res)
@@ -173,8 +168,8 @@ void mod_last_init(sm_t *sm)
     slot = sm_slot(sm);
     sm_hook(sm, SM_CHAIN_IN_SERVER, 500, on_server);
     sm_hook(sm, SM_CHAIN_IN_SESS, 150, on_sess_presence);
-    sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_sess);
-    sm_hook(sm, SM_CHAIN_IN_USER, 500, on_user);
+    sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_iq);
+    sm_hook(sm, SM_CHAIN_IN_USER, 500, on_iq);
     sm_hook(sm, SM_CHAIN_SESS_END, 500, on_sess_end);
     sm_feature(sm, NS_LAST);
 }

@@ -163,19 +163,12 @@ static sm_verdict_t handle(sm_t *sm, sm_pkt_t *pkt, bool is_own)
     return SM_HANDLED;
 }
 
-/* The user's own requests: no to, or to their bare JID. */
-static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
+/* The user's own requests, and requests to an account's bare JID: only
+ * its owner may (XEP-0049 §3). */
+static sm_verdict_t on_iq(sm_t *sm, sm_pkt_t *pkt)
 {
-    if (pkt->to && (jid_has_resource(pkt->to) || !jid_equal_bare(pkt->to, pkt->from)))
-        return SM_PASS;
-    return handle(sm, pkt, true);
-}
-
-/* Requests to an account's bare JID: only its owner may (XEP-0049 §3). */
-static sm_verdict_t on_user(sm_t *sm, sm_pkt_t *pkt)
-{
-    if (!pkt->to || jid_has_resource(pkt->to)) return SM_PASS;
-    return handle(sm, pkt, jid_equal_bare(pkt->to, pkt->from));
+    bool is_own;
+    return sm_iq_account(pkt, &is_own) ? handle(sm, pkt, is_own) : SM_PASS;
 }
 
 void mod_private_init(sm_t *sm); /* listed in modules.c */
@@ -183,7 +176,7 @@ void mod_private_init(sm_t *sm); /* listed in modules.c */
 void mod_private_init(sm_t *sm)
 {
     private_max = config_size(sm_config(sm), "sm.private-max");
-    sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_sess);
-    sm_hook(sm, SM_CHAIN_IN_USER, 500, on_user);
+    sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_iq);
+    sm_hook(sm, SM_CHAIN_IN_USER, 500, on_iq);
     sm_feature(sm, NS_PRIVATE);
 }

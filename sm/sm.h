@@ -140,6 +140,13 @@ const char *const *sm_components(const sm_t *sm);
  * stanzas to it are answered as to a nonexistent account. */
 void sm_account_forget(sm_t *sm, const char *bare);
 
+/* The account a request is about, for modules serving accounts (vCard,
+ * private storage, disco, last activity), hooked on SM_CHAIN_IN_SESS and
+ * SM_CHAIN_IN_USER alike: from a session with no to or to its own bare
+ * JID, the sender's account (*is_own true); for an account's bare JID, that
+ * account (*is_own when the sender is it). NULL for a full JID, and for a
+ * session's request to another account (its SM_CHAIN_IN_USER pass answers). */
+const char *sm_iq_account(const sm_pkt_t *pkt, bool *is_own);
 /* Sessions of a bare JID (NULL if none). */
 sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
