@@ -91,6 +91,20 @@ const cfg_setting_t cfg_settings[] = {
     INT("sm.blocklist-max", "1000", 1, 100000, "JIDs one user may block (XEP-0191)"),
     BOOL("sm.version-os", "false", "software version queries (XEP-0092) tell the operating system"),
 
+    /* resolver (resolver/) */
+    SECTION("resolver", false, "DNS lookups for s2s (hearth-resolver)"),
+    STRING("resolver.nameserver", "",
+           "DNS servers to ask, host:port separated by commas (default: those of /etc/resolv.conf)"),
+    DURATION("resolver.timeout", "5s", "how long one DNS query waits for an answer (asked twice)"),
+    DURATION("resolver.negative-ttl", "30s", "how long a failed lookup is remembered"),
+    DURATION("resolver.max-ttl", "1h", "longest an answer is cached, whatever its DNS TTL"),
+    INT("resolver.cache-size", "10000", 1, 10000000, "domains the cache holds"),
+    SECTION("resolver.override", true,
+            "a static target for a domain, used instead of DNS; repeat for more targets, in order"),
+    STRING("resolver.override@domain", NULL, "the remote domain"),
+    STRING("resolver.override@target", NULL, "IP:port or [IPv6]:port to connect to"),
+    CHOICE("resolver.override@tls", "starttls", "starttls|direct", "STARTTLS, or TLS from the first byte"),
+
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),
     STRING("supervisor.logdir", "", "directory for one log file per daemon (default: statedir/log)"),
