@@ -105,6 +105,23 @@ const cfg_setting_t cfg_settings[] = {
     STRING("resolver.override@target", NULL, "IP:port or [IPv6]:port to connect to"),
     CHOICE("resolver.override@tls", "starttls", "starttls|direct", "STARTTLS, or TLS from the first byte"),
 
+    /* s2s (s2s/) */
+    SECTION("s2s", false, "federation with other servers"),
+    STRING("s2s.listen", "0.0.0.0:5269", "address where other servers connect (STARTTLS); empty: none"),
+    SECTION("s2s.route", true, "a static route to a remote domain, used before DNS"),
+    STRING("s2s.route@domain", NULL, "the remote domain"),
+    STRING("s2s.route@target", NULL, "its server's numeric address, host:port"),
+    STRING("s2s.cert", "", "PEM certificate for incoming streams (default: STATEDIR/tls/DOMAIN.pem)"),
+    STRING("s2s.key", "", "PEM key of that certificate (default: STATEDIR/tls/DOMAIN.key)"),
+    STRING("s2s.ca", "", "PEM file of the CAs that peers' certificates must chain to (default: the system's)"),
+    BOOL("s2s.require-tls", "true", "streams to and from other servers must use STARTTLS"),
+    BOOL("s2s.verify-certificates", "true",
+         "refuse a peer whose certificate does not verify; false: trust dialback alone"),
+    STRING("s2s.dialback-secret", "", "secret of the dialback keys (default: random at each start)"),
+    DURATION("s2s.connect-timeout", "30s", "time to reach a peer before its stanzas bounce"),
+    DURATION("s2s.idle-timeout", "10m", "an idle stream is closed after this"),
+    SIZE("s2s.max-stanza", "256k", "largest stanza accepted from another server"),
+
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),
     STRING("supervisor.logdir", "", "directory for one log file per daemon (default: statedir/log)"),

@@ -1,0 +1,360 @@
+/* out.c — streams to other servers: connect, STARTTLS, dialback, then the
+ * queued stanzas; and the short links that ask an authoritative server to
+ * verify a dialback key (db:verify). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "s2s.h"
+
+typedef struct qitem {
+    elem_t *stanza; /* in its own arena */
+    struct qitem *next;
+} qitem_t;
+
+enum out_state { O_CONNECTING, O_OPENING, O_STARTTLS, O_DIALBACK, O_READY };
+
+struct out {
+    s2s_t *s;
+    out_t *next;
+    char *local, *remote;
+    conn_t *conn;
+    xstream_t *xs;
+    enum out_state state;
+    bool dead;              /* failing or closing: no new stanzas */
+    const char *condition;  /* bounce queued stanzas with this */
+    char stream_id[256];
+    qitem_t *queue, **queue_tail;
+    uv_timer_t timer;       /* connect timeout, then idle timeout */
+    /* a db:verify link */
+    bool is_verify;
+    char *vid, *vkey;
+    uint64_t in_serial;
+    bool answered;
+};
+
+static void out_write(out_t *o, const char *text)
+{
+    if (o->conn) conn_write(o->conn, text, strlen(text));
+}
+
+static void bounce_queue(out_t *o)
+{
+    const char *condition = o->condition ? o->condition : "remote-server-not-found";
+    while (o->queue) {
+        qitem_t *q = o->queue;
+        o->queue = q->next;
+        s2s_bounce(o->s, q->stanza, condition);
+        arena_free(q->stanza->arena);
+        free(q);
+    }
+    o->queue_tail = &o->queue;
+}
+
+static void fail(out_t *o, const char *condition, const char *why)
+{
+    if (!o->dead)
+        log_info("s2s %s -> %s: %s", o->local, o->remote, why);
+    o->dead = true;
+    if (!o->condition) o->condition = condition;
+    bounce_queue(o);
+    if (o->is_verify && !o->answered) {
+        o->answered = true;
+        in_verified(o->s, o->in_serial, o->local, o->remote, false);
+    }
+    if (o->conn) conn_abort(o->conn);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    out_t *o = t->data;
+    if (o->state == O_READY && !o->is_verify) {
+        log_info("s2s %s -> %s: idle, closing", o->local, o->remote);
+        o->dead = true;
+        out_write(o, "</stream:stream>");
+        if (o->conn) conn_close(o->conn);
+        return;
+    }
+    fail(o, "remote-server-timeout", "timed out");
+}
+
+static void send_header(out_t *o)
+{
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                    "xmlns:stream='http://etherx.jabber.org/streams' "
+                    "xmlns:db='jabber:server:dialback' version='1.0' from='");
+    xml_escape(&b, o->local, strlen(o->local), true);
+    buf_appends(&b, "' to='");
+    xml_escape(&b, o->remote, strlen(o->remote), true);
+    buf_appends(&b, "'>");
+    out_write(o, b.data);
+    buf_free(&b);
+    o->state = O_OPENING;
+}
+
+static void send_stanza(out_t *o, const elem_t *stanza)
+{
+    buf_t b = BUF_INIT;
+    elem_serialize_stanza(stanza, NULL, &b);
+    if (o->conn) conn_write(o->conn, b.data, b.len);
+    buf_free(&b);
+}
+
+static void flush_queue(out_t *o)
+{
+    while (o->queue) {
+        qitem_t *q = o->queue;
+        o->queue = q->next;
+        send_stanza(o, q->stanza);
+        arena_free(q->stanza->arena);
+        free(q);
+    }
+    o->queue_tail = &o->queue;
+    if (o->s->idle_timeout) uv_timer_start(&o->timer, on_timer, o->s->idle_timeout, 0);
+}
+
+static void authenticate(out_t *o)
+{
+    buf_t b = BUF_INIT;
+    if (o->is_verify) {
+        buf_appends(&b, "<db:verify from='");
+        xml_escape(&b, o->local, strlen(o->local), true);
+        buf_appends(&b, "' to='");
+        xml_escape(&b, o->remote, strlen(o->remote), true);
+        buf_appends(&b, "' id='");
+        xml_escape(&b, o->vid, strlen(o->vid), true);
+        buf_appends(&b, "'>");
+        xml_escape(&b, o->vkey, strlen(o->vkey), false);
+        buf_appends(&b, "</db:verify>");
+    } else {
+        char key[65];
+        s2s_dialback_key(o->s, o->remote, o->local, o->stream_id, key);
+        buf_appends(&b, "<db:result from='");
+        xml_escape(&b, o->local, strlen(o->local), true);
+        buf_appends(&b, "' to='");
+        xml_escape(&b, o->remote, strlen(o->remote), true);
+        buf_printf(&b, "'>%s</db:result>", key);
+    }
+    out_write(o, b.data);
+    buf_free(&b);
+    o->state = O_DIALBACK;
+}
+
+static void x_open(void *ud, elem_t *header, const char *default_ns)
+{
+    out_t *o = ud;
+    (void)default_ns;
+    const char *id = elem_attr(header, "id");
+    snprintf(o->stream_id, sizeof o->stream_id, "%s", id ? id : "");
+    if (!id || !*id) fail(o, "remote-server-not-found", "the peer's stream has no id");
+}
+
+static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
+{
+    out_t *o = ud;
+    (void)raw;
+    if (o->dead) return;
+    if (elem_is(st, NS_STREAMS, "features")) {
+        if (!conn_has_tls(o->conn) && elem_child(st, NS_TLS, "starttls")) {
+            out_write(o, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+            o->state = O_STARTTLS;
+        } else if (!conn_has_tls(o->conn) && o->s->require_tls) {
+            fail(o, "remote-server-not-found", "the peer offers no STARTTLS");
+        } else {
+            authenticate(o);
+        }
+    } else if (elem_is(st, NS_TLS, "proceed") && o->state == O_STARTTLS) {
+        xstream_reset(o->xs);
+        conn_starttls(o->conn, o->s->tls_client, false, o->remote);
+    } else if (elem_is(st, NS_DIALBACK, "result") && !o->is_verify && o->state == O_DIALBACK) {
+        const char *type = elem_attr(st, "type");
+        if (type && strcmp(type, "valid") == 0) {
+            log_info("s2s %s -> %s: dialback accepted", o->local, o->remote);
+            o->state = O_READY;
+            uv_timer_stop(&o->timer);
+            flush_queue(o);
+        } else {
+            fail(o, "remote-server-not-found", "the peer refused our dialback key");
+        }
+    } else if (elem_is(st, NS_DIALBACK, "verify") && o->is_verify && !o->answered) {
+        const char *type = elem_attr(st, "type");
+        o->answered = true;
+        in_verified(o->s, o->in_serial, o->local, o->remote, type && !strcmp(type, "valid"));
+        o->dead = true;
+        out_write(o, "</stream:stream>");
+        conn_close(o->conn);
+    } else if (elem_is(st, NS_STREAMS, "error")) {
+        elem_t *cond = elem_first(st);
+        log_info("s2s %s -> %s: stream error %s", o->local, o->remote, cond ? cond->name : "?");
+        fail(o, "remote-server-not-found", "stream error");
+    } else if (elem_is(st, NS_TLS, "failure")) {
+        fail(o, "remote-server-not-found", "STARTTLS refused");
+    } else {
+        log_debug("s2s %s -> %s: <%s/> ignored", o->local, o->remote, st->name);
+    }
+}
+
+static void x_close(void *ud)
+{
+    out_t *o = ud;
+    o->dead = true;
+    out_write(o, "</stream:stream>");
+    if (o->conn) conn_close(o->conn);
+}
+
+static const xstream_cb_t x_cb = {.on_open = x_open, .on_stanza = x_stanza, .on_close = x_close};
+
+static void c_read(conn_t *c, const char *data, size_t len)
+{
+    out_t *o = conn_data(c);
+    xstream_status_t st = xstream_feed(o->xs, data, len);
+    if (st != XSTREAM_OK) fail(o, "remote-server-not-found", xstream_condition(st));
+}
+
+static void c_connect(conn_t *c, int status)
+{
+    out_t *o = conn_data(c);
+    if (status < 0) {
+        log_info("s2s %s -> %s: cannot connect: %s", o->local, o->remote, uv_strerror(status));
+        o->condition = "remote-server-not-found";
+        return; /* on_close follows */
+    }
+    send_header(o);
+}
+
+static void c_tls(conn_t *c, int status)
+{
+    out_t *o = conn_data(c);
+    if (status < 0) {
+        log_info("s2s %s -> %s: TLS failed (certificate not trusted?)", o->local, o->remote);
+        o->condition = "remote-server-not-found";
+        return;
+    }
+    send_header(o);
+}
+
+static void free_out(uv_handle_t *h)
+{
+    out_t *o = h->data;
+    free(o->local);
+    free(o->remote);
+    free(o->vid);
+    free(o->vkey);
+    free(o);
+}
+
+static void c_close(conn_t *c, const char *reason)
+{
+    out_t *o = conn_data(c);
+    if (reason && !o->dead) log_info("s2s %s -> %s: closed: %s", o->local, o->remote, reason);
+    o->conn = NULL;
+    o->dead = true;
+    bounce_queue(o);
+    if (o->is_verify && !o->answered) {
+        o->answered = true;
+        in_verified(o->s, o->in_serial, o->local, o->remote, false);
+    }
+    for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
+        if (*p == o) {
+            *p = o->next;
+            break;
+        }
+    xstream_free(o->xs);
+    uv_close((uv_handle_t *)&o->timer, free_out);
+}
+
+static const conn_cb_t c_cb = {
+    .on_read = c_read, .on_connect = c_connect, .on_tls = c_tls, .on_close = c_close};
+
+static char *xstrdup(const char *v)
+{
+    char *d = strdup(v ? v : "");
+    if (!d) log_fatal("out of memory");
+    return d;
+}
+
+static out_t *out_new(s2s_t *s, const char *local, const char *remote)
+{
+    const char *addr = s2s_route_for(s, remote);
+    if (!addr) {
+        log_info("s2s: no route to %s", remote);
+        return NULL;
+    }
+    out_t *o = calloc(1, sizeof *o);
+    if (!o) log_fatal("out of memory");
+    o->s = s;
+    o->local = xstrdup(local);
+    o->remote = xstrdup(remote);
+    o->queue_tail = &o->queue;
+    xstream_opts_t xo = {.max_stanza = s->max_stanza};
+    o->xs = xstream_new(&xo, &x_cb, o);
+    uv_timer_init(s->loop, &o->timer);
+    o->timer.data = o;
+    o->conn = conn_connect(s->loop, addr, &c_cb, o);
+    if (!o->conn) {
+        log_warn("s2s: route to %s: bad address %s", remote, addr);
+        xstream_free(o->xs);
+        uv_close((uv_handle_t *)&o->timer, free_out);
+        return NULL;
+    }
+    o->state = O_CONNECTING;
+    uv_timer_start(&o->timer, on_timer, s->connect_timeout, 0);
+    o->next = s->outs;
+    s->outs = o;
+    log_info("s2s %s -> %s: connecting to %s", local, remote, addr);
+    return o;
+}
+
+void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza)
+{
+    out_t *o = NULL;
+    for (out_t *p = s->outs; p; p = p->next)
+        if (!p->is_verify && !p->dead && !strcmp(p->local, local) && !strcmp(p->remote, remote)) {
+            o = p;
+            break;
+        }
+    if (!o && !s->is_stopping) o = out_new(s, local, remote);
+    if (!o) {
+        elem_t *copy = elem_copy(arena_new(0), stanza);
+        s2s_bounce(s, copy, "remote-server-not-found");
+        arena_free(copy->arena);
+        return;
+    }
+    if (o->state == O_READY) {
+        send_stanza(o, stanza);
+        if (s->idle_timeout) uv_timer_start(&o->timer, on_timer, s->idle_timeout, 0);
+        return;
+    }
+    qitem_t *q = calloc(1, sizeof *q);
+    if (!q) log_fatal("out of memory");
+    q->stanza = elem_copy(arena_new(0), stanza);
+    q->stanza->parent = q->stanza->next = NULL;
+    *o->queue_tail = q;
+    o->queue_tail = &q->next;
+}
+
+void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
+                const char *originating, const char *id, const char *key)
+{
+    (void)in;
+    out_t *o = s->is_stopping ? NULL : out_new(s, receiving, originating);
+    if (!o) {
+        in_verified(s, in_serial, receiving, originating, false);
+        return;
+    }
+    o->is_verify = true;
+    o->vid = xstrdup(id);
+    o->vkey = xstrdup(key);
+    o->in_serial = in_serial;
+}
+
+void out_close_all(s2s_t *s)
+{
+    for (out_t *o = s->outs; o; o = o->next) {
+        o->dead = true;
+        if (o->conn) {
+            if (o->state != O_CONNECTING) out_write(o, "</stream:stream>");
+            conn_close(o->conn);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+"""Federation end to end: two whole Hearths (router, sm, c2s, s2s) serving
+a.test and b.test, each told where the other is by a static s2s route.
+Their s2s daemons talk STARTTLS and server dialback (XEP-0220) to each
+other; real slixmpp clients exchange messages across them. A message to a
+domain whose server is down comes back as remote-server-not-found."""
+import os
+import time
+
+import pytest
+
+from hearth_env import Daemon, Env, Server, free_port, is_built
+from xmpp_client import Client
+
+pytestmark = pytest.mark.skipif(not is_built("s2s"), reason="hearth-s2s is not built")
+
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+class Hearth:
+    """One Hearth with its s2s, for domain, in directory tmp."""
+
+    def __init__(self, tmp, domain, s2s_port, routes, **settings):
+        os.makedirs(tmp, exist_ok=True)
+        self.env = Env(tmp)
+        self.s2s_port = s2s_port
+        self.server = Server(self.env, domain=domain, **{
+            "s2s.listen": f"127.0.0.1:{s2s_port}",
+            "s2s.route": [{"domain": d, "target": t} for d, t in routes.items()],
+            # the peers' certificates are self-signed: dialback alone
+            "s2s.verify-certificates": "false",
+            "s2s.connect-timeout": "2s",
+            **settings})
+        self.s2s = Daemon("s2s", self.env.config_path, self.env.logdir, ("127.0.0.1", s2s_port))
+
+    def start(self):
+        self.server.start()
+        mark = os.path.getsize(self.server.router.log)
+        self.env.add(self.s2s)
+        self.s2s.start()
+        self.server.wait_router_log(" bound s2s", mark, 10, self.s2s)
+        return self
+
+    def client(self, name):
+        c = Client(self.server, f"{name}@{self.server.domain}", "pw-secret", register=True)
+        c.xmpp.auto_authorize = None
+        c.xmpp.auto_subscribe = False
+        c.connect()
+        c.send_presence()  # available: messages to the bare JID reach it
+        return c
+
+
+@pytest.fixture
+def pair(tmp_path):
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}",
+                                                  "down.test": f"127.0.0.1:{free_port()}"})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"})
+    try:
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        errors = []
+        for h in (a, b):
+            try:
+                h.env.stop_all()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)
+
+
+def test_messages_both_ways(pair):
+    a, b = pair
+    alice, bob = a.client("alice"), b.client("bob")
+    try:
+        alice.send_message("bob@b.test", "hello from a")
+        m = bob.wait_message(timeout=10)
+        assert m["body"] == "hello from a"
+        assert m["from"].bare == "alice@a.test"
+        bob.send_message("alice@a.test", "hello from b")
+        m = alice.wait_message(timeout=10)
+        assert m["body"] == "hello from b"
+        assert m["from"].bare == "bob@b.test"
+        # the streams are reused: more messages go through at once
+        for i in range(5):
+            alice.send_message("bob@b.test", f"more {i}")
+        for i in range(5):
+            assert bob.wait_message(timeout=5)["body"] == f"more {i}"
+    finally:
+        alice.disconnect()
+        bob.disconnect()
+    with open(a.s2s.log) as f:
+        log = f.read()
+    assert log.count("a.test -> b.test: dialback accepted") == 1, log
+
+
+def test_unreachable_server_bounces(pair):
+    a, _ = pair
+    alice = a.client("alice")
+    try:
+        start = time.monotonic()
+        alice.send_message("nobody@down.test", "anyone?")
+        m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+        assert m["error"]["condition"] == "remote-server-not-found"
+        assert m["from"].bare == "nobody@down.test"
+        assert time.monotonic() - start < 5
+        # no route at all: bounced at once too
+        alice.send_message("x@unknown.test", "anyone?")
+        m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+        assert m["error"]["condition"] == "remote-server-not-found"
+    finally:
+        alice.disconnect()
