@@ -16,7 +16,7 @@ typedef struct request {
 static void on_resolved(void *ud, const elem_t *resolved)
 {
     request_t *req = ud;
-    if (comp_send_to(comp, req->from, "resolver", NULL, resolved) < 0)
+    if (resolved && comp_send_to(comp, req->from, "resolver", NULL, resolved) < 0)
         log_warn("resolver: answer to %s dropped: no router link", req->from);
     free(req->from);
     free(req);

@@ -473,6 +473,7 @@ static void entry_free(entry_t *e)
     srv_free_all(e);
     for (waiter_t *w = e->waiters, *next; w; w = next) {
         next = w->next;
+        w->cb(w->ud, NULL); /* cancelled: the caller frees ud */
         free(w->id);
         free(w);
     }

@@ -47,7 +47,8 @@
 typedef struct resolver resolver_t;
 
 /* Called once per request with the finished <resolved/> element, which
- * lives until the callback returns. */
+ * lives until the callback returns; with NULL when resolver_free cancels
+ * the request (only ud is to be released then). */
 typedef void (*resolve_cb)(void *ud, const elem_t *resolved);
 
 typedef struct resolver_opts {
@@ -60,7 +61,7 @@ typedef struct resolver_opts {
 
 /* NULL if c-ares cannot start (the reason is logged). */
 resolver_t *resolver_new(uv_loop_t *loop, const resolver_opts_t *opts);
-/* Stop every lookup (their callbacks do not run) and close the handles. */
+/* Stop every lookup (their callbacks run with NULL) and close the handles. */
 void resolver_free(resolver_t *r);
 /* A static answer for domain: target "host:port" (an IP address),
  * is_direct for direct TLS. Repeat to add more, in order. -1 if target is

@@ -210,3 +210,37 @@ def test_override_wins_without_dns(dns, lab):
         {"domain": "over.test", "target": "[::1]:25270"}]})
     assert asker.resolve("over.test") == (None, [("127.0.0.15", "25269", "direct", "127.0.0.15"),
                                                  ("::1", "25270", "starttls", "::1")])
+
+
+def test_failure_cached_for_negative_ttl(dns, lab):
+    dns.start("--host-record=other.test,127.0.0.16")
+    asker = lab(**{"resolver.negative-ttl": "5s"})
+    began = time.monotonic()
+    assert asker.resolve("late.test") == ("not-found", [])
+    dns.stop()
+    dns.start("--host-record=late.test,127.0.0.17")
+    assert asker.resolve("late.test") == ("not-found", []), "the failure was not cached"
+    assert time.monotonic() - began < 5, "too slow to see the cached failure"
+    time.sleep(max(0.0, began + 5.5 - time.monotonic()))
+    assert asker.resolve("late.test") == (None, [("late.test", "5269", "starttls", "127.0.0.17")])
+
+
+def test_silent_nameserver_is_timeout(dns, lab):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", dns.port))  # reads nothing, answers nothing
+        asker = lab()
+        began = time.monotonic()
+        res = asker.receive(asker.send("slow.test"), timeout=20)
+        assert res.get("error") == "timeout", ET.tostring(res)
+        assert time.monotonic() - began < 10
+        # A lookup still running when the resolver stops is cancelled
+        # cleanly (teardown checks its exit status).
+        asker.send("pending.test")
+        time.sleep(0.2)
+
+
+def test_request_without_domain_is_bad_request(lab):
+    asker = lab()
+    asker.comp.cmd(f"raw <route to='resolver' from='s2s'><resolve xmlns='{NS}' id='x'/></route>")
+    res = asker.receive("x")
+    assert res.get("error") == "bad-request", ET.tostring(res)
