@@ -210,8 +210,6 @@ uint64_t addr_failed(c2s_t *c2s, addr_t *a);
 void addr_sweep(c2s_t *c2s);
 void addr_table_free(c2s_t *c2s);
 
-/* Random lower-case hex (2 * bytes characters + NUL into out). */
-void c2s_random_hex(char *out, size_t bytes);
 /* A served domain's state by name, or NULL. */
 domain_state_t *c2s_domain(c2s_t *c2s, const char *name);
 

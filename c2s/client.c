@@ -286,7 +286,7 @@ void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls)
     cl->is_direct_tls = is_direct_tls;
     cl->last_read = cl->tokens_at = uv_now(c2s->loop);
     cl->tokens = c2s->burst;
-    c2s_random_hex(cl->stream_id, 8);
+    random_hex(cl->stream_id, 8);
     conn_set_write_limit(cl->conn, CLIENT_WRITE_LIMIT);
     xstream_opts_t opts = {.max_stanza = c2s->max_stanza};
     cl->xs = xstream_new(&opts, &stream_cb, cl);

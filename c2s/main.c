@@ -17,19 +17,6 @@
 
 static c2s_t c2s;
 
-void c2s_random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[32];
-    if (bytes > sizeof(raw)) bytes = sizeof(raw);
-    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes) < 0) log_fatal("no random numbers");
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < bytes; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * bytes] = '\0';
-}
-
 domain_state_t *c2s_domain(c2s_t *c, const char *name)
 {
     for (int i = 0; i < c->ndomains; i++)
@@ -71,49 +58,10 @@ static void configure(c2s_t *c, const config_t *cf)
     c->next_cid = (uint64_t)time(NULL) << 16;
 }
 
-static void make_dir(const char *path)
-{
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
-}
-
-/* The configured certificate, or STATEDIR/tls/DOMAIN.pem and .key, made
- * self-signed when missing. Several c2s processes start at once: a lock
- * file makes one of them generate and the others load its files. */
 static void load_certificate(c2s_t *c, const config_t *cf)
 {
-    const char *cert = config_get(cf, "c2s.cert"), *key = config_get(cf, "c2s.key");
-    char cert_path[4096], key_path[4096];
-    if ((cert && *cert) || (key && *key)) {
-        if (!cert || !*cert || !key || !*key) log_fatal("c2s.cert and c2s.key go together");
-        snprintf(cert_path, sizeof cert_path, "%s", cert);
-        snprintf(key_path, sizeof key_path, "%s", key);
-    } else {
-        const char *statedir = config_get(cf, "statedir");
-        char dir[4096], lock[4200];
-        make_dir(statedir);
-        snprintf(dir, sizeof dir, "%s/tls", statedir);
-        make_dir(dir);
-        if (snprintf(cert_path, sizeof cert_path, "%s/%s.pem", dir, c->domains[0].name) >=
-                (int)sizeof cert_path ||
-            snprintf(key_path, sizeof key_path, "%s/%s.key", dir, c->domains[0].name) >=
-                (int)sizeof key_path)
-            log_fatal("statedir %s is too long", statedir);
-        snprintf(lock, sizeof lock, "%s/.lock", dir);
-        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
-        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
-            char *err = NULL;
-            if (tls_make_selfsigned(c->domains[0].name, cert_path, key_path, &err) < 0)
-                log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
-            log_notice("made a self-signed certificate for %s: %s (clients will warn; set "
-                       "c2s.cert and c2s.key for a real one)",
-                       c->domains[0].name, cert_path);
-        }
-        close(fd); /* releases the lock */
-    }
-    char *err = NULL;
-    if (!(c->tls = tls_ctx_new_server(cert_path, key_path, &err)))
-        log_fatal("c2s certificate %s: %s", cert_path, err ? err : "cannot load");
+    c->tls = tls_ctx_for_domain(config_get(cf, "c2s.cert"), config_get(cf, "c2s.key"),
+                                config_get(cf, "statedir"), c->domains[0].name, "c2s");
 }
 
 static void on_connection(uv_stream_t *server, int status)

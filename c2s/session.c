@@ -181,7 +181,7 @@ void session_bind(client_t *cl, elem_t *iq)
     const char *resource = res ? elem_text(res) : "";
     char generated[33];
     if (!*resource) {
-        c2s_random_hex(generated, 8);
+        random_hex(generated, 8);
         resource = generated;
     }
     buf_t *b = &c2s->scratch;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -260,4 +261,60 @@ done:
     if (signer) gnutls_privkey_deinit(signer);
     if (key) gnutls_x509_privkey_deinit(key);
     return rc;
+}
+
+/* ---- what daemons share ---------------------------------------------------- */
+
+void random_hex(char *out, size_t bytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[32];
+    if (bytes > sizeof raw) bytes = sizeof raw;
+    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes) < 0) log_fatal("no random numbers");
+    for (size_t i = 0; i < bytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * bytes] = '\0';
+}
+
+static void make_dir(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
+}
+
+tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
+                              const char *domain, const char *what)
+{
+    char cert_path[4096], key_path[4096];
+    if ((cert && *cert) || (key && *key)) {
+        if (!cert || !*cert || !key || !*key) log_fatal("%s: cert and key go together", what);
+        snprintf(cert_path, sizeof cert_path, "%s", cert);
+        snprintf(key_path, sizeof key_path, "%s", key);
+    } else {
+        char dir[4096], lock[4200];
+        make_dir(statedir);
+        snprintf(dir, sizeof dir, "%s/tls", statedir);
+        make_dir(dir);
+        if (snprintf(cert_path, sizeof cert_path, "%s/%s.pem", dir, domain) >=
+                (int)sizeof cert_path ||
+            snprintf(key_path, sizeof key_path, "%s/%s.key", dir, domain) >= (int)sizeof key_path)
+            log_fatal("statedir %s is too long", statedir);
+        snprintf(lock, sizeof lock, "%s/.lock", dir);
+        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
+        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
+            char *err = NULL;
+            if (tls_make_selfsigned(domain, cert_path, key_path, &err) < 0)
+                log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
+            log_notice("made a self-signed certificate for %s: %s (peers will warn; set %s's "
+                       "cert and key for a real one)",
+                       domain, cert_path, what);
+        }
+        close(fd); /* releases the lock */
+    }
+    char *err = NULL;
+    tls_ctx_t *ctx = tls_ctx_new_server(cert_path, key_path, &err);
+    if (!ctx) log_fatal("%s certificate %s: %s", what, cert_path, err ? err : "cannot load");
+    return ctx;
 }

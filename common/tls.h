@@ -5,6 +5,7 @@
 #define HEARTH_TLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct tls_ctx tls_ctx_t;
 
@@ -19,5 +20,17 @@ void tls_ctx_free(tls_ctx_t *ctx);
 /* Write a new self-signed certificate and key (PEM) for domain. */
 int tls_make_selfsigned(const char *domain, const char *cert_file, const char *key_file,
                         char **err);
+
+/* A daemon's server credentials for domain: the configured cert and key
+ * files, or, when neither is set, STATEDIR/tls/DOMAIN.pem and .key, made
+ * self-signed the first time (under a lock: several processes may start at
+ * once). `what` names the daemon in messages. Fatal on failure: a daemon
+ * cannot serve without them. */
+tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
+                              const char *domain, const char *what);
+
+/* bytes random bytes (at most 32) as lower-case hex into out (2 * bytes + 1):
+ * stream ids, session ids, resources. */
+void random_hex(char *out, size_t bytes);
 
 #endif

@@ -32,14 +32,6 @@ static const conn_cb_t conn_cb = {
     .on_close = on_conn_close,
 };
 
-static void random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[32];
-    if (bytes > sizeof(raw)) bytes = sizeof(raw);
-    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes) < 0) log_fatal("no random numbers");
-    for (size_t i = 0; i < bytes; i++) sprintf(out + 2 * i, "%02x", raw[i]);
-}
-
 static void write_header(link_t *l, const char *ns, const char *from)
 {
     buf_t *b = &l->router->scratch;

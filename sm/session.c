@@ -8,7 +8,6 @@
  * client left) and a c2s going away end sessions; sm_end_session() ends
  * one from the server's side with action='ended'. Every end runs
  * SM_CHAIN_SESS_END (mod_presence broadcasts the unavailable presence). */
-#include <gnutls/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,18 +60,6 @@ static void fail(sm_t *sm, const char *c2s, const char *cid, const jid_t *jid, c
     }
     log_info("session for %s on %s refused: %s", jid_text, cid, condition);
     arena_free(a);
-}
-
-static void random_sid(char out[33])
-{
-    unsigned char r[16];
-    if (gnutls_rnd(GNUTLS_RND_NONCE, r, sizeof(r)) < 0) log_fatal("no random numbers");
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
-    }
-    out[32] = '\0';
 }
 
 /* A packet for the session chains: a <session/> with from = the full JID. */
@@ -181,7 +168,7 @@ static void start_checked(sm_t *sm, void *ud, int exists)
     s->cid = st->cid;
     free(st);
     do
-        random_sid(s->sid);
+        random_hex(s->sid, 16);
     while (map_get(&sm->sessions_by_sid, s->sid));
     sess_add(sm, s);
 
