@@ -4,6 +4,8 @@ Their s2s daemons talk STARTTLS and server dialback (XEP-0220) to each
 other; real slixmpp clients exchange messages across them. A message to a
 domain whose server is down comes back as remote-server-not-found."""
 import os
+import socket
+import ssl
 import time
 
 import pytest
@@ -110,3 +112,71 @@ def test_unreachable_server_bounces(pair):
         assert m["error"]["condition"] == "remote-server-not-found"
     finally:
         alice.disconnect()
+
+
+def test_silent_server_times_out(tmp_path):
+    """A peer that accepts the connection and never answers: the stanza
+    comes back as remote-server-timeout after s2s.connect-timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    a = Hearth(tmp_path / "a", "a.test", free_port(),
+               {"silent.test": f"127.0.0.1:{silent.getsockname()[1]}"})
+    try:
+        a.start()
+        alice = a.client("alice")
+        try:
+            start = time.monotonic()
+            alice.send_message("nobody@silent.test", "hello?")
+            m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+            assert m["error"]["condition"] == "remote-server-timeout"
+            assert 1.5 < time.monotonic() - start < 6
+        finally:
+            alice.disconnect()
+    finally:
+        silent.close()
+        a.env.stop_all()
+
+
+def read_until(sock, text, timeout=5):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in data:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+          "xmlns:stream='http://etherx.jabber.org/streams' "
+          "xmlns:db='jabber:server:dialback' version='1.0' from='evil.test' to='b.test'>")
+
+
+def test_unverified_from_is_refused(pair):
+    """A server that skips dialback (or claims a domain it did not verify)
+    gets the stream error invalid-from; nothing reaches the user."""
+    _, b = pair
+    bob = b.client("bob")
+    try:
+        raw = socket.create_connection(("127.0.0.1", b.s2s_port), timeout=5)
+        raw.sendall(HEADER.encode())
+        assert "starttls" in read_until(raw, "</stream:features>")
+        raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        assert "proceed" in read_until(raw, "proceed")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        tls = ctx.wrap_socket(raw, server_hostname="b.test")
+        tls.sendall(HEADER.encode())
+        read_until(tls, "</stream:features>")
+        tls.sendall(b"<message from='mallory@a.test' to='bob@b.test' type='chat'>"
+                    b"<body>spoofed</body></message>")
+        assert "invalid-from" in read_until(tls, "</stream:stream>")
+        tls.close()
+        with pytest.raises(AssertionError):
+            bob.wait_message(timeout=1)
+    finally:
+        bob.disconnect()
