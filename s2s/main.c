@@ -204,6 +204,10 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     s2s_t *s = comp_data(comp);
     elem_t *payload = elem_first(route);
     if (!payload) return;
+    if (elem_is(payload, NS_RESOLVER, "resolved")) {
+        out_resolved(s, payload);
+        return;
+    }
     if (elem_attr(route, "type")) {
         log_debug("a route from s2s came back (%s): dropped",
                   elem_attr(route, "error") ? elem_attr(route, "error") : "?");
@@ -222,6 +226,12 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     jid_free(jfrom);
 }
 
+static void on_advert(comp_t *comp, const char *name, bool available)
+{
+    s2s_t *s = comp_data(comp);
+    if (strcmp(name, "resolver") == 0) s->has_resolver = available;
+}
+
 static void on_bind_error(comp_t *comp, const char *name, const char *error)
 {
     (void)comp;
@@ -232,6 +242,7 @@ static const comp_cb_t comp_cb = {
     .on_ready = on_ready,
     .on_down = on_down,
     .on_route = on_route,
+    .on_advert = on_advert,
     .on_bind_error = on_bind_error,
 };
 

@@ -11,7 +11,12 @@ typedef struct qitem {
     struct qitem *next;
 } qitem_t;
 
-enum out_state { O_CONNECTING, O_OPENING, O_STARTTLS, O_DIALBACK, O_READY };
+enum out_state { O_RESOLVING, O_CONNECTING, O_OPENING, O_STARTTLS, O_DIALBACK, O_READY };
+
+typedef struct target {
+    char addr[80]; /* "192.0.2.1:5269", "[2001:db8::1]:5269" */
+    bool direct;   /* TLS from the first byte (XEP-0368) */
+} target_t;
 
 struct out {
     s2s_t *s;
@@ -25,12 +30,18 @@ struct out {
     char stream_id[256];
     qitem_t *queue, **queue_tail;
     uv_timer_t timer;       /* connect timeout, then idle timeout */
+    uint64_t serial;        /* the id of its resolver request */
+    target_t *targets;      /* from the resolver, in the order to try */
+    int ntargets, next_target;
+    bool direct;            /* the current target wants TLS at once */
     /* a db:verify link */
     bool is_verify;
     char *vid, *vkey;
     uint64_t in_serial;
     bool answered;
 };
+
+static void free_out(uv_handle_t *h);
 
 static void out_write(out_t *o, const char *text)
 {
@@ -61,7 +72,18 @@ static void fail(out_t *o, const char *condition, const char *why)
         o->answered = true;
         in_verified(o->s, o->in_serial, o->local, o->remote, false);
     }
-    if (o->conn) conn_abort(o->conn);
+    if (o->conn) {
+        conn_abort(o->conn);
+    } else if (o->state == O_RESOLVING) {
+        /* no connection whose close would free it: now */
+        for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
+            if (*p == o) {
+                *p = o->next;
+                break;
+            }
+        xstream_free(o->xs);
+        uv_close((uv_handle_t *)&o->timer, free_out);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -219,7 +241,10 @@ static void c_connect(conn_t *c, int status)
         o->condition = "remote-server-not-found";
         return; /* on_close follows */
     }
-    send_header(o);
+    if (o->direct)
+        conn_starttls(c, o->s->tls_client, false, o->remote);
+    else
+        send_header(o);
 }
 
 static void c_tls(conn_t *c, int status)
@@ -240,14 +265,21 @@ static void free_out(uv_handle_t *h)
     free(o->remote);
     free(o->vid);
     free(o->vkey);
+    free(o->targets);
     free(o);
 }
+
+static bool connect_next(out_t *o);
 
 static void c_close(conn_t *c, const char *reason)
 {
     out_t *o = conn_data(c);
     if (reason && !o->dead) log_info("s2s %s -> %s: closed: %s", o->local, o->remote, reason);
     o->conn = NULL;
+    /* Not connected yet: the resolver may have given more addresses. */
+    if (!o->dead && o->state == O_CONNECTING && o->next_target < o->ntargets &&
+        connect_next(o))
+        return;
     o->dead = true;
     bounce_queue(o);
     if (o->is_verify && !o->answered) {
@@ -273,16 +305,36 @@ static char *xstrdup(const char *v)
     return d;
 }
 
+static uint64_t next_serial = 1;
+
+/* Connect to the next target of the resolver's list; false if none works. */
+static bool connect_next(out_t *o)
+{
+    while (o->next_target < o->ntargets) {
+        target_t *t = &o->targets[o->next_target++];
+        o->direct = t->direct;
+        o->conn = conn_connect(o->s->loop, t->addr, &c_cb, o);
+        if (o->conn) {
+            o->state = O_CONNECTING;
+            log_info("s2s %s -> %s: connecting to %s%s", o->local, o->remote, t->addr,
+                     t->direct ? " (direct TLS)" : "");
+            return true;
+        }
+    }
+    return false;
+}
+
 static out_t *out_new(s2s_t *s, const char *local, const char *remote)
 {
     const char *addr = s2s_route_for(s, remote);
-    if (!addr) {
-        log_info("s2s: no route to %s", remote);
+    if (!addr && !s->has_resolver) {
+        log_info("s2s: no route to %s and no resolver", remote);
         return NULL;
     }
     out_t *o = calloc(1, sizeof *o);
     if (!o) log_fatal("out of memory");
     o->s = s;
+    o->serial = next_serial++;
     o->local = xstrdup(local);
     o->remote = xstrdup(remote);
     o->queue_tail = &o->queue;
@@ -290,19 +342,73 @@ static out_t *out_new(s2s_t *s, const char *local, const char *remote)
     o->xs = xstream_new(&xo, &x_cb, o);
     uv_timer_init(s->loop, &o->timer);
     o->timer.data = o;
-    o->conn = conn_connect(s->loop, addr, &c_cb, o);
-    if (!o->conn) {
-        log_warn("s2s: route to %s: bad address %s", remote, addr);
-        xstream_free(o->xs);
-        uv_close((uv_handle_t *)&o->timer, free_out);
-        return NULL;
+    if (addr) {
+        o->targets = calloc(1, sizeof *o->targets);
+        if (!o->targets) log_fatal("out of memory");
+        snprintf(o->targets[0].addr, sizeof o->targets[0].addr, "%s", addr);
+        o->ntargets = 1;
+        if (!connect_next(o)) {
+            log_warn("s2s: route to %s: bad address %s", remote, addr);
+            xstream_free(o->xs);
+            uv_close((uv_handle_t *)&o->timer, free_out);
+            return NULL;
+        }
+    } else {
+        o->state = O_RESOLVING;
+        arena_t *a = arena_new(0);
+        elem_t *req = elem_new(a, NS_RESOLVER, "resolve");
+        char id[24];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)o->serial);
+        elem_set_attr(req, "id", id);
+        elem_set_attr(req, "domain", remote);
+        if (comp_send_to(s->comp, "resolver", s->id, NULL, req) < 0)
+            o->condition = "remote-server-not-found";
+        arena_free(a);
+        log_info("s2s %s -> %s: resolving", local, remote);
     }
-    o->state = O_CONNECTING;
     uv_timer_start(&o->timer, on_timer, s->connect_timeout, 0);
     o->next = s->outs;
     s->outs = o;
-    log_info("s2s %s -> %s: connecting to %s", local, remote, addr);
     return o;
+}
+
+void out_resolved(s2s_t *s, const elem_t *answer)
+{
+    const char *id = elem_attr(answer, "id");
+    out_t *o = s->outs;
+    char mine[24];
+    for (; o; o = o->next) {
+        snprintf(mine, sizeof mine, "%llu", (unsigned long long)o->serial);
+        if (id && !strcmp(id, mine)) break;
+    }
+    if (!o || o->dead || o->state != O_RESOLVING) return;
+    int n = 0;
+    for (elem_t *t = elem_child(answer, NS_RESOLVER, "target"); t;
+         t = elem_next(t, NS_RESOLVER, "target"))
+        n++;
+    const char *error = elem_attr(answer, "error");
+    if (n == 0) {
+        fail(o, error && !strcmp(error, "timeout") ? "remote-server-timeout"
+                                                   : "remote-server-not-found",
+             error ? error : "no address");
+        return;
+    }
+    o->targets = calloc((size_t)n, sizeof *o->targets);
+    if (!o->targets) log_fatal("out of memory");
+    for (elem_t *t = elem_child(answer, NS_RESOLVER, "target"); t;
+         t = elem_next(t, NS_RESOLVER, "target")) {
+        const char *addr = elem_attr(t, "addr"), *port = elem_attr(t, "port");
+        const char *tls = elem_attr(t, "tls");
+        if (!addr || !port) continue;
+        target_t *x = &o->targets[o->ntargets++];
+        snprintf(x->addr, sizeof x->addr, strchr(addr, ':') ? "[%s]:%s" : "%s:%s", addr, port);
+        x->direct = tls && !strcmp(tls, "direct");
+    }
+    o->state = O_CONNECTING;
+    if (!connect_next(o)) {
+        o->state = O_RESOLVING;
+        fail(o, "remote-server-not-found", "no address to connect to");
+    }
 }
 
 void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza)
@@ -350,11 +456,14 @@ void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
 
 void out_close_all(s2s_t *s)
 {
-    for (out_t *o = s->outs; o; o = o->next) {
-        o->dead = true;
-        if (o->conn) {
-            if (o->state != O_CONNECTING) out_write(o, "</stream:stream>");
-            conn_close(o->conn);
+    for (out_t *o = s->outs, *next; o; o = next) {
+        next = o->next;
+        if (!o->conn) {
+            fail(o, "remote-server-not-found", "shutting down");
+            continue;
         }
+        o->dead = true;
+        if (o->state != O_CONNECTING) out_write(o, "</stream:stream>");
+        conn_close(o->conn);
     }
 }

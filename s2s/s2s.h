@@ -3,7 +3,8 @@
  *
  * The s2s binds the router's default route, so every stanza for a domain
  * nobody on this server serves reaches it. Outgoing (out.c): one stream per
- * (local domain, remote domain), opened on the first stanza, which waits in
+ * (local domain, remote domain), opened on the first stanza (to the
+ * address of a static s2s/route, else to those hearth-resolver gives), which waits in
  * the stream's queue until dialback succeeds; a peer that cannot be reached
  * gets every queued stanza bounced to its sender. Incoming (in.c): streams
  * from other servers, STARTTLS, dialback keys checked by connecting back to
@@ -28,6 +29,7 @@
 #include "xstream.h"
 
 #define NS_DIALBACK "jabber:server:dialback"
+#define NS_RESOLVER "urn:hearth:resolver:1"
 
 typedef struct out out_t;
 typedef struct in in_t;
@@ -49,6 +51,7 @@ typedef struct s2s {
     tls_ctx_t *tls_server;
     tls_ctx_t *tls_client;
     bool require_tls;
+    bool has_resolver; /* the router advertises "resolver" */
     uint64_t connect_timeout, idle_timeout;
     size_t max_stanza;
     unsigned char secret[32]; /* SHA-256 of the dialback secret */
@@ -81,6 +84,8 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
 void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
                 const char *originating, const char *id, const char *key);
 void out_close_all(s2s_t *s);
+/* The resolver's <resolved/> answer to one of our requests. */
+void out_resolved(s2s_t *s, const elem_t *answer);
 
 /* in.c */
 void in_accept(s2s_t *s, uv_stream_t *server);

@@ -21,7 +21,7 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 class Hearth:
     """One Hearth with its s2s, for domain, in directory tmp."""
 
-    def __init__(self, tmp, domain, s2s_port, routes, **settings):
+    def __init__(self, tmp, domain, s2s_port, routes, resolver=False, **settings):
         os.makedirs(tmp, exist_ok=True)
         self.env = Env(tmp)
         self.s2s_port = s2s_port
@@ -33,10 +33,16 @@ class Hearth:
             "s2s.connect-timeout": "2s",
             **settings})
         self.s2s = Daemon("s2s", self.env.config_path, self.env.logdir, ("127.0.0.1", s2s_port))
+        self.resolver = (Daemon("resolver", self.env.config_path, self.env.logdir)
+                         if resolver else None)
 
     def start(self):
         self.server.start()
         mark = os.path.getsize(self.server.router.log)
+        if self.resolver:
+            self.env.add(self.resolver)
+            self.resolver.start()
+            self.server.wait_router_log(" bound resolver", mark, 10, self.resolver)
         self.env.add(self.s2s)
         self.s2s.start()
         self.server.wait_router_log(" bound s2s", mark, 10, self.s2s)
@@ -180,3 +186,39 @@ def test_unverified_from_is_refused(pair):
             bob.wait_message(timeout=1)
     finally:
         bob.disconnect()
+
+
+@pytest.mark.skipif(not is_built("resolver"), reason="hearth-resolver is not built")
+def test_through_the_resolver(tmp_path):
+    """No static s2s route: the s2s asks hearth-resolver (here answering
+    from its resolver/override) where b.test is, both for the stream and
+    for b's db:verify back to a."""
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {}, resolver=True, **{
+        "resolver.override": [{"domain": "b.test", "target": f"127.0.0.1:{port_b}"},
+                              {"domain": "nxdomain.test", "target": f"127.0.0.1:{free_port()}"}]})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {}, resolver=True, **{
+        "resolver.override": {"domain": "a.test", "target": f"127.0.0.1:{port_a}"}})
+    try:
+        a.start()
+        b.start()
+        alice, bob = a.client("alice"), b.client("bob")
+        try:
+            alice.send_message("bob@b.test", "resolved")
+            assert bob.wait_message(timeout=10)["body"] == "resolved"
+            bob.send_message("alice@a.test", "and back")
+            assert alice.wait_message(timeout=10)["body"] == "and back"
+            alice.send_message("x@nxdomain.test", "anyone?")
+            m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+            assert m["error"]["condition"] == "remote-server-not-found"
+        finally:
+            alice.disconnect()
+            bob.disconnect()
+    finally:
+        errors = []
+        for h in (a, b):
+            try:
+                h.env.stop_all()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)
