@@ -167,6 +167,7 @@ static void x_open(void *ud, elem_t *header, const char *default_ns)
     out_t *o = ud;
     (void)default_ns;
     const char *id = elem_attr(header, "id");
+    log_debug("s2s %s -> %s: stream opened, id %s", o->local, o->remote, id ? id : "(none)");
     snprintf(o->stream_id, sizeof o->stream_id, "%s", id ? id : "");
     if (!id || !*id) fail(o, "remote-server-not-found", "the peer's stream has no id");
 }
@@ -175,6 +176,7 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
 {
     out_t *o = ud;
     (void)raw;
+    log_debug("s2s %s -> %s: <%s xmlns='%s'/>", o->local, o->remote, st->name, st->ns);
     if (o->dead) return;
     if (elem_is(st, NS_STREAMS, "features")) {
         if (!conn_has_tls(o->conn) && elem_child(st, NS_TLS, "starttls")) {

@@ -222,3 +222,28 @@ def test_through_the_resolver(tmp_path):
             except AssertionError as e:
                 errors.append(str(e))
         assert not errors, "\n".join(errors)
+
+
+def test_subscription_and_presence(pair):
+    """RFC 6121 subscriptions across servers: alice asks, bob approves,
+    alice then sees bob's presence, and bob's availability changes reach
+    her."""
+    a, b = pair
+    alice, bob = a.client("alice"), b.client("bob")
+    try:
+        alice.send_presence(pto="bob@b.test", ptype="subscribe")
+        req = bob.wait_presence(lambda s: s["type"] == "subscribe", timeout=10)
+        assert req["from"].bare == "alice@a.test"
+        bob.send_presence(pto="alice@a.test", ptype="subscribed")
+        alice.wait_presence(lambda s: s["type"] == "subscribed" and s["from"].bare == "bob@b.test",
+                            timeout=10)
+        # the server sends bob's current presence after the approval
+        alice.wait_presence(lambda s: s["from"].bare == "bob@b.test" and s["type"] == "available",
+                            timeout=10)
+        bob.send_presence(pstatus="busy")
+        p = alice.wait_presence(lambda s: s["from"].bare == "bob@b.test" and s["status"] == "busy",
+                                timeout=10)
+        assert p["type"] == "available"
+    finally:
+        alice.disconnect()
+        bob.disconnect()
