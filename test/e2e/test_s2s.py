@@ -195,7 +195,9 @@ def test_through_the_resolver(tmp_path):
     for b's db:verify back to a."""
     port_a, port_b = free_port(), free_port()
     a = Hearth(tmp_path / "a", "a.test", port_a, {}, resolver=True, **{
-        "resolver.override": [{"domain": "b.test", "target": f"127.0.0.1:{port_b}"},
+        # the first address refuses: the s2s goes on to the next one
+        "resolver.override": [{"domain": "b.test", "target": f"127.0.0.1:{free_port()}"},
+                              {"domain": "b.test", "target": f"127.0.0.1:{port_b}"},
                               {"domain": "nxdomain.test", "target": f"127.0.0.1:{free_port()}"}]})
     b = Hearth(tmp_path / "b", "b.test", port_b, {}, resolver=True, **{
         "resolver.override": {"domain": "a.test", "target": f"127.0.0.1:{port_a}"}})
@@ -247,3 +249,37 @@ def test_subscription_and_presence(pair):
     finally:
         alice.disconnect()
         bob.disconnect()
+
+
+def test_idle_stream_closed_and_reopened(tmp_path):
+    """An idle stream is closed after s2s.idle-timeout; the next stanza
+    opens a new one."""
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}"},
+               **{"s2s.idle-timeout": "1s"})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"})
+    try:
+        a.start()
+        b.start()
+        alice, bob = a.client("alice"), b.client("bob")
+        try:
+            alice.send_message("bob@b.test", "one")
+            assert bob.wait_message(timeout=10)["body"] == "one"
+            deadline = time.monotonic() + 10
+            while "a.test -> b.test: idle, closing" not in open(a.s2s.log).read():
+                assert time.monotonic() < deadline, "the idle stream was not closed"
+                time.sleep(0.1)
+            alice.send_message("bob@b.test", "two")
+            assert bob.wait_message(timeout=10)["body"] == "two"
+            assert open(a.s2s.log).read().count("a.test -> b.test: dialback accepted") == 2
+        finally:
+            alice.disconnect()
+            bob.disconnect()
+    finally:
+        errors = []
+        for h in (a, b):
+            try:
+                h.env.stop_all()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)
