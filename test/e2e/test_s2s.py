@@ -6,6 +6,7 @@ domain whose server is down comes back as remote-server-not-found."""
 import os
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -272,6 +273,57 @@ def test_idle_stream_closed_and_reopened(tmp_path):
             alice.send_message("bob@b.test", "two")
             assert bob.wait_message(timeout=10)["body"] == "two"
             assert open(a.s2s.log).read().count("a.test -> b.test: dialback accepted") == 2
+        finally:
+            alice.disconnect()
+            bob.disconnect()
+    finally:
+        errors = []
+        for h in (a, b):
+            try:
+                h.env.stop_all()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)
+
+
+def make_cert(directory, domain):
+    """A self-signed certificate for domain (its own CA); (cert, key)."""
+    cert, key = os.path.join(directory, f"{domain}.crt"), os.path.join(directory, f"{domain}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_certificate_verification(tmp_path, trusted):
+    """With s2s.verify-certificates on (the default), a peer's certificate
+    must verify against s2s.ca for the peer's domain: then the stream
+    works; with a certificate not trusted it does not, and the stanza
+    comes back as remote-server-not-found."""
+    a_cert, a_key = make_cert(str(tmp_path), "a.test")
+    b_cert, b_key = make_cert(str(tmp_path), "b.test")
+    other, _ = make_cert(str(tmp_path), "other.test")
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}"}, **{
+        "s2s.verify-certificates": "true", "s2s.cert": a_cert, "s2s.key": a_key,
+        "s2s.ca": b_cert if trusted else other})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"}, **{
+        "s2s.verify-certificates": "true", "s2s.cert": b_cert, "s2s.key": b_key,
+        "s2s.ca": a_cert})
+    try:
+        a.start()
+        b.start()
+        alice, bob = a.client("alice"), b.client("bob")
+        try:
+            alice.send_message("bob@b.test", "verified?")
+            if trusted:
+                assert bob.wait_message(timeout=10)["body"] == "verified?"
+            else:
+                m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+                assert m["error"]["condition"] == "remote-server-not-found"
+                with pytest.raises(AssertionError):
+                    bob.wait_message(timeout=1)
         finally:
             alice.disconnect()
             bob.disconnect()
