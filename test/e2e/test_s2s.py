@@ -335,3 +335,35 @@ def test_certificate_verification(tmp_path, trusted):
             except AssertionError as e:
                 errors.append(str(e))
         assert not errors, "\n".join(errors)
+
+
+def test_wrong_dialback_key_is_refused(pair):
+    """A server that claims to be a.test without a.test's key: b asks a.test
+    (db:verify), which says invalid; b answers the claim with
+    type='invalid' and refuses stanzas from a.test on that stream."""
+    a, b = pair
+    bob = b.client("bob")
+    try:
+        raw = socket.create_connection(("127.0.0.1", b.s2s_port), timeout=5)
+        header = HEADER.replace("from='evil.test'", "from='a.test'")
+        raw.sendall(header.encode())
+        read_until(raw, "</stream:features>")
+        raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        read_until(raw, "proceed")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        tls = ctx.wrap_socket(raw, server_hostname="b.test")
+        tls.sendall(header.encode())
+        read_until(tls, "</stream:features>")
+        tls.sendall(b"<db:result from='a.test' to='b.test'>" + b"0" * 64 + b"</db:result>")
+        answer = read_until(tls, "/>", timeout=10)
+        assert "type='invalid'" in answer, answer
+        tls.sendall(b"<message from='alice@a.test' to='bob@b.test' type='chat'>"
+                    b"<body>spoofed</body></message>")
+        assert "invalid-from" in read_until(tls, "</stream:stream>")
+        tls.close()
+        with pytest.raises(AssertionError):
+            bob.wait_message(timeout=1)
+    finally:
+        bob.disconnect()
