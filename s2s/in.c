@@ -61,7 +61,7 @@ static void x_open(void *ud, elem_t *header, const char *default_ns)
 {
     in_t *in = ud;
     const char *to = elem_attr(header, "to"), *from = elem_attr(header, "from");
-    s2s_random_hex(in->id, 16);
+    random_hex(in->id, 16);
     buf_t b = BUF_INIT;
     buf_appends(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
                     "xmlns:stream='http://etherx.jabber.org/streams' "

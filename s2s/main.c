@@ -1,33 +1,15 @@
 /* main.c — hearth-s2s: reads the config, loads (or makes) the certificate,
  * listens for other servers, binds the router's default route and runs the
  * loop. Streams are out.c's and in.c's. */
-#include <errno.h>
-#include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "s2s.h"
 
 static s2s_t s2s;
-
-void s2s_random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[32];
-    if (bytes > sizeof(raw)) bytes = sizeof(raw);
-    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes) < 0) log_fatal("no random numbers");
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < bytes; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * bytes] = '\0';
-}
 
 bool s2s_is_local(const s2s_t *s, const char *domain)
 {
@@ -122,7 +104,7 @@ static void configure(s2s_t *s, const config_t *cf)
     const char *secret = config_get(cf, "s2s.dialback-secret");
     char random[65];
     if (!secret || !*secret) {
-        s2s_random_hex(random, 32);
+        random_hex(random, 32);
         secret = random;
     }
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, secret, strlen(secret), s->secret) < 0)
@@ -133,48 +115,6 @@ static void configure(s2s_t *s, const config_t *cf)
     if (!(s->tls_client = tls_ctx_new_client(ca && *ca ? ca : NULL,
                                              config_bool(cf, "s2s.verify-certificates"), &err)))
         log_fatal("s2s TLS client: %s", err ? err : "cannot set up");
-}
-
-static void make_dir(const char *path)
-{
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
-}
-
-/* The configured certificate, or STATEDIR/tls/DOMAIN.pem and .key (the
- * ones c2s makes), made self-signed when missing. */
-static void load_certificate(s2s_t *s, const config_t *cf)
-{
-    const char *cert = config_get(cf, "s2s.cert"), *key = config_get(cf, "s2s.key");
-    char cert_path[4096], key_path[4096];
-    if ((cert && *cert) || (key && *key)) {
-        if (!cert || !*cert || !key || !*key) log_fatal("s2s.cert and s2s.key go together");
-        snprintf(cert_path, sizeof cert_path, "%s", cert);
-        snprintf(key_path, sizeof key_path, "%s", key);
-    } else {
-        const char *statedir = config_get(cf, "statedir");
-        char dir[4096], lock[4200];
-        make_dir(statedir);
-        snprintf(dir, sizeof dir, "%s/tls", statedir);
-        make_dir(dir);
-        if (snprintf(cert_path, sizeof cert_path, "%s/%s.pem", dir, s->domains[0]) >=
-                (int)sizeof cert_path ||
-            snprintf(key_path, sizeof key_path, "%s/%s.key", dir, s->domains[0]) >=
-                (int)sizeof key_path)
-            log_fatal("statedir %s is too long", statedir);
-        snprintf(lock, sizeof lock, "%s/.lock", dir);
-        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
-        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
-            char *err = NULL;
-            if (tls_make_selfsigned(s->domains[0], cert_path, key_path, &err) < 0)
-                log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
-            log_notice("made a self-signed certificate for %s: %s", s->domains[0], cert_path);
-        }
-        close(fd);
-    }
-    char *err = NULL;
-    if (!(s->tls_server = tls_ctx_new_server(cert_path, key_path, &err)))
-        log_fatal("s2s certificate %s: %s", cert_path, err ? err : "cannot load");
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -275,7 +215,9 @@ int main(int argc, char **argv)
     s->config = d.config;
     s->id = d.id;
     configure(s, d.config);
-    load_certificate(s, d.config);
+    s->tls_server = tls_ctx_for_domain(config_get(d.config, "s2s.cert"),
+                                       config_get(d.config, "s2s.key"),
+                                       config_get(d.config, "statedir"), s->domains[0], "s2s");
 
     const char *listen = config_get(d.config, "s2s.listen");
     if (listen && *listen) {

@@ -69,7 +69,6 @@ const char *s2s_route_for(const s2s_t *s, const char *domain);
 /* The XEP-0185 key: hex HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' id). */
 void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *originating,
                       const char *id, char out[65]);
-void s2s_random_hex(char *out, size_t bytes);
 /* Send stanza (any stanza namespace) to the local sm: routed to the
  * domain of its to, user the bare to. */
 void s2s_deliver_local(s2s_t *s, const elem_t *stanza);
