@@ -927,7 +927,12 @@ static void tls_input(conn_t *c)
             peer_closed(c);
             return;
         }
-        if (n == GNUTLS_E_AGAIN) break;
+        if (n == GNUTLS_E_AGAIN) {
+            /* A post-handshake message (a TLS 1.3 session ticket) ends a
+             * call with AGAIN although records may follow in the input. */
+            if (c->in_len > c->in_off) continue;
+            break;
+        }
         if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE) continue;
         if (gnutls_error_is_fatal((int)n)) {
             tls_fail(c, (int)n, false);
