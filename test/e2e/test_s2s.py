@@ -58,6 +58,17 @@ class Hearth:
         return c
 
 
+def stop_servers(*servers):
+    """Stop every server's daemons; fail with all their errors at once."""
+    errors = []
+    for h in servers:
+        try:
+            h.env.stop_all()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
+
+
 @pytest.fixture
 def pair(tmp_path):
     port_a, port_b = free_port(), free_port()
@@ -69,13 +80,7 @@ def pair(tmp_path):
         b.start()
         yield a, b
     finally:
-        errors = []
-        for h in (a, b):
-            try:
-                h.env.stop_all()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
+        stop_servers(a, b)
 
 
 def test_messages_both_ways(pair):
@@ -218,13 +223,7 @@ def test_through_the_resolver(tmp_path):
             alice.disconnect()
             bob.disconnect()
     finally:
-        errors = []
-        for h in (a, b):
-            try:
-                h.env.stop_all()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
+        stop_servers(a, b)
 
 
 def test_subscription_and_presence(pair):
@@ -277,13 +276,7 @@ def test_idle_stream_closed_and_reopened(tmp_path):
             alice.disconnect()
             bob.disconnect()
     finally:
-        errors = []
-        for h in (a, b):
-            try:
-                h.env.stop_all()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
+        stop_servers(a, b)
 
 
 def make_cert(directory, domain):
@@ -328,13 +321,7 @@ def test_certificate_verification(tmp_path, trusted):
             alice.disconnect()
             bob.disconnect()
     finally:
-        errors = []
-        for h in (a, b):
-            try:
-                h.env.stop_all()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
+        stop_servers(a, b)
 
 
 def test_wrong_dialback_key_is_refused(pair):
