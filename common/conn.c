@@ -1154,6 +1154,8 @@ int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_
     }
     if (!is_server && tls_ctx_verifies(ctx))
         gnutls_session_set_verify_cert(s, server_name && *server_name ? server_name : NULL, 0);
+    if (is_server && tls_ctx_requests_cert(ctx))
+        gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
     gnutls_transport_set_ptr(s, c);
     gnutls_transport_set_push_function(s, tls_push);
     gnutls_transport_set_pull_function(s, tls_pull);
@@ -1168,6 +1170,13 @@ int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_
 bool conn_has_tls(const conn_t *c)
 {
     return c->tls != NULL;
+}
+
+bool conn_peer_verified(conn_t *c, const char *name)
+{
+    if (!c || !name || !*name || !c->tls || !c->tls_done || c->tls_failed) return false;
+    unsigned status = 0;
+    return gnutls_certificate_verify_peers3(c->tls, name, &status) == 0 && status == 0;
 }
 
 /* RFC 5929 tls-unique exists only up to TLS 1.2; RFC 9266 tls-exporter

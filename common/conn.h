@@ -88,6 +88,10 @@ bool conn_is_paused(const conn_t *c);
  * Returns 0, or -1 if TLS is already on. */
 int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_name);
 bool conn_has_tls(const conn_t *c);
+/* After the handshake: the peer presented a certificate that chains to the
+ * context's trusted CAs, is in its validity period and names `name` (a DNS
+ * domain). Server side, the context must ask for one (tls_ctx_trust). */
+bool conn_peer_verified(conn_t *c, const char *name);
 /* Channel binding data for SCRAM-*-PLUS: type "tls-unique" or
  * "tls-exporter". 0 and the raw bytes in out, or -1. */
 int conn_channel_binding(conn_t *c, const char *type, buf_t *out);

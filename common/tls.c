@@ -35,8 +35,8 @@
 struct tls_ctx {
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t priority;
-    bool is_server;
-    bool verify;
+    bool verify;       /* as a client: refuse a server that does not verify */
+    bool request_cert; /* as a server: ask the client for its certificate */
     unsigned refs;
 };
 
@@ -50,11 +50,10 @@ static void set_err(char **err, const char *fmt, ...)
     va_end(ap);
 }
 
-static tls_ctx_t *ctx_new(bool is_server, bool verify, char **err)
+static tls_ctx_t *ctx_new(bool verify, char **err)
 {
     tls_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (!ctx) log_fatal("out of memory");
-    ctx->is_server = is_server;
     ctx->verify = verify;
     ctx->refs = 1;
     int rc = gnutls_certificate_allocate_credentials(&ctx->cred);
@@ -81,12 +80,8 @@ tls_ctx_t *tls_ctx_new_server(const char *cert_file, const char *key_file, char 
         set_err(err, "a server needs a certificate and a key");
         return NULL;
     }
-    tls_ctx_t *ctx = ctx_new(true, false, err);
-    if (!ctx) return NULL;
-    int rc = gnutls_certificate_set_x509_key_file2(ctx->cred, cert_file, key_file,
-                                                   GNUTLS_X509_FMT_PEM, NULL, 0);
-    if (rc < 0) {
-        set_err(err, "%s / %s: %s", cert_file, key_file, gnutls_strerror(rc));
+    tls_ctx_t *ctx = ctx_new(false, err);
+    if (ctx && tls_ctx_add_key_pair(ctx, cert_file, key_file, err) < 0) {
         tls_ctx_free(ctx);
         return NULL;
     }
@@ -96,7 +91,7 @@ tls_ctx_t *tls_ctx_new_server(const char *cert_file, const char *key_file, char 
 tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err)
 {
     if (err) *err = NULL;
-    tls_ctx_t *ctx = ctx_new(false, verify, err);
+    tls_ctx_t *ctx = ctx_new(verify, err);
     if (!ctx) return NULL;
     int rc;
     if (ca_file) {
@@ -117,6 +112,47 @@ tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err)
         }
     }
     return ctx;
+}
+
+int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_file, char **err)
+{
+    if (err) *err = NULL;
+    int rc = gnutls_certificate_set_x509_key_file2(ctx->cred, cert_file, key_file,
+                                                   GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (rc < 0) {
+        set_err(err, "%s / %s: %s", cert_file, key_file, gnutls_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int tls_ctx_trust(tls_ctx_t *ctx, const char *const *ca_files, int nca, char **err)
+{
+    if (err) *err = NULL;
+    /* A machine without a CA bundle can still trust the listed files. */
+    int total = gnutls_certificate_set_x509_system_trust(ctx->cred);
+    if (total < 0) total = 0;
+    for (int i = 0; i < nca; i++) {
+        int rc = gnutls_certificate_set_x509_trust_file(ctx->cred, ca_files[i],
+                                                        GNUTLS_X509_FMT_PEM);
+        if (rc <= 0) {
+            set_err(err, "%s: %s", ca_files[i],
+                    rc == 0 ? "no certificate in the file" : gnutls_strerror(rc));
+            return -1;
+        }
+        total += rc;
+    }
+    if (total == 0) {
+        set_err(err, "no trusted CA: the system has none and none is configured");
+        return -1;
+    }
+    ctx->request_cert = true;
+    return 0;
+}
+
+bool tls_ctx_requests_cert(const tls_ctx_t *ctx)
+{
+    return ctx->request_cert;
 }
 
 void tls_ctx_free(tls_ctx_t *ctx)
@@ -283,36 +319,42 @@ static void make_dir(const char *path)
     if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
 }
 
+void tls_cert_for_domain(const char *cert, const char *key, const char *statedir,
+                         const char *domain, const char *what, char cert_path[TLS_PATH_MAX],
+                         char key_path[TLS_PATH_MAX])
+{
+    if ((cert && *cert) || (key && *key)) {
+        if (!cert || !*cert || !key || !*key) log_fatal("%s: cert and key go together", what);
+        snprintf(cert_path, TLS_PATH_MAX, "%s", cert);
+        snprintf(key_path, TLS_PATH_MAX, "%s", key);
+        return;
+    }
+    char dir[TLS_PATH_MAX], lock[TLS_PATH_MAX + 16];
+    make_dir(statedir);
+    snprintf(dir, sizeof dir, "%s/tls", statedir);
+    make_dir(dir);
+    if (snprintf(cert_path, TLS_PATH_MAX, "%s/%s.pem", dir, domain) >= TLS_PATH_MAX ||
+        snprintf(key_path, TLS_PATH_MAX, "%s/%s.key", dir, domain) >= TLS_PATH_MAX)
+        log_fatal("statedir %s is too long", statedir);
+    snprintf(lock, sizeof lock, "%s/.lock", dir);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
+    if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
+        char *err = NULL;
+        if (tls_make_selfsigned(domain, cert_path, key_path, &err) < 0)
+            log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
+        log_notice("made a self-signed certificate for %s: %s (peers will warn; set %s's "
+                   "cert and key for a real one)",
+                   domain, cert_path, what);
+    }
+    close(fd); /* releases the lock */
+}
+
 tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
                               const char *domain, const char *what)
 {
-    char cert_path[4096], key_path[4096];
-    if ((cert && *cert) || (key && *key)) {
-        if (!cert || !*cert || !key || !*key) log_fatal("%s: cert and key go together", what);
-        snprintf(cert_path, sizeof cert_path, "%s", cert);
-        snprintf(key_path, sizeof key_path, "%s", key);
-    } else {
-        char dir[4096], lock[4200];
-        make_dir(statedir);
-        snprintf(dir, sizeof dir, "%s/tls", statedir);
-        make_dir(dir);
-        if (snprintf(cert_path, sizeof cert_path, "%s/%s.pem", dir, domain) >=
-                (int)sizeof cert_path ||
-            snprintf(key_path, sizeof key_path, "%s/%s.key", dir, domain) >= (int)sizeof key_path)
-            log_fatal("statedir %s is too long", statedir);
-        snprintf(lock, sizeof lock, "%s/.lock", dir);
-        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
-        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
-            char *err = NULL;
-            if (tls_make_selfsigned(domain, cert_path, key_path, &err) < 0)
-                log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
-            log_notice("made a self-signed certificate for %s: %s (peers will warn; set %s's "
-                       "cert and key for a real one)",
-                       domain, cert_path, what);
-        }
-        close(fd); /* releases the lock */
-    }
+    char cert_path[TLS_PATH_MAX], key_path[TLS_PATH_MAX];
+    tls_cert_for_domain(cert, key, statedir, domain, what, cert_path, key_path);
     char *err = NULL;
     tls_ctx_t *ctx = tls_ctx_new_server(cert_path, key_path, &err);
     if (!ctx) log_fatal("%s certificate %s: %s", what, cert_path, err ? err : "cannot load");

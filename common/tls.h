@@ -16,16 +16,30 @@ tls_ctx_t *tls_ctx_new_server(const char *cert_file, const char *key_file, char 
  * server name given to conn_starttls. */
 tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err);
 void tls_ctx_free(tls_ctx_t *ctx);
+/* Another certificate and key for server credentials (one per domain):
+ * GnuTLS presents the one whose name matches the client's SNI. 0 or -1
+ * with *err. */
+int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_file, char **err);
+/* Trust the system's CAs plus the nca PEM files ca_files, and, as a server,
+ * ask clients for a certificate; conn_peer_verified() then says whether
+ * the peer's certificate is valid for a name. Used by s2s, whose contexts
+ * act as server and client both. 0, or -1 with *err when a file does not
+ * load or no CA at all is trusted. */
+int tls_ctx_trust(tls_ctx_t *ctx, const char *const *ca_files, int nca, char **err);
 
 /* Write a new self-signed certificate and key (PEM) for domain. */
 int tls_make_selfsigned(const char *domain, const char *cert_file, const char *key_file,
                         char **err);
 
-/* A daemon's server credentials for domain: the configured cert and key
- * files, or, when neither is set, STATEDIR/tls/DOMAIN.pem and .key, made
- * self-signed the first time (under a lock: several processes may start at
- * once). `what` names the daemon in messages. Fatal on failure: a daemon
- * cannot serve without them. */
+#define TLS_PATH_MAX 4096
+/* The certificate and key files of a daemon for domain: cert and key when
+ * set, else STATEDIR/tls/DOMAIN.pem and .key, made self-signed the first
+ * time (under a lock: several processes may start at once). `what` names
+ * the daemon in messages. Fatal on failure. */
+void tls_cert_for_domain(const char *cert, const char *key, const char *statedir,
+                         const char *domain, const char *what, char cert_path[TLS_PATH_MAX],
+                         char key_path[TLS_PATH_MAX]);
+/* Server credentials from those files (tls_cert_for_domain). */
 tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
                               const char *domain, const char *what);
 

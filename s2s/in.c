@@ -1,6 +1,10 @@
-/* in.c — streams from other servers: STARTTLS, dialback (keys checked with
- * the authoritative server through out_verify; db:verify answered for our
- * own keys), then stanzas from the domains verified on the stream. */
+/* in.c — streams from other servers: STARTTLS or direct TLS, SASL EXTERNAL
+ * for a peer whose certificate is valid for the domain it names, dialback
+ * (a key from a peer with a valid certificate is accepted as is, XEP-0344;
+ * others are checked with the authoritative server through out_verify;
+ * db:verify answered for our own keys), then stanzas from the domains
+ * authenticated on the stream. */
+#include <gnutls/gnutls.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +17,8 @@ struct in {
     conn_t *conn;
     xstream_t *xs;
     char id[33];
+    char *from;      /* the stream header's from: the domain SASL would prove */
+    bool sasl_done;  /* SASL EXTERNAL succeeded */
     char **verified; /* remote domains dialback verified on this stream */
     int nverified;
     bool dead;
@@ -57,10 +63,33 @@ static void on_idle(uv_timer_t *t)
     conn_close(in->conn);
 }
 
+static void send_features(in_t *in)
+{
+    bool tls = conn_has_tls(in->conn);
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<stream:features>");
+    if (!tls)
+        buf_appends(&b, in->s->require_tls
+                            ? "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                            : "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    if (tls && !in->sasl_done && in->from && s2s_policy(in->s, in->from) != AUTH_BLOCK &&
+        conn_peer_verified(in->conn, in->from))
+        buf_appends(&b, "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                        "<mechanism>EXTERNAL</mechanism></mechanisms>");
+    if (tls || !in->s->require_tls)
+        buf_appends(&b, "<dialback xmlns='urn:xmpp:features:dialback'/>");
+    buf_appends(&b, "</stream:features>");
+    in_write(in, b.data);
+    buf_free(&b);
+}
+
 static void x_open(void *ud, elem_t *header, const char *default_ns)
 {
     in_t *in = ud;
     const char *to = elem_attr(header, "to"), *from = elem_attr(header, "from");
+    char prepped[JID_STRING_MAX];
+    free(in->from);
+    in->from = from && jid_prep(from, strlen(from), prepped, NULL) == 0 ? strdup(prepped) : NULL;
     random_hex(in->id, 16);
     buf_t b = BUF_INIT;
     buf_appends(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
@@ -89,15 +118,89 @@ static void x_open(void *ud, elem_t *header, const char *default_ns)
         stream_error(in, "host-unknown", NULL);
         return;
     }
-    if (!conn_has_tls(in->conn))
-        in_write(in, in->s->require_tls
-                         ? "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
-                           "<required/></starttls></stream:features>"
-                         : "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
-                           "<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>");
-    else
-        in_write(in, "<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
-                     "</stream:features>");
+    send_features(in);
+}
+
+/* Streams from domain authenticated, on any stream but in. */
+static int streams_from(const s2s_t *s, const in_t *in, const char *domain)
+{
+    int n = 0;
+    for (const in_t *p = s->ins; p; p = p->next)
+        if (p != in && !p->dead && is_verified(p, domain)) n++;
+    return n;
+}
+
+/* domain has proven itself on in: accept its stanzas, unless it has too
+ * many streams already (then the stream ends: false). */
+static bool authorize(in_t *in, const char *domain)
+{
+    if (is_verified(in, domain)) return true;
+    if (streams_from(in->s, in, domain) >= in->s->max_per_domain) {
+        stream_error(in, "resource-constraint", "too many streams from your domain");
+        return false;
+    }
+    char **v = realloc(in->verified, (size_t)(in->nverified + 1) * sizeof(char *));
+    if (!v || !(v[in->nverified] = strdup(domain))) log_fatal("out of memory");
+    in->verified = v;
+    in->nverified++;
+    return true;
+}
+
+/* Answer a db:result (after authorize when valid). */
+static void answer_result(in_t *in, const char *receiving, const char *originating, bool valid)
+{
+    log_info("s2s incoming: dialback for %s -> %s %s", originating, receiving,
+             valid ? "valid" : "invalid");
+    if (valid && !authorize(in, originating)) return;
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<db:result from='");
+    xml_escape(&b, receiving, strlen(receiving), true);
+    buf_appends(&b, "' to='");
+    xml_escape(&b, originating, strlen(originating), true);
+    buf_printf(&b, "' type='%s'/>", valid ? "valid" : "invalid");
+    in_write(in, b.data);
+    buf_free(&b);
+}
+
+/* XEP-0178: the peer's certificate proves the domain of its stream header;
+ * the authorization identity, if any, must be that domain. */
+static void on_sasl_auth(in_t *in, elem_t *st)
+{
+    const char *mechanism = elem_attr(st, "mechanism"), *text = elem_text(st);
+    char authzid[JID_STRING_MAX] = "";
+    const char *condition = NULL;
+    if (*text && strcmp(text, "=") != 0) {
+        gnutls_datum_t b64 = {(unsigned char *)text, (unsigned)strlen(text)}, raw = {NULL, 0};
+        if (gnutls_base64_decode2(&b64, &raw) < 0 || raw.size >= sizeof authzid ||
+            memchr(raw.data, '\0', raw.size))
+            condition = "incorrect-encoding";
+        else
+            memcpy(authzid, raw.data, raw.size);
+        gnutls_free(raw.data);
+    }
+    if (!mechanism || strcmp(mechanism, "EXTERNAL") != 0)
+        condition = "invalid-mechanism";
+    else if (in->sasl_done || !in->from || s2s_policy(in->s, in->from) == AUTH_BLOCK ||
+             !conn_peer_verified(in->conn, in->from))
+        condition = "not-authorized";
+    else if (!condition && *authzid && strcmp(authzid, in->from) != 0)
+        condition = "invalid-authzid";
+    if (condition) {
+        log_info("s2s incoming from %s: SASL EXTERNAL for %s refused: %s", conn_peer(in->conn),
+                 in->from ? in->from : "(no from)", condition);
+        buf_t b = BUF_INIT;
+        buf_printf(&b, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><%s/></failure>",
+                   condition);
+        in_write(in, b.data);
+        buf_free(&b);
+        return;
+    }
+    if (!authorize(in, in->from)) return;
+    log_info("s2s incoming from %s: %s authenticated by certificate (SASL EXTERNAL)",
+             conn_peer(in->conn), in->from);
+    in_write(in, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    in->sasl_done = true;
+    xstream_reset(in->xs);
 }
 
 static bool is_stanza(const elem_t *st)
@@ -122,9 +225,17 @@ static void on_db_result(in_t *in, elem_t *st)
         stream_error(in, "host-unknown", NULL);
         return;
     }
-    log_info("s2s incoming from %s: dialback for %s -> %s, verifying", conn_peer(in->conn),
-             from, to);
-    out_verify(in->s, in, in->serial, to, from, in->id, key);
+    s2s_auth_t policy = s2s_policy(in->s, from);
+    if (policy != AUTH_BLOCK && conn_peer_verified(in->conn, from)) {
+        answer_result(in, to, from, true);
+    } else if (policy != AUTH_DIALBACK) {
+        log_info("s2s incoming from %s: %s needs a valid certificate", conn_peer(in->conn), from);
+        answer_result(in, to, from, false);
+    } else {
+        log_info("s2s incoming from %s: dialback for %s -> %s, verifying", conn_peer(in->conn),
+                 from, to);
+        out_verify(in->s, in, in->serial, to, from, in->id, key);
+    }
 }
 
 static void on_db_verify(in_t *in, elem_t *st)
@@ -179,6 +290,8 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
         in_write(in, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
         xstream_reset(in->xs);
         conn_starttls(in->conn, in->s->tls_server, true, NULL);
+    } else if (elem_is(st, NS_SASL, "auth")) {
+        on_sasl_auth(in, st);
     } else if (elem_is(st, NS_DIALBACK, "result")) {
         on_db_result(in, st);
     } else if (elem_is(st, NS_DIALBACK, "verify")) {
@@ -222,6 +335,7 @@ static void free_in(uv_handle_t *h)
     for (int i = 0; i < in->nverified; i++)
         free(in->verified[i]);
     free(in->verified);
+    free(in->from);
     free(in);
 }
 
@@ -232,6 +346,7 @@ static void c_close(conn_t *c, const char *reason)
               reason ? reason : "");
     in->conn = NULL;
     in->dead = true;
+    in->s->nins--;
     for (in_t **p = &in->s->ins; *p; p = &(*p)->next)
         if (*p == in) {
             *p = in->next;
@@ -243,7 +358,7 @@ static void c_close(conn_t *c, const char *reason)
 
 static const conn_cb_t c_cb = {.on_read = c_read, .on_tls = c_tls, .on_close = c_close};
 
-void in_accept(s2s_t *s, uv_stream_t *server)
+void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
 {
     in_t *in = calloc(1, sizeof *in);
     if (!in) log_fatal("out of memory");
@@ -261,7 +376,16 @@ void in_accept(s2s_t *s, uv_stream_t *server)
     if (s->idle_timeout) uv_timer_start(&in->timer, on_idle, s->idle_timeout, 0);
     in->next = s->ins;
     s->ins = in;
-    log_debug("s2s incoming from %s", conn_peer(in->conn));
+    s->nins++;
+    log_debug("s2s incoming from %s%s", conn_peer(in->conn), direct_tls ? " (direct TLS)" : "");
+    if (s->nins > s->max_connections) {
+        log_warn("s2s incoming from %s refused: s2s.max-connections (%d) reached",
+                 conn_peer(in->conn), s->max_connections);
+        in->dead = true;
+        conn_abort(in->conn);
+    } else if (direct_tls) {
+        conn_starttls(in->conn, s->tls_server, true, NULL);
+    }
 }
 
 void in_verified(s2s_t *s, uint64_t serial, const char *receiving, const char *originating,
@@ -270,23 +394,7 @@ void in_verified(s2s_t *s, uint64_t serial, const char *receiving, const char *o
     in_t *in = s->ins;
     while (in && in->serial != serial)
         in = in->next;
-    if (!in || in->dead) return;
-    log_info("s2s incoming: dialback for %s -> %s %s", originating, receiving,
-             valid ? "valid" : "invalid");
-    if (valid && !is_verified(in, originating)) {
-        char **v = realloc(in->verified, (size_t)(in->nverified + 1) * sizeof(char *));
-        if (!v || !(v[in->nverified] = strdup(originating))) log_fatal("out of memory");
-        in->verified = v;
-        in->nverified++;
-    }
-    buf_t b = BUF_INIT;
-    buf_appends(&b, "<db:result from='");
-    xml_escape(&b, receiving, strlen(receiving), true);
-    buf_appends(&b, "' to='");
-    xml_escape(&b, originating, strlen(originating), true);
-    buf_printf(&b, "' type='%s'/>", valid ? "valid" : "invalid");
-    in_write(in, b.data);
-    buf_free(&b);
+    if (in && !in->dead) answer_result(in, receiving, originating, valid);
 }
 
 void in_close_all(s2s_t *s)

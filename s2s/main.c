@@ -18,6 +18,20 @@ bool s2s_is_local(const s2s_t *s, const char *domain)
     return false;
 }
 
+s2s_auth_t s2s_policy(const s2s_t *s, const char *domain)
+{
+    for (int i = 0; i < s->npeers; i++)
+        if (strcmp(s->peers[i].domain, domain) == 0) return s->peers[i].auth;
+    return s->auth;
+}
+
+tls_ctx_t *s2s_tls_for(const s2s_t *s, const char *local)
+{
+    for (int i = 0; i < s->ndomains; i++)
+        if (strcmp(s->domains[i], local) == 0) return s->tls_client[i];
+    return s->tls_client[0];
+}
+
 const char *s2s_route_for(const s2s_t *s, const char *domain)
 {
     for (int i = 0; i < s->nroutes; i++)
@@ -69,6 +83,63 @@ static char *xstrdup(const char *v)
     return d;
 }
 
+static s2s_auth_t parse_auth(const char *v)
+{
+    return !strcmp(v, "certificate") ? AUTH_CERTIFICATE
+           : !strcmp(v, "block")     ? AUTH_BLOCK
+                                     : AUTH_DIALBACK;
+}
+
+/* A domain from the config, nameprepped; fatal if it is not one. */
+static char *config_domain(const config_t *cf, const char *what, const char *d)
+{
+    char prepped[JID_STRING_MAX];
+    if (!d || !*d || jid_prep(d, strlen(d), prepped, NULL) < 0)
+        log_fatal("%s: %s %s is not a valid domain", config_file(cf), what, d ? d : "");
+    return xstrdup(prepped);
+}
+
+/* Certificates: per local domain, s2s/certificate, else s2s.cert and key,
+ * else STATEDIR/tls/DOMAIN.pem (self-signed at first start). The server
+ * context holds them all (SNI chooses); each domain also has a client
+ * context presenting its own. All trust the system's CAs and s2s.ca. */
+static void load_certificates(s2s_t *s, const config_t *cf)
+{
+    int nca = config_count(cf, "s2s.ca");
+    const char **cas = calloc((size_t)nca + 1, sizeof(char *));
+    if (!cas) log_fatal("out of memory");
+    int used = 0;
+    for (int i = 0; i < nca; i++) {
+        const char *ca = config_get_at(cf, "s2s.ca", i);
+        if (ca && *ca) cas[used++] = ca;
+    }
+    s->tls_client = calloc((size_t)s->ndomains, sizeof(tls_ctx_t *));
+    if (!s->tls_client) log_fatal("out of memory");
+    int ncert = config_count(cf, "s2s.certificate");
+    for (int i = 0; i < s->ndomains; i++) {
+        const char *cert = config_get(cf, "s2s.cert"), *key = config_get(cf, "s2s.key");
+        for (int j = 0; j < ncert; j++) {
+            char *d = config_domain(cf, "s2s/certificate", config_get_at(cf, "s2s.certificate@domain", j));
+            if (strcmp(d, s->domains[i]) == 0) {
+                cert = config_get_at(cf, "s2s.certificate@cert", j);
+                key = config_get_at(cf, "s2s.certificate@key", j);
+            }
+            free(d);
+        }
+        char cert_path[TLS_PATH_MAX], key_path[TLS_PATH_MAX], *err = NULL;
+        tls_cert_for_domain(cert, key, config_get(cf, "statedir"), s->domains[i], "s2s",
+                            cert_path, key_path);
+        if (!(s->tls_client[i] = tls_ctx_new_server(cert_path, key_path, &err)) ||
+            tls_ctx_trust(s->tls_client[i], cas, used, &err) < 0 ||
+            (i == 0 && !(s->tls_server = tls_ctx_new_server(cert_path, key_path, &err))) ||
+            (i > 0 && tls_ctx_add_key_pair(s->tls_server, cert_path, key_path, &err) < 0))
+            log_fatal("s2s certificate for %s: %s", s->domains[i], err ? err : "cannot load");
+    }
+    char *err = NULL;
+    if (tls_ctx_trust(s->tls_server, cas, used, &err) < 0) log_fatal("s2s: %s", err);
+    free(cas);
+}
+
 static void configure(s2s_t *s, const config_t *cf)
 {
     int n = config_count(cf, "domain");
@@ -77,29 +148,35 @@ static void configure(s2s_t *s, const config_t *cf)
     if (!s->domains) log_fatal("out of memory");
     for (int i = 0; i < s->ndomains; i++) {
         const char *d = n ? config_get_at(cf, "domain", i) : config_get(cf, "domain");
-        char prepped[JID_STRING_MAX];
-        if (!d || jid_prep(d, strlen(d), prepped, NULL) < 0)
-            log_fatal("%s: domain %s is not valid", config_file(cf), d ? d : "");
-        s->domains[i] = xstrdup(prepped);
+        s->domains[i] = config_domain(cf, "domain", d);
     }
     s->nroutes = config_count(cf, "s2s.route");
     s->routes = calloc((size_t)s->nroutes + 1, sizeof(*s->routes));
     if (!s->routes) log_fatal("out of memory");
     for (int i = 0; i < s->nroutes; i++) {
-        const char *d = config_get_at(cf, "s2s.route@domain", i);
         const char *t = config_get_at(cf, "s2s.route@target", i);
-        if (!d || !*d || !t || !*t)
-            log_fatal("%s: s2s/route needs domain and target", config_file(cf));
-        char prepped[JID_STRING_MAX];
-        if (jid_prep(d, strlen(d), prepped, NULL) < 0)
-            log_fatal("%s: s2s/route domain %s is not valid", config_file(cf), d);
-        s->routes[i].domain = xstrdup(prepped);
+        if (!t || !*t) log_fatal("%s: s2s/route needs a target", config_file(cf));
+        s->routes[i].domain =
+            config_domain(cf, "s2s/route", config_get_at(cf, "s2s.route@domain", i));
         s->routes[i].target = xstrdup(t);
     }
+    s->npeers = config_count(cf, "s2s.peer");
+    s->peers = calloc((size_t)s->npeers + 1, sizeof(*s->peers));
+    if (!s->peers) log_fatal("out of memory");
+    for (int i = 0; i < s->npeers; i++) {
+        const char *auth = config_get_at(cf, "s2s.peer@auth", i);
+        if (!auth) log_fatal("%s: s2s/peer needs auth", config_file(cf));
+        s->peers[i].domain = config_domain(cf, "s2s/peer", config_get_at(cf, "s2s.peer@domain", i));
+        s->peers[i].auth = parse_auth(auth);
+    }
+    s->auth = parse_auth(config_get(cf, "s2s.auth"));
     s->require_tls = config_bool(cf, "s2s.require-tls");
     s->connect_timeout = config_ms(cf, "s2s.connect-timeout");
     s->idle_timeout = config_ms(cf, "s2s.idle-timeout");
     s->max_stanza = config_size(cf, "s2s.max-stanza");
+    s->max_queue = config_size(cf, "s2s.max-queue");
+    s->max_per_domain = (int)config_int(cf, "s2s.max-connections-per-domain");
+    s->max_connections = (int)config_int(cf, "s2s.max-connections");
 
     const char *secret = config_get(cf, "s2s.dialback-secret");
     char random[65];
@@ -109,12 +186,7 @@ static void configure(s2s_t *s, const config_t *cf)
     }
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, secret, strlen(secret), s->secret) < 0)
         log_fatal("SHA-256 failed");
-
-    const char *ca = config_get(cf, "s2s.ca");
-    char *err = NULL;
-    if (!(s->tls_client = tls_ctx_new_client(ca && *ca ? ca : NULL,
-                                             config_bool(cf, "s2s.verify-certificates"), &err)))
-        log_fatal("s2s TLS client: %s", err ? err : "cannot set up");
+    load_certificates(s, cf);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -123,7 +195,18 @@ static void on_connection(uv_stream_t *server, int status)
         log_warn("accept: %s", uv_strerror(status));
         return;
     }
-    in_accept(&s2s, server);
+    in_accept(&s2s, server, server == (uv_stream_t *)&s2s.listener_tls.h.tcp);
+}
+
+static void listen_on(s2s_t *s, listener_t *l, bool *listening, const char *what)
+{
+    const char *addr = config_get(s->config, what);
+    if (!addr || !*addr) return;
+    int err = conn_listen(s->loop, l, addr, false, on_connection);
+    if (err < 0) log_fatal("cannot listen on %s: %s", addr, uv_strerror(err));
+    *listening = true;
+    log_notice("%s listening on %s%s", s->id, addr,
+               l == &s->listener_tls ? " (direct TLS)" : "");
 }
 
 static void on_ready(comp_t *comp)
@@ -140,7 +223,6 @@ static void on_down(comp_t *comp)
 
 static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 {
-    (void)raw;
     s2s_t *s = comp_data(comp);
     elem_t *payload = elem_first(route);
     if (!payload) return;
@@ -160,7 +242,7 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
         s2s_is_local(s, jid_domain(jto))) {
         log_info("stanza without a local from and a remote to dropped");
     } else {
-        out_send(s, jid_domain(jfrom), jid_domain(jto), payload);
+        out_send(s, jid_domain(jfrom), jid_domain(jto), payload, raw->len);
     }
     jid_free(jto);
     jid_free(jfrom);
@@ -198,6 +280,7 @@ static void on_stop(void *ud)
     s->is_stopping = true;
     log_notice("%s stopping", s->id);
     if (s->listening) conn_listener_close(&s->listener);
+    if (s->listening_tls) conn_listener_close(&s->listener_tls);
     out_close_all(s);
     in_close_all(s);
     comp_free(s->comp);
@@ -215,17 +298,8 @@ int main(int argc, char **argv)
     s->config = d.config;
     s->id = d.id;
     configure(s, d.config);
-    s->tls_server = tls_ctx_for_domain(config_get(d.config, "s2s.cert"),
-                                       config_get(d.config, "s2s.key"),
-                                       config_get(d.config, "statedir"), s->domains[0], "s2s");
-
-    const char *listen = config_get(d.config, "s2s.listen");
-    if (listen && *listen) {
-        int err = conn_listen(s->loop, &s->listener, listen, false, on_connection);
-        if (err < 0) log_fatal("cannot listen on %s: %s", listen, uv_strerror(err));
-        s->listening = true;
-        log_notice("%s listening on %s", s->id, listen);
-    }
+    listen_on(s, &s->listener, &s->listening, "s2s.listen");
+    listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
     daemon_drop_privileges(&d);
 
     s->comp = comp_new_from_config(s->loop, d.config, s->id, &comp_cb, s);
@@ -237,10 +311,15 @@ int main(int argc, char **argv)
 
     log_notice("%s stopped", s->id);
     tls_ctx_free(s->tls_server);
-    tls_ctx_free(s->tls_client);
-    for (int i = 0; i < s->ndomains; i++)
+    for (int i = 0; i < s->ndomains; i++) {
+        tls_ctx_free(s->tls_client[i]);
         free(s->domains[i]);
+    }
+    free(s->tls_client);
     free(s->domains);
+    for (int i = 0; i < s->npeers; i++)
+        free(s->peers[i].domain);
+    free(s->peers);
     for (int i = 0; i < s->nroutes; i++) {
         free(s->routes[i].domain);
         free(s->routes[i].target);

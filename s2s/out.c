@@ -1,6 +1,8 @@
-/* out.c — streams to other servers: connect, STARTTLS, dialback, then the
- * queued stanzas; and the short links that ask an authoritative server to
- * verify a dialback key (db:verify). */
+/* out.c — streams to other servers: connect, TLS (STARTTLS or direct),
+ * authentication by SASL EXTERNAL (XEP-0178) when the peer offers it, else
+ * dialback, then the queued stanzas; and the short links that ask an
+ * authoritative server to verify a dialback key (db:verify). */
+#include <gnutls/gnutls.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,10 +10,13 @@
 
 typedef struct qitem {
     elem_t *stanza; /* in its own arena */
+    size_t size;    /* its bytes as they came from the router */
     struct qitem *next;
 } qitem_t;
 
-enum out_state { O_RESOLVING, O_CONNECTING, O_OPENING, O_STARTTLS, O_DIALBACK, O_READY };
+enum out_state {
+    O_RESOLVING, O_CONNECTING, O_OPENING, O_STARTTLS, O_SASL, O_DIALBACK, O_READY
+};
 
 typedef struct target {
     char addr[80]; /* "192.0.2.1:5269", "[2001:db8::1]:5269" */
@@ -29,6 +34,8 @@ struct out {
     const char *condition;  /* bounce queued stanzas with this */
     char stream_id[256];
     qitem_t *queue, **queue_tail;
+    size_t queued; /* bytes in queue */
+    bool sasl_done; /* SASL EXTERNAL succeeded: the restarted stream is ours */
     uv_timer_t timer;       /* connect timeout, then idle timeout */
     uint64_t serial;        /* the id of its resolver request */
     target_t *targets;      /* from the resolver, in the order to try */
@@ -59,6 +66,7 @@ static void bounce_queue(out_t *o)
         free(q);
     }
     o->queue_tail = &o->queue;
+    o->queued = 0;
 }
 
 static void fail(out_t *o, const char *condition, const char *why)
@@ -132,7 +140,41 @@ static void flush_queue(out_t *o)
         free(q);
     }
     o->queue_tail = &o->queue;
+    o->queued = 0;
     if (o->s->idle_timeout) uv_timer_start(&o->timer, on_timer, o->s->idle_timeout, 0);
+}
+
+static void ready(out_t *o, const char *how)
+{
+    log_info("s2s %s -> %s: %s", o->local, o->remote, how);
+    o->state = O_READY;
+    uv_timer_stop(&o->timer);
+    flush_queue(o);
+}
+
+/* XEP-0178: our certificate speaks for us; the authorization identity is
+ * our domain. */
+static void sasl_external(out_t *o)
+{
+    gnutls_datum_t in = {(unsigned char *)o->local, (unsigned)strlen(o->local)}, b64 = {NULL, 0};
+    if (gnutls_base64_encode2(&in, &b64) < 0) log_fatal("out of memory");
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>");
+    buf_append(&b, b64.data, b64.size);
+    buf_appends(&b, "</auth>");
+    gnutls_free(b64.data);
+    out_write(o, b.data);
+    buf_free(&b);
+    o->state = O_SASL;
+}
+
+static bool offers_external(const elem_t *features)
+{
+    elem_t *mechs = elem_child(features, NS_SASL, "mechanisms");
+    for (elem_t *m = mechs ? elem_child(mechs, NS_SASL, "mechanism") : NULL; m;
+         m = elem_next(m, NS_SASL, "mechanism"))
+        if (strcmp(elem_text(m), "EXTERNAL") == 0) return true;
+    return false;
 }
 
 static void authenticate(out_t *o)
@@ -178,25 +220,36 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
     (void)raw;
     log_debug("s2s %s -> %s: <%s xmlns='%s'/>", o->local, o->remote, st->name, st->ns);
     if (o->dead) return;
-    if (elem_is(st, NS_STREAMS, "features")) {
+    if (elem_is(st, NS_STREAMS, "features") && o->state == O_OPENING) {
         if (!conn_has_tls(o->conn) && elem_child(st, NS_TLS, "starttls")) {
             out_write(o, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
             o->state = O_STARTTLS;
-        } else if (!conn_has_tls(o->conn) && o->s->require_tls) {
+        } else if (!conn_has_tls(o->conn) &&
+                   (o->s->require_tls || s2s_policy(o->s, o->remote) == AUTH_CERTIFICATE)) {
             fail(o, "remote-server-not-found", "the peer offers no STARTTLS");
+        } else if (o->sasl_done) {
+            ready(o, "authenticated by certificate (SASL EXTERNAL)");
+        } else if (!o->is_verify && conn_has_tls(o->conn) && offers_external(st)) {
+            sasl_external(o);
         } else {
             authenticate(o);
         }
     } else if (elem_is(st, NS_TLS, "proceed") && o->state == O_STARTTLS) {
         xstream_reset(o->xs);
-        conn_starttls(o->conn, o->s->tls_client, false, o->remote);
+        conn_starttls(o->conn, s2s_tls_for(o->s, o->local), false, o->remote);
+    } else if (elem_is(st, NS_SASL, "success") && o->state == O_SASL) {
+        o->sasl_done = true;
+        xstream_reset(o->xs);
+        send_header(o);
+    } else if (elem_is(st, NS_SASL, "failure") && o->state == O_SASL) {
+        elem_t *cond = elem_first(st);
+        log_info("s2s %s -> %s: SASL EXTERNAL refused (%s), trying dialback", o->local,
+                 o->remote, cond ? cond->name : "?");
+        authenticate(o);
     } else if (elem_is(st, NS_DIALBACK, "result") && !o->is_verify && o->state == O_DIALBACK) {
         const char *type = elem_attr(st, "type");
         if (type && strcmp(type, "valid") == 0) {
-            log_info("s2s %s -> %s: dialback accepted", o->local, o->remote);
-            o->state = O_READY;
-            uv_timer_stop(&o->timer);
-            flush_queue(o);
+            ready(o, "dialback accepted");
         } else {
             fail(o, "remote-server-not-found", "the peer refused our dialback key");
         }
@@ -244,7 +297,7 @@ static void c_connect(conn_t *c, int status)
         return; /* on_close follows */
     }
     if (o->direct)
-        conn_starttls(c, o->s->tls_client, false, o->remote);
+        conn_starttls(c, s2s_tls_for(o->s, o->local), false, o->remote);
     else
         send_header(o);
 }
@@ -253,8 +306,14 @@ static void c_tls(conn_t *c, int status)
 {
     out_t *o = conn_data(c);
     if (status < 0) {
-        log_info("s2s %s -> %s: TLS failed (certificate not trusted?)", o->local, o->remote);
+        log_info("s2s %s -> %s: TLS failed", o->local, o->remote);
         o->condition = "remote-server-not-found";
+        return;
+    }
+    /* Under dialback the peer's domain is proven by DNS and the callback;
+     * a peer that must show a certificate must show a valid one. */
+    if (s2s_policy(o->s, o->remote) == AUTH_CERTIFICATE && !conn_peer_verified(c, o->remote)) {
+        fail(o, "remote-server-not-found", "its certificate is not valid for its domain");
         return;
     }
     send_header(o);
@@ -413,8 +472,15 @@ void out_resolved(s2s_t *s, const elem_t *answer)
     }
 }
 
-void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza)
+void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza,
+              size_t size)
 {
+    if (s2s_policy(s, remote) == AUTH_BLOCK) {
+        elem_t *copy = elem_copy(arena_new(0), stanza);
+        s2s_bounce(s, copy, "not-allowed");
+        arena_free(copy->arena);
+        return;
+    }
     out_t *o = NULL;
     for (out_t *p = s->outs; p; p = p->next)
         if (!p->is_verify && !p->dead && !strcmp(p->local, local) && !strcmp(p->remote, remote)) {
@@ -422,9 +488,16 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
             break;
         }
     if (!o && !s->is_stopping) o = out_new(s, local, remote);
-    if (!o) {
+    /* A peer that does not read (or is not there yet) holds at most
+     * s2s.max-queue bytes of ours. */
+    const char *refused = NULL;
+    if (!o)
+        refused = "remote-server-not-found";
+    else if (o->queued + (o->conn ? conn_queued(o->conn) : 0) + size > s->max_queue)
+        refused = "resource-constraint";
+    if (refused) {
         elem_t *copy = elem_copy(arena_new(0), stanza);
-        s2s_bounce(s, copy, "remote-server-not-found");
+        s2s_bounce(s, copy, refused);
         arena_free(copy->arena);
         return;
     }
@@ -437,6 +510,8 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     if (!q) log_fatal("out of memory");
     q->stanza = elem_copy(arena_new(0), stanza);
     q->stanza->parent = q->stanza->next = NULL;
+    q->size = size;
+    o->queued += size;
     *o->queue_tail = q;
     o->queue_tail = &q->next;
 }

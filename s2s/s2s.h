@@ -1,15 +1,24 @@
 /* s2s.h — hearth-s2s: federation with other XMPP servers (RFC 6120 server
- * streams, STARTTLS, server dialback XEP-0220 with XEP-0185 keys).
+ * streams, STARTTLS and direct TLS (XEP-0368), SASL EXTERNAL with
+ * certificates (XEP-0178), server dialback XEP-0220 with XEP-0185 keys).
  *
  * The s2s binds the router's default route, so every stanza for a domain
  * nobody on this server serves reaches it. Outgoing (out.c): one stream per
  * (local domain, remote domain), opened on the first stanza (to the
  * address of a static s2s/route, else to those hearth-resolver gives), which waits in
- * the stream's queue until dialback succeeds; a peer that cannot be reached
- * gets every queued stanza bounced to its sender. Incoming (in.c): streams
- * from other servers, STARTTLS, dialback keys checked by connecting back to
- * the authoritative server (db:verify), stanzas accepted only from domains
- * verified on that stream and routed to the local domain's sm. */
+ * the stream's queue until the stream is authenticated (by SASL EXTERNAL
+ * when the peer accepts our certificate, else by dialback); a peer that
+ * cannot be reached gets every queued stanza bounced to its sender.
+ * Incoming (in.c): streams from other servers, STARTTLS or direct TLS,
+ * SASL EXTERNAL offered when the peer's certificate is valid for its
+ * domain, dialback keys accepted on a valid certificate or checked by
+ * connecting back to the authoritative server (db:verify); stanzas are
+ * accepted only from domains authenticated on that stream and routed to
+ * the local domain's sm.
+ *
+ * Policy (s2s.auth, s2s/peer): a remote domain must show a valid
+ * certificate (AUTH_CERTIFICATE), may fall back to dialback
+ * (AUTH_DIALBACK), or is refused both ways (AUTH_BLOCK). */
 #ifndef HEARTH_S2S_H
 #define HEARTH_S2S_H
 
@@ -34,6 +43,13 @@
 typedef struct out out_t;
 typedef struct in in_t;
 
+typedef enum s2s_auth { AUTH_CERTIFICATE, AUTH_DIALBACK, AUTH_BLOCK } s2s_auth_t;
+
+typedef struct s2s_peer {
+    char *domain;
+    s2s_auth_t auth;
+} s2s_peer_t;
+
 typedef struct s2s_route {
     char *domain;
     char *target; /* "127.0.0.1:5269" */
@@ -48,15 +64,22 @@ typedef struct s2s {
     int ndomains;
     s2s_route_t *routes;
     int nroutes;
-    tls_ctx_t *tls_server;
-    tls_ctx_t *tls_client;
+    s2s_peer_t *peers; /* per remote domain policy */
+    int npeers;
+    s2s_auth_t auth;   /* everyone else's */
+    tls_ctx_t *tls_server;  /* every domain's certificate, chosen by SNI */
+    tls_ctx_t **tls_client; /* per local domain, its certificate as a client */
     bool require_tls;
     bool has_resolver; /* the router advertises "resolver" */
     uint64_t connect_timeout, idle_timeout;
     size_t max_stanza;
+    size_t max_queue;       /* bytes waiting for one remote domain */
+    int max_per_domain;     /* incoming streams authenticated for one domain */
+    int max_connections;    /* incoming streams in all */
+    int nins;
     unsigned char secret[32]; /* SHA-256 of the dialback secret */
-    listener_t listener;
-    bool listening;
+    listener_t listener, listener_tls;
+    bool listening, listening_tls;
     out_t *outs; /* every outgoing stream (and db:verify link) */
     in_t *ins;   /* every incoming stream */
     bool is_stopping;
@@ -64,6 +87,10 @@ typedef struct s2s {
 } s2s_t;
 
 bool s2s_is_local(const s2s_t *s, const char *domain);
+/* How domain must authenticate (s2s/peer, else s2s.auth). */
+s2s_auth_t s2s_policy(const s2s_t *s, const char *domain);
+/* The TLS context for streams from local domain (its certificate). */
+tls_ctx_t *s2s_tls_for(const s2s_t *s, const char *local);
 /* The static route's address for domain, or NULL. */
 const char *s2s_route_for(const s2s_t *s, const char *domain);
 /* The XEP-0185 key: hex HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' id). */
@@ -76,8 +103,10 @@ void s2s_deliver_local(s2s_t *s, const elem_t *stanza);
 void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition);
 
 /* out.c */
-/* A stanza from the router for a remote domain (a copy is kept). */
-void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza);
+/* A stanza from the router for a remote domain (a copy is kept); size:
+ * its bytes, counted against s2s.max-queue. */
+void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza,
+              size_t size);
 /* Ask the authoritative server of `originating` whether key is valid for a
  * stream from it to `receiving` with id; answer later with in_verified. */
 void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
@@ -87,7 +116,8 @@ void out_close_all(s2s_t *s);
 void out_resolved(s2s_t *s, const elem_t *answer);
 
 /* in.c */
-void in_accept(s2s_t *s, uv_stream_t *server);
+/* A connection on the s2s.listen (direct_tls false) or s2s.listen-tls port. */
+void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls);
 /* The outcome of a db:verify for in (which may have gone: in_serial). */
 void in_verified(s2s_t *s, uint64_t in_serial, const char *receiving, const char *originating,
                  bool valid);

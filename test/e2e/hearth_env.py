@@ -568,3 +568,44 @@ def stop_pg_cluster():
     if _pg_cluster is not None:
         cluster, _pg_cluster = _pg_cluster, None
         cluster.stop()
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def self_signed(directory, name):
+    """A self-signed EC certificate for DNS name `name`, made with openssl;
+    (cert, key) paths. Its own CA: trust the cert file to trust it."""
+    cert = os.path.join(str(directory), f"{name}.crt")
+    key = os.path.join(str(directory), f"{name}.key")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+             "-keyout", key, "-out", cert)
+    return cert, key
+
+
+class TestCA:
+    """A certificate authority made by the test with openssl: `cert` is the
+    file peers trust, issue(domain) makes a certificate it signs for
+    domain, usable as TLS server and client (s2s presents it both ways)."""
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, directory):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.cert, self.key = self_signed(self.dir, "ca")
+
+    def issue(self, domain):
+        cert = os.path.join(self.dir, f"{domain}.crt")
+        key = os.path.join(self.dir, f"{domain}.key")
+        csr = os.path.join(self.dir, f"{domain}.csr")
+        ext = os.path.join(self.dir, f"{domain}.ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName=DNS:{domain}\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\n")
+        _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-subj", f"/CN={domain}", "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
+        return cert, key

@@ -3,13 +3,12 @@ sockets (hearth-testcomp for native ones, slixmpp for XEP-0114)."""
 import asyncio
 import re
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Router
+from hearth_env import BUILDDIR, Router, self_signed
 from testcomp import Component
 
 
@@ -195,13 +194,7 @@ def test_router_restart_components_reconnect_and_rebind(router, comps):
 @pytest.fixture(scope="module")
 def router_cert(tmp_path_factory):
     """A self-signed certificate for the name 'router', made with openssl."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=router", "-addext", "subjectAltName=DNS:router"],
-                   check=True, capture_output=True)
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"), "router")
 
 
 @pytest.fixture

@@ -1,17 +1,18 @@
 """Federation end to end: two whole Hearths (router, sm, c2s, s2s) serving
-a.test and b.test, each told where the other is by a static s2s route.
-Their s2s daemons talk STARTTLS and server dialback (XEP-0220) to each
-other; real slixmpp clients exchange messages across them. A message to a
-domain whose server is down comes back as remote-server-not-found."""
+a.test and b.test, each told where the other is by a static s2s route (or
+by hearth-resolver). Their s2s daemons talk STARTTLS or direct TLS, and
+authenticate with server dialback (XEP-0220) or, with certificates from a
+CA made by the test, SASL EXTERNAL (XEP-0178); real slixmpp clients
+exchange messages across them. A message to a domain whose server is down
+comes back as remote-server-not-found."""
 import os
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
-from hearth_env import Daemon, Env, Server, free_port, is_built
+from hearth_env import Daemon, Env, Server, TestCA, free_port, is_built
 from xmpp_client import Client
 
 pytestmark = pytest.mark.skipif(not is_built("s2s"), reason="hearth-s2s is not built")
@@ -26,11 +27,11 @@ class Hearth:
         os.makedirs(tmp, exist_ok=True)
         self.env = Env(tmp)
         self.s2s_port = s2s_port
+        self.s2s_tls_port = free_port()
         self.server = Server(self.env, domain=domain, **{
             "s2s.listen": f"127.0.0.1:{s2s_port}",
+            "s2s.listen-tls": f"127.0.0.1:{self.s2s_tls_port}",
             "s2s.route": [{"domain": d, "target": t} for d, t in routes.items()],
-            # the peers' certificates are self-signed: dialback alone
-            "s2s.verify-certificates": "false",
             "s2s.connect-timeout": "2s",
             **settings})
         self.s2s = Daemon("s2s", self.env.config_path, self.env.logdir, ("127.0.0.1", s2s_port))
@@ -48,6 +49,13 @@ class Hearth:
         self.s2s.start()
         self.server.wait_router_log(" bound s2s", mark, 10, self.s2s)
         return self
+
+    def log_has(self, text, timeout=10):
+        """Wait until the s2s log holds text."""
+        deadline = time.monotonic() + timeout
+        while text not in open(self.s2s.log).read():
+            assert time.monotonic() < deadline, f"not in {self.s2s.log}: {text}"
+            time.sleep(0.05)
 
     def client(self, name):
         c = Client(self.server, f"{name}@{self.server.domain}", "pw-secret", register=True)
@@ -69,18 +77,70 @@ def stop_servers(*servers):
     assert not errors, "\n".join(errors)
 
 
-@pytest.fixture
-def pair(tmp_path):
+def start_pair(tmp_path, a_settings=None, b_settings=None):
+    """a.test and b.test, each with a static route to the other (and a for
+    down.test, where nobody listens); started."""
     port_a, port_b = free_port(), free_port()
     a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}",
-                                                  "down.test": f"127.0.0.1:{free_port()}"})
-    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"})
+                                                  "down.test": f"127.0.0.1:{free_port()}"},
+               **(a_settings or {}))
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"},
+               **(b_settings or {}))
     try:
         a.start()
         b.start()
+    except BaseException:
+        stop_servers(a, b)
+        raise
+    return a, b
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Two Hearths with their self-signed certificates: dialback."""
+    a, b = start_pair(tmp_path)
+    try:
         yield a, b
     finally:
         stop_servers(a, b)
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return TestCA(tmp_path / "ca")
+
+
+def with_cert(ca, domain, **settings):
+    cert, key = ca.issue(domain)
+    return {"s2s.cert": cert, "s2s.key": key, "s2s.ca": ca.cert, **settings}
+
+
+def exchange(a, b, text="hello"):
+    """alice@a.test and bob@b.test message each other; both arrive."""
+    alice, bob = a.client("alice"), b.client("bob")
+    try:
+        alice.send_message("bob@b.test", f"{text} from a")
+        assert bob.wait_message(timeout=10)["body"] == f"{text} from a"
+        bob.send_message("alice@a.test", f"{text} from b")
+        assert alice.wait_message(timeout=10)["body"] == f"{text} from b"
+    finally:
+        alice.disconnect()
+        bob.disconnect()
+
+
+def bounced(a, to, condition):
+    """alice@a.test's message to `to` comes back with condition; returns
+    how long it took."""
+    alice = a.client("alice")
+    try:
+        start = time.monotonic()
+        alice.send_message(to, "anyone?")
+        m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+        assert m["error"]["condition"] == condition
+        assert m["from"].bare == to
+        return time.monotonic() - start
+    finally:
+        alice.disconnect()
 
 
 def test_messages_both_ways(pair):
@@ -279,49 +339,159 @@ def test_idle_stream_closed_and_reopened(tmp_path):
         stop_servers(a, b)
 
 
-def make_cert(directory, domain):
-    """A self-signed certificate for domain (its own CA); (cert, key)."""
-    cert, key = os.path.join(directory, f"{domain}.crt"), os.path.join(directory, f"{domain}.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
-    return cert, key
+def test_sasl_external(tmp_path, ca):
+    """Certificates from a CA both trust: each s2s authenticates its
+    outgoing stream with SASL EXTERNAL (XEP-0178), no dialback at all, even
+    with s2s.auth=certificate on both."""
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}),
+                      with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
+    try:
+        exchange(a, b)
+        a.log_has("a.test -> b.test: authenticated by certificate (SASL EXTERNAL)")
+        b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
+        a.log_has("b.test authenticated by certificate (SASL EXTERNAL)")
+        b.log_has("a.test authenticated by certificate (SASL EXTERNAL)")
+        for h in (a, b):
+            assert "dialback" not in open(h.s2s.log).read()
+    finally:
+        stop_servers(a, b)
 
 
-@pytest.mark.parametrize("trusted", [True, False])
-def test_certificate_verification(tmp_path, trusted):
-    """With s2s.verify-certificates on (the default), a peer's certificate
-    must verify against s2s.ca for the peer's domain: then the stream
-    works; with a certificate not trusted it does not, and the stanza
-    comes back as remote-server-not-found."""
-    a_cert, a_key = make_cert(str(tmp_path), "a.test")
-    b_cert, b_key = make_cert(str(tmp_path), "b.test")
-    other, _ = make_cert(str(tmp_path), "other.test")
+def test_certificate_required(tmp_path, ca):
+    """a.test requires certificates (s2s.auth=certificate); b.test has only
+    its self-signed one. a refuses to send to b (b's certificate is not
+    valid for b.test) and refuses b's dialback: messages bounce both ways."""
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}))
+    try:
+        bounced(a, "bob@b.test", "remote-server-not-found")
+        bounced(b, "alice@a.test", "remote-server-not-found")
+        a.log_has("a.test -> b.test: its certificate is not valid for its domain")
+        a.log_has("b.test needs a valid certificate")
+    finally:
+        stop_servers(a, b)
+
+
+def test_blocked_peer(tmp_path):
+    """s2s/peer auth='block': nothing goes to that domain (not-allowed) and
+    nothing comes from it (its dialback is answered invalid)."""
+    a, b = start_pair(tmp_path, {"s2s.peer": {"domain": "b.test", "auth": "block"}})
+    try:
+        bounced(a, "bob@b.test", "not-allowed")
+        bounced(b, "alice@a.test", "remote-server-not-found")
+    finally:
+        stop_servers(a, b)
+
+
+@pytest.mark.skipif(not is_built("resolver"), reason="hearth-resolver is not built")
+def test_direct_tls(tmp_path):
+    """XEP-0368: the resolver says b.test's server takes TLS from the first
+    byte on its s2s.listen-tls port; a connects so and the stream works."""
     port_a, port_b = free_port(), free_port()
-    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}"}, **{
-        "s2s.verify-certificates": "true", "s2s.cert": a_cert, "s2s.key": a_key,
-        "s2s.ca": b_cert if trusted else other})
-    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"}, **{
-        "s2s.verify-certificates": "true", "s2s.cert": b_cert, "s2s.key": b_key,
-        "s2s.ca": a_cert})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {}, resolver=True, **{
+        "resolver.override": {"domain": "a.test", "target": f"127.0.0.1:{port_a}"}})
+    a = Hearth(tmp_path / "a", "a.test", port_a, {}, resolver=True, **{
+        "resolver.override": {"domain": "b.test", "target": f"127.0.0.1:{b.s2s_tls_port}",
+                              "tls": "direct"}})
     try:
         a.start()
         b.start()
-        alice, bob = a.client("alice"), b.client("bob")
-        try:
-            alice.send_message("bob@b.test", "verified?")
-            if trusted:
-                assert bob.wait_message(timeout=10)["body"] == "verified?"
-            else:
-                m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
-                assert m["error"]["condition"] == "remote-server-not-found"
-                with pytest.raises(AssertionError):
-                    bob.wait_message(timeout=1)
-        finally:
-            alice.disconnect()
-            bob.disconnect()
+        exchange(a, b)
+        a.log_has(f"a.test -> b.test: connecting to 127.0.0.1:{b.s2s_tls_port} (direct TLS)")
+        a.log_has("a.test -> b.test: dialback accepted")
     finally:
         stop_servers(a, b)
+
+
+def test_queued_bytes_are_limited(tmp_path):
+    """While the stream to a silent server is being set up, at most
+    s2s.max-queue bytes wait: the stanza beyond comes back at once as
+    resource-constraint; those queued time out later."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    a = Hearth(tmp_path / "a", "a.test", free_port(),
+               {"silent.test": f"127.0.0.1:{silent.getsockname()[1]}"},
+               **{"s2s.max-queue": "3k", "s2s.connect-timeout": "3s"})
+    try:
+        a.start()
+        alice = a.client("alice")
+        try:
+            for i in range(3):
+                alice.send_message("x@silent.test", f"{i} " + "x" * 1000)
+            m = alice.wait_message(lambda s: s["type"] == "error", timeout=2)
+            assert m["error"]["condition"] == "resource-constraint"
+            assert m["body"].startswith("2 ")
+            for i in range(2):
+                m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+                assert m["error"]["condition"] == "remote-server-timeout"
+                assert m["body"].startswith(f"{i} ")
+        finally:
+            alice.disconnect()
+    finally:
+        silent.close()
+        a.env.stop_all()
+
+
+def external_stream(port, cert=None, key=None, origin="a.test"):
+    """A raw TLS s2s stream from origin to b.test presenting cert; returns
+    (socket, the features after TLS)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    header = HEADER.replace("from='evil.test'", f"from='{origin}'")
+    raw.sendall(header.encode())
+    read_until(raw, "</stream:features>")
+    raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    read_until(raw, "proceed")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    tls = ctx.wrap_socket(raw, server_hostname="b.test")
+    tls.sendall(header.encode())
+    return tls, read_until(tls, "</stream:features>")
+
+
+def test_sasl_external_at_the_wire(tmp_path, ca):
+    """b.test's side of XEP-0178, byte by byte: EXTERNAL is offered only to
+    a peer whose certificate is valid for the stream's from; a wrong
+    authorization identity is refused; success lets stanzas through; a
+    second stream for the same domain is over s2s.max-connections-per-domain
+    (1 here) and ends with resource-constraint."""
+    cert, key = ca.issue("a.test")
+    _, b = start_pair(tmp_path, b_settings=with_cert(
+        ca, "b.test", **{"s2s.max-connections-per-domain": "1"}))
+    bob = b.client("bob")
+    try:
+        tls, features = external_stream(b.s2s_port)  # no certificate
+        assert "EXTERNAL" not in features and "dialback" in features
+        tls.close()
+        tls, features = external_stream(b.s2s_port, cert, key, origin="other.test")
+        assert "EXTERNAL" not in features  # a.test's certificate, not other.test's
+        tls.close()
+
+        tls, features = external_stream(b.s2s_port, cert, key)
+        assert "<mechanism>EXTERNAL</mechanism>" in features, features
+        tls.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                    b"b3RoZXIudGVzdA==</auth>")  # other.test
+        assert "invalid-authzid" in read_until(tls, "</failure>")
+        tls.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                    b"YS50ZXN0</auth>")  # a.test
+        assert "<success" in read_until(tls, "/>")
+        tls.sendall(HEADER.replace("from='evil.test'", "from='a.test'").encode())
+        assert "EXTERNAL" not in read_until(tls, "</stream:features>")
+        tls.sendall(b"<message from='alice@a.test' to='bob@b.test' type='chat'>"
+                    b"<body>by certificate</body></message>")
+        assert bob.wait_message(timeout=10)["body"] == "by certificate"
+
+        second, _ = external_stream(b.s2s_port, cert, key)
+        second.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                       b"=</auth>")
+        assert "resource-constraint" in read_until(second, "</stream:stream>")
+        second.close()
+        tls.close()
+    finally:
+        bob.disconnect()
+        stop_servers(b)
 
 
 def test_wrong_dialback_key_is_refused(pair):
