@@ -286,26 +286,43 @@ def test_through_the_resolver(tmp_path):
         stop_servers(a, b)
 
 
+def subscribe(asker, asker_jid, owner, owner_jid):
+    """asker asks owner for a subscription, owner approves; the approval
+    and owner's current presence reach asker."""
+    asker.send_presence(pto=owner_jid, ptype="subscribe")
+    req = owner.wait_presence(lambda s: s["type"] == "subscribe", timeout=10)
+    assert req["from"].bare == asker_jid
+    owner.send_presence(pto=asker_jid, ptype="subscribed")
+    asker.wait_presence(lambda s: s["type"] == "subscribed" and s["from"].bare == owner_jid,
+                        timeout=10)
+    asker.wait_presence(lambda s: s["from"].bare == owner_jid and s["type"] == "available",
+                        timeout=10)
+
+
 def test_subscription_and_presence(pair):
-    """RFC 6121 subscriptions across servers: alice asks, bob approves,
-    alice then sees bob's presence, and bob's availability changes reach
-    her."""
+    """RFC 6121 subscriptions across servers, both ways: alice asks and bob
+    approves, then bob asks and alice approves; both rosters say 'both';
+    each sees the other's presence change, come and go."""
     a, b = pair
     alice, bob = a.client("alice"), b.client("bob")
     try:
-        alice.send_presence(pto="bob@b.test", ptype="subscribe")
-        req = bob.wait_presence(lambda s: s["type"] == "subscribe", timeout=10)
-        assert req["from"].bare == "alice@a.test"
-        bob.send_presence(pto="alice@a.test", ptype="subscribed")
-        alice.wait_presence(lambda s: s["type"] == "subscribed" and s["from"].bare == "bob@b.test",
-                            timeout=10)
-        # the server sends bob's current presence after the approval
-        alice.wait_presence(lambda s: s["from"].bare == "bob@b.test" and s["type"] == "available",
-                            timeout=10)
-        bob.send_presence(pstatus="busy")
+        subscribe(alice, "alice@a.test", bob, "bob@b.test")
+        subscribe(bob, "bob@b.test", alice, "alice@a.test")
+        assert alice.roster_get()["bob@b.test"]["subscription"] == "both"
+        assert bob.roster_get()["alice@a.test"]["subscription"] == "both"
+        bob.send_presence(pstatus="busy", pshow="dnd")
         p = alice.wait_presence(lambda s: s["from"].bare == "bob@b.test" and s["status"] == "busy",
                                 timeout=10)
-        assert p["type"] == "available"
+        assert p["type"] == "dnd"
+        # a second resource of alice's comes and goes: bob sees both
+        alice2 = Client(a.server, "alice@a.test", "pw-secret", resource="phone")
+        alice2.connect()
+        alice2.send_presence(pstatus="on the phone")
+        p = bob.wait_presence(lambda s: s["from"] == "alice@a.test/phone", timeout=10)
+        assert p["status"] == "on the phone"
+        alice2.disconnect()
+        p = bob.wait_presence(lambda s: s["from"] == "alice@a.test/phone", timeout=10)
+        assert p["type"] == "unavailable"
     finally:
         alice.disconnect()
         bob.disconnect()
