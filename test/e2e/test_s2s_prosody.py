@@ -131,7 +131,7 @@ def federation(tmp_path):
     server = Server(env, domain="hearth.test", **{
         "s2s.listen": f"127.0.0.1:{hearth_s2s}",
         "s2s.route": [{"domain": "prosody.test", "target": f"127.0.0.1:{prosody.s2s_port}"}],
-        "s2s.verify-certificates": "false",
+        "s2s.listen-tls": "",
         "s2s.connect-timeout": "5s"})
     s2s = Daemon("s2s", env.config_path, env.logdir, ("127.0.0.1", hearth_s2s))
     try:
@@ -151,12 +151,15 @@ def federation(tmp_path):
         env.stop_all()
 
 
-def connect(server, name, register):
-    c = Client(server, f"{name}@{server.domain}", "pw-secret", register=register)
+def connect(server, name, register, resource=None, **presence):
+    """A client of name@server's domain, logged in and available; presence
+    holds send_presence's pshow=, pstatus=... for the initial presence."""
+    c = Client(server, f"{name}@{server.domain}", "pw-secret", register=register,
+               resource=resource)
     c.xmpp.auto_authorize = None
     c.xmpp.auto_subscribe = False
     c.connect()
-    c.send_presence()
+    c.send_presence(**presence)
     return c
 
 
@@ -178,3 +181,130 @@ def test_messages_with_prosody(federation):
     finally:
         hearth.disconnect()
         pat.disconnect()
+
+
+def presence_type(p):
+    """The type attribute of a presence ("available" without one): slixmpp's
+    p["type"] gives the show value instead for an available presence."""
+    return p.xml.get("type", "available")
+
+
+def wait_presence_from(client, jid, ptype, show=None, timeout=15):
+    """The next presence of type ptype from jid (a full JID, or a bare JID
+    for the subscription states), with this show value if one is given
+    (probes answered in between bring the contact's presence again)."""
+    return client.wait_presence(
+        lambda p: (str(p["from"]) == str(jid) and presence_type(p) == ptype
+                   and (show is None or p["show"] == show)), timeout=timeout)
+
+
+def wait_roster_push(client, jid, subscription, timeout=15):
+    """The next roster push whose item for the bare JID jid has this
+    subscription; returns the item (a dict with "ask" etc.)."""
+    def is_push(iq):
+        if iq["type"] != "set" or iq.xml.find("{jabber:iq:roster}query") is None:
+            return False
+        item = iq["roster"]["items"].get(jid)
+        return item is not None and item["subscription"] == subscription
+    iq = client.wait_iq(is_push, timeout=timeout)
+    # RFC 6121 2.1.6: a push comes from the user's own bare JID (or none)
+    assert iq["from"].bare in ("", client.jid.bare), iq
+    return iq["roster"]["items"][jid]
+
+
+def test_mutual_subscription_and_presence_with_prosody(federation):
+    """RFC 6121 across implementations: hana (Hearth) and pat (Prosody)
+    subscribe to each other and approve, both rosters end at 'both', and
+    then each sees the other's resources come and go, with show and status
+    as sent, and each new resource learns the other's presence by a probe."""
+    hana_jid, pat_jid = "hana@hearth.test", "pat@prosody.test"
+    hana = connect(federation.server, "hana", register=True)
+    pat = connect(federation.prosody, "pat", register=False)
+    extra = []
+    try:
+        # interested resources (RFC 6121 2.1.6): the servers push to them
+        assert hana.roster_get() == {}
+        assert pat.roster_get() == {}
+
+        # hana subscribes to pat; pat approves
+        hana.send_presence(pto=pat_jid, ptype="subscribe")
+        item = wait_roster_push(hana, pat_jid, "none")
+        assert item["ask"] == "subscribe"
+        req = pat.wait_presence(lambda p: presence_type(p) == "subscribe", timeout=15)
+        assert req["from"].full == hana_jid  # bare: RFC 6121 3.1.2
+        pat.send_presence(pto=hana_jid, ptype="subscribed")
+        assert not wait_roster_push(pat, hana_jid, "from")["ask"]
+        wait_presence_from(hana, pat_jid, "subscribed")
+        assert not wait_roster_push(hana, pat_jid, "to")["ask"]
+        # Prosody then sends pat's current presence to hana
+        wait_presence_from(hana, pat.bound_jid, "available")
+
+        # pat subscribes to hana; hana approves
+        pat.send_presence(pto=hana_jid, ptype="subscribe")
+        assert wait_roster_push(pat, hana_jid, "from")["ask"] == "subscribe"
+        wait_presence_from(hana, pat_jid, "subscribe")
+        hana.send_presence(pto=pat_jid, ptype="subscribed")
+        assert not wait_roster_push(hana, pat_jid, "both")["ask"]
+        wait_presence_from(pat, hana_jid, "subscribed")
+        assert not wait_roster_push(pat, hana_jid, "both")["ask"]
+        # Hearth then sends hana's current presence to pat
+        wait_presence_from(pat, hana.bound_jid, "available")
+
+        for client, contact in ((hana, pat_jid), (pat, hana_jid)):
+            roster = client.roster_get()
+            assert list(roster) == [contact], roster
+            assert roster[contact]["subscription"] == "both", roster
+            assert not roster[contact]["ask"], roster
+
+        # a second resource of pat comes online: hana sees it with its show
+        # and status; pat2 learns hana's presence (Prosody probes Hearth)
+        status = "at the café <back soon> & \"quoted\""
+        pat2 = connect(federation.prosody, "pat", register=False, resource="pat2",
+                       pshow="away", pstatus=status)
+        extra.append(pat2)
+        p = wait_presence_from(hana, pat2.bound_jid, "available")
+        assert (p["show"], p["status"]) == ("away", status)
+        wait_presence_from(pat2, hana.bound_jid, "available")
+        # ... and goes offline
+        pat2.disconnect()
+        wait_presence_from(hana, pat2.bound_jid, "unavailable")
+
+        # the same the other way: a second resource of hana
+        status = "в дороге <tag/> & 'so on' 🚲"
+        hana2 = connect(federation.server, "hana", register=False, resource="hana2",
+                        pshow="dnd", pstatus=status)
+        extra.append(hana2)
+        p = wait_presence_from(pat, hana2.bound_jid, "available")
+        assert (p["show"], p["status"]) == ("dnd", status)
+        wait_presence_from(hana2, pat.bound_jid, "available")
+        hana2.disconnect()
+        wait_presence_from(pat, hana2.bound_jid, "unavailable")
+
+        # the first resources change their presence
+        pat.send_presence(pshow="xa", pstatus="gone fishing")
+        p = wait_presence_from(hana, pat.bound_jid, "available", show="xa")
+        assert p["status"] == "gone fishing"
+        hana.send_presence(pshow="chat", pstatus="let's talk")
+        p = wait_presence_from(pat, hana.bound_jid, "available", show="chat")
+        assert p["status"] == "let's talk"
+
+        # an unavailable presence with a status, each way (hana first: an
+        # unavailable user is sent no presence until she is back)
+        hana.send_presence(ptype="unavailable", pstatus="signing off")
+        p = wait_presence_from(pat, hana.bound_jid, "unavailable")
+        assert p["status"] == "signing off"
+        hana.send_presence(pstatus="back again")
+        p = wait_presence_from(pat, hana.bound_jid, "available")
+        assert (p["show"], p["status"]) == ("", "back again")
+        # back: Hearth probes pat again, and hana learns pat's presence
+        p = wait_presence_from(hana, pat.bound_jid, "available", show="xa")
+        assert p["status"] == "gone fishing"
+        pat.send_presence(ptype="unavailable", pstatus="off to bed")
+        p = wait_presence_from(hana, pat.bound_jid, "unavailable")
+        assert p["status"] == "off to bed"
+    except AssertionError:
+        print(f"--- prosody log ---\n{tail(federation.prosody.log, 80)}")
+        raise
+    finally:
+        for c in [hana, pat] + extra:
+            c.disconnect()
