@@ -3,8 +3,12 @@
 in a temporary directory. Hearth finds Prosody by a static s2s route;
 Prosody finds Hearth through a small plugin written by the test
 (hearth_route), which answers its SRV resolver for hearth.test with a
-loopback port, so no DNS is involved. The servers use STARTTLS with
-self-signed certificates and authenticate with server dialback."""
+loopback port, so no DNS is involved. Every test runs twice: with
+self-signed certificates, the servers authenticate with server dialback
+over STARTTLS; with certificates from a CA made by the test, both require
+valid certificates (Prosody's s2s_secure_auth, without its dialback
+module; Hearth's s2s.auth=certificate) and authenticate with SASL
+EXTERNAL (XEP-0178)."""
 import os
 import shutil
 import subprocess
@@ -13,7 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from hearth_env import Daemon, Env, Server, accepts, free_port, is_built, tail
+from hearth_env import (Daemon, Env, Server, TestCA, accepts, free_port, is_built, self_signed,
+                        tail)
 from xmpp_client import Client
 
 PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
@@ -48,7 +53,9 @@ end
 
 
 class Prosody:
-    def __init__(self, tmpdir, domain, hearth_domain, hearth_port):
+    def __init__(self, tmpdir, domain, hearth_domain, hearth_port, ca=None):
+        """ca: a TestCA that issues Prosody's certificate and that Prosody
+        trusts, requiring valid certificates; None: self-signed, dialback."""
         self.dir = str(tmpdir)
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
         self.domain = domain
@@ -56,12 +63,14 @@ class Prosody:
         self.port = free_port()
         self.tls_port = self.port
         self.s2s_port = free_port()
-        self.cert_path = os.path.join(self.dir, f"{domain}.crt")
-        self.key = os.path.join(self.dir, f"{domain}.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
-                        "-keyout", self.key, "-out", self.cert_path],
-                       check=True, capture_output=True)
+        if ca:
+            self.cert_path, self.key = ca.issue(domain)
+            cafile = f'; cafile = "{ca.cert}"'
+            auth = 's2s_secure_auth = true\nmodules_disabled = { "dialback" }'
+        else:
+            self.cert_path, self.key = self_signed(self.dir, domain)
+            cafile = ""
+            auth = "s2s_secure_auth = false"
         with open(os.path.join(self.dir, "mod_hearth_route.lua"), "w") as f:
             f.write(PLUGIN)
         self.log = os.path.join(self.dir, "prosody.log")
@@ -81,7 +90,7 @@ s2s_ports = {{ {self.s2s_port} }}
 s2s_direct_tls_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
-s2s_secure_auth = false
+{auth}
 s2s_require_encryption = true
 c2s_require_encryption = true
 authentication = "internal_hashed"
@@ -90,7 +99,7 @@ modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "presence
                     "posix"; "hearth_route" }}
 hearth_routes = {{ ["{hearth_domain}"] = {{ "127.0.0.1", {hearth_port} }} }}
 VirtualHost "{domain}"
-    ssl = {{ certificate = "{self.cert_path}"; key = "{self.key}" }}
+    ssl = {{ certificate = "{self.cert_path}"; key = "{self.key}"{cafile} }}
 """)
         self.proc = None
 
@@ -123,16 +132,23 @@ VirtualHost "{domain}"
         self.proc = None
 
 
-@pytest.fixture
-def federation(tmp_path):
+@pytest.fixture(params=["dialback", "certificate"])
+def federation(tmp_path, request):
     hearth_s2s = free_port()
-    prosody = Prosody(tmp_path / "prosody", "prosody.test", "hearth.test", hearth_s2s)
+    ca = TestCA(tmp_path / "ca") if request.param == "certificate" else None
+    prosody = Prosody(tmp_path / "prosody", "prosody.test", "hearth.test", hearth_s2s, ca)
+    certificates = {}
+    if ca:
+        cert, key = ca.issue("hearth.test")
+        certificates = {"s2s.cert": cert, "s2s.key": key, "s2s.ca": ca.cert,
+                        "s2s.auth": "certificate"}
     env = Env(tmp_path / "hearth")
     server = Server(env, domain="hearth.test", **{
         "s2s.listen": f"127.0.0.1:{hearth_s2s}",
         "s2s.route": [{"domain": "prosody.test", "target": f"127.0.0.1:{prosody.s2s_port}"}],
         "s2s.listen-tls": "",
-        "s2s.connect-timeout": "5s"})
+        "s2s.connect-timeout": "5s",
+        **certificates})
     s2s = Daemon("s2s", env.config_path, env.logdir, ("127.0.0.1", hearth_s2s))
     try:
         prosody.start()
@@ -142,7 +158,7 @@ def federation(tmp_path):
         env.add(s2s)
         s2s.start()
         server.wait_router_log(" bound s2s", mark, 10, s2s)
-        yield SimpleNamespace(server=server, prosody=prosody, s2s=s2s)
+        yield SimpleNamespace(server=server, prosody=prosody, s2s=s2s, auth=request.param)
     except Exception:
         print(f"--- prosody log ---\n{tail(prosody.log, 60)}")
         raise
@@ -175,6 +191,14 @@ def test_messages_with_prosody(federation):
         m = hearth.wait_message(timeout=15)
         assert m["body"] == "hello Hearth"
         assert m["from"].bare == "pat@prosody.test"
+        with open(federation.s2s.log) as f:
+            log = f.read()
+        if federation.auth == "certificate":
+            assert "hearth.test -> prosody.test: authenticated by certificate (SASL EXTERNAL)" in log
+            assert "prosody.test authenticated by certificate (SASL EXTERNAL)" in log
+            assert "dialback" not in log
+        else:
+            assert "hearth.test -> prosody.test: dialback accepted" in log
     except AssertionError:
         print(f"--- prosody log ---\n{tail(federation.prosody.log, 80)}")
         raise
