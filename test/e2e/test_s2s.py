@@ -115,6 +115,24 @@ def with_cert(ca, domain, **settings):
     return {"s2s.cert": cert, "s2s.key": key, "s2s.ca": ca.cert, **settings}
 
 
+@pytest.fixture(params=["dialback", "certificate"])
+def any_pair(tmp_path, request):
+    """Two Hearths authenticating by dialback (self-signed certificates),
+    then by SASL EXTERNAL (certificates from a CA both trust, and nothing
+    else accepted); .auth says which."""
+    if request.param == "dialback":
+        a, b = start_pair(tmp_path)
+    else:
+        ca = TestCA(tmp_path / "ca")
+        a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}),
+                          with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
+    a.auth = b.auth = request.param
+    try:
+        yield a, b
+    finally:
+        stop_servers(a, b)
+
+
 def exchange(a, b, text="hello"):
     """alice@a.test and bob@b.test message each other; both arrive."""
     alice, bob = a.client("alice"), b.client("bob")
@@ -143,8 +161,8 @@ def bounced(a, to, condition):
         alice.disconnect()
 
 
-def test_messages_both_ways(pair):
-    a, b = pair
+def test_messages_both_ways(any_pair):
+    a, b = any_pair
     alice, bob = a.client("alice"), b.client("bob")
     try:
         alice.send_message("bob@b.test", "hello from a")
@@ -165,7 +183,14 @@ def test_messages_both_ways(pair):
         bob.disconnect()
     with open(a.s2s.log) as f:
         log = f.read()
-    assert log.count("a.test -> b.test: dialback accepted") == 1, log
+    how = ("dialback accepted" if a.auth == "dialback"
+           else "authenticated by certificate (SASL EXTERNAL)")
+    assert log.count(f"a.test -> b.test: {how}") == 1, log
+    if a.auth == "certificate":  # EXTERNAL both ways, no dialback at all
+        a.log_has("b.test authenticated by certificate (SASL EXTERNAL)")
+        b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
+        for h in (a, b):
+            assert "dialback" not in open(h.s2s.log).read()
 
 
 def test_unreachable_server_bounces(pair):
@@ -299,11 +324,11 @@ def subscribe(asker, asker_jid, owner, owner_jid):
                         timeout=10)
 
 
-def test_subscription_and_presence(pair):
+def test_subscription_and_presence(any_pair):
     """RFC 6121 subscriptions across servers, both ways: alice asks and bob
     approves, then bob asks and alice approves; both rosters say 'both';
     each sees the other's presence change, come and go."""
-    a, b = pair
+    a, b = any_pair
     alice, bob = a.client("alice"), b.client("bob")
     try:
         subscribe(alice, "alice@a.test", bob, "bob@b.test")
@@ -352,24 +377,6 @@ def test_idle_stream_closed_and_reopened(tmp_path):
         finally:
             alice.disconnect()
             bob.disconnect()
-    finally:
-        stop_servers(a, b)
-
-
-def test_sasl_external(tmp_path, ca):
-    """Certificates from a CA both trust: each s2s authenticates its
-    outgoing stream with SASL EXTERNAL (XEP-0178), no dialback at all, even
-    with s2s.auth=certificate on both."""
-    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}),
-                      with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
-    try:
-        exchange(a, b)
-        a.log_has("a.test -> b.test: authenticated by certificate (SASL EXTERNAL)")
-        b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
-        a.log_has("b.test authenticated by certificate (SASL EXTERNAL)")
-        b.log_has("a.test authenticated by certificate (SASL EXTERNAL)")
-        for h in (a, b):
-            assert "dialback" not in open(h.s2s.log).read()
     finally:
         stop_servers(a, b)
 
