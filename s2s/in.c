@@ -266,12 +266,14 @@ static void on_stanza_in(in_t *in, elem_t *st)
     const char *from = elem_attr(st, "from"), *to = elem_attr(st, "to");
     jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
-    if (!jfrom || !is_verified(in, jid_domain(jfrom)))
+    if (!jfrom || !jto)
+        stream_error(in, "improper-addressing", "a stanza needs a valid from and to");
+    else if (!is_verified(in, jid_domain(jfrom)))
         stream_error(in, "invalid-from", NULL);
-    else if (!jto || !s2s_is_local(in->s, jid_domain(jto)))
+    else if (!s2s_is_local(in->s, jid_domain(jto)))
         stream_error(in, "host-unknown", NULL);
     else
-        s2s_deliver_local(in->s, st);
+        s2s_deliver(in->s, jto, st);
     jid_free(jfrom);
     jid_free(jto);
 }

@@ -57,16 +57,17 @@ void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *origina
     out[64] = '\0';
 }
 
+void s2s_deliver(s2s_t *s, const jid_t *to, const elem_t *stanza)
+{
+    if (comp_send_to(s->comp, jid_domain(to), s->id, jid_bare(to), stanza) < 0)
+        log_info("router link down: stanza to %s dropped", jid_full(to));
+}
+
 void s2s_deliver_local(s2s_t *s, const elem_t *stanza)
 {
     const char *to = elem_attr(stanza, "to");
     jid_t *j = to && s->comp ? jid_new(to, strlen(to), NULL) : NULL;
-    if (!j) return;
-    jid_t *bare = jid_new_parts(jid_node(j), jid_domain(j), NULL, NULL);
-    if (comp_send_to(s->comp, jid_domain(j), s->id, bare ? jid_bare(bare) : jid_domain(j),
-                     stanza) < 0)
-        log_info("router link down: stanza to %s dropped", jid_full(j));
-    jid_free(bare);
+    if (j) s2s_deliver(s, j, stanza);
     jid_free(j);
 }
 

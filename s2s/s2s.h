@@ -99,6 +99,8 @@ void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *origina
 /* Send stanza (any stanza namespace) to the local sm: routed to the
  * domain of its to, user the bare to. */
 void s2s_deliver_local(s2s_t *s, const elem_t *stanza);
+/* The same when its to is parsed already. */
+void s2s_deliver(s2s_t *s, const jid_t *to, const elem_t *stanza);
 /* Answer stanza with an error (remote-server-not-found, ...) to its sender. */
 void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition);
 

@@ -480,7 +480,8 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
     a peer whose certificate is valid for the stream's from; a wrong
     authorization identity is refused; success lets stanzas through; a
     second stream for the same domain is over s2s.max-connections-per-domain
-    (1 here) and ends with resource-constraint."""
+    (1 here) and ends with resource-constraint; a stanza without a from
+    ends the stream with improper-addressing."""
     cert, key = ca.issue("a.test")
     _, b = start_pair(tmp_path, b_settings=with_cert(
         ca, "b.test", **{"s2s.max-connections-per-domain": "1"}))
@@ -512,6 +513,9 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
                        b"=</auth>")
         assert "resource-constraint" in read_until(second, "</stream:stream>")
         second.close()
+        # a stanza without a from is not addressed as RFC 6120 wants
+        tls.sendall(b"<message to='bob@b.test'><body>whose?</body></message>")
+        assert "improper-addressing" in read_until(tls, "</stream:stream>")
         tls.close()
     finally:
         bob.disconnect()
