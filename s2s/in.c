@@ -274,6 +274,8 @@ static void on_stanza_in(in_t *in, elem_t *st)
         stream_error(in, "host-unknown", NULL);
     else
         s2s_deliver(in->s, jto, st);
+    /* A peer faster than the router link waits (in_resume_all). */
+    if (!in->dead && in->s->comp && comp_is_full(in->s->comp)) conn_pause(in->conn);
     jid_free(jfrom);
     jid_free(jto);
 }
@@ -397,6 +399,12 @@ void in_verified(s2s_t *s, uint64_t serial, const char *receiving, const char *o
     while (in && in->serial != serial)
         in = in->next;
     if (in && !in->dead) answer_result(in, receiving, originating, valid);
+}
+
+void in_resume_all(s2s_t *s)
+{
+    for (in_t *in = s->ins; in; in = in->next)
+        if (!in->dead && in->conn && conn_is_paused(in->conn)) conn_resume(in->conn);
 }
 
 void in_close_all(s2s_t *s)

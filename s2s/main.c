@@ -261,7 +261,13 @@ static void on_bind_error(comp_t *comp, const char *name, const char *error)
     log_fatal("the router refused %s: %s (is another s2s running?)", name, error);
 }
 
+static void on_drain(comp_t *comp)
+{
+    in_resume_all(comp_data(comp));
+}
+
 static const comp_cb_t comp_cb = {
+    .on_drain = on_drain,
     .on_ready = on_ready,
     .on_down = on_down,
     .on_route = on_route,

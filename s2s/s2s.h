@@ -123,6 +123,8 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls);
 /* The outcome of a db:verify for in (which may have gone: in_serial). */
 void in_verified(s2s_t *s, uint64_t in_serial, const char *receiving, const char *originating,
                  bool valid);
+/* The router link drained: read from the streams paused for it again. */
+void in_resume_all(s2s_t *s);
 void in_close_all(s2s_t *s);
 
 #endif
