@@ -1,11 +1,14 @@
 /* hearth-bench-c2s — the client load generator: many real XMPP clients
  * against a running Hearth, measuring what issue 3's targets name.
  *
- *   hearth-bench-c2s users N [PREFIX]       SQL that creates bench accounts
+ *   hearth-bench-c2s [-d DOMAIN] users N [PREFIX]   SQL that creates bench accounts
  *   hearth-bench-c2s [options] login|chat|rate|idle
  *
  * Options:
  *   -a HOST:PORT  c2s address (127.0.0.1:5222)     -d DOMAIN  (localhost)
+ *   -A HOST:PORT  chat, rate: the second client of every pair logs in here,
+ *   -D DOMAIN     to this domain (another server; then every message
+ *                 crosses federation). Both or neither.
  *   -n N          clients (login, idle) or pairs (chat, rate)      [100]
  *   -c N          logins in progress at once, per worker            [64]
  *   -w N          chat: messages in flight per client               [16]
@@ -28,8 +31,14 @@
  *        partner's full JID for -s seconds, then waits for the stragglers;
  *        prints messages/s delivered, latency p50/p99 and how many were lost.
  * rate:  the same at a steady -r messages/s in all, for latency.
+ *        Only the first client of each pair sends.
  * idle:  log in N clients and hold them for -s seconds; prints "idle N"
  *        once all are in, so a script can read the server's memory then.
+ * With -A/-D the accounts of both servers are PREFIX0..PREFIX(2N-1), each
+ * server's with its own domain (`-d DOMAIN users 2N` for each); client 2k
+ * uses the first server, 2k+1 the second. The first message to the other
+ * domain makes the servers connect and run dialback: warm them up with a
+ * short run first, or that delay counts in the latency.
  * It stops by itself. */
 #include <errno.h>
 #include <getopt.h>
@@ -60,6 +69,7 @@ typedef struct client {
     sasl_t *sasl;
     cstate_t state;
     struct client *partner;
+    const char *addr, *domain; /* where this client logs in: -a/-d, or -A/-D */
     unsigned long sent, received;
     uint64_t t_connect;
     char jid[128];
@@ -75,13 +85,14 @@ typedef struct report {
 static struct {
     mode_t_ mode;
     const char *addr, *domain, *prefix, *password;
+    const char *partner_addr, *partner_domain; /* -A, -D: NULL for one server */
     int n, concurrency, window, rate, workers;
     double seconds;
     bool use_tls;
     char *sources[64];
     int nsources;
-} opt = {MODE_LOGIN, "127.0.0.1:5222", "localhost", "bench", "bench", 100, 64, 16, 5000, 1,
-         10, false, {NULL}, 0};
+} opt = {MODE_LOGIN, "127.0.0.1:5222", "localhost", "bench", "bench", NULL, NULL,
+         100, 64, 16, 5000, 1, 10, false, {NULL}, 0};
 
 static uv_loop_t *loop;
 static client_t *clients;
@@ -135,7 +146,7 @@ static void send_header(client_t *c)
     snprintf(h, sizeof h,
              "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
              "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>",
-             opt.domain);
+             c->domain);
     send_str(c, h);
 }
 
@@ -256,7 +267,7 @@ static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
         }
     } else if (c->state == C_TLS && elem_is(e, NS_TLS, "proceed")) {
         xstream_reset(c->xs);
-        conn_starttls(c->conn, tls, false, opt.domain);
+        conn_starttls(c->conn, tls, false, c->domain);
     } else if (c->state == C_AUTH && elem_is(e, NS_SASL, "challenge")) {
         char *out = NULL;
         if (sasl_step(c->sasl, elem_text(e), &out) != SASL_CONTINUE) {
@@ -381,9 +392,9 @@ static void client_start(client_t *c)
     c->state = C_CONNECTING;
     c->t_connect = uv_hrtime();
     in_progress++;
-    c->conn = conn_connect_from(loop, opt.addr, source, &conn_cb, c);
+    c->conn = conn_connect_from(loop, c->addr, source, &conn_cb, c);
     if (!c->conn) {
-        fprintf(stderr, "bench: bad address %s or source %s\n", opt.addr, source ? source : "-");
+        fprintf(stderr, "bench: bad address %s or source %s\n", c->addr, source ? source : "-");
         exit(2);
     }
 }
@@ -444,8 +455,13 @@ static void run_worker(int first, int count, const char *src)
     for (int i = 0; i < count; i++) {
         client_t *c = &clients[i];
         c->index = first + i;
-        snprintf(c->jid, sizeof c->jid, "%s%d@%s/bench", opt.prefix, c->index, opt.domain);
-        if (opt.mode == MODE_CHAT || opt.mode == MODE_RATE) c->partner = &clients[i ^ 1];
+        bool is_paired = opt.mode == MODE_CHAT || opt.mode == MODE_RATE;
+        if (is_paired) c->partner = &clients[i ^ 1];
+        /* Pairs start at even indexes: the odd one is the second client. */
+        bool is_on_partner = is_paired && opt.partner_addr && c->index % 2 == 1;
+        c->addr = is_on_partner ? opt.partner_addr : opt.addr;
+        c->domain = is_on_partner ? opt.partner_domain : opt.domain;
+        snprintf(c->jid, sizeof c->jid, "%s%d@%s/bench", opt.prefix, c->index, c->domain);
     }
     if (opt.use_tls) {
         char *err = NULL;
@@ -505,8 +521,9 @@ static void print_users(int n, const char *prefix)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: hearth-bench-c2s users N [PREFIX]\n"
-                    "       hearth-bench-c2s [-a ADDR] [-d DOMAIN] [-n N] [-c N] [-w N] [-r N]"
+    fprintf(stderr, "usage: hearth-bench-c2s [-d DOMAIN] users N [PREFIX]\n"
+                    "       hearth-bench-c2s [-a ADDR] [-d DOMAIN] [-A ADDR -D DOMAIN] [-n N]"
+                    " [-c N] [-w N] [-r N]"
                     " [-s SECONDS] [-t] [-j N] [-S IP,...] [-p PREFIX] [-P PASSWORD]"
                     " login|chat|rate|idle\n");
     exit(2);
@@ -515,10 +532,12 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int o;
-    while ((o = getopt(argc, argv, "a:d:n:c:w:r:s:tj:S:p:P:")) != -1) {
+    while ((o = getopt(argc, argv, "a:d:A:D:n:c:w:r:s:tj:S:p:P:")) != -1) {
         switch (o) {
         case 'a': opt.addr = optarg; break;
         case 'd': opt.domain = optarg; break;
+        case 'A': opt.partner_addr = optarg; break;
+        case 'D': opt.partner_domain = optarg; break;
         case 'n': opt.n = atoi(optarg); break;
         case 'c': opt.concurrency = atoi(optarg); break;
         case 'w': opt.window = atoi(optarg); break;
@@ -548,6 +567,9 @@ int main(int argc, char **argv)
                : strcmp(m, "idle") == 0 ? MODE_IDLE
                                         : (usage(), MODE_LOGIN);
     if (opt.n < 1 || opt.workers < 1 || opt.workers > 64 || opt.concurrency < 1 || opt.window < 1)
+        usage();
+    if (!opt.partner_addr != !opt.partner_domain ||
+        (opt.partner_addr && opt.mode != MODE_CHAT && opt.mode != MODE_RATE))
         usage();
     log_open("bench", "stderr", "error");
     if (scram_salted_password("SHA-256", opt.password, SALT, ITERATIONS, salted_hex,
