@@ -385,8 +385,10 @@ class Server:
     """
 
     def __init__(self, env, c2s=1, domain="localhost", **settings):
+        """domain: the one domain served, or a list of them (the first is
+        .domain)."""
         self.env = env
-        self.domain = domain
+        self.domain = domain if isinstance(domain, str) else domain[0]
         self.host = "127.0.0.1"
         self.port = free_port()
         self.tls_port = free_port()

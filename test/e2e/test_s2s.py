@@ -23,12 +23,13 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 class Hearth:
     """One Hearth with its s2s, for domain, in directory tmp."""
 
-    def __init__(self, tmp, domain, s2s_port, routes, resolver=False, **settings):
+    def __init__(self, tmp, domain, s2s_port, routes, resolver=False, more_domains=(),
+                 **settings):
         os.makedirs(tmp, exist_ok=True)
         self.env = Env(tmp)
         self.s2s_port = s2s_port
         self.s2s_tls_port = free_port()
-        self.server = Server(self.env, domain=domain, **{
+        self.server = Server(self.env, domain=[domain, *more_domains], **{
             "s2s.listen": f"127.0.0.1:{s2s_port}",
             "s2s.listen-tls": f"127.0.0.1:{self.s2s_tls_port}",
             "s2s.route": [{"domain": d, "target": t} for d, t in routes.items()],
@@ -377,6 +378,45 @@ def test_idle_stream_closed_and_reopened(tmp_path):
         finally:
             alice.disconnect()
             bob.disconnect()
+    finally:
+        stop_servers(a, b)
+
+
+def test_certificate_per_local_domain(tmp_path, ca):
+    """One Hearth serving a.test and a2.test, each with its own certificate
+    (s2s/certificate); b.test accepts only valid certificates. Each domain's
+    stream presents its own, and SNI picks the right one for b's streams
+    back: both users reach bob, and he reaches both."""
+    a_cert, a_key = ca.issue("a.test")
+    a2_cert, a2_key = ca.issue("a2.test")
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"127.0.0.1:{port_b}"},
+               more_domains=["a2.test"], **{"s2s.ca": ca.cert, "s2s.auth": "certificate",
+        "s2s.certificate": [{"domain": "a.test", "cert": a_cert, "key": a_key},
+                            {"domain": "a2.test", "cert": a2_cert, "key": a2_key}]})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}",
+                                                  "a2.test": f"127.0.0.1:{port_a}"},
+               **with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
+    try:
+        a.start()
+        b.start()
+        alice, bob = a.client("alice"), b.client("bob")
+        carol = Client(a.server, "carol@a2.test", "pw-secret", register=True)
+        carol.connect()
+        carol.send_presence()
+        try:
+            for sender, jid in ((alice, "alice@a.test"), (carol, "carol@a2.test")):
+                sender.send_message("bob@b.test", f"from {jid}")
+                m = bob.wait_message(timeout=10)
+                assert (m["from"].bare, m["body"]) == (jid, f"from {jid}")
+                bob.send_message(jid, "back")
+                assert sender.wait_message(timeout=10)["body"] == "back"
+        finally:
+            alice.disconnect()
+            bob.disconnect()
+            carol.disconnect()
+        b.log_has("a2.test authenticated by certificate (SASL EXTERNAL)")
+        b.log_has("b.test -> a2.test: authenticated by certificate (SASL EXTERNAL)")
     finally:
         stop_servers(a, b)
 
