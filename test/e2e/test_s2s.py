@@ -253,23 +253,32 @@ HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
           "xmlns:db='jabber:server:dialback' version='1.0' from='evil.test' to='b.test'>")
 
 
+def tls_stream(port, origin, cert=None, key=None):
+    """A raw s2s stream from origin to b.test on port, after STARTTLS,
+    presenting cert if given; returns (socket, the features after TLS)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    header = HEADER.replace("from='evil.test'", f"from='{origin}'")
+    raw.sendall(header.encode())
+    assert "starttls" in read_until(raw, "</stream:features>")
+    raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert "proceed" in read_until(raw, "proceed")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    tls = ctx.wrap_socket(raw, server_hostname="b.test")
+    tls.sendall(header.encode())
+    return tls, read_until(tls, "</stream:features>")
+
+
 def test_unverified_from_is_refused(pair):
     """A server that skips dialback (or claims a domain it did not verify)
     gets the stream error invalid-from; nothing reaches the user."""
     _, b = pair
     bob = b.client("bob")
     try:
-        raw = socket.create_connection(("127.0.0.1", b.s2s_port), timeout=5)
-        raw.sendall(HEADER.encode())
-        assert "starttls" in read_until(raw, "</stream:features>")
-        raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        assert "proceed" in read_until(raw, "proceed")
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        tls = ctx.wrap_socket(raw, server_hostname="b.test")
-        tls.sendall(HEADER.encode())
-        read_until(tls, "</stream:features>")
+        tls, _ = tls_stream(b.s2s_port, "evil.test")
         tls.sendall(b"<message from='mallory@a.test' to='bob@b.test' type='chat'>"
                     b"<body>spoofed</body></message>")
         assert "invalid-from" in read_until(tls, "</stream:stream>")
@@ -496,25 +505,6 @@ def test_queued_bytes_are_limited(tmp_path):
         a.env.stop_all()
 
 
-def external_stream(port, cert=None, key=None, origin="a.test"):
-    """A raw TLS s2s stream from origin to b.test presenting cert; returns
-    (socket, the features after TLS)."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    header = HEADER.replace("from='evil.test'", f"from='{origin}'")
-    raw.sendall(header.encode())
-    read_until(raw, "</stream:features>")
-    raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    read_until(raw, "proceed")
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    tls = ctx.wrap_socket(raw, server_hostname="b.test")
-    tls.sendall(header.encode())
-    return tls, read_until(tls, "</stream:features>")
-
-
 def test_sasl_external_at_the_wire(tmp_path, ca):
     """b.test's side of XEP-0178, byte by byte: EXTERNAL is offered only to
     a peer whose certificate is valid for the stream's from; a wrong
@@ -527,14 +517,14 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
         ca, "b.test", **{"s2s.max-connections-per-domain": "1"}))
     bob = b.client("bob")
     try:
-        tls, features = external_stream(b.s2s_port)  # no certificate
+        tls, features = tls_stream(b.s2s_port, "a.test")  # no certificate
         assert "EXTERNAL" not in features and "dialback" in features
         tls.close()
-        tls, features = external_stream(b.s2s_port, cert, key, origin="other.test")
+        tls, features = tls_stream(b.s2s_port, "other.test", cert, key)
         assert "EXTERNAL" not in features  # a.test's certificate, not other.test's
         tls.close()
 
-        tls, features = external_stream(b.s2s_port, cert, key)
+        tls, features = tls_stream(b.s2s_port, "a.test", cert, key)
         assert "<mechanism>EXTERNAL</mechanism>" in features, features
         tls.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
                     b"b3RoZXIudGVzdA==</auth>")  # other.test
@@ -548,7 +538,7 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
                     b"<body>by certificate</body></message>")
         assert bob.wait_message(timeout=10)["body"] == "by certificate"
 
-        second, _ = external_stream(b.s2s_port, cert, key)
+        second, _ = tls_stream(b.s2s_port, "a.test", cert, key)
         second.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
                        b"=</auth>")
         assert "resource-constraint" in read_until(second, "</stream:stream>")
@@ -569,18 +559,7 @@ def test_wrong_dialback_key_is_refused(pair):
     a, b = pair
     bob = b.client("bob")
     try:
-        raw = socket.create_connection(("127.0.0.1", b.s2s_port), timeout=5)
-        header = HEADER.replace("from='evil.test'", "from='a.test'")
-        raw.sendall(header.encode())
-        read_until(raw, "</stream:features>")
-        raw.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        read_until(raw, "proceed")
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        tls = ctx.wrap_socket(raw, server_hostname="b.test")
-        tls.sendall(header.encode())
-        read_until(tls, "</stream:features>")
+        tls, _ = tls_stream(b.s2s_port, "a.test")
         tls.sendall(b"<db:result from='a.test' to='b.test'>" + b"0" * 64 + b"</db:result>")
         answer = read_until(tls, "/>", timeout=10)
         assert "type='invalid'" in answer, answer

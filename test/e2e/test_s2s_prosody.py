@@ -280,29 +280,20 @@ def test_mutual_subscription_and_presence_with_prosody(federation):
             assert roster[contact]["subscription"] == "both", roster
             assert not roster[contact]["ask"], roster
 
-        # a second resource of pat comes online: hana sees it with its show
-        # and status; pat2 learns hana's presence (Prosody probes Hearth)
-        status = "at the café <back soon> & \"quoted\""
-        pat2 = connect(federation.prosody, "pat", register=False, resource="pat2",
-                       pshow="away", pstatus=status)
-        extra.append(pat2)
-        p = wait_presence_from(hana, pat2.bound_jid, "available")
-        assert (p["show"], p["status"]) == ("away", status)
-        wait_presence_from(pat2, hana.bound_jid, "available")
-        # ... and goes offline
-        pat2.disconnect()
-        wait_presence_from(hana, pat2.bound_jid, "unavailable")
-
-        # the same the other way: a second resource of hana
-        status = "в дороге <tag/> & 'so on' 🚲"
-        hana2 = connect(federation.server, "hana", register=False, resource="hana2",
-                        pshow="dnd", pstatus=status)
-        extra.append(hana2)
-        p = wait_presence_from(pat, hana2.bound_jid, "available")
-        assert (p["show"], p["status"]) == ("dnd", status)
-        wait_presence_from(hana2, pat.bound_jid, "available")
-        hana2.disconnect()
-        wait_presence_from(pat, hana2.bound_jid, "unavailable")
+        # a second resource of each comes online: the contact sees it with
+        # its show and status; the new resource learns the contact's
+        # presence (each server probes the other); then it goes offline
+        for server, name, watcher, show, status in (
+                (federation.prosody, "pat", hana, "away", "at the café <back soon> & \"quoted\""),
+                (federation.server, "hana", pat, "dnd", "в дороге <tag/> & 'so on' 🚲")):
+            second = connect(server, name, register=False, resource=f"{name}2",
+                             pshow=show, pstatus=status)
+            extra.append(second)
+            p = wait_presence_from(watcher, second.bound_jid, "available")
+            assert (p["show"], p["status"]) == (show, status)
+            wait_presence_from(second, watcher.bound_jid, "available")
+            second.disconnect()
+            wait_presence_from(watcher, second.bound_jid, "unavailable")
 
         # the first resources change their presence
         pat.send_presence(pshow="xa", pstatus="gone fishing")
