@@ -295,7 +295,10 @@ void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls)
     if (c2s->nclients > c2s->max_connections || c2s->is_stopping ||
         cl->addr->connections > c2s->max_per_ip)
         cl->is_refused = true;
-    if (is_direct_tls) conn_starttls(cl->conn, c2s->tls, true, NULL);
+    if (is_direct_tls) {
+        conn_set_alpn(cl->conn, "xmpp-client"); /* XEP-0368 */
+        conn_starttls(cl->conn, c2s->tls, true, NULL);
+    }
     client_arm(cl);
     log_debug("%s: connection from %s%s", c2s->id, conn_peer(cl->conn),
               is_direct_tls ? " (direct TLS)" : "");

@@ -127,6 +127,7 @@ struct conn {
 
     gnutls_session_t tls;
     tls_ctx_t *tls_ctx;
+    const char *alpn; /* the ALPN protocol to ask for or accept, or NULL */
     bool tls_done;   /* handshake finished */
     bool tls_failed; /* handshake or record error: nothing more through TLS */
     bool bye_sent;
@@ -1156,6 +1157,10 @@ int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_
         gnutls_session_set_verify_cert(s, server_name && *server_name ? server_name : NULL, 0);
     if (is_server && tls_ctx_requests_cert(ctx))
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+    if (c->alpn) {
+        gnutls_datum_t proto = {(unsigned char *)c->alpn, (unsigned)strlen(c->alpn)};
+        gnutls_alpn_set_protocols(s, &proto, 1, 0);
+    }
     gnutls_transport_set_ptr(s, c);
     gnutls_transport_set_push_function(s, tls_push);
     gnutls_transport_set_pull_function(s, tls_pull);
@@ -1165,6 +1170,11 @@ int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_
     c->tls_input_pending = true; /* first handshake step on this turn's flush */
     mark_dirty(c);
     return 0;
+}
+
+void conn_set_alpn(conn_t *c, const char *protocol)
+{
+    c->alpn = protocol;
 }
 
 bool conn_has_tls(const conn_t *c)

@@ -87,6 +87,10 @@ bool conn_is_paused(const conn_t *c);
  * after is encrypted. server_name: SNI and the name verified (client side).
  * Returns 0, or -1 if TLS is already on. */
 int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_name);
+/* Before conn_starttls: offer (client) or accept (server) this ALPN
+ * protocol, e.g. "xmpp-client" for direct TLS (XEP-0368). protocol must
+ * outlive the connection (a string literal). */
+void conn_set_alpn(conn_t *c, const char *protocol);
 bool conn_has_tls(const conn_t *c);
 /* After the handshake: the peer presented a certificate that chains to the
  * context's trusted CAs, is in its validity period and names `name` (a DNS

@@ -388,6 +388,7 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
         in->dead = true;
         conn_abort(in->conn);
     } else if (direct_tls) {
+        conn_set_alpn(in->conn, "xmpp-server"); /* XEP-0368 */
         conn_starttls(in->conn, s->tls_server, true, NULL);
     }
 }

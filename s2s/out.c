@@ -296,10 +296,12 @@ static void c_connect(conn_t *c, int status)
         o->condition = "remote-server-not-found";
         return; /* on_close follows */
     }
-    if (o->direct)
+    if (o->direct) {
+        conn_set_alpn(c, "xmpp-server"); /* XEP-0368 */
         conn_starttls(c, s2s_tls_for(o->s, o->local), false, o->remote);
-    else
+    } else {
         send_header(o);
+    }
 }
 
 static void c_tls(conn_t *c, int status)

@@ -162,6 +162,18 @@ def test_direct_tls_login(server):
     c.disconnect()
 
 
+def test_direct_tls_alpn(server):
+    """XEP-0368: the direct TLS port agrees on the ALPN protocol
+    'xmpp-client' with a client that offers it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["xmpp-client"])
+    with ctx.wrap_socket(socket.create_connection((server.host, server.tls_port), timeout=5),
+                         server_hostname="localhost") as tls:
+        assert tls.selected_alpn_protocol() == "xmpp-client"
+
+
 def test_certificate_is_generated_for_the_domain(server):
     c = login(server, "alice", verify=True)  # verifies server.cert_path for "localhost"
     c.disconnect()

@@ -458,7 +458,8 @@ def test_blocked_peer(tmp_path):
 @pytest.mark.skipif(not is_built("resolver"), reason="hearth-resolver is not built")
 def test_direct_tls(tmp_path):
     """XEP-0368: the resolver says b.test's server takes TLS from the first
-    byte on its s2s.listen-tls port; a connects so and the stream works."""
+    byte on its s2s.listen-tls port; a connects so (ALPN xmpp-server) and
+    the stream works."""
     port_a, port_b = free_port(), free_port()
     b = Hearth(tmp_path / "b", "b.test", port_b, {}, resolver=True, **{
         "resolver.override": {"domain": "a.test", "target": f"127.0.0.1:{port_a}"}})
@@ -471,6 +472,16 @@ def test_direct_tls(tmp_path):
         exchange(a, b)
         a.log_has(f"a.test -> b.test: connecting to 127.0.0.1:{b.s2s_tls_port} (direct TLS)")
         a.log_has("a.test -> b.test: dialback accepted")
+        # the port agrees on ALPN xmpp-server, then speaks XMPP at once
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["xmpp-server"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", b.s2s_tls_port), timeout=5),
+                             server_hostname="b.test") as tls:
+            assert tls.selected_alpn_protocol() == "xmpp-server"
+            tls.sendall(HEADER.encode())
+            assert "dialback" in read_until(tls, "</stream:features>")
     finally:
         stop_servers(a, b)
 
