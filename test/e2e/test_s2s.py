@@ -289,6 +289,28 @@ def test_unverified_from_is_refused(pair):
         bob.disconnect()
 
 
+BAD_XML = {
+    "not-well-formed": b"<message><body>x</wrong></message>",
+    "restricted-xml": b"<!DOCTYPE x [<!ENTITY e 'e'>]>",
+    "policy-violation": b"<message><body>" + b"x" * 270000 + b"</body></message>",
+}
+
+
+@pytest.mark.parametrize("condition", sorted(BAD_XML))
+def test_bad_xml_from_a_peer(pair, condition):
+    """What another server sends is parsed with the same limits as a
+    client's: broken XML, a DTD, a stanza over s2s.max-stanza (256k) end
+    the stream with the error RFC 6120 names; the server goes on serving."""
+    _, b = pair
+    tls, _ = tls_stream(b.s2s_port, "evil.test")
+    tls.sendall(BAD_XML[condition])
+    assert f"<{condition} " in read_until(tls, "</stream:stream>")
+    tls.close()
+    tls, features = tls_stream(b.s2s_port, "evil.test")
+    assert "dialback" in features
+    tls.close()
+
+
 @pytest.mark.skipif(not is_built("resolver"), reason="hearth-resolver is not built")
 def test_through_the_resolver(tmp_path):
     """No static s2s route: the s2s asks hearth-resolver (here answering
