@@ -832,6 +832,83 @@ static void tls_pause_holds_records(void)
     is_str(cli.reason, "peer closed", "TLS pause: client sees the server close");
 }
 
+/* Client certificates (s2s, XEP-0178): both sides present the self-signed
+ * example.test certificate and trust it (tls_ctx_trust); each then checks
+ * the other's with conn_peer_verified. */
+static tls_ctx_t *peer_ctx; /* the client's context in peer_certificates */
+static int srv_verified, srv_verified_other, cli_verified;
+
+static void peer_client_start(side_t *s)
+{
+    conn_set_alpn(s->c, "xmpp-server");
+    conn_starttls(s->c, peer_ctx, false, "example.test");
+}
+
+static void peer_client_up(side_t *s)
+{
+    cli_verified = conn_peer_verified(s->c, "example.test");
+    conn_write(s->c, "hi;", 3);
+}
+
+static void peer_server_up(side_t *s)
+{
+    srv_verified = conn_peer_verified(s->c, "example.test");
+    srv_verified_other = conn_peer_verified(s->c, "other.test");
+}
+
+static void peer_server_reader(side_t *s, const char *data, size_t len)
+{
+    if (got_has(s, "hi;")) conn_close(s->c);
+}
+
+static void peer_certificates(tls_ctx_t *server, tls_ctx_t *client, bool client_has_cert)
+{
+    loop_start();
+    listen_tcp("127.0.0.1");
+    tls_ctx_t *saved = server_ctx;
+    server_ctx = server; /* what on_connection starts TLS with */
+    peer_ctx = client;
+    accept_tls = true;
+    srv_verified = srv_verified_other = cli_verified = -1;
+    srv.tls_hook = peer_server_up;
+    srv.read_hook = peer_server_reader;
+    cli.connect_hook = peer_client_start;
+    cli.tls_hook = peer_client_up;
+    cli.c = conn_connect(&loop, addr, &callbacks, &cli);
+    loop_finish("client certificates");
+    server_ctx = saved;
+    is_int(srv.tls_status, 0, "peer certificates: server handshake done");
+    is_int(cli.tls_status, 0, "peer certificates: client handshake done");
+    is_int(cli_verified, 1, "client: the server's certificate is valid for example.test");
+    is_int(srv_verified, client_has_cert,
+           client_has_cert ? "server: the client's certificate is valid for example.test"
+                           : "server: no client certificate asked for, none verified");
+    is_int(srv_verified_other, 0, "server: ... and not for other.test");
+    ok(got_has(&srv, "hi;"), "peer certificates: data after the handshake");
+}
+
+static void client_certificates(void)
+{
+    char *err = NULL;
+    const char *cas[] = {cert_file};
+    tls_ctx_t *mutual = tls_ctx_new_server(cert_file, key_file, &err);
+    ok(mutual && tls_ctx_trust(mutual, cas, 1, &err) == 0, "tls_ctx_trust (%s)",
+       err ? err : "ok");
+    free(err);
+    err = NULL;
+    const char *missing[] = {"/nonexistent/ca.pem"};
+    int rc = tls_ctx_trust(mutual, missing, 1, &err);
+    ok(rc < 0 && err, "tls_ctx_trust: a missing file (%s)", err ? err : "no message");
+    free(err);
+    err = NULL;
+    ok(tls_ctx_add_key_pair(mutual, cert_file, key_file, &err) == 0,
+       "tls_ctx_add_key_pair: a second key pair");
+    free(err);
+    peer_certificates(mutual, mutual, true);
+    peer_certificates(server_ctx, mutual, false); /* a server that asks for none */
+    tls_ctx_free(mutual);
+}
+
 /* ---- certificates ------------------------------------------------------------- */
 
 static void selfsigned_certificate(void)
@@ -978,6 +1055,7 @@ int main(int argc, char **argv)
         direct_tls("example.test", true);
         direct_tls("wrong.test", false);
         tls_pause_holds_records();
+        client_certificates();
         tls_unique_under_tls12(argv[0]);
     }
     tls_ctx_free(server_ctx);
