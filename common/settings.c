@@ -113,6 +113,7 @@ const cfg_setting_t cfg_settings[] = {
     SECTION("s2s.route", true, "a static route to a remote domain, used before DNS"),
     STRING("s2s.route@domain", NULL, "the remote domain"),
     STRING("s2s.route@target", NULL, "its server's numeric address, host:port"),
+    CHOICE("s2s.route@tls", "starttls", "starttls|direct", "STARTTLS, or TLS from the first byte"),
     STRING("s2s.cert", "", "PEM certificate of the local domains (default: STATEDIR/tls/DOMAIN.pem)"),
     STRING("s2s.key", "", "PEM key of that certificate (default: STATEDIR/tls/DOMAIN.key)"),
     SECTION("s2s.certificate", true, "the certificate of one local domain, instead of s2s/cert"),

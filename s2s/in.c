@@ -381,7 +381,7 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
     in->next = s->ins;
     s->ins = in;
     s->nins++;
-    log_debug("s2s incoming from %s%s", conn_peer(in->conn), direct_tls ? " (direct TLS)" : "");
+    log_info("s2s incoming from %s%s", conn_peer(in->conn), direct_tls ? " (direct TLS)" : "");
     if (s->nins > s->max_connections) {
         log_warn("s2s incoming from %s refused: s2s.max-connections (%d) reached",
                  conn_peer(in->conn), s->max_connections);

@@ -32,10 +32,10 @@ tls_ctx_t *s2s_tls_for(const s2s_t *s, const char *local)
     return s->tls_client[0];
 }
 
-const char *s2s_route_for(const s2s_t *s, const char *domain)
+const s2s_route_t *s2s_route_for(const s2s_t *s, const char *domain)
 {
     for (int i = 0; i < s->nroutes; i++)
-        if (strcmp(s->routes[i].domain, domain) == 0) return s->routes[i].target;
+        if (strcmp(s->routes[i].domain, domain) == 0) return &s->routes[i];
     return NULL;
 }
 
@@ -160,6 +160,7 @@ static void configure(s2s_t *s, const config_t *cf)
         s->routes[i].domain =
             config_domain(cf, "s2s/route", config_get_at(cf, "s2s.route@domain", i));
         s->routes[i].target = xstrdup(t);
+        s->routes[i].direct = !strcmp(config_get_at(cf, "s2s.route@tls", i), "direct");
     }
     s->npeers = config_count(cf, "s2s.peer");
     s->peers = calloc((size_t)s->npeers + 1, sizeof(*s->peers));

@@ -389,8 +389,8 @@ static bool connect_next(out_t *o)
 
 static out_t *out_new(s2s_t *s, const char *local, const char *remote)
 {
-    const char *addr = s2s_route_for(s, remote);
-    if (!addr && !s->has_resolver) {
+    const s2s_route_t *route = s2s_route_for(s, remote);
+    if (!route && !s->has_resolver) {
         log_info("s2s: no route to %s and no resolver", remote);
         return NULL;
     }
@@ -405,13 +405,14 @@ static out_t *out_new(s2s_t *s, const char *local, const char *remote)
     o->xs = xstream_new(&xo, &x_cb, o);
     uv_timer_init(s->loop, &o->timer);
     o->timer.data = o;
-    if (addr) {
+    if (route) {
         o->targets = calloc(1, sizeof *o->targets);
         if (!o->targets) log_fatal("out of memory");
-        snprintf(o->targets[0].addr, sizeof o->targets[0].addr, "%s", addr);
+        snprintf(o->targets[0].addr, sizeof o->targets[0].addr, "%s", route->target);
+        o->targets[0].direct = route->direct;
         o->ntargets = 1;
         if (!connect_next(o)) {
-            log_warn("s2s: route to %s: bad address %s", remote, addr);
+            log_warn("s2s: route to %s: bad address %s", remote, route->target);
             xstream_free(o->xs);
             uv_close((uv_handle_t *)&o->timer, free_out);
             return NULL;

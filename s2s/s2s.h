@@ -53,6 +53,7 @@ typedef struct s2s_peer {
 typedef struct s2s_route {
     char *domain;
     char *target; /* "127.0.0.1:5269" */
+    bool direct;  /* TLS from the first byte (XEP-0368) */
 } s2s_route_t;
 
 typedef struct s2s {
@@ -91,8 +92,8 @@ bool s2s_is_local(const s2s_t *s, const char *domain);
 s2s_auth_t s2s_policy(const s2s_t *s, const char *domain);
 /* The TLS context for streams from local domain (its certificate). */
 tls_ctx_t *s2s_tls_for(const s2s_t *s, const char *local);
-/* The static route's address for domain, or NULL. */
-const char *s2s_route_for(const s2s_t *s, const char *domain);
+/* The static route for domain, or NULL. */
+const s2s_route_t *s2s_route_for(const s2s_t *s, const char *domain);
 /* The XEP-0185 key: hex HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' id). */
 void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *originating,
                       const char *id, char out[65]);

@@ -10,6 +10,7 @@ valid certificates (Prosody's s2s_secure_auth, without its dialback
 module; Hearth's s2s.auth=certificate) and authenticate with SASL
 EXTERNAL (XEP-0178)."""
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -31,7 +32,7 @@ pytestmark = [
 
 PLUGIN = """\
 -- Test only: connect to the hosts of hearth_routes at a fixed address
--- instead of looking up their SRV records.
+-- instead of looking up their SRV records: { host, port, direct TLS port }.
 local service = require "net.resolvers.service";
 local basic = require "net.resolvers.basic";
 local manual = require "net.resolvers.manual";
@@ -43,6 +44,9 @@ if not service.hearth_original_new then
         if not route then
             return service.hearth_original_new(hostname, srv, conn_type, extra);
         end
+        if srv == "xmpps-server" and route[3] then
+            return basic.new(route[1], route[3], conn_type, extra);
+        end
         if srv ~= "xmpp-server" then
             return manual.new({}, conn_type, extra);
         end
@@ -53,9 +57,12 @@ end
 
 
 class Prosody:
-    def __init__(self, tmpdir, domain, hearth_domain, hearth_port, ca=None):
+    def __init__(self, tmpdir, domain, hearth_domain, hearth_port, ca=None,
+                 hearth_tls_port=None):
         """ca: a TestCA that issues Prosody's certificate and that Prosody
-        trusts, requiring valid certificates; None: self-signed, dialback."""
+        trusts, requiring valid certificates; None: self-signed, dialback.
+        hearth_tls_port: Hearth's direct TLS port, which Prosody then uses
+        (XEP-0368), and Prosody takes direct TLS on s2s_tls_port too."""
         self.dir = str(tmpdir)
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
         self.domain = domain
@@ -63,6 +70,7 @@ class Prosody:
         self.port = free_port()
         self.tls_port = self.port
         self.s2s_port = free_port()
+        self.s2s_tls_port = free_port() if hearth_tls_port else None
         if ca:
             self.cert_path, self.key = ca.issue(domain)
             cafile = f'; cafile = "{ca.cert}"'
@@ -71,6 +79,10 @@ class Prosody:
             self.cert_path, self.key = self_signed(self.dir, domain)
             cafile = ""
             auth = "s2s_secure_auth = false"
+        ssl = f'certificate = "{self.cert_path}"; key = "{self.key}"{cafile}'
+        direct = f"s2s_direct_tls_ports = {{ {self.s2s_tls_port} }}" if hearth_tls_port else ""
+        route = ", ".join(['"127.0.0.1"', str(hearth_port)] +
+                          ([str(hearth_tls_port)] if hearth_tls_port else []))
         with open(os.path.join(self.dir, "mod_hearth_route.lua"), "w") as f:
             f.write(PLUGIN)
         self.log = os.path.join(self.dir, "prosody.log")
@@ -87,7 +99,7 @@ interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.port} }}
 c2s_direct_tls_ports = {{ }}
 s2s_ports = {{ {self.s2s_port} }}
-s2s_direct_tls_ports = {{ }}
+{direct or "s2s_direct_tls_ports = { }"}
 http_ports = {{ }}
 https_ports = {{ }}
 {auth}
@@ -97,9 +109,10 @@ authentication = "internal_hashed"
 storage = "internal"
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "presence";
                     "posix"; "hearth_route" }}
-hearth_routes = {{ ["{hearth_domain}"] = {{ "127.0.0.1", {hearth_port} }} }}
+hearth_routes = {{ ["{hearth_domain}"] = {{ {route} }} }}
+ssl = {{ {ssl} }}
 VirtualHost "{domain}"
-    ssl = {{ certificate = "{self.cert_path}"; key = "{self.key}"{cafile} }}
+    ssl = {{ {ssl} }}
 """)
         self.proc = None
 
@@ -132,11 +145,20 @@ VirtualHost "{domain}"
         self.proc = None
 
 
-@pytest.fixture(params=["dialback", "certificate"])
+@pytest.fixture(params=["dialback", "certificate", "direct-tls"])
 def federation(tmp_path, request):
+    """Hearth (hearth.test) and Prosody (prosody.test) federating: by
+    dialback over STARTTLS; by SASL EXTERNAL with certificates from a test
+    CA; or by dialback over direct TLS (XEP-0368) both ways."""
     hearth_s2s = free_port()
+    hearth_tls = free_port() if request.param == "direct-tls" else None
     ca = TestCA(tmp_path / "ca") if request.param == "certificate" else None
-    prosody = Prosody(tmp_path / "prosody", "prosody.test", "hearth.test", hearth_s2s, ca)
+    prosody = Prosody(tmp_path / "prosody", "prosody.test", "hearth.test", hearth_s2s, ca,
+                      hearth_tls)
+    route = {"domain": "prosody.test", "target": f"127.0.0.1:{prosody.s2s_port}"}
+    if hearth_tls:
+        route = {"domain": "prosody.test", "target": f"127.0.0.1:{prosody.s2s_tls_port}",
+                 "tls": "direct"}
     certificates = {}
     if ca:
         cert, key = ca.issue("hearth.test")
@@ -145,8 +167,8 @@ def federation(tmp_path, request):
     env = Env(tmp_path / "hearth")
     server = Server(env, domain="hearth.test", **{
         "s2s.listen": f"127.0.0.1:{hearth_s2s}",
-        "s2s.route": [{"domain": "prosody.test", "target": f"127.0.0.1:{prosody.s2s_port}"}],
-        "s2s.listen-tls": "",
+        "s2s.route": route,
+        "s2s.listen-tls": f"127.0.0.1:{hearth_tls}" if hearth_tls else "",
         "s2s.connect-timeout": "5s",
         **certificates})
     s2s = Daemon("s2s", env.config_path, env.logdir, ("127.0.0.1", hearth_s2s))
@@ -199,6 +221,10 @@ def test_messages_with_prosody(federation):
             assert "dialback" not in log
         else:
             assert "hearth.test -> prosody.test: dialback accepted" in log
+        if federation.auth == "direct-tls":  # both ways
+            tls_port = federation.prosody.s2s_tls_port
+            assert f"connecting to 127.0.0.1:{tls_port} (direct TLS)" in log
+            assert re.search(r"s2s incoming from \S+ \(direct TLS\)", log), log
     except AssertionError:
         print(f"--- prosody log ---\n{tail(federation.prosody.log, 80)}")
         raise
