@@ -61,6 +61,7 @@
 #define CHUNK_SIZE 16384     /* coalescing buffer for copied writes */
 #define SMALL_RBUF 512       /* shared buffers this small are copied */
 #define ENCRYPT_BATCH 65536  /* plaintext corked into records at once */
+#define EARLY_FLUSH 65536    /* this much queued leaves before the turn ends */
 #define DEFAULT_WRITE_LIMIT (1024 * 1024)
 #define MAX_IOV 1024
 #define CLOSE_TIMEOUT_MS 10000
@@ -674,10 +675,32 @@ static void maybe_drain(conn_t *c)
     if (!c->app_closed && !c->is_closed && c->cb.on_drain) c->cb.on_drain(c);
 }
 
+static int start_write(conn_t *c);
+static int tls_encrypt(conn_t *c);
+
+/* A daemon that reads for milliseconds in one loop turn would hold all it
+ * writes until the turn ends, and the next daemon in the chain would wait
+ * idle: once EARLY_FLUSH bytes are queued and no write is in flight, they
+ * go at once. Only the socket write happens here, never a callback (an
+ * error closes the connection asynchronously); the turn's flush does the
+ * rest. */
+static void flush_early(conn_t *c)
+{
+    if (c->inflight || !c->is_connected || c->is_closed || c->is_closing) return;
+    if (c->tls) {
+        if (!c->tls_done || c->tls_failed || c->plain.bytes < EARLY_FLUSH) return;
+        if (tls_encrypt(c) < 0) return;
+    } else if (c->wire.bytes < EARLY_FLUSH) {
+        return;
+    }
+    if (c->wire.bytes) start_write(c);
+}
+
 static void note_queued(conn_t *c)
 {
     if (conn_queued(c) > c->limit) c->was_full = true;
     mark_dirty(c);
+    flush_early(c);
 }
 
 static bool can_write(const conn_t *c)
