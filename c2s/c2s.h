@@ -80,8 +80,7 @@ struct client {
     uint64_t resume_at;     /* rate limit: reading resumes then */
     uint64_t auth_reply_at; /* a delayed SASL failure goes out then */
     uint64_t armed_at;      /* when the timer fires (0: not armed) */
-    double tokens;          /* rate limit bucket */
-    uint64_t tokens_at;
+    rate_bucket_t bucket;   /* rate limit (c2s.rate, c2s.burst) */
 };
 
 struct addr {

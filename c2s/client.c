@@ -284,8 +284,8 @@ void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls)
     c2s->nclients++;
     cl->addr = addr_get(c2s, conn_peer(cl->conn));
     cl->is_direct_tls = is_direct_tls;
-    cl->last_read = cl->tokens_at = uv_now(c2s->loop);
-    cl->tokens = c2s->burst;
+    cl->last_read = uv_now(c2s->loop);
+    rate_init(&cl->bucket, c2s->burst, cl->last_read);
     random_hex(cl->stream_id, 8);
     conn_set_write_limit(cl->conn, CLIENT_WRITE_LIMIT);
     xstream_opts_t opts = {.max_stanza = c2s->max_stanza};
@@ -419,13 +419,9 @@ static void charge_rate(client_t *cl)
 {
     c2s_t *c2s = cl->c2s;
     uint64_t now = uv_now(c2s->loop);
-    cl->tokens += (double)(now - cl->tokens_at) * c2s->rate / 1000.0;
-    if (cl->tokens > c2s->burst) cl->tokens = c2s->burst;
-    cl->tokens_at = now;
-    cl->tokens -= 1.0;
-    if (cl->tokens < 0 && !cl->resume_at) {
+    uint64_t wait = rate_take(&cl->bucket, c2s->rate, c2s->burst, now);
+    if (wait && !cl->resume_at) {
         conn_pause(cl->conn);
-        uint64_t wait = (uint64_t)((1.0 - cl->tokens) * 1000.0 / c2s->rate) + 1;
         cl->resume_at = now + wait;
         client_arm(cl);
     }

@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "jid.h"
 #include "log.h"
+#include "rate.h"
 #include "sasl.h"
 #include "tls.h"
 #include "xml.h"

@@ -22,7 +22,10 @@ struct in {
     char **verified; /* remote domains dialback verified on this stream */
     int nverified;
     bool dead;
-    uv_timer_t timer; /* idle */
+    bool flow_paused; /* the router link is full (in_resume_all) */
+    bool rate_paused; /* over s2s.rate: the timer resumes reading */
+    rate_bucket_t bucket;
+    uv_timer_t timer; /* idle, or the end of a rate pause */
 };
 
 static uint64_t next_serial = 1;
@@ -53,10 +56,25 @@ static bool is_verified(const in_t *in, const char *domain)
     return false;
 }
 
+static void update_reading(in_t *in)
+{
+    if (in->dead || !in->conn) return;
+    if (in->flow_paused || in->rate_paused)
+        conn_pause(in->conn);
+    else if (conn_is_paused(in->conn))
+        conn_resume(in->conn);
+}
+
 static void on_idle(uv_timer_t *t)
 {
     in_t *in = t->data;
     if (in->dead || !in->conn) return;
+    if (in->rate_paused) {
+        in->rate_paused = false;
+        update_reading(in);
+        if (in->s->idle_timeout) uv_timer_start(&in->timer, on_idle, in->s->idle_timeout, 0);
+        return;
+    }
     log_info("s2s incoming from %s: idle, closing", conn_peer(in->conn));
     in_write(in, "</stream:stream>");
     in->dead = true;
@@ -274,8 +292,15 @@ static void on_stanza_in(in_t *in, elem_t *st)
         stream_error(in, "host-unknown", NULL);
     else
         s2s_deliver(in->s, jto, st);
-    /* A peer faster than the router link waits (in_resume_all). */
-    if (!in->dead && in->s->comp && comp_is_full(in->s->comp)) conn_pause(in->conn);
+    /* A peer over s2s.rate, or faster than the router link, is read more
+     * slowly: the timer or in_resume_all reads on. */
+    uint64_t wait = rate_take(&in->bucket, in->s->rate, in->s->burst, uv_now(in->s->loop));
+    if (wait && !in->rate_paused) {
+        in->rate_paused = true;
+        uv_timer_start(&in->timer, on_idle, wait, 0);
+    }
+    if (in->s->comp && comp_is_full(in->s->comp)) in->flow_paused = true;
+    update_reading(in);
     jid_free(jfrom);
     jid_free(jto);
 }
@@ -323,7 +348,8 @@ static const xstream_cb_t x_cb = {.on_open = x_open, .on_stanza = x_stanza, .on_
 static void c_read(conn_t *c, const char *data, size_t len)
 {
     in_t *in = conn_data(c);
-    if (in->s->idle_timeout) uv_timer_start(&in->timer, on_idle, in->s->idle_timeout, 0);
+    if (in->s->idle_timeout && !in->rate_paused)
+        uv_timer_start(&in->timer, on_idle, in->s->idle_timeout, 0);
     xstream_status_t st = xstream_feed(in->xs, data, len);
     if (st != XSTREAM_OK) stream_error(in, xstream_condition(st), NULL);
 }
@@ -377,6 +403,7 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
     in->xs = xstream_new(&xo, &x_cb, in);
     uv_timer_init(s->loop, &in->timer);
     in->timer.data = in;
+    rate_init(&in->bucket, s->burst, uv_now(s->loop));
     if (s->idle_timeout) uv_timer_start(&in->timer, on_idle, s->idle_timeout, 0);
     in->next = s->ins;
     s->ins = in;
@@ -404,8 +431,10 @@ void in_verified(s2s_t *s, uint64_t serial, const char *receiving, const char *o
 
 void in_resume_all(s2s_t *s)
 {
-    for (in_t *in = s->ins; in; in = in->next)
-        if (!in->dead && in->conn && conn_is_paused(in->conn)) conn_resume(in->conn);
+    for (in_t *in = s->ins; in; in = in->next) {
+        in->flow_paused = false;
+        update_reading(in);
+    }
 }
 
 void in_close_all(s2s_t *s)

@@ -177,6 +177,8 @@ static void configure(s2s_t *s, const config_t *cf)
     s->idle_timeout = config_ms(cf, "s2s.idle-timeout");
     s->max_stanza = config_size(cf, "s2s.max-stanza");
     s->max_queue = config_size(cf, "s2s.max-queue");
+    s->rate = (double)config_int(cf, "s2s.rate");
+    s->burst = (double)config_int(cf, "s2s.burst");
     s->max_per_domain = (int)config_int(cf, "s2s.max-connections-per-domain");
     s->max_connections = (int)config_int(cf, "s2s.max-connections");
 

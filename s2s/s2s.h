@@ -32,6 +32,7 @@
 #include "conn.h"
 #include "jid.h"
 #include "log.h"
+#include "rate.h"
 #include "tls.h"
 #include "xml.h"
 #include "xmpp.h"
@@ -75,6 +76,7 @@ typedef struct s2s {
     uint64_t connect_timeout, idle_timeout;
     size_t max_stanza;
     size_t max_queue;       /* bytes waiting for one remote domain */
+    double rate, burst;     /* stanzas per second from one incoming stream */
     int max_per_domain;     /* incoming streams authenticated for one domain */
     int max_connections;    /* incoming streams in all */
     int nins;

@@ -58,8 +58,8 @@ class Hearth:
             assert time.monotonic() < deadline, f"not in {self.s2s.log}: {text}"
             time.sleep(0.05)
 
-    def client(self, name):
-        c = Client(self.server, f"{name}@{self.server.domain}", "pw-secret", register=True)
+    def client(self, name, register=True):
+        c = Client(self.server, f"{name}@{self.server.domain}", "pw-secret", register=register)
         c.xmpp.auto_authorize = None
         c.xmpp.auto_subscribe = False
         c.connect()
@@ -504,6 +504,29 @@ def test_direct_tls(tmp_path):
             assert tls.selected_alpn_protocol() == "xmpp-server"
             tls.sendall(HEADER.encode())
             assert "dialback" in read_until(tls, "</stream:features>")
+    finally:
+        stop_servers(a, b)
+
+
+def test_incoming_rate_is_limited(tmp_path):
+    """b.test reads a.test's stream at s2s.rate (10 stanzas/s here, 5 at
+    once): 25 messages all arrive, in order, but over about 2 s."""
+    a, b = start_pair(tmp_path, b_settings={"s2s.rate": "10", "s2s.burst": "5"})
+    try:
+        exchange(a, b)  # the streams are up: what follows is only the rate
+        alice, bob = a.client("alice", register=False), b.client("bob", register=False)
+        try:
+            time.sleep(1)  # the bucket fills up again (5 tokens at 10/s)
+            for i in range(25):
+                alice.send_message("bob@b.test", f"n{i}")
+            start = time.monotonic()
+            got = [bob.wait_message(timeout=10)["body"] for _ in range(25)]
+            took = time.monotonic() - start
+            assert got == [f"n{i}" for i in range(25)]
+            assert 1.5 < took < 6, took
+        finally:
+            alice.disconnect()
+            bob.disconnect()
     finally:
         stop_servers(a, b)
 
