@@ -19,6 +19,7 @@ struct in {
     char id[33];
     char *from;      /* the stream header's from: the domain SASL would prove */
     bool sasl_done;  /* SASL EXTERNAL succeeded */
+    bool direct;     /* accepted on s2s.listen-tls */
     char **verified; /* remote domains dialback verified on this stream */
     int nverified;
     bool dead;
@@ -405,6 +406,7 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
     in->timer.data = in;
     rate_init(&in->bucket, s->burst, uv_now(s->loop));
     if (s->idle_timeout) uv_timer_start(&in->timer, on_idle, s->idle_timeout, 0);
+    in->direct = direct_tls;
     in->next = s->ins;
     s->ins = in;
     s->nins++;
@@ -434,6 +436,24 @@ void in_resume_all(s2s_t *s)
     for (in_t *in = s->ins; in; in = in->next) {
         in->flow_paused = false;
         update_reading(in);
+    }
+}
+
+void in_report(s2s_t *s, elem_t *list)
+{
+    for (in_t *in = s->ins; in; in = in->next) {
+        if (in->dead || !in->conn) continue;
+        elem_t *e = elem_add(list, NULL, "in");
+        elem_set_attr(e, "peer", conn_peer(in->conn));
+        buf_t domains = BUF_INIT;
+        for (int i = 0; i < in->nverified; i++)
+            buf_printf(&domains, "%s%s", i ? "," : "", in->verified[i]);
+        elem_set_attr(e, "domains", domains.len ? domains.data : "");
+        buf_free(&domains);
+        elem_set_attr(e, "auth", in->sasl_done ? "certificate" : "dialback");
+        elem_set_attr(e, "tls", !conn_has_tls(in->conn) ? "none"
+                                : in->direct            ? "direct"
+                                                        : "starttls");
     }
 }
 

@@ -225,6 +225,23 @@ static void on_down(comp_t *comp)
     log_warn("%s: lost the router", s->id);
 }
 
+/* hearthctl s2s (urn:hearth:admin:1): the streams, answered to the
+ * component that asked. */
+static void report(s2s_t *s, const char *asker, const elem_t *iq)
+{
+    if (!asker) return;
+    arena_t *a = arena_new(0);
+    elem_t *answer = elem_new(a, NS_CLIENT, "iq");
+    elem_set_attr(answer, "type", "result");
+    const char *id = elem_attr(iq, "id");
+    if (id) elem_set_attr(answer, "id", id);
+    elem_t *list = elem_add(answer, NS_ADMIN, "s2s");
+    out_report(s, list);
+    in_report(s, list);
+    comp_send_to(s->comp, asker, s->id, NULL, answer);
+    arena_free(a);
+}
+
 static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 {
     s2s_t *s = comp_data(comp);
@@ -232,6 +249,10 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     if (!payload) return;
     if (elem_is(payload, NS_RESOLVER, "resolved")) {
         out_resolved(s, payload);
+        return;
+    }
+    if (elem_is(payload, NS_CLIENT, "iq") && elem_child(payload, NS_ADMIN, "s2s")) {
+        report(s, elem_attr(route, "from"), payload);
         return;
     }
     if (elem_attr(route, "type")) {

@@ -534,6 +534,26 @@ void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
     o->in_serial = in_serial;
 }
 
+void out_report(s2s_t *s, elem_t *list)
+{
+    static const char *const states[] = {"resolving", "connecting", "opening", "starttls",
+                                         "authenticating", "dialback", "ready"};
+    for (out_t *o = s->outs; o; o = o->next) {
+        if (o->dead) continue;
+        elem_t *e = elem_add(list, NULL, "out");
+        elem_set_attr(e, "local", o->local);
+        elem_set_attr(e, "remote", o->remote);
+        elem_set_attr(e, "state", o->is_verify ? "verifying" : states[o->state]);
+        elem_set_attr(e, "auth", o->sasl_done ? "certificate" : "dialback");
+        elem_set_attr(e, "tls", !o->conn || !conn_has_tls(o->conn) ? "none"
+                                : o->direct                         ? "direct"
+                                                                    : "starttls");
+        char n[32];
+        snprintf(n, sizeof n, "%zu", o->queued + (o->conn ? conn_queued(o->conn) : 0));
+        elem_set_attr(e, "queued", n);
+    }
+}
+
 void out_close_all(s2s_t *s)
 {
     for (out_t *o = s->outs, *next; o; o = next) {

@@ -40,6 +40,7 @@
 
 #define NS_DIALBACK "jabber:server:dialback"
 #define NS_RESOLVER "urn:hearth:resolver:1"
+#define NS_ADMIN "urn:hearth:admin:1"
 
 typedef struct out out_t;
 typedef struct in in_t;
@@ -117,6 +118,8 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
 void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
                 const char *originating, const char *id, const char *key);
 void out_close_all(s2s_t *s);
+/* hearthctl s2s: an <out/> per outgoing stream into list. */
+void out_report(s2s_t *s, elem_t *list);
 /* The resolver's <resolved/> answer to one of our requests. */
 void out_resolved(s2s_t *s, const elem_t *answer);
 
@@ -129,5 +132,7 @@ void in_verified(s2s_t *s, uint64_t in_serial, const char *receiving, const char
 /* The router link drained: read from the streams paused for it again. */
 void in_resume_all(s2s_t *s);
 void in_close_all(s2s_t *s);
+/* hearthctl s2s: an <in/> per incoming stream into list. */
+void in_report(s2s_t *s, elem_t *list);
 
 #endif

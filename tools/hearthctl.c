@@ -1,10 +1,12 @@
-/* hearthctl.c — the administrator's command: accounts and who is online.
+/* hearthctl.c — the administrator's command: accounts, who is online, and
+ * the streams to and from other servers.
  *
  *   hearthctl [-c FILE] adduser JID [PASSWORD]
  *   hearthctl [-c FILE] passwd JID [PASSWORD]
  *   hearthctl [-c FILE] deluser JID
  *   hearthctl [-c FILE] users
  *   hearthctl [-c FILE] online
+ *   hearthctl [-c FILE] s2s
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -12,7 +14,11 @@
  * deluser deletes every collection the account owns and then asks the sm to
  * end its sessions, users lists the accounts. online asks the running sm,
  * through the router, as a component named hearthctl-PID with the router
- * account of hearth.xml (the admin queries of sm/mod_admin.c). A missing
+ * account of hearth.xml (the admin queries of sm/mod_admin.c); s2s asks
+ * hearth-s2s the same way for its streams, one line each:
+ *   out LOCAL REMOTE STATE AUTH TLS QUEUED-BYTES
+ *   in PEER-ADDRESS DOMAINS AUTH TLS
+ * (AUTH: certificate or dialback; TLS: starttls, direct or none). A missing
  * PASSWORD is read from standard input, without echo on a terminal. A JID
  * without a domain is in the first configured domain.
  *
@@ -34,7 +40,7 @@
 
 #define NS_ADMIN "urn:hearth:admin:1"
 #define MAX_PASSWORD 1023
-#define ROUTER_TIMEOUT_MS 5000 /* online: the answer */
+#define ROUTER_TIMEOUT_MS 5000 /* online, s2s: the answer */
 #define NOTIFY_TIMEOUT_MS 2000 /* deluser: best effort */
 
 typedef struct ctl {
@@ -43,13 +49,13 @@ typedef struct ctl {
     storage_t *st;
     const char *owner; /* the account, prepared bare JID */
     int status;        /* the exit status */
-    /* online, deluser: the router link */
+    /* online, s2s, deluser: the router link */
     comp_t *comp;
     char id[64];
     uv_timer_t timer;
     bool is_timer_open;
     bool is_answered;
-    const char *admin_request; /* "online" or "deleted" */
+    const char *admin_request; /* "online", "s2s" or "deleted" */
 } ctl_t;
 
 static void fail(ctl_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -71,7 +77,8 @@ static int usage(void)
                     "       hearthctl [-c FILE] passwd JID [PASSWORD]\n"
                     "       hearthctl [-c FILE] deluser JID\n"
                     "       hearthctl [-c FILE] users\n"
-                    "       hearthctl [-c FILE] online\n");
+                    "       hearthctl [-c FILE] online\n"
+                    "       hearthctl [-c FILE] s2s\n");
     return 2;
 }
 
@@ -222,7 +229,7 @@ static void on_users(void *ud, const st_result_t *res)
         if (st_text(res, r, 0)) printf("%s\n", st_text(res, r, 0));
 }
 
-static void ask_sm(ctl_t *c, const char *request);
+static void ask_daemon(ctl_t *c, const char *request);
 
 static void on_deleted(void *ud, const st_result_t *res)
 {
@@ -233,7 +240,7 @@ static void on_deleted(void *ud, const st_result_t *res)
     }
     printf("deleted %s\n", c->owner);
     /* Its sessions, if any, end now rather than at their next login. */
-    ask_sm(c, "deleted");
+    ask_daemon(c, "deleted");
 }
 
 static void on_user_checked(void *ud, const st_result_t *res)
@@ -272,8 +279,9 @@ static void on_timeout(uv_timer_t *t)
     const char *router = config_get(c->config, "router.listen");
     if (c->is_answered)
         ; /* done_soon(): the link closes outside its own callback */
-    else if (strcmp(c->admin_request, "online") == 0)
-        fail(c, "no answer from the sm through the router at %s: is Hearth running?", router);
+    else if (strcmp(c->admin_request, "deleted") != 0)
+        fail(c, "no answer from the %s through the router at %s: is Hearth running?",
+             strcmp(c->admin_request, "s2s") == 0 ? "s2s" : "sm", router);
     else
         fprintf(stderr,
                 "hearthctl: warning: the sm did not answer through the router at %s; sessions "
@@ -292,18 +300,19 @@ static void done_soon(ctl_t *c)
 static void on_ready(comp_t *comp)
 {
     ctl_t *c = comp_data(comp);
-    const char *domain = config_get(c->config, "domain");
+    bool is_deleted = strcmp(c->admin_request, "deleted") == 0;
+    const char *to = strcmp(c->admin_request, "s2s") == 0 ? "s2s"
+                                                           : config_get(c->config, "domain");
     arena_t *a = arena_new(0);
     elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-    bool is_online = strcmp(c->admin_request, "online") == 0;
-    elem_set_attr(iq, "type", is_online ? "get" : "set");
+    elem_set_attr(iq, "type", is_deleted ? "set" : "get");
     elem_set_attr(iq, "id", c->admin_request);
     elem_set_attr(iq, "from", c->id);
-    elem_set_attr(iq, "to", domain);
+    elem_set_attr(iq, "to", to);
     elem_t *cmd = elem_add(iq, NS_ADMIN, c->admin_request);
-    if (!is_online) elem_set_attr(cmd, "jid", c->owner);
+    if (is_deleted) elem_set_attr(cmd, "jid", c->owner);
     /* user= picks the shard that holds the account (DESIGN.md). */
-    comp_send_to(comp, domain, c->id, is_online ? NULL : c->owner, iq);
+    comp_send_to(comp, to, c->id, is_deleted ? c->owner : NULL, iq);
     arena_free(a);
 }
 
@@ -321,6 +330,21 @@ static void print_online(const elem_t *online)
     if (n == 0 && isatty(STDOUT_FILENO)) fprintf(stderr, "nobody is online\n");
 }
 
+static void print_s2s(const elem_t *list)
+{
+    int n = 0;
+    for (const elem_t *e = elem_first(list); e; e = e->next, n++) {
+        if (strcmp(e->name, "out") == 0)
+            printf("out\t%s\t%s\t%s\t%s\t%s\t%s\n", elem_attr(e, "local"),
+                   elem_attr(e, "remote"), elem_attr(e, "state"), elem_attr(e, "auth"),
+                   elem_attr(e, "tls"), elem_attr(e, "queued"));
+        else
+            printf("in\t%s\t%s\t%s\t%s\n", elem_attr(e, "peer"), elem_attr(e, "domains"),
+                   elem_attr(e, "auth"), elem_attr(e, "tls"));
+    }
+    if (n == 0 && isatty(STDOUT_FILENO)) fprintf(stderr, "no stream to or from other servers\n");
+}
+
 static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 {
     (void)raw;
@@ -328,9 +352,13 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     elem_t *iq = elem_first(route);
     const char *route_type = elem_attr(route, "type");
     if (route_type && strcmp(route_type, "error") == 0) {
-        /* The router found nobody bound to the domain. */
-        fail(c, "no sm serves %s (router: %s): is hearth-sm running?",
-             config_get(c->config, "domain"), elem_attr(route, "error"));
+        /* The router found nobody bound to the name. */
+        if (strcmp(c->admin_request, "s2s") == 0)
+            fail(c, "nobody serves s2s (router: %s): is hearth-s2s running?",
+                 elem_attr(route, "error"));
+        else
+            fail(c, "no sm serves %s (router: %s): is hearth-sm running?",
+                 config_get(c->config, "domain"), elem_attr(route, "error"));
         done_soon(c);
         return;
     }
@@ -338,22 +366,24 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
     if (!id || strcmp(id, c->admin_request) != 0 || !type) return;
     if (strcmp(type, "result") == 0) {
-        if (strcmp(c->admin_request, "online") == 0) {
-            const elem_t *online = elem_child(iq, NS_ADMIN, "online");
-            if (online)
-                print_online(online);
-            else
-                fail(c, "the sm answered without a list");
-        }
+        const elem_t *list = elem_child(iq, NS_ADMIN, c->admin_request);
+        if (strcmp(c->admin_request, "deleted") == 0)
+            ;
+        else if (!list)
+            fail(c, "the answer has no list");
+        else if (strcmp(c->admin_request, "online") == 0)
+            print_online(list);
+        else
+            print_s2s(list);
     } else {
         const elem_t *error = elem_child(iq, NULL, "error");
         const elem_t *condition = error ? elem_first(error) : NULL;
-        fail(c, "the sm refused the request: %s", condition ? condition->name : "error");
+        fail(c, "the request was refused: %s", condition ? condition->name : "error");
     }
     done_soon(c);
 }
 
-static void ask_sm(ctl_t *c, const char *request)
+static void ask_daemon(ctl_t *c, const char *request)
 {
     static const comp_cb_t cb = {.on_ready = on_ready, .on_route = on_route};
     c->admin_request = request;
@@ -370,7 +400,7 @@ static void ask_sm(ctl_t *c, const char *request)
     c->timer.data = c;
     c->is_timer_open = true;
     uv_timer_start(&c->timer, on_timeout,
-                   strcmp(request, "online") == 0 ? ROUTER_TIMEOUT_MS : NOTIFY_TIMEOUT_MS, 0);
+                   strcmp(request, "deleted") != 0 ? ROUTER_TIMEOUT_MS : NOTIFY_TIMEOUT_MS, 0);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -396,11 +426,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[0];
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
     bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
-    bool is_online = strcmp(cmd, "online") == 0;
+    bool is_online = strcmp(cmd, "online") == 0, is_s2s = strcmp(cmd, "s2s") == 0;
     if ((is_adduser || is_passwd) && (argc < 2 || argc > 3)) return usage();
     if (is_deluser && argc != 2) return usage();
-    if ((is_users || is_online) && argc != 1) return usage();
-    if (!is_adduser && !is_passwd && !is_deluser && !is_users && !is_online) return usage();
+    if ((is_users || is_online || is_s2s) && argc != 1) return usage();
+    if (!is_adduser && !is_passwd && !is_deluser && !is_users && !is_online && !is_s2s)
+        return usage();
 
     ctl_t ctl = {0}, *c = &ctl;
     char *err = NULL;
@@ -419,8 +450,8 @@ int main(int argc, char **argv)
     if ((is_adduser || is_passwd) && !(password = password_of(c, argc == 3 ? argv[2] : NULL)))
         goto done;
 
-    if (is_online) {
-        ask_sm(c, "online");
+    if (is_online || is_s2s) {
+        ask_daemon(c, cmd);
     } else {
         if (!(c->st = storage_open(c->loop, c->config, &err))) {
             fail(c, "cannot open the store: %s", err);

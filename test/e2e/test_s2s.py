@@ -8,11 +8,12 @@ comes back as remote-server-not-found."""
 import os
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
 
-from hearth_env import Daemon, Env, Server, TestCA, free_port, is_built
+from hearth_env import BUILDDIR, Daemon, Env, Server, TestCA, free_port, is_built
 from xmpp_client import Client
 
 pytestmark = pytest.mark.skipif(not is_built("s2s"), reason="hearth-s2s is not built")
@@ -192,6 +193,32 @@ def test_messages_both_ways(any_pair):
         b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
         for h in (a, b):
             assert "dialback" not in open(h.s2s.log).read()
+
+
+def hearthctl_s2s(h):
+    """hearthctl s2s on h's hearth.xml: its lines, split at tabs."""
+    out = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
+                          h.env.config_path, "s2s"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t") for line in out.stdout.splitlines()]
+
+
+def test_hearthctl_lists_the_streams(any_pair):
+    """hearthctl s2s asks the running s2s for its streams: after messages
+    both ways a has one stream out to b.test (ready, authenticated as the
+    pair's mode says, over STARTTLS) and b's stream in, for b.test; without
+    an s2s, hearthctl says so."""
+    a, b = any_pair
+    exchange(a, b)
+    lines = hearthctl_s2s(a)
+    outs = [line for line in lines if line[0] == "out"]
+    ins = [line for line in lines if line[0] == "in" and "b.test" in line[2].split(",")]
+    assert ["out", "a.test", "b.test", "ready", a.auth, "starttls"] in [o[:6] for o in outs], lines
+    assert [i[3:] for i in ins] == [[a.auth, "starttls"]], lines
+    b.s2s.stop()  # the router answers for it: nobody serves s2s
+    out = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
+                          b.env.config_path, "s2s"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "is hearth-s2s running?" in out.stderr, out.stderr
 
 
 def test_unreachable_server_bounces(pair):
