@@ -66,14 +66,15 @@ static void update_reading(in_t *in)
         conn_resume(in->conn);
 }
 
-static void on_idle(uv_timer_t *t)
+/* The end of a rate pause, or of the idle timeout. */
+static void on_timer(uv_timer_t *t)
 {
     in_t *in = t->data;
     if (in->dead || !in->conn) return;
     if (in->rate_paused) {
         in->rate_paused = false;
         update_reading(in);
-        if (in->s->idle_timeout) uv_timer_start(&in->timer, on_idle, in->s->idle_timeout, 0);
+        if (in->s->idle_timeout) uv_timer_start(&in->timer, on_timer, in->s->idle_timeout, 0);
         return;
     }
     log_info("s2s incoming from %s: idle, closing", conn_peer(in->conn));
@@ -298,7 +299,7 @@ static void on_stanza_in(in_t *in, elem_t *st)
     uint64_t wait = rate_take(&in->bucket, in->s->rate, in->s->burst, uv_now(in->s->loop));
     if (wait && !in->rate_paused) {
         in->rate_paused = true;
-        uv_timer_start(&in->timer, on_idle, wait, 0);
+        uv_timer_start(&in->timer, on_timer, wait, 0);
     }
     if (in->s->comp && comp_is_full(in->s->comp)) in->flow_paused = true;
     update_reading(in);
@@ -350,7 +351,7 @@ static void c_read(conn_t *c, const char *data, size_t len)
 {
     in_t *in = conn_data(c);
     if (in->s->idle_timeout && !in->rate_paused)
-        uv_timer_start(&in->timer, on_idle, in->s->idle_timeout, 0);
+        uv_timer_start(&in->timer, on_timer, in->s->idle_timeout, 0);
     xstream_status_t st = xstream_feed(in->xs, data, len);
     if (st != XSTREAM_OK) stream_error(in, xstream_condition(st), NULL);
 }
@@ -405,7 +406,7 @@ void in_accept(s2s_t *s, uv_stream_t *server, bool direct_tls)
     uv_timer_init(s->loop, &in->timer);
     in->timer.data = in;
     rate_init(&in->bucket, s->burst, uv_now(s->loop));
-    if (s->idle_timeout) uv_timer_start(&in->timer, on_idle, s->idle_timeout, 0);
+    if (s->idle_timeout) uv_timer_start(&in->timer, on_timer, s->idle_timeout, 0);
     in->direct = direct_tls;
     in->next = s->ins;
     s->ins = in;
