@@ -19,6 +19,7 @@ import atexit
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -611,3 +612,46 @@ class TestCA:
         _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
                  "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
         return cert, key
+
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+class Dns:
+    """dnsmasq answering for the zone "test" only (anything else in it is
+    NXDOMAIN), from command-line records, with TTL ttl."""
+
+    def __init__(self, tmpdir):
+        self.dir = str(tmpdir)
+        self.port = free_port()
+        self.proc = None
+        self.log = os.path.join(self.dir, "dnsmasq.log")
+
+    def start(self, *records, ttl=0):
+        args = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                "--no-hosts", f"--port={self.port}", "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--local=/test/", f"--local-ttl={ttl}",
+                f"--auth-ttl={ttl}", f"--pid-file={os.path.join(self.dir, 'dnsmasq.pid')}",
+                f"--log-facility={self.log}", "--log-queries"]
+        if os.geteuid() == 0:
+            args += ["--user=root", "--group=root"]
+        self.proc = subprocess.Popen(args + list(records), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dnsmasq exited {self.proc.returncode}: "
+                                     f"{self.proc.stderr.read().decode()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"dnsmasq does not listen on {self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.proc:
+            self.proc.stderr.close()
+        self.proc = None

@@ -5,62 +5,18 @@ SRV, AAAA and A queries; a native component (hearth-testcomp), bound as
 <resolved/> answers (protocol in resolver/resolver.h)."""
 import os
 import re
-import shutil
 import socket
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from hearth_env import BUILDDIR, Router, free_port
+from hearth_env import BUILDDIR, DNSMASQ, Dns, Router
 from testcomp import Component
 
 NS = "urn:hearth:resolver:1"
-DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-
 pytestmark = pytest.mark.skipif(not os.path.exists(DNSMASQ),
                                 reason="dnsmasq is not installed (Debian: dnsmasq-base)")
-
-
-class Dns:
-    """dnsmasq answering for the zone "test" only (anything else in it is
-    NXDOMAIN), from command-line records, with TTL ttl."""
-
-    def __init__(self, tmpdir):
-        self.dir = str(tmpdir)
-        self.port = free_port()
-        self.proc = None
-        self.log = os.path.join(self.dir, "dnsmasq.log")
-
-    def start(self, *records, ttl=0):
-        args = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-                "--no-hosts", f"--port={self.port}", "--listen-address=127.0.0.1",
-                "--bind-interfaces", "--local=/test/", f"--local-ttl={ttl}",
-                f"--auth-ttl={ttl}", f"--pid-file={os.path.join(self.dir, 'dnsmasq.pid')}",
-                f"--log-facility={self.log}", "--log-queries"]
-        if os.geteuid() == 0:
-            args += ["--user=root", "--group=root"]
-        self.proc = subprocess.Popen(args + list(records), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"dnsmasq exited {self.proc.returncode}: "
-                                     f"{self.proc.stderr.read().decode()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        raise AssertionError(f"dnsmasq does not listen on {self.port}")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        if self.proc:
-            self.proc.stderr.close()
-        self.proc = None
 
 
 @pytest.fixture

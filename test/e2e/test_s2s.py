@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Daemon, Env, Server, TestCA, free_port, is_built
+from hearth_env import (BUILDDIR, DNSMASQ, Daemon, Dns, Env, Server, TestCA, free_port,
+                        is_built)
 from xmpp_client import Client
 
 pytestmark = pytest.mark.skipif(not is_built("s2s"), reason="hearth-s2s is not built")
@@ -381,6 +382,37 @@ def subscribe(asker, asker_jid, owner, owner_jid):
                         timeout=10)
     asker.wait_presence(lambda s: s["from"].bare == owner_jid and s["type"] == "available",
                         timeout=10)
+
+
+@pytest.mark.skipif(not is_built("resolver"), reason="hearth-resolver is not built")
+@pytest.mark.skipif(not os.path.exists(DNSMASQ), reason="dnsmasq is not installed")
+def test_federation_through_dns(tmp_path):
+    """No static route, no override: a real DNS server (dnsmasq) publishes
+    b.test's _xmpps-server (direct TLS, preferred) and _xmpp-server SRV
+    records and a.test's _xmpp-server record; each resolver asks it, and
+    the messages go a -> b over direct TLS, b -> a over STARTTLS."""
+    dns = Dns(tmp_path)
+    port_a, port_b = free_port(), free_port()
+    b = Hearth(tmp_path / "b", "b.test", port_b, {}, resolver=True,
+               **{"resolver.nameserver": f"127.0.0.1:{dns.port}"})
+    a = Hearth(tmp_path / "a", "a.test", port_a, {}, resolver=True,
+               **{"resolver.nameserver": f"127.0.0.1:{dns.port}"})
+    try:
+        dns.start(f"--srv-host=_xmpps-server._tcp.b.test,xmpp.b.test,{b.s2s_tls_port},10,0",
+                  f"--srv-host=_xmpp-server._tcp.b.test,xmpp.b.test,{port_b},20,0",
+                  f"--srv-host=_xmpp-server._tcp.a.test,xmpp.a.test,{port_a},10,0",
+                  "--host-record=xmpp.b.test,127.0.0.1",
+                  "--host-record=xmpp.a.test,127.0.0.1")
+        a.start()
+        b.start()
+        exchange(a, b)
+        a.log_has(f"a.test -> b.test: connecting to 127.0.0.1:{b.s2s_tls_port} (direct TLS)")
+        b.log_has(f"b.test -> a.test: connecting to 127.0.0.1:{port_a}")
+        assert "b.test -> a.test: connecting to 127.0.0.1:" + f"{port_a} (direct TLS)" \
+            not in open(b.s2s.log).read()
+    finally:
+        stop_servers(a, b)
+        dns.stop()
 
 
 def test_subscription_and_presence(any_pair):
