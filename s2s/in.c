@@ -254,7 +254,7 @@ static void on_db_result(in_t *in, elem_t *st)
     } else {
         log_info("s2s incoming from %s: dialback for %s -> %s, verifying", conn_peer(in->conn),
                  from, to);
-        out_verify(in->s, in, in->serial, to, from, in->id, key);
+        out_verify(in->s, in->serial, to, from, in->id, key);
     }
 }
 

@@ -1,12 +1,21 @@
 /* out.c — streams to other servers: connect, TLS (STARTTLS or direct),
  * authentication by SASL EXTERNAL (XEP-0178) when the peer offers it, else
- * dialback, then the queued stanzas; and the short links that ask an
- * authoritative server to verify a dialback key (db:verify). */
+ * dialback, then the queued stanzas; and the asking of an authoritative
+ * server whether a dialback key is valid (db:verify): over our stream to
+ * it when one is up, else over a short link of its own. */
 #include <gnutls/gnutls.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "s2s.h"
+
+/* A db:verify sent, waiting for its answer (for the incoming stream
+ * in_serial). */
+typedef struct pending {
+    char *id;
+    uint64_t in_serial;
+    struct pending *next;
+} pending_t;
 
 typedef struct qitem {
     elem_t *stanza; /* in its own arena */
@@ -41,11 +50,10 @@ struct out {
     target_t *targets;      /* from the resolver, in the order to try */
     int ntargets, next_target;
     bool direct;            /* the current target wants TLS at once */
-    /* a db:verify link */
+    pending_t *verifies; /* db:verify sent on this stream, unanswered */
+    /* a db:verify link: it sends vkey for verifies's one id, then closes */
     bool is_verify;
-    char *vid, *vkey;
-    uint64_t in_serial;
-    bool answered;
+    char *vkey;
 };
 
 static void free_out(uv_handle_t *h);
@@ -69,6 +77,39 @@ static void bounce_queue(out_t *o)
     o->queued = 0;
 }
 
+/* The answer to the db:verify id (every one when id is NULL, then
+ * invalid): to the incoming streams that wait for it. */
+static void answer_verifies(out_t *o, const char *id, bool valid)
+{
+    for (pending_t **p = &o->verifies; *p;) {
+        pending_t *v = *p;
+        if (id && strcmp(v->id, id) != 0) {
+            p = &v->next;
+            continue;
+        }
+        *p = v->next;
+        in_verified(o->s, v->in_serial, o->local, o->remote, valid);
+        free(v->id);
+        free(v);
+    }
+}
+
+static void send_verify(out_t *o, const char *id, const char *key)
+{
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<db:verify from='");
+    xml_escape(&b, o->local, strlen(o->local), true);
+    buf_appends(&b, "' to='");
+    xml_escape(&b, o->remote, strlen(o->remote), true);
+    buf_appends(&b, "' id='");
+    xml_escape(&b, id, strlen(id), true);
+    buf_appends(&b, "'>");
+    xml_escape(&b, key, strlen(key), false);
+    buf_appends(&b, "</db:verify>");
+    out_write(o, b.data);
+    buf_free(&b);
+}
+
 static void fail(out_t *o, const char *condition, const char *why)
 {
     if (!o->dead)
@@ -76,10 +117,7 @@ static void fail(out_t *o, const char *condition, const char *why)
     o->dead = true;
     if (!o->condition) o->condition = condition;
     bounce_queue(o);
-    if (o->is_verify && !o->answered) {
-        o->answered = true;
-        in_verified(o->s, o->in_serial, o->local, o->remote, false);
-    }
+    answer_verifies(o, NULL, false);
     if (o->conn) {
         conn_abort(o->conn);
     } else if (o->state == O_RESOLVING) {
@@ -179,29 +217,21 @@ static bool offers_external(const elem_t *features)
 
 static void authenticate(out_t *o)
 {
-    buf_t b = BUF_INIT;
+    o->state = O_DIALBACK;
     if (o->is_verify) {
-        buf_appends(&b, "<db:verify from='");
-        xml_escape(&b, o->local, strlen(o->local), true);
-        buf_appends(&b, "' to='");
-        xml_escape(&b, o->remote, strlen(o->remote), true);
-        buf_appends(&b, "' id='");
-        xml_escape(&b, o->vid, strlen(o->vid), true);
-        buf_appends(&b, "'>");
-        xml_escape(&b, o->vkey, strlen(o->vkey), false);
-        buf_appends(&b, "</db:verify>");
-    } else {
-        char key[65];
-        s2s_dialback_key(o->s, o->remote, o->local, o->stream_id, key);
-        buf_appends(&b, "<db:result from='");
-        xml_escape(&b, o->local, strlen(o->local), true);
-        buf_appends(&b, "' to='");
-        xml_escape(&b, o->remote, strlen(o->remote), true);
-        buf_printf(&b, "'>%s</db:result>", key);
+        if (o->verifies) send_verify(o, o->verifies->id, o->vkey);
+        return;
     }
+    char key[65];
+    s2s_dialback_key(o->s, o->remote, o->local, o->stream_id, key);
+    buf_t b = BUF_INIT;
+    buf_appends(&b, "<db:result from='");
+    xml_escape(&b, o->local, strlen(o->local), true);
+    buf_appends(&b, "' to='");
+    xml_escape(&b, o->remote, strlen(o->remote), true);
+    buf_printf(&b, "'>%s</db:result>", key);
     out_write(o, b.data);
     buf_free(&b);
-    o->state = O_DIALBACK;
 }
 
 static void x_open(void *ud, elem_t *header, const char *default_ns)
@@ -253,13 +283,14 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
         } else {
             fail(o, "remote-server-not-found", "the peer refused our dialback key");
         }
-    } else if (elem_is(st, NS_DIALBACK, "verify") && o->is_verify && !o->answered) {
+    } else if (elem_is(st, NS_DIALBACK, "verify") && elem_attr(st, "id")) {
         const char *type = elem_attr(st, "type");
-        o->answered = true;
-        in_verified(o->s, o->in_serial, o->local, o->remote, type && !strcmp(type, "valid"));
-        o->dead = true;
-        out_write(o, "</stream:stream>");
-        conn_close(o->conn);
+        answer_verifies(o, elem_attr(st, "id"), type && !strcmp(type, "valid"));
+        if (o->is_verify && !o->verifies) {
+            o->dead = true;
+            out_write(o, "</stream:stream>");
+            conn_close(o->conn);
+        }
     } else if (elem_is(st, NS_STREAMS, "error")) {
         elem_t *cond = elem_first(st);
         log_info("s2s %s -> %s: stream error %s", o->local, o->remote, cond ? cond->name : "?");
@@ -326,7 +357,6 @@ static void free_out(uv_handle_t *h)
     out_t *o = h->data;
     free(o->local);
     free(o->remote);
-    free(o->vid);
     free(o->vkey);
     free(o->targets);
     free(o);
@@ -345,10 +375,7 @@ static void c_close(conn_t *c, const char *reason)
         return;
     o->dead = true;
     bounce_queue(o);
-    if (o->is_verify && !o->answered) {
-        o->answered = true;
-        in_verified(o->s, o->in_serial, o->local, o->remote, false);
-    }
+    answer_verifies(o, NULL, false);
     for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
         if (*p == o) {
             *p = o->next;
@@ -519,19 +546,35 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     o->queue_tail = &q->next;
 }
 
-void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
-                const char *originating, const char *id, const char *key)
+void out_verify(s2s_t *s, uint64_t in_serial, const char *receiving, const char *originating,
+                const char *id, const char *key)
 {
-    (void)in;
-    out_t *o = s->is_stopping ? NULL : out_new(s, receiving, originating);
+    /* Our stream to the authoritative server, if one is up, carries it
+     * (XEP-0220 2.1.3): no new connection. */
+    out_t *o = NULL;
+    for (out_t *p = s->outs; p && !o; p = p->next)
+        if (!p->is_verify && !p->dead && p->state == O_READY && !strcmp(p->local, receiving) &&
+            !strcmp(p->remote, originating))
+            o = p;
+    bool reuse = o != NULL;
+    if (!o && !s->is_stopping && (o = out_new(s, receiving, originating))) {
+        o->is_verify = true;
+        o->vkey = xstrdup(key);
+    }
     if (!o) {
         in_verified(s, in_serial, receiving, originating, false);
         return;
     }
-    o->is_verify = true;
-    o->vid = xstrdup(id);
-    o->vkey = xstrdup(key);
-    o->in_serial = in_serial;
+    pending_t *v = calloc(1, sizeof *v);
+    if (!v) log_fatal("out of memory");
+    v->id = xstrdup(id);
+    v->in_serial = in_serial;
+    v->next = o->verifies;
+    o->verifies = v;
+    if (reuse) {
+        log_info("s2s %s -> %s: db:verify over this stream", receiving, originating);
+        send_verify(o, id, key);
+    }
 }
 
 void out_report(s2s_t *s, elem_t *list)

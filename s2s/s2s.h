@@ -115,8 +115,8 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
               size_t size);
 /* Ask the authoritative server of `originating` whether key is valid for a
  * stream from it to `receiving` with id; answer later with in_verified. */
-void out_verify(s2s_t *s, in_t *in, uint64_t in_serial, const char *receiving,
-                const char *originating, const char *id, const char *key);
+void out_verify(s2s_t *s, uint64_t in_serial, const char *receiving, const char *originating,
+                const char *id, const char *key);
 void out_close_all(s2s_t *s);
 /* hearthctl s2s: an <out/> per outgoing stream into list. */
 void out_report(s2s_t *s, elem_t *list);
