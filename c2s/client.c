@@ -420,7 +420,7 @@ static void charge_rate(client_t *cl)
     c2s_t *c2s = cl->c2s;
     uint64_t now = uv_now(c2s->loop);
     uint64_t wait = rate_take(&cl->bucket, c2s->rate, c2s->burst, now);
-    if (wait && !cl->resume_at) {
+    if (wait) { /* until the debt of everything read so far is paid */
         conn_pause(cl->conn);
         cl->resume_at = now + wait;
         client_arm(cl);

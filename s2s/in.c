@@ -295,9 +295,10 @@ static void on_stanza_in(in_t *in, elem_t *st)
     else
         s2s_deliver(in->s, jto, st);
     /* A peer over s2s.rate, or faster than the router link, is read more
-     * slowly: the timer or in_resume_all reads on. */
+     * slowly: the timer (once the whole debt of what was read is paid) or
+     * in_resume_all reads on. */
     uint64_t wait = rate_take(&in->bucket, in->s->rate, in->s->burst, uv_now(in->s->loop));
-    if (wait && !in->rate_paused) {
+    if (wait) {
         in->rate_paused = true;
         uv_timer_start(&in->timer, on_timer, wait, 0);
     }
