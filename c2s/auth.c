@@ -115,7 +115,7 @@ static void send_failure(client_t *cl, const char *condition)
 {
     buf_t *b = &cl->c2s->scratch;
     buf_reset(b);
-    buf_printf(b, "<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
+    xmpp_sasl_failure(b, condition);
     client_write(cl, b->data, b->len);
     auth_free(cl);
 }
@@ -398,7 +398,7 @@ void auth_handle(client_t *cl, const elem_t *e)
         if (c2s->require_tls && !conn_has_tls(cl->conn)) {
             buf_t *b = &c2s->scratch;
             buf_reset(b);
-            buf_appends(b, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+            xmpp_sasl_failure(b, "encryption-required");
             client_write(cl, b->data, b->len);
             return;
         }
@@ -406,7 +406,7 @@ void auth_handle(client_t *cl, const elem_t *e)
         if (!mech || strlen(mech) >= sizeof a->mech || !is_offered(cl, mech)) {
             buf_t *b = &c2s->scratch;
             buf_reset(b);
-            buf_appends(b, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+            xmpp_sasl_failure(b, "invalid-mechanism");
             client_write(cl, b->data, b->len);
             return;
         }

@@ -31,6 +31,13 @@ void xmpp_stream_error(buf_t *out, const char *condition, const char *text)
     buf_appends(out, "</stream:error>");
 }
 
+void xmpp_sasl_failure(buf_t *out, const char *condition)
+{
+    buf_appends(out, "<failure xmlns='" NS_SASL "'><");
+    buf_appends(out, checked_condition(condition));
+    buf_appends(out, "/></failure>");
+}
+
 /* RFC 6120 §8.3.3: the error type each defined condition goes with. */
 static const struct {
     const char *condition;

@@ -21,6 +21,9 @@
 /* Append <stream:error><condition/>[<text>text</text>]</stream:error>. The
  * caller writes </stream:stream> after it and closes. */
 void xmpp_stream_error(buf_t *out, const char *condition, const char *text);
+/* Append <failure xmlns='...xmpp-sasl'><condition/></failure>, the SASL
+ * failure of RFC 6120 §6.5 (c2s logins, s2s SASL EXTERNAL). */
+void xmpp_sasl_failure(buf_t *out, const char *condition);
 /* The RFC 6120 §8.3.3 error type (cancel, modify, auth, wait) of a stanza
  * error condition; "cancel" for an unknown one. */
 const char *xmpp_error_type(const char *condition);

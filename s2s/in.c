@@ -209,8 +209,7 @@ static void on_sasl_auth(in_t *in, elem_t *st)
         log_info("s2s incoming from %s: SASL EXTERNAL for %s refused: %s", conn_peer(in->conn),
                  in->from ? in->from : "(no from)", condition);
         buf_t b = BUF_INIT;
-        buf_printf(&b, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><%s/></failure>",
-                   condition);
+        xmpp_sasl_failure(&b, condition);
         in_write(in, b.data);
         buf_free(&b);
         return;
