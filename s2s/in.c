@@ -173,11 +173,8 @@ static void answer_result(in_t *in, const char *receiving, const char *originati
              valid ? "valid" : "invalid");
     if (valid && !authorize(in, originating)) return;
     buf_t b = BUF_INIT;
-    buf_appends(&b, "<db:result from='");
-    xml_escape(&b, receiving, strlen(receiving), true);
-    buf_appends(&b, "' to='");
-    xml_escape(&b, originating, strlen(originating), true);
-    buf_printf(&b, "' type='%s'/>", valid ? "valid" : "invalid");
+    s2s_dialback_xml(&b, "result", receiving, originating, NULL, valid ? "valid" : "invalid",
+                     NULL);
     in_write(in, b.data);
     buf_free(&b);
 }
@@ -269,13 +266,7 @@ static void on_db_verify(in_t *in, elem_t *st)
     s2s_dialback_key(in->s, from, to, id, key);
     bool valid = s2s_is_local(in->s, to) && strcmp(key, elem_text(st)) == 0;
     buf_t b = BUF_INIT;
-    buf_appends(&b, "<db:verify from='");
-    xml_escape(&b, to, strlen(to), true);
-    buf_appends(&b, "' to='");
-    xml_escape(&b, from, strlen(from), true);
-    buf_appends(&b, "' id='");
-    xml_escape(&b, id, strlen(id), true);
-    buf_printf(&b, "' type='%s'/>", valid ? "valid" : "invalid");
+    s2s_dialback_xml(&b, "verify", to, from, id, valid ? "valid" : "invalid", NULL);
     in_write(in, b.data);
     buf_free(&b);
 }

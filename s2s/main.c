@@ -57,6 +57,31 @@ void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *origina
     out[64] = '\0';
 }
 
+static void append_attr(buf_t *b, const char *name, const char *value)
+{
+    if (!value) return;
+    buf_printf(b, " %s='", name);
+    xml_escape(b, value, strlen(value), true);
+    buf_appends(b, "'");
+}
+
+void s2s_dialback_xml(buf_t *b, const char *name, const char *from, const char *to,
+                      const char *id, const char *type, const char *key)
+{
+    buf_printf(b, "<db:%s", name);
+    append_attr(b, "from", from);
+    append_attr(b, "to", to);
+    append_attr(b, "id", id);
+    append_attr(b, "type", type);
+    if (!key) {
+        buf_appends(b, "/>");
+        return;
+    }
+    buf_appends(b, ">");
+    xml_escape(b, key, strlen(key), false);
+    buf_printf(b, "</db:%s>", name);
+}
+
 void s2s_deliver(s2s_t *s, const jid_t *to, const elem_t *stanza)
 {
     if (comp_send_to(s->comp, jid_domain(to), s->id, jid_bare(to), stanza) < 0)

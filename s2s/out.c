@@ -97,17 +97,24 @@ static void answer_verifies(out_t *o, const char *id, bool valid)
 static void send_verify(out_t *o, const char *id, const char *key)
 {
     buf_t b = BUF_INIT;
-    buf_appends(&b, "<db:verify from='");
-    xml_escape(&b, o->local, strlen(o->local), true);
-    buf_appends(&b, "' to='");
-    xml_escape(&b, o->remote, strlen(o->remote), true);
-    buf_appends(&b, "' id='");
-    xml_escape(&b, id, strlen(id), true);
-    buf_appends(&b, "'>");
-    xml_escape(&b, key, strlen(key), false);
-    buf_appends(&b, "</db:verify>");
+    s2s_dialback_xml(&b, "verify", o->local, o->remote, id, NULL, key);
     out_write(o, b.data);
     buf_free(&b);
+}
+
+/* The stream is over: what waits on it is answered, and it goes. */
+static void finish(out_t *o)
+{
+    o->dead = true;
+    bounce_queue(o);
+    answer_verifies(o, NULL, false);
+    for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
+        if (*p == o) {
+            *p = o->next;
+            break;
+        }
+    xstream_free(o->xs);
+    uv_close((uv_handle_t *)&o->timer, free_out);
 }
 
 static void fail(out_t *o, const char *condition, const char *why)
@@ -116,20 +123,10 @@ static void fail(out_t *o, const char *condition, const char *why)
         log_info("s2s %s -> %s: %s", o->local, o->remote, why);
     o->dead = true;
     if (!o->condition) o->condition = condition;
-    bounce_queue(o);
-    answer_verifies(o, NULL, false);
-    if (o->conn) {
-        conn_abort(o->conn);
-    } else if (o->state == O_RESOLVING) {
-        /* no connection whose close would free it: now */
-        for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
-            if (*p == o) {
-                *p = o->next;
-                break;
-            }
-        xstream_free(o->xs);
-        uv_close((uv_handle_t *)&o->timer, free_out);
-    }
+    if (o->conn)
+        conn_abort(o->conn); /* its on_close finishes */
+    else
+        finish(o);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -225,11 +222,7 @@ static void authenticate(out_t *o)
     char key[65];
     s2s_dialback_key(o->s, o->remote, o->local, o->stream_id, key);
     buf_t b = BUF_INIT;
-    buf_appends(&b, "<db:result from='");
-    xml_escape(&b, o->local, strlen(o->local), true);
-    buf_appends(&b, "' to='");
-    xml_escape(&b, o->remote, strlen(o->remote), true);
-    buf_printf(&b, "'>%s</db:result>", key);
+    s2s_dialback_xml(&b, "result", o->local, o->remote, NULL, NULL, key);
     out_write(o, b.data);
     buf_free(&b);
 }
@@ -373,16 +366,7 @@ static void c_close(conn_t *c, const char *reason)
     if (!o->dead && o->state == O_CONNECTING && o->next_target < o->ntargets &&
         connect_next(o))
         return;
-    o->dead = true;
-    bounce_queue(o);
-    answer_verifies(o, NULL, false);
-    for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
-        if (*p == o) {
-            *p = o->next;
-            break;
-        }
-    xstream_free(o->xs);
-    uv_close((uv_handle_t *)&o->timer, free_out);
+    finish(o);
 }
 
 static const conn_cb_t c_cb = {
@@ -496,35 +480,29 @@ void out_resolved(s2s_t *s, const elem_t *answer)
         x->direct = tls && !strcmp(tls, "direct");
     }
     o->state = O_CONNECTING;
-    if (!connect_next(o)) {
-        o->state = O_RESOLVING;
-        fail(o, "remote-server-not-found", "no address to connect to");
-    }
+    if (!connect_next(o)) fail(o, "remote-server-not-found", "no address to connect to");
 }
 
 void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza,
               size_t size)
 {
-    if (s2s_policy(s, remote) == AUTH_BLOCK) {
-        elem_t *copy = elem_copy(arena_new(0), stanza);
-        s2s_bounce(s, copy, "not-allowed");
-        arena_free(copy->arena);
-        return;
-    }
     out_t *o = NULL;
-    for (out_t *p = s->outs; p; p = p->next)
-        if (!p->is_verify && !p->dead && !strcmp(p->local, local) && !strcmp(p->remote, remote)) {
-            o = p;
-            break;
-        }
-    if (!o && !s->is_stopping) o = out_new(s, local, remote);
-    /* A peer that does not read (or is not there yet) holds at most
-     * s2s.max-queue bytes of ours. */
     const char *refused = NULL;
-    if (!o)
-        refused = "remote-server-not-found";
-    else if (o->queued + (o->conn ? conn_queued(o->conn) : 0) + size > s->max_queue)
-        refused = "resource-constraint";
+    if (s2s_policy(s, remote) == AUTH_BLOCK) {
+        refused = "not-allowed";
+    } else {
+        for (out_t *p = s->outs; p && !o; p = p->next)
+            if (!p->is_verify && !p->dead && !strcmp(p->local, local) &&
+                !strcmp(p->remote, remote))
+                o = p;
+        if (!o && !s->is_stopping) o = out_new(s, local, remote);
+        /* A peer that does not read (or is not there yet) holds at most
+         * s2s.max-queue bytes of ours. */
+        if (!o)
+            refused = "remote-server-not-found";
+        else if (o->queued + (o->conn ? conn_queued(o->conn) : 0) + size > s->max_queue)
+            refused = "resource-constraint";
+    }
     if (refused) {
         elem_t *copy = elem_copy(arena_new(0), stanza);
         s2s_bounce(s, copy, refused);

@@ -100,6 +100,10 @@ const s2s_route_t *s2s_route_for(const s2s_t *s, const char *domain);
 /* The XEP-0185 key: hex HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' id). */
 void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *originating,
                       const char *id, char out[65]);
+/* Append a dialback element (XEP-0220): <db:NAME from to [id] [type]>KEY
+ * </db:NAME>, or empty when key is NULL; id and type are left out when NULL. */
+void s2s_dialback_xml(buf_t *b, const char *name, const char *from, const char *to,
+                      const char *id, const char *type, const char *key);
 /* Send stanza (any stanza namespace) to the local sm: routed to the
  * domain of its to, user the bare to. */
 void s2s_deliver_local(s2s_t *s, const elem_t *stanza);
