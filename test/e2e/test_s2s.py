@@ -136,14 +136,22 @@ def any_pair(tmp_path, request):
         stop_servers(a, b)
 
 
+def messages_cross(alice, bob, text="hello"):
+    """alice@a.test and bob@b.test, logged in, message each other: each
+    message arrives, from the other's JID."""
+    for sender, receiver, jid, side in ((alice, bob, "bob@b.test", "a"),
+                                        (bob, alice, "alice@a.test", "b")):
+        sender.send_message(jid, f"{text} from {side}")
+        m = receiver.wait_message(timeout=10)
+        assert m["body"] == f"{text} from {side}"
+        assert m["from"].bare == sender.jid.bare
+
+
 def exchange(a, b, text="hello"):
-    """alice@a.test and bob@b.test message each other; both arrive."""
+    """alice@a.test and bob@b.test (registered here) message each other."""
     alice, bob = a.client("alice"), b.client("bob")
     try:
-        alice.send_message("bob@b.test", f"{text} from a")
-        assert bob.wait_message(timeout=10)["body"] == f"{text} from a"
-        bob.send_message("alice@a.test", f"{text} from b")
-        assert alice.wait_message(timeout=10)["body"] == f"{text} from b"
+        messages_cross(alice, bob, text)
     finally:
         alice.disconnect()
         bob.disconnect()
@@ -168,14 +176,7 @@ def test_messages_both_ways(any_pair):
     a, b = any_pair
     alice, bob = a.client("alice"), b.client("bob")
     try:
-        alice.send_message("bob@b.test", "hello from a")
-        m = bob.wait_message(timeout=10)
-        assert m["body"] == "hello from a"
-        assert m["from"].bare == "alice@a.test"
-        bob.send_message("alice@a.test", "hello from b")
-        m = alice.wait_message(timeout=10)
-        assert m["body"] == "hello from b"
-        assert m["from"].bare == "bob@b.test"
+        messages_cross(alice, bob)
         # the streams are reused: more messages go through at once
         for i in range(5):
             alice.send_message("bob@b.test", f"more {i}")
@@ -305,6 +306,17 @@ def tls_stream(port, origin, cert=None, key=None):
     return tls, read_until(tls, "</stream:features>")
 
 
+def spoof_is_refused(tls, bob, sender):
+    """A message from sender on the raw stream tls ends it with
+    invalid-from, and bob gets nothing."""
+    tls.sendall(f"<message from='{sender}' to='bob@b.test' type='chat'>"
+                "<body>spoofed</body></message>".encode())
+    assert "invalid-from" in read_until(tls, "</stream:stream>")
+    tls.close()
+    with pytest.raises(AssertionError):
+        bob.wait_message(timeout=1)
+
+
 def test_unverified_from_is_refused(pair):
     """A server that skips dialback (or claims a domain it did not verify)
     gets the stream error invalid-from; nothing reaches the user."""
@@ -312,12 +324,7 @@ def test_unverified_from_is_refused(pair):
     bob = b.client("bob")
     try:
         tls, _ = tls_stream(b.s2s_port, "evil.test")
-        tls.sendall(b"<message from='mallory@a.test' to='bob@b.test' type='chat'>"
-                    b"<body>spoofed</body></message>")
-        assert "invalid-from" in read_until(tls, "</stream:stream>")
-        tls.close()
-        with pytest.raises(AssertionError):
-            bob.wait_message(timeout=1)
+        spoof_is_refused(tls, bob, "mallory@a.test")
     finally:
         bob.disconnect()
 
@@ -687,11 +694,6 @@ def test_wrong_dialback_key_is_refused(pair):
         tls.sendall(b"<db:result from='a.test' to='b.test'>" + b"0" * 64 + b"</db:result>")
         answer = read_until(tls, "/>", timeout=10)
         assert "type='invalid'" in answer, answer
-        tls.sendall(b"<message from='alice@a.test' to='bob@b.test' type='chat'>"
-                    b"<body>spoofed</body></message>")
-        assert "invalid-from" in read_until(tls, "</stream:stream>")
-        tls.close()
-        with pytest.raises(AssertionError):
-            bob.wait_message(timeout=1)
+        spoof_is_refused(tls, bob, "alice@a.test")
     finally:
         bob.disconnect()
