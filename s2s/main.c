@@ -354,6 +354,7 @@ int main(int argc, char **argv)
     s->config = d.config;
     s->id = d.id;
     configure(s, d.config);
+    buf_init(&s->scratch);
     listen_on(s, &s->listener, &s->listening, "s2s.listen");
     listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
     daemon_drop_privileges(&d);
@@ -367,6 +368,7 @@ int main(int argc, char **argv)
 
     log_notice("%s stopped", s->id);
     tls_ctx_free(s->tls_server);
+    buf_free(&s->scratch);
     for (int i = 0; i < s->ndomains; i++) {
         tls_ctx_free(s->tls_client[i]);
         free(s->domains[i]);

@@ -46,6 +46,7 @@ struct out {
     size_t queued; /* bytes in queue */
     bool sasl_done; /* SASL EXTERNAL succeeded: the restarted stream is ours */
     uv_timer_t timer;       /* connect timeout, then idle timeout */
+    uint64_t last_sent;     /* loop time of the last stanza, for the idle timeout */
     uint64_t serial;        /* the id of its resolver request */
     target_t *targets;      /* from the resolver, in the order to try */
     int ntargets, next_target;
@@ -133,6 +134,12 @@ static void on_timer(uv_timer_t *t)
 {
     out_t *o = t->data;
     if (o->state == O_READY && !o->is_verify) {
+        /* Stanzas only note the time; the timer catches up here. */
+        uint64_t idle = uv_now(o->s->loop) - o->last_sent;
+        if (idle < o->s->idle_timeout) {
+            uv_timer_start(&o->timer, on_timer, o->s->idle_timeout - idle, 0);
+            return;
+        }
         log_info("s2s %s -> %s: idle, closing", o->local, o->remote);
         o->dead = true;
         out_write(o, "</stream:stream>");
@@ -159,10 +166,10 @@ static void send_header(out_t *o)
 
 static void send_stanza(out_t *o, const elem_t *stanza)
 {
-    buf_t b = BUF_INIT;
-    elem_serialize_stanza(stanza, NULL, &b);
-    if (o->conn) conn_write(o->conn, b.data, b.len);
-    buf_free(&b);
+    buf_t *b = &o->s->scratch; /* one buffer for every stanza: no allocation each */
+    buf_reset(b);
+    elem_serialize_stanza(stanza, NULL, b);
+    if (o->conn) conn_write(o->conn, b->data, b->len);
 }
 
 static void flush_queue(out_t *o)
@@ -176,6 +183,7 @@ static void flush_queue(out_t *o)
     }
     o->queue_tail = &o->queue;
     o->queued = 0;
+    o->last_sent = uv_now(o->s->loop);
     if (o->s->idle_timeout) uv_timer_start(&o->timer, on_timer, o->s->idle_timeout, 0);
 }
 
@@ -511,7 +519,7 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     }
     if (o->state == O_READY) {
         send_stanza(o, stanza);
-        if (s->idle_timeout) uv_timer_start(&o->timer, on_timer, s->idle_timeout, 0);
+        o->last_sent = uv_now(s->loop);
         return;
     }
     qitem_t *q = calloc(1, sizeof *q);

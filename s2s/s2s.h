@@ -88,6 +88,7 @@ typedef struct s2s {
     in_t *ins;   /* every incoming stream */
     bool is_stopping;
     uv_timer_t stop_timer;
+    buf_t scratch; /* serialization of outgoing stanzas */
 } s2s_t;
 
 bool s2s_is_local(const s2s_t *s, const char *domain);
