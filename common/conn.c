@@ -45,10 +45,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1205,11 +1207,54 @@ bool conn_has_tls(const conn_t *c)
     return c->tls != NULL;
 }
 
+/* s, n bytes, is "_xmpp-server.NAME" or "_xmpps-server.NAME" (XEP-0368). */
+static bool srv_id_names(const char *s, size_t n, const char *name)
+{
+    static const char *const services[] = {"_xmpp-server.", "_xmpps-server."};
+    size_t namelen = strlen(name);
+    for (size_t i = 0; i < sizeof services / sizeof *services; i++) {
+        size_t k = strlen(services[i]);
+        if (n == k + namelen && strncasecmp(s, services[i], k) == 0 &&
+            strncasecmp(s + k, name, namelen) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* An XMPP server's certificate names its domain (RFC 6120 13.7.1.2, RFC
+ * 6125) by a DNS-ID (or, without any, the CN), as GnuTLS checks it, wildcards
+ * included; by an SRV-ID for the xmpp-server or xmpps-server service; or by
+ * an XmppAddr that is the bare domain. */
+static bool cert_names_server(gnutls_x509_crt_t crt, const char *name)
+{
+    if (gnutls_x509_crt_check_hostname(crt, name)) return true;
+    size_t namelen = strlen(name);
+    for (unsigned i = 0;; i++) {
+        char data[512];
+        size_t len = sizeof data;
+        /* GnuTLS decodes the otherNames it knows: XmppAddr and SRV-ID */
+        int type = gnutls_x509_crt_get_subject_alt_name(crt, i, data, &len, NULL);
+        if (type == GNUTLS_E_SHORT_MEMORY_BUFFER) continue; /* longer than any name */
+        if (type < 0) return false;                         /* no more, or unreadable */
+        if (type == GNUTLS_SAN_OTHERNAME_XMPP && len == namelen &&
+            strncasecmp(data, name, namelen) == 0)
+            return true;
+        if (type == GNUTLS_SAN_OTHERNAME_SRV && srv_id_names(data, len, name)) return true;
+    }
+}
+
 bool conn_peer_verified(conn_t *c, const char *name)
 {
     if (!c || !name || !*name || !c->tls || !c->tls_done || c->tls_failed) return false;
-    unsigned status = 0;
-    return gnutls_certificate_verify_peers3(c->tls, name, &status) == 0 && status == 0;
+    unsigned status = 0, n = 0;
+    if (gnutls_certificate_verify_peers2(c->tls, &status) != 0 || status != 0) return false;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(c->tls, &n);
+    gnutls_x509_crt_t crt;
+    if (!chain || n == 0 || gnutls_x509_crt_init(&crt) < 0) return false;
+    bool named = gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) == 0 &&
+                 cert_names_server(crt, name);
+    gnutls_x509_crt_deinit(crt);
+    return named;
 }
 
 /* RFC 5929 tls-unique exists only up to TLS 1.2; RFC 9266 tls-exporter

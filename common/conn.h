@@ -93,8 +93,10 @@ int conn_starttls(conn_t *c, tls_ctx_t *ctx, bool is_server, const char *server_
 void conn_set_alpn(conn_t *c, const char *protocol);
 bool conn_has_tls(const conn_t *c);
 /* After the handshake: the peer presented a certificate that chains to the
- * context's trusted CAs, is in its validity period and names `name` (a DNS
- * domain). Server side, the context must ask for one (tls_ctx_trust). */
+ * context's trusted CAs, is in its validity period and names `name`, an
+ * XMPP server's domain: as a DNS-ID (or CN), an SRV-ID _xmpp-server.NAME or
+ * _xmpps-server.NAME, or an XmppAddr NAME. Server side, the context must ask
+ * for one (tls_ctx_trust). */
 bool conn_peer_verified(conn_t *c, const char *name);
 /* Channel binding data for SCRAM-*-PLUS: type "tls-unique" or
  * "tls-exporter". 0 and the raw bytes in out, or -1. */

@@ -113,8 +113,8 @@ def ca(tmp_path):
     return TestCA(tmp_path / "ca")
 
 
-def with_cert(ca, domain, **settings):
-    cert, key = ca.issue(domain)
+def with_cert(ca, domain, identity="dns", **settings):
+    cert, key = ca.issue(domain, identity)
     return {"s2s.cert": cert, "s2s.key": key, "s2s.ca": ca.cert, **settings}
 
 
@@ -533,6 +533,33 @@ def test_certificate_required(tmp_path, ca):
         bounced(b, "alice@a.test", "remote-server-not-found")
         a.log_has("a.test -> b.test: its certificate is not valid for its domain")
         a.log_has("b.test needs a valid certificate")
+    finally:
+        stop_servers(a, b)
+
+
+@pytest.mark.parametrize("a_identity,b_identity", [("xmppaddr", "srv"), ("srv", "xmppaddr")])
+def test_certificate_identities(tmp_path, ca, a_identity, b_identity):
+    """A certificate may name its server's domain by an SRV-ID
+    (_xmpp-server.DOMAIN) or an XmppAddr instead of a DNS name (RFC 6120
+    13.7.1.2): with certificates required on both sides, such certificates
+    authenticate both ways by SASL EXTERNAL; one for another domain does
+    not."""
+    cert = {"s2s.auth": "certificate"}
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", a_identity, **cert),
+                      with_cert(ca, "b.test", b_identity, **cert))
+    try:
+        exchange(a, b)
+        a.log_has("a.test -> b.test: authenticated by certificate (SASL EXTERNAL)")
+        b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
+    finally:
+        stop_servers(a, b)
+    # b.test now shows a certificate of the same kind for another domain
+    other_cert, other_key = ca.issue("elsewhere.test", b_identity)
+    a, b = start_pair(tmp_path / "again", with_cert(ca, "a.test", a_identity, **cert),
+                      {"s2s.cert": other_cert, "s2s.key": other_key, "s2s.ca": ca.cert, **cert})
+    try:
+        bounced(a, "bob@b.test", "remote-server-not-found")
+        a.log_has("a.test -> b.test: its certificate is not valid for its domain")
     finally:
         stop_servers(a, b)
 
