@@ -599,25 +599,24 @@ class TestCA:
         os.makedirs(self.dir, exist_ok=True)
         self.cert, self.key = self_signed(self.dir, "ca")
 
-    # How a certificate can name a server's domain (RFC 6120 13.7.1.2):
-    # a DNS-ID, an SRV-ID (RFC 4985 otherName) or an XmppAddr otherName.
-    IDENTITIES = {
-        "dns": "DNS:{domain}",
-        "srv": "otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_xmpp-server.{domain}",
-        "xmppaddr": "otherName:1.3.6.1.5.5.7.8.5;UTF8:{domain}",
-    }
+    # subjectAltNames (openssl's syntax) by which a certificate can name a
+    # server's domain (RFC 6120 13.7.1.2): a DNS-ID, an SRV-ID (RFC 4985)
+    # or an XmppAddr
+    DNS_ID = "DNS:{domain}"
+    SRV_ID = "otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_xmpp-server.{domain}"
+    XMPPADDR = "otherName:1.3.6.1.5.5.7.8.5;UTF8:{domain}"
 
-    def issue(self, domain, identity="dns"):
-        """identity: how the certificate names domain (IDENTITIES); other
-        than "dns", its CN names nothing either."""
+    def issue(self, domain, san=DNS_ID):
+        """A certificate for domain with the subjectAltName san ({domain}
+        replaced); unless that is a DNS-ID, its CN names nothing either."""
         cert = os.path.join(self.dir, f"{domain}.crt")
         key = os.path.join(self.dir, f"{domain}.key")
         csr = os.path.join(self.dir, f"{domain}.csr")
         ext = os.path.join(self.dir, f"{domain}.ext")
         with open(ext, "w") as f:
-            f.write(f"subjectAltName={self.IDENTITIES[identity].format(domain=domain)}\n"
+            f.write(f"subjectAltName={san.format(domain=domain)}\n"
                     "extendedKeyUsage=serverAuth,clientAuth\n")
-        cn = domain if identity == "dns" else "Test server"
+        cn = domain if san == self.DNS_ID else "Test server"
         _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-subj", f"/CN={cn}", "-keyout", key, "-out", csr)
         _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,

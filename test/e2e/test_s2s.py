@@ -113,9 +113,12 @@ def ca(tmp_path):
     return TestCA(tmp_path / "ca")
 
 
-def with_cert(ca, domain, identity="dns", **settings):
-    cert, key = ca.issue(domain, identity)
+def with_cert(ca, domain, san=TestCA.DNS_ID, **settings):
+    cert, key = ca.issue(domain, san)
     return {"s2s.cert": cert, "s2s.key": key, "s2s.ca": ca.cert, **settings}
+
+
+CERT_ONLY = {"s2s.auth": "certificate"}  # valid certificates, no dialback
 
 
 @pytest.fixture(params=["dialback", "certificate"])
@@ -127,8 +130,8 @@ def any_pair(tmp_path, request):
         a, b = start_pair(tmp_path)
     else:
         ca = TestCA(tmp_path / "ca")
-        a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}),
-                          with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
+        a, b = start_pair(tmp_path, with_cert(ca, "a.test", **CERT_ONLY),
+                          with_cert(ca, "b.test", **CERT_ONLY))
     a.auth = b.auth = request.param
     try:
         yield a, b
@@ -498,7 +501,7 @@ def test_certificate_per_local_domain(tmp_path, ca):
                             {"domain": "a2.test", "cert": a2_cert, "key": a2_key}]})
     b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}",
                                                   "a2.test": f"127.0.0.1:{port_a}"},
-               **with_cert(ca, "b.test", **{"s2s.auth": "certificate"}))
+               **with_cert(ca, "b.test", **CERT_ONLY))
     try:
         a.start()
         b.start()
@@ -527,7 +530,7 @@ def test_certificate_required(tmp_path, ca):
     """a.test requires certificates (s2s.auth=certificate); b.test has only
     its self-signed one. a refuses to send to b (b's certificate is not
     valid for b.test) and refuses b's dialback: messages bounce both ways."""
-    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **{"s2s.auth": "certificate"}))
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **CERT_ONLY))
     try:
         bounced(a, "bob@b.test", "remote-server-not-found")
         bounced(b, "alice@a.test", "remote-server-not-found")
@@ -537,26 +540,35 @@ def test_certificate_required(tmp_path, ca):
         stop_servers(a, b)
 
 
-@pytest.mark.parametrize("a_identity,b_identity", [("xmppaddr", "srv"), ("srv", "xmppaddr")])
-def test_certificate_identities(tmp_path, ca, a_identity, b_identity):
+@pytest.mark.parametrize("a_san,b_san", [(TestCA.XMPPADDR, TestCA.SRV_ID),
+                                         (TestCA.SRV_ID, TestCA.XMPPADDR)],
+                         ids=["xmppaddr-srv", "srv-xmppaddr"])
+def test_certificate_identities(tmp_path, ca, a_san, b_san):
     """A certificate may name its server's domain by an SRV-ID
     (_xmpp-server.DOMAIN) or an XmppAddr instead of a DNS name (RFC 6120
     13.7.1.2): with certificates required on both sides, such certificates
-    authenticate both ways by SASL EXTERNAL; one for another domain does
-    not."""
-    cert = {"s2s.auth": "certificate"}
-    a, b = start_pair(tmp_path, with_cert(ca, "a.test", a_identity, **cert),
-                      with_cert(ca, "b.test", b_identity, **cert))
+    authenticate both ways by SASL EXTERNAL."""
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", a_san, **CERT_ONLY),
+                      with_cert(ca, "b.test", b_san, **CERT_ONLY))
     try:
         exchange(a, b)
         a.log_has("a.test -> b.test: authenticated by certificate (SASL EXTERNAL)")
         b.log_has("b.test -> a.test: authenticated by certificate (SASL EXTERNAL)")
     finally:
         stop_servers(a, b)
-    # b.test now shows a certificate of the same kind for another domain
-    other_cert, other_key = ca.issue("elsewhere.test", b_identity)
-    a, b = start_pair(tmp_path / "again", with_cert(ca, "a.test", a_identity, **cert),
-                      {"s2s.cert": other_cert, "s2s.key": other_key, "s2s.ca": ca.cert, **cert})
+
+
+@pytest.mark.parametrize("b_san", [
+    "otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_xmpp-server.elsewhere.test",
+    "otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_xmpp-client.{domain}",
+    "otherName:1.3.6.1.5.5.7.8.5;UTF8:elsewhere.test",
+    "otherName:1.3.6.1.5.5.7.8.5;UTF8:admin@{domain}",
+], ids=["srv-other-domain", "srv-client-service", "xmppaddr-other-domain", "xmppaddr-user"])
+def test_certificate_identity_of_something_else(tmp_path, ca, b_san):
+    """b.test's certificate names another domain, the client service or a
+    user's JID: not b.test, so a, requiring certificates, sends nothing."""
+    a, b = start_pair(tmp_path, with_cert(ca, "a.test", **CERT_ONLY),
+                      with_cert(ca, "b.test", b_san, **CERT_ONLY))
     try:
         bounced(a, "bob@b.test", "remote-server-not-found")
         a.log_has("a.test -> b.test: its certificate is not valid for its domain")
