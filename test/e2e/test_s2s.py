@@ -386,6 +386,25 @@ def test_through_the_resolver(tmp_path):
         stop_servers(a, b)
 
 
+def test_over_ipv6(tmp_path):
+    """b.test listens on [::] (IPv6, and IPv4 too); a.test reaches it at
+    [::1], b.test reaches a.test over IPv4: messages cross both ways."""
+    port_a, port_b = free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {"b.test": f"[::1]:{port_b}"})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"},
+               **{"s2s.listen": f"[::]:{port_b}"})
+    try:
+        a.start()
+        b.start()
+        exchange(a, b)
+        a.log_has(f"a.test -> b.test: connecting to [::1]:{port_b}")
+        with socket.create_connection(("127.0.0.1", port_b), timeout=5) as v4:
+            v4.sendall(HEADER.encode())
+            assert "<starttls" in read_until(v4, "</stream:features>")
+    finally:
+        stop_servers(a, b)
+
+
 def subscribe(asker, asker_jid, owner, owner_jid):
     """asker asks owner for a subscription, owner approves; the approval
     and owner's current presence reach asker."""
