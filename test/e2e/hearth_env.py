@@ -189,6 +189,19 @@ class DaemonError(AssertionError):
     pass
 
 
+_started = set()  # the Popen of every Daemon started and not yet stopped
+
+
+@atexit.register
+def _kill_leftovers():
+    """A test that forgot to stop a daemon must not leave it running after
+    the session (CI cleans up after itself)."""
+    for proc in list(_started):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Daemon:
     """One hearth-NAME process: `hearth-NAME -c CONFIG`, stdout and stderr
     appended to LOGDIR/NAME.log."""
@@ -216,6 +229,7 @@ class Daemon:
                 [binary(self.name), "-c", self.config_path]
                 + (["-i", self.ident] if self.ident else []) + self.args,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        _started.add(self.proc)
         self.status = None
         if self.addr:
             self.wait_listening(timeout)
@@ -239,6 +253,7 @@ class Daemon:
         if not self.proc:
             return None
         proc, self.proc = self.proc, None
+        _started.discard(proc)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -702,7 +702,7 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
     (1 here) and ends with resource-constraint; a stanza without a from
     ends the stream with improper-addressing."""
     cert, key = ca.issue("a.test")
-    _, b = start_pair(tmp_path, b_settings=with_cert(
+    a, b = start_pair(tmp_path, b_settings=with_cert(
         ca, "b.test", **{"s2s.max-connections-per-domain": "1"}))
     bob = b.client("bob")
     try:
@@ -738,7 +738,7 @@ def test_sasl_external_at_the_wire(tmp_path, ca):
         tls.close()
     finally:
         bob.disconnect()
-        stop_servers(b)
+        stop_servers(a, b)
 
 
 def test_wrong_dialback_key_is_refused(pair):
