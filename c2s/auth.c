@@ -396,18 +396,12 @@ void auth_handle(client_t *cl, const elem_t *e)
             return;
         }
         if (c2s->require_tls && !conn_has_tls(cl->conn)) {
-            buf_t *b = &c2s->scratch;
-            buf_reset(b);
-            xmpp_sasl_failure(b, "encryption-required");
-            client_write(cl, b->data, b->len);
+            send_failure(cl, "encryption-required");
             return;
         }
         const char *mech = elem_attr(e, "mechanism");
         if (!mech || strlen(mech) >= sizeof a->mech || !is_offered(cl, mech)) {
-            buf_t *b = &c2s->scratch;
-            buf_reset(b);
-            xmpp_sasl_failure(b, "invalid-mechanism");
-            client_write(cl, b->data, b->len);
+            send_failure(cl, "invalid-mechanism");
             return;
         }
         a = cl->auth = calloc(1, sizeof(*a));
