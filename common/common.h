@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "jid.h"
 #include "log.h"
+#include "map.h"
 #include "rate.h"
 #include "sasl.h"
 #include "tls.h"

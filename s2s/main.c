@@ -355,6 +355,7 @@ int main(int argc, char **argv)
     s->id = d.id;
     configure(s, d.config);
     buf_init(&s->scratch);
+    map_init(&s->out_by_pair);
     listen_on(s, &s->listener, &s->listening, "s2s.listen");
     listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
     daemon_drop_privileges(&d);
@@ -369,6 +370,7 @@ int main(int argc, char **argv)
     log_notice("%s stopped", s->id);
     tls_ctx_free(s->tls_server);
     buf_free(&s->scratch);
+    map_free(&s->out_by_pair);
     for (int i = 0; i < s->ndomains; i++) {
         tls_ctx_free(s->tls_client[i]);
         free(s->domains[i]);

@@ -103,10 +103,29 @@ static void send_verify(out_t *o, const char *id, const char *key)
     buf_free(&b);
 }
 
+/* The key of s->out_by_pair: "local remote" (a domain holds no space). */
+static const char *pair_key(char key[2 * JID_STRING_MAX], const char *local, const char *remote)
+{
+    snprintf(key, 2 * JID_STRING_MAX, "%s %s", local, remote);
+    return key;
+}
+
+/* The stream stanzas from local to remote go on (not a db:verify link,
+ * not ending), or NULL. */
+static out_t *stream_for(s2s_t *s, const char *local, const char *remote)
+{
+    char key[2 * JID_STRING_MAX];
+    out_t *o = map_get(&s->out_by_pair, pair_key(key, local, remote));
+    return o && !o->dead ? o : NULL;
+}
+
 /* The stream is over: what waits on it is answered, and it goes. */
 static void finish(out_t *o)
 {
     o->dead = true;
+    char key[2 * JID_STRING_MAX];
+    if (map_get(&o->s->out_by_pair, pair_key(key, o->local, o->remote)) == o)
+        map_del(&o->s->out_by_pair, key);
     bounce_queue(o);
     answer_verifies(o, NULL, false);
     for (out_t **p = &o->s->outs; *p; p = &(*p)->next)
@@ -499,11 +518,10 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     if (s2s_policy(s, remote) == AUTH_BLOCK) {
         refused = "not-allowed";
     } else {
-        for (out_t *p = s->outs; p && !o; p = p->next)
-            if (!p->is_verify && !p->dead && !strcmp(p->local, local) &&
-                !strcmp(p->remote, remote))
-                o = p;
-        if (!o && !s->is_stopping) o = out_new(s, local, remote);
+        o = stream_for(s, local, remote);
+        char key[2 * JID_STRING_MAX];
+        if (!o && !s->is_stopping && (o = out_new(s, local, remote)))
+            map_put(&s->out_by_pair, pair_key(key, local, remote), o);
         /* A peer that does not read (or is not there yet) holds at most
          * s2s.max-queue bytes of ours. */
         if (!o)
@@ -537,11 +555,8 @@ void out_verify(s2s_t *s, uint64_t in_serial, const char *receiving, const char 
 {
     /* Our stream to the authoritative server, if one is up, carries it
      * (XEP-0220 2.1.3): no new connection. */
-    out_t *o = NULL;
-    for (out_t *p = s->outs; p && !o; p = p->next)
-        if (!p->is_verify && !p->dead && p->state == O_READY && !strcmp(p->local, receiving) &&
-            !strcmp(p->remote, originating))
-            o = p;
+    out_t *o = stream_for(s, receiving, originating);
+    if (o && o->state != O_READY) o = NULL;
     bool reuse = o != NULL;
     if (!o && !s->is_stopping && (o = out_new(s, receiving, originating))) {
         o->is_verify = true;

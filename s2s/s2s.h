@@ -32,6 +32,7 @@
 #include "conn.h"
 #include "jid.h"
 #include "log.h"
+#include "map.h"
 #include "rate.h"
 #include "tls.h"
 #include "xml.h"
@@ -85,6 +86,7 @@ typedef struct s2s {
     listener_t listener, listener_tls;
     bool listening, listening_tls;
     out_t *outs; /* every outgoing stream (and db:verify link) */
+    map_t out_by_pair; /* "local remote" -> the stream stanzas go on */
     in_t *ins;   /* every incoming stream */
     bool is_stopping;
     uv_timer_t stop_timer;

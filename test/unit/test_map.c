@@ -1,10 +1,10 @@
-/* test_sm_map.c — the sm's string-keyed hash table (sm/map.h): puts,
+/* test_map.c — the string-keyed hash table (common/map.h): puts,
  * replaces, deletes, growth past many entries, and iteration that survives
  * deleting the current entry. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../../sm/map.h"
+#include "map.h"
 #include "tap.h"
 
 static void test_put_get_del(void)

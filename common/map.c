@@ -1,4 +1,4 @@
-/* map.c — the sm's string-keyed hash table (see map.h). */
+/* map.c — a string-keyed hash table (see map.h). */
 #include "map.h"
 
 #include <stdint.h>

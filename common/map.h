@@ -1,11 +1,12 @@
-/* map.h — a string-keyed hash table for the sm's in-memory indexes
- * (sessions by id, users by bare JID, rosters, pending checks).
+/* map.h — a string-keyed hash table for in-memory indexes: the sm's
+ * (sessions by id, users by bare JID, rosters, pending checks) and the
+ * s2s's outgoing streams by domain pair.
  *
  * Keys are copied; values are the caller's. Chained buckets that double
  * when the table is full, FNV-1a hashing. Not for peers' data without a
  * bound: callers keep their own limits. */
-#ifndef HEARTH_SM_MAP_H
-#define HEARTH_SM_MAP_H
+#ifndef HEARTH_MAP_H
+#define HEARTH_MAP_H
 
 #include <stddef.h>
 
