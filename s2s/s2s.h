@@ -4,11 +4,12 @@
  *
  * The s2s binds the router's default route, so every stanza for a domain
  * nobody on this server serves reaches it. Outgoing (out.c): one stream per
- * (local domain, remote domain), opened on the first stanza (to the
- * address of a static s2s/route, else to those hearth-resolver gives), which waits in
- * the stream's queue until the stream is authenticated (by SASL EXTERNAL
- * when the peer accepts our certificate, else by dialback); a peer that
- * cannot be reached gets every queued stanza bounced to its sender.
+ * (local domain, remote domain), found by a hash of the pair, opened on the
+ * first stanza (to the address of a static s2s/route, else to those
+ * hearth-resolver gives), which waits in the stream's queue until the
+ * stream is authenticated (by SASL EXTERNAL when the peer accepts our
+ * certificate, else by dialback); a peer that cannot be reached gets every
+ * queued stanza bounced to its sender.
  * Incoming (in.c): streams from other servers, STARTTLS or direct TLS,
  * SASL EXTERNAL offered when the peer's certificate is valid for its
  * domain, dialback keys accepted on a valid certificate or checked by
