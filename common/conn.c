@@ -1221,6 +1221,49 @@ static bool srv_id_names(const char *s, size_t n, const char *name)
     return false;
 }
 
+/* The SRV-ID otherName (RFC 4985, id-on-dnsSRV). */
+#define OID_SRV_ID "1.3.6.1.5.5.7.8.7"
+
+/* A DER IA5String (tag 22, short or long length form): its content in
+ * *s, *n. false if data is not one. */
+static bool der_ia5_string(const unsigned char *data, size_t len, const char **s, size_t *n)
+{
+    if (len < 2 || data[0] != 0x16) return false;
+    size_t hdr = 2, body = data[1];
+    if (body & 0x80) { /* long form: 1 or 2 length bytes are enough for a name */
+        unsigned k = body & 0x7f;
+        if (k < 1 || k > 2 || len < 2 + k) return false;
+        body = 0;
+        for (unsigned i = 0; i < k; i++) body = body << 8 | data[2 + i];
+        hdr += k;
+    }
+    if (hdr + body != len) return false;
+    *s = (const char *)data + hdr;
+    *n = body;
+    return true;
+}
+
+/* The i-th subjectAltName is an SRV-ID naming the xmpp-server or
+ * xmpps-server service of name. GnuTLS releases before 3.8 do not know
+ * the SRV-ID (no GNUTLS_SAN_OTHERNAME_SRV) and hand out its value as DER,
+ * so it is read by its OID and decoded here; releases that know it hand
+ * it out decoded, under a type of its own. */
+static bool san_srv_id_names(gnutls_x509_crt_t crt, unsigned i, int type, const char *data,
+                             size_t len, const char *name)
+{
+    if (type != GNUTLS_SAN_OTHERNAME && type <= GNUTLS_SAN_OTHERNAME_XMPP) return false;
+    char oid[64];
+    size_t oidlen = sizeof oid;
+    if (gnutls_x509_crt_get_subject_alt_othername_oid(crt, i, oid, &oidlen) < 0 ||
+        strcmp(oid, OID_SRV_ID) != 0)
+        return false;
+    const char *s = data;
+    size_t n = len;
+    if (type == GNUTLS_SAN_OTHERNAME && !der_ia5_string((const unsigned char *)data, len, &s, &n))
+        return false;
+    return srv_id_names(s, n, name);
+}
+
 /* An XMPP server's certificate names its domain (RFC 6120 13.7.1.2, RFC
  * 6125) by a DNS-ID (or, without any, the CN), as GnuTLS checks it, wildcards
  * included; by an SRV-ID for the xmpp-server or xmpps-server service; or by
@@ -1232,14 +1275,13 @@ static bool cert_names_server(gnutls_x509_crt_t crt, const char *name)
     for (unsigned i = 0;; i++) {
         char data[512];
         size_t len = sizeof data;
-        /* GnuTLS decodes the otherNames it knows: XmppAddr and SRV-ID */
         int type = gnutls_x509_crt_get_subject_alt_name(crt, i, data, &len, NULL);
         if (type == GNUTLS_E_SHORT_MEMORY_BUFFER) continue; /* longer than any name */
         if (type < 0) return false;                         /* no more, or unreadable */
         if (type == GNUTLS_SAN_OTHERNAME_XMPP && len == namelen &&
             strncasecmp(data, name, namelen) == 0)
             return true;
-        if (type == GNUTLS_SAN_OTHERNAME_SRV && srv_id_names(data, len, name)) return true;
+        if (san_srv_id_names(crt, i, type, data, len, name)) return true;
     }
 }
 
