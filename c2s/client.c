@@ -381,7 +381,10 @@ static void handle_starttls(client_t *cl)
     static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
     client_write(cl, proceed, sizeof(proceed) - 1);
     conn_starttls(cl->conn, c2s->tls, true, NULL);
-    client_restart_stream(cl);
+    /* Whatever followed <starttls/> in this read came in the clear: never
+     * part of the TLS stream. */
+    xstream_reset_discard(cl->xs);
+    cl->header_sent = false;
 }
 
 /* Before the session: only negotiation (STARTTLS, SASL, registration, bind,

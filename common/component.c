@@ -421,7 +421,7 @@ static void handle_control(comp_t *c, const elem_t *e)
     } else if (c->state == COMP_OPENING && elem_is(e, NS_STREAMS, "features")) {
         start_auth(c, e);
     } else if (c->state == COMP_TLS && elem_is(e, NS_TLS, "proceed")) {
-        xstream_reset(c->xs);
+        xstream_reset_discard(c->xs); /* what followed in the clear is dropped */
         if (conn_starttls(c->conn, c->tls, false, c->tls_name) < 0) fail(c, "cannot start TLS");
         c->state = COMP_OPENING;
     } else if (c->state == COMP_AUTH && e->ns && strcmp(e->ns, NS_SASL) == 0) {

@@ -37,8 +37,9 @@
  * handles, right after on_close, which is called exactly once.
  *
  * A starttls done in on_read applies to the bytes of the next read: the
- * rest of the current chunk was already delivered as plaintext (XMPP peers
- * wait for <proceed/>, so there is none). */
+ * rest of the current chunk was already delivered as plaintext. XMPP peers
+ * wait for <proceed/>, so an honest one sends none; whatever is there came
+ * in the clear, and the daemons drop it (xstream_reset_discard). */
 #include "conn.h"
 #include "tls_private.h"
 

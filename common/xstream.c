@@ -127,6 +127,7 @@ struct xstream {
     bool is_in_callback;
     bool is_detached;
     bool wants_reset;
+    bool wants_discard; /* with wants_reset: drop the rest of the feed */
     bool is_at_start; /* nothing but whitespace seen of this stream yet */
     bool wants_free;
     pos_t reset_at;
@@ -978,6 +979,7 @@ static void stream_start(xstream_t *xs)
     xs->stanza = xs->cur = NULL;
     xs->status = XSTREAM_OK;
     xs->wants_reset = false;
+    xs->wants_discard = false;
     xs->is_at_start = true;
     lx_new(xs);
 }
@@ -1063,8 +1065,10 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len)
         off += feed_stream(xs, data + off, len - off);
         if (xs->wants_free) break;
         if (xs->wants_reset) {
+            bool discard = xs->wants_discard;
             lx_free(xs);
             stream_start(xs);
+            if (discard) break;
         }
     }
     xs->is_feeding = false;
@@ -1074,6 +1078,12 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len)
     }
     if (xs->status != XSTREAM_OK) release(xs);
     return xs->status;
+}
+
+void xstream_reset_discard(xstream_t *xs)
+{
+    xstream_reset(xs);
+    if (xs->is_feeding) xs->wants_discard = true;
 }
 
 void xstream_reset(xstream_t *xs)

@@ -63,6 +63,11 @@ xstream_status_t xstream_feed(xstream_t *xs, const char *data, size_t len);
  * callback: the bytes of the current feed after the current stanza are then
  * parsed as the start of the new stream. */
 void xstream_reset(xstream_t *xs);
+/* The same, but the rest of the current feed is dropped, not parsed: for
+ * STARTTLS, where bytes that came in the clear behind <starttls/> or
+ * <proceed/> must never be taken as part of the encrypted stream (they were
+ * not protected by it: an attacker on the path can have put them there). */
+void xstream_reset_discard(xstream_t *xs);
 /* Between stanzas, give back what a quiet stream holds: libxml2's parser
  * and the stanza arena (most of a stream's memory). The next feed builds
  * them again from the saved stream header, unseen by the callbacks. For

@@ -234,7 +234,7 @@ static void handle_starttls(link_t *l)
     }
     conn_write(l->conn, "<proceed xmlns='" NS_TLS "'/>", strlen("<proceed xmlns='" NS_TLS "'/>"));
     conn_starttls(l->conn, r->tls, true, NULL);
-    xstream_reset(l->xs);
+    xstream_reset_discard(l->xs); /* what followed in the clear is dropped */
     l->header_sent = false;
     l->state = LINK_OPENING;
 }

@@ -310,7 +310,7 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
             return;
         }
         in_write(in, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-        xstream_reset(in->xs);
+        xstream_reset_discard(in->xs); /* what followed in the clear is dropped */
         conn_starttls(in->conn, in->s->tls_server, true, NULL);
     } else if (elem_is(st, NS_SASL, "auth")) {
         on_sasl_auth(in, st);

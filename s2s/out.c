@@ -285,7 +285,7 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
             authenticate(o);
         }
     } else if (elem_is(st, NS_TLS, "proceed") && o->state == O_STARTTLS) {
-        xstream_reset(o->xs);
+        xstream_reset_discard(o->xs); /* what followed in the clear is dropped */
         conn_starttls(o->conn, s2s_tls_for(o->s, o->local), false, o->remote);
     } else if (elem_is(st, NS_SASL, "success") && o->state == O_SASL) {
         o->sasl_done = true;

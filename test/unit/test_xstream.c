@@ -23,6 +23,7 @@ typedef struct record {
     xstream_t *xs;
     int reset_on_stanza; /* reset from inside the n-th on_stanza (1-based) */
     bool reset_on_close;
+    bool discard; /* reset_on_stanza uses xstream_reset_discard */
     bool detach;
     bool free_on_stanza;
     arena_t *detached[8];
@@ -57,7 +58,12 @@ static void rec_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
         r->detached[r->ndetached] = xstream_detach(r->xs);
         r->kept[r->ndetached++] = stanza;
     }
-    if ((int)r->stanzas == r->reset_on_stanza) xstream_reset(r->xs);
+    if ((int)r->stanzas == r->reset_on_stanza) {
+        if (r->discard)
+            xstream_reset_discard(r->xs);
+        else
+            xstream_reset(r->xs);
+    }
     if (r->free_on_stanza) xstream_free(r->xs);
 }
 
@@ -778,6 +784,30 @@ static void test_reset(void)
            "whitespace_before_new_streams_xml_declaration_is_skipped");
     is_int(r.opens, 2, "new_stream_after_leading_whitespace_reported");
     ok(strstr(r.log.data, "raw{<c/>}") != NULL, "stanza_after_leading_whitespace_raw_exact");
+    rec_free(&r);
+
+    /* STARTTLS: what came in the clear behind <starttls/> in the same read
+     * is dropped, never parsed as the start of the encrypted stream. */
+    rec_new(&r, 0, 0, false);
+    r.reset_on_stanza = 1;
+    r.discard = true;
+    is_int(feed_str(r.xs, HEADER "<starttls/><?xml version='1.0'?>" HEADER "<iq type='set'/>"),
+           XSTREAM_OK, "reset_discard_in_callback_ok");
+    is_int(r.opens, 1, "reset_discard_drops_a_header_in_the_same_feed");
+    is_int(r.stanzas, 1, "reset_discard_drops_stanzas_in_the_same_feed");
+    ok(strstr(r.log.data, "iq") == NULL, "reset_discard_injected_stanza_never_seen");
+    is_int(feed_str(r.xs, "<?xml version='1.0'?>" HEADER "<c/>"), XSTREAM_OK,
+           "reset_discard_next_feed_is_a_new_stream");
+    is_int(r.opens, 2, "reset_discard_next_feed_header_reported");
+    ok(strstr(r.log.data, "raw{<c/>}") != NULL, "reset_discard_next_feed_stanza_exact");
+    rec_free(&r);
+
+    rec_new(&r, 0, 0, false);
+    r.reset_on_stanza = 1;
+    r.discard = true;
+    feed_str(r.xs, HEADER "<starttls/>garbage<<");
+    is_int(feed_str(r.xs, HEADER "<c/>"), XSTREAM_OK, "reset_discard_drops_garbage_too");
+    is_int(r.opens, 2, "reset_discard_after_garbage_new_stream_reported");
     rec_free(&r);
 }
 
