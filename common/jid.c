@@ -1,18 +1,30 @@
-/* jid.c — Jabber IDs per RFC 7622: split, prepare, compare.
+/* jid.c — Jabber IDs: split per RFC 7622, prepare with stringprep, compare.
  *
  * A JID is split as RFC 7622 §3.1 says: the resourcepart is everything
  * after the first '/', the localpart everything before the first '@' of
- * what remains, the domainpart the rest. Parts are then prepared with the
- * XMPP stringprep profiles of libidn (Nodeprep, Resourceprep; the domain
- * label by label with IDNA: A-labels are decoded, every label must pass
- * ToASCII with the STD3 rules, and what is kept is its Nameprep'd Unicode
- * form, i.e. ToUnicode and lower case). An IPv6 literal in brackets is
- * kept in inet_ntop's canonical form.
+ * what remains, the domainpart the rest. Parts are then prepared as RFC
+ * 6122 did, not with RFC 7622's PRECIS profiles: the XMPP stringprep
+ * profiles of libidn (Nodeprep, Resourceprep; the domain label by label
+ * with IDNA2003: A-labels are decoded, every label must pass ToASCII with
+ * the STD3 rules, and what is kept is its Nameprep'd Unicode form, i.e.
+ * ToUnicode and lower case). An IPv6 literal in brackets is kept in
+ * inet_ntop's canonical form.
+ *
+ * Preparation is idempotent: what jid_new accepts prepares to itself
+ * again, so a JID the server shows (in a roster, say) names the same
+ * thing when a client sends it back. Stringprep and IDNA2003 alone are
+ * not: Nameprep maps the label "xn--abc" U+017F (long s) to the ASCII
+ * "xn--abcs", which is then read as an A-label that does not decode, and
+ * "xn--bcher-kva" U+00AD (soft hyphen) to "xn--bcher-kva", which then
+ * decodes to "bücher". So a part prepared by libidn is prepared a second
+ * time, and refused unless it comes out unchanged.
  *
  * The router and the sm parse a JID for every stanza, so a part made of
  * ASCII only takes a table-driven fast path that gives the same result as
- * libidn would (test_jid checks it byte by byte against libidn). Either
- * way a jid_t is one allocation holding every form as a C string.
+ * libidn would (test_jid checks it byte by byte against libidn); its
+ * result is a fixed point by construction, so only the slow path pays for
+ * the second preparation. Either way a jid_t is one allocation holding
+ * every form as a C string.
  *
  * Unassigned code points (Unicode 3.2, libidn's tables) are accepted, as
  * stringprep allows for queries: otherwise every emoji and every script
@@ -218,9 +230,35 @@ done:
     return written;
 }
 
-/* Prepare a localpart or resourcepart (len >= 1) into out (JID_PART_MAX
- * bytes). Length written, or -1 with *why. */
-static long prep_part(enum part part, const char *s, size_t len, char *out, const char **why)
+static bool is_ascii(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80) return false;
+    return true;
+}
+
+static long prep_part(enum part part, const char *s, size_t len, char *out, bool is_checked,
+                      const char **why);
+
+/* Is y (n bytes, what prep_part made of some input) prepared to itself
+ * again? If not, *why says what is wrong with it. */
+static bool is_fixed_point_part(enum part part, const char *y, size_t n, const char **why)
+{
+    static const char *const unstable[] = {"localpart changes when prepared again",
+                                           "resourcepart changes when prepared again"};
+    char again[JID_PART_MAX];
+    const char *reason = NULL;
+    long m = prep_part(part, y, n, again, false, &reason);
+    if (m == (long)n && memcmp(again, y, n) == 0) return true;
+    *why = m < 0 ? reason : unstable[part];
+    return false;
+}
+
+/* Prepare a localpart or resourcepart into out (JID_PART_MAX bytes).
+ * Length written, or -1 with *why. is_checked: refuse a result of the
+ * slow path that is not a fixed point (see the top of this file). */
+static long prep_part(enum part part, const char *s, size_t len, char *out, bool is_checked,
+                      const char **why)
 {
     static const char *const empty[] = {"empty localpart", "empty resourcepart"};
     if (len == 0) {
@@ -232,18 +270,13 @@ static long prep_part(enum part part, const char *s, size_t len, char *out, cons
         return -1;
     }
     if (len <= JID_PART_MAX) {
-        switch (map_ascii(part == NODE ? node_map : resource_map, s, len, out)) {
-        case 1:
-            return (long)len;
-        case 0:
-            /* Invalid in ASCII; if the part has non-ASCII bytes further on,
-             * let libidn give its reason (invalid UTF-8, say). */
-            for (size_t i = 0; i < len; i++)
-                if ((unsigned char)s[i] >= 0x80) return prep_slow(part, s, len, out, why);
+        int rc = map_ascii(part == NODE ? node_map : resource_map, s, len, out);
+        if (rc == 1) return (long)len;
+        /* Invalid in ASCII; if the part has non-ASCII bytes further on,
+         * let libidn give its reason (invalid UTF-8, say). */
+        if (rc == 0 && is_ascii(s, len)) {
             *why = forbidden[part];
             return -1;
-        default:
-            break;
         }
     }
     long n = prep_slow(part, s, len, out, why);
@@ -252,6 +285,11 @@ static long prep_part(enum part part, const char *s, size_t len, char *out, cons
         *why = empty[part];
         return -1;
     }
+    /* Input already prepared (the usual case: JIDs travel prepared) is a
+     * fixed point for free. */
+    if (n > 0 && is_checked && !((size_t)n == len && memcmp(out, s, len) == 0) &&
+        !is_fixed_point_part(part, out, (size_t)n, why))
+        return -1;
     return n;
 }
 
@@ -349,7 +387,25 @@ static long prep_label(const uint32_t *label, size_t n, uint32_t *scratch, char 
     return w;
 }
 
-static long prep_domain_slow(const char *s, size_t len, char *out, const char **why)
+static long prep_domain(const char *s, size_t len, char *out, bool is_checked, const char **why);
+
+/* Is y (n bytes, what prep_domain_slow made of some input) prepared to
+ * itself again? If not, *why says what is wrong with it. */
+static bool is_fixed_point_domain(const char *y, size_t n, const char **why)
+{
+    char again[JID_PART_MAX];
+    const char *reason = NULL;
+    long m = prep_domain(y, n, again, false, &reason);
+    if (m == (long)n && memcmp(again, y, n) == 0) return true;
+    *why = m < 0 ? reason : "domain changes when prepared again";
+    return false;
+}
+
+/* A domain (len >= 1) with non-ASCII bytes, A-labels or more than
+ * JID_PART_MAX bytes, into out (JID_PART_MAX bytes). has_root_dot: the
+ * caller took off a trailing '.' already, so no other dot may go. */
+static long prep_domain_slow(const char *s, size_t len, char *out, bool has_root_dot,
+                             bool is_checked, const char **why)
 {
     if (memchr(s, 0, len)) {
         /* Not LDH, and libidn's NFKC would stop at it. */
@@ -363,7 +419,8 @@ static long prep_domain_slow(const char *s, size_t len, char *out, const char **
         *why = "invalid UTF-8";
         goto fail;
     }
-    if (n > 0 && is_dot(ucs[n - 1])) n--; /* the root's label, RFC 7622 §3.2 */
+    /* The root's label, RFC 7622 §3.2: one dot, of any of the four. */
+    if (!has_root_dot && n > 0 && is_dot(ucs[n - 1])) n--;
     if (n == 0) {
         *why = "empty domain";
         goto fail;
@@ -390,6 +447,10 @@ static long prep_domain_slow(const char *s, size_t len, char *out, const char **
         start = end + 1;
     }
     free(ucs);
+    /* Input already prepared is a fixed point for free. */
+    if (is_checked && !((size_t)o == len && memcmp(out, s, len) == 0) &&
+        !is_fixed_point_domain(out, (size_t)o, why))
+        return -1;
     return o;
 fail:
     free(ucs);
@@ -416,10 +477,12 @@ bad:
     return -1;
 }
 
-/* Prepare a domainpart into out (JID_PART_MAX bytes). */
-static long prep_domain(const char *s, size_t len, char *out, const char **why)
+/* Prepare a domainpart into out (JID_PART_MAX bytes). is_checked: refuse
+ * a result of the slow path that is not a fixed point. */
+static long prep_domain(const char *s, size_t len, char *out, bool is_checked, const char **why)
 {
-    if (len > 0 && s[len - 1] == '.') len--; /* RFC 7622 §3.2: one trailing dot */
+    bool has_root_dot = len > 0 && s[len - 1] == '.';
+    if (has_root_dot) len--; /* RFC 7622 §3.2: one trailing dot */
     if (len == 0) {
         *why = "empty domain";
         return -1;
@@ -429,7 +492,7 @@ static long prep_domain(const char *s, size_t len, char *out, const char **why)
         *why = "domain too long";
         return -1;
     }
-    if (len > JID_PART_MAX) return prep_domain_slow(s, len, out, why);
+    if (len > JID_PART_MAX) return prep_domain_slow(s, len, out, has_root_dot, is_checked, why);
 
     /* Fast path: LDH labels of 1 to 63 bytes, no '-' at either end, no
      * A-label (those are decoded by the slow path). */
@@ -451,17 +514,18 @@ static long prep_domain(const char *s, size_t len, char *out, const char **why)
             }
             if (n >= 4 && out[label] == 'x' && out[label + 1] == 'n' && out[label + 2] == '-' &&
                 out[label + 3] == '-')
-                return prep_domain_slow(s, len, out, why);
+                return prep_domain_slow(s, len, out, has_root_dot, is_checked, why);
             if (i < len) out[i] = '.';
             label = i + 1;
             continue;
         }
         unsigned char m = label_map[(unsigned char)s[i]];
-        if (m == SLOW) return prep_domain_slow(s, len, out, why);
+        if (m == SLOW) return prep_domain_slow(s, len, out, has_root_dot, is_checked, why);
         if (m == 0) {
             /* Non-ASCII further on: libidn judges (and explains) it. */
             for (size_t j = i; j < len; j++)
-                if ((unsigned char)s[j] >= 0x80) return prep_domain_slow(s, len, out, why);
+                if ((unsigned char)s[j] >= 0x80)
+                    return prep_domain_slow(s, len, out, has_root_dot, is_checked, why);
             *why = "invalid character in domain";
             return -1;
         }
@@ -488,12 +552,12 @@ static int prepare(const char *node, size_t node_len, bool has_node, const char 
     p->has_resource = has_resource;
     p->node_len = p->resource_len = 0;
     if (has_node) {
-        if ((n = prep_part(NODE, node, node_len, p->full, why)) < 0) return -1;
+        if ((n = prep_part(NODE, node, node_len, p->full, true, why)) < 0) return -1;
         p->node_len = (size_t)n;
         o = (size_t)n;
         p->full[o++] = '@';
     }
-    if ((n = prep_domain(domain, domain_len, p->full + o, why)) < 0) return -1;
+    if ((n = prep_domain(domain, domain_len, p->full + o, true, why)) < 0) return -1;
     if (n > JID_PART_MAX) {
         *why = "domain too long";
         return -1;
@@ -502,7 +566,8 @@ static int prepare(const char *node, size_t node_len, bool has_node, const char 
     o += (size_t)n;
     if (has_resource) {
         p->full[o++] = '/';
-        if ((n = prep_part(RESOURCE, resource, resource_len, p->full + o, why)) < 0) return -1;
+        if ((n = prep_part(RESOURCE, resource, resource_len, p->full + o, true, why)) < 0)
+            return -1;
         p->resource_len = (size_t)n;
         o += (size_t)n;
     }

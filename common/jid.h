@@ -1,10 +1,13 @@
-/* jid.h — Jabber IDs per RFC 7622: split, prepare, compare.
+/* jid.h — Jabber IDs: split, prepare, compare.
  *
- * Localpart and resourcepart are prepared with libidn's XMPP stringprep
- * profiles (Nodeprep, Resourceprep), the domain with Nameprep (IDNA
- * ToUnicode then lower case); each part must be 1 to 1023 bytes after
- * preparation. ASCII input takes a fast path with the same result. Invalid
- * input is reported with a reason, never crashed on. */
+ * Split as RFC 7622 says; prepared as RFC 6122 did, with libidn's XMPP
+ * stringprep profiles (Nodeprep, Resourceprep) and the domain with IDNA2003
+ * (Nameprep; ToASCII, then the Unicode form is kept), not with RFC 7622's
+ * PRECIS profiles. Each part must be 1 to 1023 bytes after preparation.
+ * Preparation is idempotent: a prepared JID prepares to itself, and input
+ * whose prepared form would not is refused. ASCII input takes a fast path
+ * with the same result. Invalid input is reported with a reason, never
+ * crashed on. */
 #ifndef HEARTH_JID_H
 #define HEARTH_JID_H
 

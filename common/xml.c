@@ -353,11 +353,17 @@ static void write_elem(const ser_t *s, const elem_t *e, const char *scope, bool 
         return;
     }
     bool is_stream = strcmp(e->ns, NS_STREAMS) == 0;
+    /* <xml:x/> is in the XML namespace, which may never be declared, let
+     * alone as the default (Namespaces in XML §3): keep its own prefix. */
+    bool is_xml = strcmp(e->ns, NS_XML) == 0;
     const char *child_scope = scope;
     buf_append(out, "<", 1);
     if (is_stream) buf_append(out, "stream:", 7);
+    if (is_xml) buf_append(out, "xml:", 4);
     buf_appends(out, e->name);
-    if (is_stream) {
+    if (is_xml) {
+        /* Bound by definition. */
+    } else if (is_stream) {
         if (!has_stream_prefix) {
             buf_appends(out, " xmlns:stream");
             write_attr_value(out, NS_STREAMS, strlen(NS_STREAMS));
@@ -383,6 +389,7 @@ static void write_elem(const ser_t *s, const elem_t *e, const char *scope, bool 
         write_elem(s, c, child_scope, has_stream_prefix);
     buf_append(out, "</", 2);
     if (is_stream) buf_append(out, "stream:", 7);
+    if (is_xml) buf_append(out, "xml:", 4);
     buf_appends(out, e->name);
     buf_append(out, ">", 1);
 }

@@ -2,7 +2,9 @@
  *
  * The examples of RFC 7622 §3.5, the limits, hostile input (NULs, bad
  * UTF-8, bidi), the forms and comparisons, and the ASCII fast path checked
- * byte by byte against libidn itself. Ends with a timing of jid_new, printed
+ * byte by byte against libidn itself, and idempotence: what is accepted
+ * prepares to itself again (known traps first, then every code point and
+ * a property over random inputs). Ends with a timing of jid_new, printed
  * as a TAP comment. */
 #include <idna.h>
 #include <stdio.h>
@@ -514,6 +516,248 @@ static void test_prep(void)
     is_str(out, s, "jid_prep writes the longest JID");
 }
 
+/* s is accepted, and its prepared form y is accepted back as y: through
+ * jid_new, jid_prep, and jid_new_parts from y's parts. 1 if so, else 0
+ * with what went wrong in detail. */
+static int is_fixed_point(const char *s, size_t len, char *detail, size_t cap)
+{
+    jid_t *j = jid_new(s, len, NULL);
+    if (!j) {
+        snprintf(detail, cap, "refused");
+        return 0;
+    }
+    const char *why = NULL;
+    char again[JID_STRING_MAX];
+    int good = 1;
+    if (jid_prep(jid_full(j), strlen(jid_full(j)), again, &why) != 0) {
+        snprintf(detail, cap, "'%s' is refused: %s", jid_full(j), why);
+        good = 0;
+    } else if (strcmp(again, jid_full(j)) != 0) {
+        snprintf(detail, cap, "'%s' prepares to '%s'", jid_full(j), again);
+        good = 0;
+    } else {
+        jid_t *k = jid_new_parts(jid_node(j), jid_domain(j), jid_resource(j), &why);
+        if (!k || !jid_equal(j, k)) {
+            snprintf(detail, cap, "the parts of '%s' give '%s'", jid_full(j),
+                     k ? jid_full(k) : why);
+            good = 0;
+        }
+        jid_free(k);
+    }
+    jid_free(j);
+    return good;
+}
+
+/* prepares_to, and the result prepares to itself. */
+#define prepares_stably_to(in, want)                                                               \
+    do {                                                                                           \
+        char detail_[2 * JID_STRING_MAX + 100];                                                    \
+        prepares_to(in, want);                                                                     \
+        if (!ok(is_fixed_point(in, strlen(in), detail_, sizeof detail_),                           \
+                "'" in "' prepares to a fixed point"))                                             \
+            printf("#   %s\n", detail_);                                                           \
+    } while (0)
+
+/* RFC 3490's ToASCII runs Nameprep before it looks for the ACE prefix, so
+ * a label with non-ASCII characters can come out as an ASCII "xn--" label
+ * that is no A-label at all, or one that decodes to something else. Such
+ * labels are refused: otherwise the server would show a JID it then
+ * refuses (a roster item nobody can remove), or reads as another one. */
+static void test_idempotent_ace(void)
+{
+    /* U+017F LATIN SMALL LETTER LONG S folds to 's', and "xn--abcs" does
+     * not decode. */
+    refuses_with("x@xn--abc\xc5\xbf.test", "invalid A-label in domain");
+    refuses_with("x@XN--ABC\xc5\xbf.test", "invalid A-label in domain");
+    refuses_with("x@xn--abc\xc5\xbf.test/r", "invalid A-label in domain");
+    const char *why = NULL;
+    jid_t *j = jid_new_parts("x", "xn--abc\xc5\xbf.test", NULL, &why);
+    ok(j == NULL, "from parts: domain 'xn--abc\\u017f.test' is refused");
+    jid_free(j);
+    char out[JID_STRING_MAX];
+    is_int(jid_prep("x@xn--abc\xc5\xbf.test", 16, out, &why), -1,
+           "jid_prep refuses 'x@xn--abc\\u017f.test'");
+    /* ß folds to "ss", superscript two to '2', soft hyphen (even inside
+     * the prefix) to nothing. */
+    refuses_with("x@xn--\xc3\x9f.test", "invalid A-label in domain");
+    refuses_with("x@xn--abc\xc2\xb2.test", "invalid A-label in domain");
+    refuses_with("x@xn--abc\xc2\xad.test", "invalid A-label in domain");
+    refuses_with("x@x\xc2\xadn--abc.test", "invalid A-label in domain");
+    refuses_with("x@\xc2\xadxn--abc.test", "invalid A-label in domain");
+    /* Labels that map to a valid A-label would change on the next
+     * preparation: "xn--bcher-kva" is "bücher", "xn--bcher-kvaa"
+     * "büücher". */
+    refuses_with("x@xn--bcher-kva\xc2\xad.test", "domain changes when prepared again");
+    refuses_with("x@xn--bcher-kva\xc2\xaa.test", "domain changes when prepared again");
+    refuses_with("x@\xef\xbd\x98\xef\xbd\x8e\xef\xbc\x8d\xef\xbc\x8d" /* fullwidth "xn--" */
+                 "bcher-kva.test",
+                 "domain changes when prepared again");
+    /* The A-label itself, and labels mapped to ASCII without a prefix,
+     * are fine. */
+    prepares_stably_to("x@xn--bcher-kva.test", "x@b\xc3\xbc"
+                                               "cher.test");
+    prepares_stably_to("x@\xef\xbd\x85\xef\xbd\x98" /* fullwidth "ex" */
+                       "ample.com",
+                       "x@example.com");
+    prepares_stably_to("x@ex\xc2\xad"
+                       "ample.com",
+                       "x@example.com");
+    prepares_stably_to("x@b\xc3\xbc"
+                       "cher.xn--bcher-kva.test",
+                       "x@b\xc3\xbc"
+                       "cher.b\xc3\xbc"
+                       "cher.test");
+    /* One root dot, of any of the four kinds, not two. */
+    prepares_stably_to("x@b\xc3\xbc"
+                       "cher.test\xe3\x80\x82",
+                       "x@b\xc3\xbc"
+                       "cher.test");
+    refuses_with("x@b\xc3\xbc"
+                 "cher.test\xe3\x80\x82.",
+                 "empty label in domain");
+    refuses_with("x@example.com\xe3\x80\x82.", "empty label in domain");
+}
+
+/* Characters that Nodeprep and Resourceprep map to ASCII: the result is
+ * judged as if it had been sent in ASCII, and prepares to itself. */
+static void test_idempotent_mapped_to_ascii(void)
+{
+    prepares_stably_to("\xef\xbd\x8a\xef\xbd\x95\xef\xbc\xac" /* fullwidth "juL" */
+                       "iet@example.com",
+                       "juliet@example.com");
+    prepares_stably_to("\xef\xac\x80@example.com", "ff@example.com"); /* ﬀ ligature */
+    prepares_stably_to("henry\xe2\x85\xa3@example.com", "henryiv@example.com");
+    prepares_stably_to("x@example.com/\xef\xbd\x92\xef\xbc\xa5s", "x@example.com/rEs");
+    /* Mapped to a character the localpart forbids: refused. */
+    refuses_with("\xef\xbc\xa0@example.com", "forbidden character in localpart"); /* fullwidth @ */
+    refuses_with("a\xef\xbc\x8f"
+                 "b@example.com",
+                 "forbidden character in localpart");                             /* fullwidth / */
+    refuses_with("\xe2\x84\x80@example.com", "forbidden character in localpart"); /* ℀: a/c */
+    refuses_with("a\xef\xbc\x9a"
+                 "b@example.com",
+                 "forbidden character in localpart"); /* fullwidth : */
+    /* The resourcepart allows them. */
+    prepares_stably_to("x@example.com/\xef\xbc\xa0", "x@example.com/@");
+    prepares_stably_to("x@example.com/\xef\xbc\x8f", "x@example.com//");
+    prepares_stably_to("x@example.com/\xe2\x84\x80", "x@example.com/a/c");
+    /* Mapped to controls or to nothing: refused. */
+    refuses_with("x@example.com/\xc2\xad", "empty resourcepart");
+    refuses_with("\xe2\x80\x8b@example.com", "empty localpart"); /* zero width space */
+}
+
+/* Every code point of the BMP alone, and inside an "xn--" label, in each
+ * part: what is accepted prepares to itself. */
+static void test_idempotent_every_code_point(void)
+{
+    static const char *const templates[] = {
+        "%s@example.com",   "a%sb@example.com", "x@example.com/%s",       "x@a%sb.test",
+        "x@xn--abc%s.test", "x@x%sn--abc.test", "x@xn--bcher-kva%s.test",
+    };
+    for (size_t t = 0; t < sizeof templates / sizeof templates[0]; t++) {
+        int valid = 0, bad = 0;
+        for (unsigned c = 0x80; c <= 0xffff; c++) {
+            if (c >= 0xd800 && c <= 0xdfff) continue;
+            char u[4], s[64], detail[2 * JID_STRING_MAX + 100];
+            int n = c < 0x800 ? 2 : 3;
+            if (n == 2) {
+                u[0] = (char)(0xc0 | (c >> 6));
+                u[1] = (char)(0x80 | (c & 0x3f));
+            } else {
+                u[0] = (char)(0xe0 | (c >> 12));
+                u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+                u[2] = (char)(0x80 | (c & 0x3f));
+            }
+            u[n] = '\0';
+            snprintf(s, sizeof s, templates[t], u);
+            jid_t *j = jid_new(s, strlen(s), NULL);
+            if (!j) continue;
+            jid_free(j);
+            valid++;
+            if (!is_fixed_point(s, strlen(s), detail, sizeof detail) && bad++ < 5)
+                printf("# U+%04X in '%s': %s\n", c, templates[t], detail);
+        }
+        char name[100];
+        snprintf(name, sizeof name, "every BMP code point in '%s' (%d valid): idempotent",
+                 templates[t], valid);
+        is_int(bad, 0, name);
+    }
+}
+
+/* Random JIDs made of tokens that are known to interact (ACE prefixes,
+ * characters that fold or map to nothing, dots of every kind, the
+ * separators): what is accepted prepares to itself. */
+static void test_idempotent_property(void)
+{
+    static const char *const tokens[] = {
+        "xn--",
+        "XN--",
+        "\xef\xbd\x98\xef\xbd\x8e\xef\xbc\x8d\xef\xbc\x8d",
+        "bcher-kva",
+        "abc",
+        "\xc5\xbf",
+        "\xc2\xaa",
+        "\xc2\xad",
+        "\xc3\x9f",
+        "\xc3\xbc",
+        "\xc3\x9c",
+        "\xc2\xb2",
+        "-",
+        ".",
+        "\xe3\x80\x82",
+        "\xef\xbc\x8e",
+        "@",
+        "/",
+        "\xef\xbc\xa0",
+        "\xef\xbc\x8f",
+        "a",
+        "Z",
+        "x",
+        "n",
+        "\xe2\x85\xa3",
+        "\xef\xac\x80",
+        "\xe2\x84\x80",
+        "\xe2\x80\x8b",
+        "\xcd\x85",
+        "\xc4\xb0",
+        "\xce\xa3",
+        "\xd7\x90",
+        " ",
+        "[::1]",
+        "9",
+    };
+    const size_t ntokens = sizeof tokens / sizeof tokens[0];
+    unsigned seed = 2024;
+    int valid = 0, bad = 0;
+    for (int n = 0; n < 60000; n++) {
+        char s[200], detail[2 * JID_STRING_MAX + 100];
+        size_t len = 0;
+        seed = seed * 1103515245 + 12345;
+        int count = 1 + (int)((seed >> 16) % 8);
+        for (int i = 0; i < count; i++) {
+            seed = seed * 1103515245 + 12345;
+            const char *tok = tokens[(seed >> 16) % ntokens];
+            size_t tl = strlen(tok);
+            memcpy(s + len, tok, tl);
+            len += tl;
+        }
+        /* Half of them get a localpart, so the domain is exercised. */
+        if (n % 2 && !memchr(s, '@', len)) {
+            memmove(s + 2, s, len);
+            memcpy(s, "u@", 2);
+            len += 2;
+        }
+        jid_t *j = jid_new(s, len, NULL);
+        if (!j) continue;
+        jid_free(j);
+        valid++;
+        if (!is_fixed_point(s, len, detail, sizeof detail) && bad++ < 5)
+            printf("# '%.*s': %s\n", (int)len, s, detail);
+    }
+    ok(valid > 5000, "token JIDs: enough are valid (%d)", valid);
+    is_int(bad, 0, "token JIDs: preparation is idempotent");
+}
+
 /* Random bytes never crash, and what is valid stays the same when
  * prepared again. */
 static void test_random(void)
@@ -588,6 +832,10 @@ int main(void)
     test_parts();
     test_compare();
     test_prep();
+    test_idempotent_ace();
+    test_idempotent_mapped_to_ascii();
+    test_idempotent_every_code_point();
+    test_idempotent_property();
     test_random();
     if (!getenv("HEARTH_NO_BENCH")) bench();
     return done_testing();

@@ -327,6 +327,8 @@ static void test_round_trips(void)
         "<y xmlns='jabber:client'/></x></presence>",
         "<m a='tab&#9;nl&#10;cr&#13;'>line1&#13;\nline2 \xc3\xa9\xf0\x9f\x98\x80</m>",
         "<m><![CDATA[<cdata> & stuff]]></m>",
+        /* the XML namespace can't be declared: its elements keep xml: */
+        "<iq type='get' id='2'><xml:query a='1'><b/></xml:query></iq>",
     };
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
         arena_t *a = arena_new(0);
@@ -340,6 +342,10 @@ static void test_round_trips(void)
         arena_free(a);
     }
     arena_t *a = arena_new(0);
+    const char *xml_ns = "<iq><xml:query/></iq>";
+    elem_t *q = xml_parse_fragment(a, xml_ns, strlen(xml_ns), NS_CLIENT);
+    ok(q && strcmp(serialized(q, NS_CLIENT), "<iq><xml:query/></iq>") == 0,
+       "element_in_the_xml_namespace_keeps_its_prefix (%s)", q ? serialized(q, NS_CLIENT) : "");
     const char *doc = "<m a='tab&#9;nl&#10;'>cr&#13;</m>";
     elem_t *e = xml_parse_fragment(a, doc, strlen(doc), NULL);
     ok(e && strcmp(elem_attr(e, "a"), "tab\tnl\n") == 0 && strcmp(elem_text(e), "cr\r") == 0,
