@@ -1,13 +1,17 @@
-/* daemon.c — options, config, log and signals for every daemon's main.
- * See daemon.h for the options. */
+/* daemon.c — options, config, log, signals and privileges for every
+ * daemon's main. See daemon.h for the options and the privilege rules. */
 #include "daemon.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +73,155 @@ static void watch_signal(daemon_ctx_t *d, uv_signal_t *h, int signum)
     uv_unref((uv_handle_t *)h);
 }
 
+/* ---- privileges ------------------------------------------------------------ */
+
+typedef struct run_as {
+    char name[64];
+    uid_t uid;
+    gid_t gid;
+    bool is_root; /* <user>root</user>: stay root */
+} run_as_t;
+
+static int fail(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0) log_fatal("out of memory");
+    va_end(ap);
+    return -1;
+}
+
+/* The account named by `user`, for a process running as root. */
+static int find_user(const config_t *c, run_as_t *who, char **err)
+{
+    const char *user = config_get(c, "user");
+    memset(who, 0, sizeof *who);
+    if (!user || !*user)
+        return fail(err,
+                    "started as root, and <user> in %s is empty: name the account the daemons "
+                    "run as (default hearth), or set <user>root</user> to run as root on purpose",
+                    config_file(c));
+    struct passwd *pw = getpwnam(user);
+    if (!pw)
+        return fail(err,
+                    "started as root, and the account %s to run as does not exist: create it "
+                    "(adduser --system --group --no-create-home %s), or set <user>root</user> "
+                    "in %s to run as root on purpose",
+                    user, user, config_file(c));
+    if (snprintf(who->name, sizeof who->name, "%s", pw->pw_name) >= (int)sizeof who->name)
+        return fail(err, "user name %s is too long", pw->pw_name);
+    who->uid = pw->pw_uid;
+    who->gid = pw->pw_gid;
+    who->is_root = pw->pw_uid == 0;
+    return 0;
+}
+
+/* Warn if the config (it holds secrets) is readable or writable by others,
+ * or by a group other than group, the daemons' own. Keys are warned about
+ * where they are loaded (tls.c), secret files where they are read
+ * (config_secret). */
+static void warn_if_config_exposed(const char *path, gid_t group)
+{
+    struct stat st;
+    if (!path || !*path || stat(path, &st) < 0) return;
+    mode_t mode = st.st_mode & 07777;
+    const char *who = NULL;
+    if (mode & (S_IROTH | S_IWOTH))
+        who = "every user";
+    else if ((mode & S_IWGRP) || ((mode & S_IRGRP) && st.st_gid != group))
+        who = "its group";
+    if (!who) return;
+    log_warn("config file %s is %s by %s (mode %04o): chmod 640 %s, and give it to the daemons' "
+             "group or to root's",
+             path, mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable", who, (unsigned)mode, path);
+}
+
+/* The router's Unix socket, made by root with mode 0700 (umask 077): the
+ * daemons, once they run as the user, must be able to connect. */
+static void give_router_socket(const daemon_ctx_t *d, const run_as_t *who)
+{
+    const char *addr = config_get(d->config, "router.listen");
+    if (strcmp(d->name, "router") != 0 || !addr || strncmp(addr, "unix:", 5) != 0) return;
+    if (lchown(addr + 5, who->uid, who->gid) < 0)
+        log_warn("cannot give the socket %s to %s: %s", addr + 5, who->name, strerror(errno));
+}
+
+/* STATEDIR exists, belongs to the user and is closed to others (0750 when
+ * made here); the parent must exist. */
+static int prepare_statedir(const config_t *c, const run_as_t *who, char **err)
+{
+    const char *dir = config_get(c, "statedir");
+    bool is_new = mkdir(dir, 0750) == 0;
+    if (!is_new && errno != EEXIST)
+        return fail(err, "cannot create statedir %s: %s", dir, strerror(errno));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return fail(err, "statedir %s: %s", dir, strerror(e));
+    }
+    mode_t mode = is_new ? 0750 : ((st.st_mode & 0750) | 0700);
+    int rc = 0;
+    if (st.st_uid != who->uid && fchown(fd, who->uid, who->gid) < 0)
+        rc = fail(err, "cannot give statedir %s to %s: %s", dir, who->name, strerror(errno));
+    else if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
+        rc = fail(err, "cannot chmod statedir %s: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* A SQLite store (and its -wal, -shm) that root made, when an older
+ * version kept root: the user must be able to write it now. Files of other
+ * users are left alone. */
+static void give_store(const config_t *c, const run_as_t *who)
+{
+    if (strcmp(config_get(c, "storage.driver"), "sqlite") != 0) return;
+    const char *file = config_get(c, "storage.sqlite");
+    char base[4096];
+    if (file && *file)
+        snprintf(base, sizeof base, "%s", file);
+    else
+        snprintf(base, sizeof base, "%s/hearth.sqlite", config_get(c, "statedir"));
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", base, suffixes[i]);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0) {
+            if (fchown(fd, who->uid, who->gid) < 0)
+                log_warn("cannot give %s to %s: %s", path, who->name, strerror(errno));
+            else
+                log_notice("gave %s, made by root, to %s", path, who->name);
+        }
+        close(fd);
+    }
+}
+
+int daemon_switch_user(const config_t *config, char **err)
+{
+    *err = NULL;
+    if (geteuid() != 0) return 0;
+    run_as_t who;
+    if (find_user(config, &who, err) < 0) return -1;
+    if (who.is_root) return 0;
+    if (prepare_statedir(config, &who, err) < 0) return -1;
+    give_store(config, &who);
+    if (initgroups(who.name, who.gid) < 0 || setgid(who.gid) < 0 || setuid(who.uid) < 0)
+        return fail(err, "cannot become user %s: %s", who.name, strerror(errno));
+    if (setuid(0) == 0) return fail(err, "still root after becoming %s", who.name);
+    const char *dir = config_get(config, "statedir");
+    if (access(dir, R_OK | W_OK | X_OK) < 0)
+        return fail(err,
+                    "statedir %s is not usable by user %s: %s (a parent directory closed to "
+                    "it? choose a statedir the user can reach)",
+                    dir, who.name, strerror(errno));
+    return 0;
+}
+
 void daemon_init(daemon_ctx_t *d, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -81,6 +234,8 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     int check_only = 0, opt;
 
     d->id = d->name;
+    /* Files this process creates are its owner's only (see daemon.h). */
+    umask(077);
     while ((opt = getopt_long(argc, argv, "c:i:tVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': file = optarg; break;
@@ -115,6 +270,18 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     if (log_open(d->id, config_get(d->config, "log@target"), config_get(d->config, "log@level")) <
         0)
         exit(1);
+    if (geteuid() == 0) {
+        /* Refuse now, before anything is created as root, rather than once
+         * the ports are open. */
+        run_as_t who;
+        char *why = NULL;
+        if (find_user(d->config, &who, &why) < 0) log_fatal("%s", why);
+        if (who.is_root)
+            log_warn("running as root, as <user>root</user> in %s asks: a flaw in this daemon "
+                     "would give the whole system away (create an account and name it in "
+                     "<user> instead)",
+                     config_file(d->config));
+    }
 
     /* Every connection is a descriptor: allow as many as the system does. */
     struct rlimit nofile;
@@ -130,14 +297,16 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
 
 void daemon_drop_privileges(daemon_ctx_t *d)
 {
-    const char *user = config_get(d->config, "user");
-    if (geteuid() != 0 || !user || !*user) return;
-    struct passwd *pw = getpwnam(user);
-    if (!pw) log_fatal("user %s does not exist", user);
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0)
-        log_fatal("cannot become user %s", user);
-    log_info("running as %s", user);
+    run_as_t who = {.is_root = true};
+    char *err = NULL;
+    if (geteuid() == 0 && find_user(d->config, &who, &err) < 0) log_fatal("%s", err);
+    /* The group that may read the config: the one the daemon will run with. */
+    warn_if_config_exposed(config_file(d->config),
+                           geteuid() == 0 && !who.is_root ? who.gid : getegid());
+    if (geteuid() != 0 || who.is_root) return;
+    give_router_socket(d, &who);
+    if (daemon_switch_user(d->config, &err) < 0) log_fatal("%s", err);
+    log_info("running as %s (uid %u, gid %u)", who.name, (unsigned)who.uid, (unsigned)who.gid);
 }
 
 void daemon_done(daemon_ctx_t *d)

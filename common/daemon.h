@@ -10,7 +10,22 @@
  *   --get PATH   print the value(s) of a setting, one per line, and exit
  *   -V           print the version and exit
  * SIGTERM and SIGINT call on_stop once; SIGHUP reopens a log file; SIGPIPE is
- * ignored; the open-file limit is raised to the most the system allows. */
+ * ignored; the open-file limit is raised to the most the system allows.
+ *
+ * Privileges (docs: the `user` setting). Every daemon runs with umask 077,
+ * so what it creates (the store, its -wal and -shm, keys, logs) is the
+ * owner's only. A daemon started as root becomes `user` (default hearth)
+ * once its ports are bound and its keys loaded, before it opens anything
+ * it writes later (the store): main.c's order is config, certificates,
+ * ports, daemon_drop_privileges, store, router link, loop. Started as root
+ * with a `user` that does not exist, it exits at once naming the two ways
+ * out: create the account, or set <user>root</user>, which keeps root on
+ * purpose (with a warning). Before the switch STATEDIR is made to exist,
+ * owned by the user, mode 0750 at most; a SQLite store that an older,
+ * root-run version left there owned by root is given to the user. A config
+ * file readable by others (or by a group other than the daemon user's),
+ * or a private key readable by anyone but its owner, is warned about once
+ * at start. */
 #ifndef HEARTH_DAEMON_H
 #define HEARTH_DAEMON_H
 
@@ -32,10 +47,17 @@ typedef struct daemon_ctx {
  * signal handlers on loop. Exits the process for -t, --get, -V, a bad
  * option or an invalid config (with the message on stderr). */
 void daemon_init(daemon_ctx_t *d, int argc, char **argv);
-/* Once the ports are open: when running as root, become the config's
- * `user` (its uid, gid and groups). Exits if that fails; a no-op when not
- * root or no user is set. */
+/* Once the ports are bound and the keys loaded, before the store is
+ * opened: warn about a config or key file others may read; then, when
+ * running as root, become the config's `user` (its uid, gid and groups),
+ * unless it is root. Exits if that fails; only the warnings when not root. */
 void daemon_drop_privileges(daemon_ctx_t *d);
+/* The switch alone, for a program that is not a daemon (hearthctl), so that
+ * what it creates in STATEDIR belongs to the daemons' user: when root,
+ * prepare STATEDIR and become `user` as above; nothing when not root or
+ * when `user` is root. 0, or -1 with *err (malloc'ed, the caller frees)
+ * naming what to do. */
+int daemon_switch_user(const config_t *config, char **err);
 /* Release the signal handles (before the loop's last run) and the config. */
 void daemon_done(daemon_ctx_t *d);
 

@@ -13,6 +13,7 @@
  * Prepared statements are cached by SQL text (the callers' SQL is a fixed
  * set of strings); "$1".."$n" are bound by name. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -338,11 +339,12 @@ static int migrate(sq_t *sq, char **err)
     return 0;
 }
 
-/* A daemon opens the store as root, before it drops privileges: a file it
- * creates then goes to the owner of its directory (hearthd gives statedir
- * to the daemons' user), so the daemons can still open it once they run as
- * that user. SQLite itself gives the -wal and -shm files it creates later to
- * the database file's owner. */
+/* Daemons and hearthctl open the store once they run as the daemons' user
+ * (daemon.h); one that stays root (<user>root</user>) and creates the file
+ * in a directory another user owns gives it to that owner, so the daemons
+ * can still open it should they run as that user again. SQLite itself
+ * gives the -wal and -shm files it creates later to the database file's
+ * owner. */
 static void give_to_directory_owner(const char *path)
 {
     if (geteuid() != 0) return;
@@ -358,6 +360,36 @@ static void give_to_directory_owner(const char *path)
         snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
         if (chown(file, dir.st_uid, dir.st_gid) < 0 && i == 0)
             log_warn("storage: chown %s: %s", file, strerror(errno));
+    }
+}
+
+/* The store holds SCRAM keys, rosters and offline mail: its owner's only,
+ * whatever the caller's umask (hearthctl's is the shell's). SQLite makes
+ * the -wal and -shm files with the database file's mode, so making the
+ * file first, empty (an empty file is an empty database), is enough; one
+ * that an older version left readable by others is closed. */
+static void make_private(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (fchmod(fd, 0600) < 0) log_warn("storage: chmod %s: %s", path, strerror(errno));
+        close(fd);
+        return;
+    }
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
+        struct stat st;
+        if (lstat(file, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            !(st.st_mode & 077))
+            continue;
+        if (chmod(file, st.st_mode & 0700) < 0)
+            log_warn("storage: %s is readable by others, and chmod failed: %s", file,
+                     strerror(errno));
+        else
+            log_notice("storage: %s was readable by others (mode %04o): now 0%o", file,
+                       (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 0700));
     }
 }
 
@@ -384,6 +416,7 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
     }
 
     bool existed = access(sq->path, F_OK) == 0;
+    make_private(sq->path);
     /* NOMUTEX: the connection is used by one thread at a time (the queue) */
     int rc = sqlite3_open_v2(
         sq->path, &sq->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
