@@ -1,63 +1,80 @@
-/* addr.c — what one c2s process knows of each client address: how many
- * connections it holds (c2s.max-connections-per-ip) and its recent login
- * failures, which delay the next failure's answer longer each time so that
- * guessing passwords from one address gets slow.
+/* addr.c — client addresses in this process: the key the limits count an
+ * address by, and how many connections each key holds here
+ * (c2s.max-connections-per-ip) and how many of those have not
+ * authenticated yet (c2s.max-pending-per-ip).
  *
- * A record lives while the address has connections or a failure younger
- * than FAILURE_MEMORY; the sweep timer (main.c) drops the others. */
+ * A key is an IPv4 address, or an IPv6 address cut to its first
+ * c2s.ipv6-prefix bits: one customer usually gets a whole /64, so counting
+ * single IPv6 addresses would give each customer 2^64 budgets. A record
+ * lives while its key has connections here. What every process of the
+ * host must share (login schedules, registrations) is limits.c's. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "c2s.h"
 
-#define FAILURE_MEMORY (10 * 60 * 1000) /* ms a failure counts against an address */
-#define FIRST_DELAY 500                 /* ms, for the second failure in a row */
-#define MAX_DELAY 8000                  /* ms */
-
-static size_t hash_ip(const char *s)
+static size_t hash_key(const addr_key_t *k)
 {
     size_t h = 5381;
-    while (*s)
-        h = h * 33 + (unsigned char)*s++;
+    for (size_t i = 0; i < sizeof k->b; i++)
+        h = h * 33 + k->b[i];
     return h;
 }
 
-/* "127.0.0.1:40000" -> "127.0.0.1"; "[::1]:40000" -> "::1". */
-static void ip_of(const char *peer, char *out, size_t size)
+void addr_key_of(const char *peer, unsigned prefix, addr_key_t *key, char *text, size_t size)
 {
+    memset(key, 0, sizeof *key);
+    char ip[INET6_ADDRSTRLEN + 8];
     const char *start = peer, *end = strrchr(peer, ':');
     if (*peer == '[') {
         start = peer + 1;
         end = strchr(start, ']');
     }
-    if (!end || strcmp(peer, "unix") == 0) end = peer + strlen(peer);
-    size_t n = (size_t)(end - start);
-    if (n >= size) n = size - 1;
-    memcpy(out, start, n);
-    out[n] = '\0';
+    size_t n = end ? (size_t)(end - start) : 0;
+    if (n >= sizeof ip) n = 0;
+    memcpy(ip, start, n);
+    ip[n] = '\0';
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, ip, &v4) == 1) {
+        key->b[10] = key->b[11] = 0xff;
+        memcpy(key->b + 12, &v4, 4);
+        snprintf(text, size, "%s", ip);
+    } else if (inet_pton(AF_INET6, ip, &v6) == 1) {
+        memcpy(key->b, &v6, 16);
+        if (IN6_IS_ADDR_V4MAPPED(&v6)) { /* an IPv4 client on a [::] listener */
+            inet_ntop(AF_INET, key->b + 12, ip, sizeof ip);
+            snprintf(text, size, "%s", ip);
+            return;
+        }
+        for (unsigned bit = prefix; bit < 128; bit++)
+            key->b[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+        inet_ntop(AF_INET6, key->b, ip, sizeof ip);
+        if (prefix < 128)
+            snprintf(text, size, "%s/%u", ip, prefix);
+        else
+            snprintf(text, size, "%s", ip);
+    } else {
+        snprintf(text, size, "%s", peer); /* "unix": every local socket is one key */
+    }
 }
 
-addr_t *addr_get(c2s_t *c2s, const char *peer)
+addr_t *addr_get(c2s_t *c2s, const addr_key_t *key, const char *text)
 {
     if (!c2s->addrs) {
         c2s->addrs_size = 4096;
         c2s->addrs = calloc(c2s->addrs_size, sizeof(*c2s->addrs));
         if (!c2s->addrs) log_fatal("out of memory");
     }
-    char ip[48];
-    ip_of(peer, ip, sizeof ip);
-    addr_t **slot = &c2s->addrs[hash_ip(ip) % c2s->addrs_size];
-    for (addr_t *a = *slot; a; a = a->next) {
-        if (strcmp(a->ip, ip) == 0) {
-            a->connections++;
-            return a;
-        }
-    }
+    addr_t **slot = &c2s->addrs[hash_key(key) % c2s->addrs_size];
+    for (addr_t *a = *slot; a; a = a->next)
+        if (memcmp(&a->key, key, sizeof *key) == 0) return a;
     addr_t *a = calloc(1, sizeof(*a));
     if (!a) log_fatal("out of memory");
-    snprintf(a->ip, sizeof a->ip, "%s", ip);
-    a->connections = 1;
+    a->key = *key;
+    snprintf(a->ip, sizeof a->ip, "%s", text);
     a->next = *slot;
     *slot = a;
     return a;
@@ -65,36 +82,12 @@ addr_t *addr_get(c2s_t *c2s, const char *peer)
 
 void addr_release(c2s_t *c2s, addr_t *a)
 {
-    (void)c2s;
-    if (a && a->connections) a->connections--;
-}
-
-uint64_t addr_failed(c2s_t *c2s, addr_t *a)
-{
-    uint64_t now = uv_now(c2s->loop);
-    if (!a) return MAX_DELAY;
-    if (a->failures && now - a->last_failure > FAILURE_MEMORY) a->failures = 0;
-    a->failures++;
-    a->last_failure = now;
-    if (a->failures < 2) return 0;
-    unsigned shift = a->failures - 2;
-    uint64_t delay = shift >= 5 ? MAX_DELAY : (uint64_t)FIRST_DELAY << shift;
-    return delay > MAX_DELAY ? MAX_DELAY : delay;
-}
-
-void addr_sweep(c2s_t *c2s)
-{
-    uint64_t now = uv_now(c2s->loop);
-    for (size_t i = 0; i < c2s->addrs_size; i++) {
-        addr_t **p = &c2s->addrs[i];
-        while (*p) {
-            addr_t *a = *p;
-            if (a->connections == 0 && (!a->failures || now - a->last_failure > FAILURE_MEMORY)) {
-                *p = a->next;
-                free(a);
-            } else {
-                p = &a->next;
-            }
+    if (!a || (a->connections && --a->connections)) return;
+    for (addr_t **p = &c2s->addrs[hash_key(&a->key) % c2s->addrs_size]; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            free(a);
+            return;
         }
     }
 }

@@ -10,10 +10,26 @@
  * only then starts the exchange with the keys in hand. PLAIN derives keys
  * from the offered password (PBKDF2, milliseconds) on the thread pool.
  *
- * Failures answer not-authorized; from an address that failed before, the
- * answer comes later each time (addr.c). After c2s.auth-failures failures
- * the stream is closed (RFC 6120 §6.4.5). A store that is down answers
- * temporary-auth-failure, which does not count as a failure. */
+ * One exchange at a time per stream: an <auth/> while one runs is the
+ * stream error policy-violation (RFC 6120 §6.4: the exchange is a strict
+ * sequence the initiator may only abort; a second one in the middle breaks
+ * it, and a client that does so is not one a retry would help).
+ *
+ * Every attempt waits for its turn (limits.c), shared by every c2s of the
+ * host: it is counted against its address as a failure from its first
+ * message on, whether the client stays for the answer or not, and it is
+ * evaluated only at its turn, success as well as failure, so that neither
+ * hanging up nor timing tells anything sooner. Within c2s.auth-burst the
+ * turn is now; a turn that would come after the connection's login
+ * deadline (c2s.auth-timeout) is refused at once with
+ * temporary-auth-failure (RFC 6120 §6.5.12: try again later), uncounted.
+ * A success is not counted against the address.
+ *
+ * Failures answer not-authorized; after c2s.auth-failures of them the
+ * stream is closed (RFC 6120 §6.4.5). A store that is down answers
+ * temporary-auth-failure, which is not counted either. PLAIN's key
+ * derivation on the thread pool is cancelled when the client goes before
+ * it started. */
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -23,13 +39,18 @@
 #include "c2s.h"
 
 #define MAX_SASL_MESSAGE 4096 /* decoded bytes of a first message */
+#define MAX_WAIT 60000        /* ms a turn may be away when c2s.auth-timeout is 0 */
 
 struct auth {
     client_t *cl;
     char mech[24];
     bool is_plain;
     bool is_waiting;     /* a storage call or thread pool work in flight */
+    bool is_working;     /* of those, PLAIN's derivation on the thread pool */
     bool awaits_initial; /* sent an empty challenge for the first message */
+    bool is_counted;     /* the attempt counts against the address (limits.c) */
+    char *turn_b64;      /* the first message, waiting for the attempt's turn */
+    uint64_t turn;       /* then (limits_now() ms) */
     char *first_b64;     /* the first message, kept during the lookup */
     char *bare;          /* the claimed user, prepared (NULL: not a valid name) */
     char cb_type[16];    /* the binding the client asked for ("" none) */
@@ -41,8 +62,6 @@ struct auth {
     uv_work_t work;
     char *password;
     bool is_match;
-    /* a failure waiting for its delay */
-    const char *pending_failure;
 };
 
 static bool has_binding(client_t *cl, const char *type)
@@ -94,6 +113,7 @@ void auth_free(client_t *cl)
         free(a->password);
     }
     buf_free(&a->cb_data);
+    free(a->turn_b64);
     free(a->first_b64);
     free(a->bare);
     free(a);
@@ -120,8 +140,18 @@ static void send_failure(client_t *cl, const char *condition)
     auth_free(cl);
 }
 
-/* A failed login: counted, answered after the address's delay; the stream
- * closes after too many. */
+/* The attempt was not the client's to lose (the store is down): it does
+ * not count against the address. */
+static void uncount(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    if (!a || !a->is_counted) return;
+    a->is_counted = false;
+    limits_login_succeeded(cl->c2s->limits, &cl->addr->key);
+}
+
+/* A failed login (already counted when it began); the stream closes after
+ * too many. */
 static void fail_login(client_t *cl, const char *condition)
 {
     c2s_t *c2s = cl->c2s;
@@ -129,30 +159,15 @@ static void fail_login(client_t *cl, const char *condition)
     cl->auth_failures++;
     log_info("%s (%s): login as %s failed (%s)", c2s->id, client_peer(cl),
              a && a->bare ? a->bare : "(invalid name)", condition);
-    uint64_t delay = addr_failed(c2s, cl->addr);
-    if (a && delay > 0) {
-        a->pending_failure = condition;
-        cl->auth_reply_at = uv_now(c2s->loop) + delay;
-        client_arm(cl);
-        return;
-    }
     send_failure(cl, condition);
     if (cl->auth_failures >= c2s->max_auth_failures)
-        client_fail(cl, "policy-violation", "too many failed logins");
-}
-
-void auth_deadline(client_t *cl)
-{
-    auth_t *a = cl->auth;
-    if (!a || !a->pending_failure) return;
-    send_failure(cl, a->pending_failure);
-    if (cl->auth_failures >= cl->c2s->max_auth_failures)
         client_fail(cl, "policy-violation", "too many failed logins");
 }
 
 static void succeed(client_t *cl, const char *final_b64)
 {
     auth_t *a = cl->auth;
+    uncount(cl);
     sasl_reply(cl, "success", final_b64);
     cl->user = a->bare;
     a->bare = NULL;
@@ -160,7 +175,7 @@ static void succeed(client_t *cl, const char *final_b64)
              a->cb_type[0] ? ", " : "", a->cb_type);
     auth_free(cl);
     cl->state = CL_AUTHED;
-    client_restart_stream(cl);
+    client_authenticated(cl);
 }
 
 /* ---- reading the first message ---------------------------------------- */
@@ -230,8 +245,8 @@ static void plain_done(uv_work_t *w, int status)
 {
     auth_t *a = w->data;
     client_t *cl = a->cl;
-    a->is_waiting = false;
-    if (!client_unref(cl)) return;
+    a->is_waiting = a->is_working = false;
+    if (!client_unref(cl)) return; /* gone, or cancelled because it was */
     if (status < 0 || !a->is_match)
         fail_login(cl, "not-authorized");
     else
@@ -261,6 +276,7 @@ static void on_keys(void *ud, const st_result_t *res)
     if (st_status(res) != ST_OK) {
         log_warn("%s: cannot read the keys of %s: %s", cl->c2s->id, a->bare ? a->bare : "?",
                  st_error(res));
+        uncount(cl);
         send_failure(cl, "temporary-auth-failure");
         return;
     }
@@ -271,7 +287,7 @@ static void on_keys(void *ud, const st_result_t *res)
     if (a->is_plain) {
         a->work.data = a;
         client_ref(cl);
-        a->is_waiting = true;
+        a->is_waiting = a->is_working = true;
         uv_queue_work(cl->c2s->loop, &a->work, plain_work, plain_done);
         return;
     }
@@ -385,6 +401,57 @@ static void start(client_t *cl, const char *in_b64)
     fetch_keys(cl);
 }
 
+/* The attempt begins with its first message: counted now, evaluated at
+ * its turn. */
+static void begin(client_t *cl, const char *in_b64)
+{
+    c2s_t *c2s = cl->c2s;
+    auth_t *a = cl->auth;
+    uint64_t now = limits_now(), loop_now = uv_now(c2s->loop);
+    uint64_t left = !cl->login_deadline             ? MAX_WAIT
+                    : cl->login_deadline > loop_now ? cl->login_deadline - loop_now
+                                                    : 0;
+    uint64_t turn = 0;
+    if (!limits_login_begin(c2s->limits, &cl->addr->key, now + left, &turn)) {
+        log_info("%s (%s): login refused: too many recent attempts from this address", c2s->id,
+                 client_peer(cl));
+        send_failure(cl, "temporary-auth-failure");
+        return;
+    }
+    a->is_counted = true;
+    now = limits_now(); /* the table's clock went on meanwhile */
+    if (turn <= now) {
+        start(cl, in_b64);
+        return;
+    }
+    if (!(a->turn_b64 = strdup(in_b64))) log_fatal("out of memory");
+    a->turn = turn;
+    cl->auth_at = loop_now + (turn - now);
+    client_arm(cl);
+}
+
+void auth_turn(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    if (!a || !a->turn_b64) return;
+    uint64_t now = limits_now();
+    if (now < a->turn) { /* the loop's clock lags the host's: not yet */
+        cl->auth_at = uv_now(cl->c2s->loop) + (a->turn - now);
+        client_arm(cl);
+        return;
+    }
+    char *m = a->turn_b64;
+    a->turn_b64 = NULL;
+    start(cl, m);
+    free(m);
+}
+
+void auth_cancel(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    if (a && a->is_working) uv_cancel((uv_req_t *)&a->work);
+}
+
 void auth_handle(client_t *cl, const elem_t *e)
 {
     c2s_t *c2s = cl->c2s;
@@ -415,11 +482,11 @@ void auth_handle(client_t *cl, const elem_t *e)
             sasl_reply(cl, "challenge", NULL);
             return;
         }
-        start(cl, text);
-    } else if (strcmp(e->name, "response") == 0 && a && !a->is_waiting && !a->pending_failure) {
+        begin(cl, text);
+    } else if (strcmp(e->name, "response") == 0 && a && !a->is_waiting && !a->turn_b64) {
         if (a->awaits_initial) {
             a->awaits_initial = false;
-            start(cl, *text ? text : "=");
+            begin(cl, *text ? text : "=");
         } else if (a->sasl) {
             step(cl, text);
         } else {

@@ -11,11 +11,14 @@
  *   main.c      config, certificate, listeners, router link, loop
  *   client.c    one client stream: open, features, STARTTLS, limits,
  *               timers, stream errors, close
- *   auth.c      SASL (SCRAM-*-PLUS, SCRAM-*, PLAIN), failure delays
+ *   auth.c      SASL (SCRAM-*-PLUS, SCRAM-*, PLAIN), each login in its turn
  *   register.c  XEP-0077 account creation before login
  *   session.c   resource binding, the session protocol with the sm, routing
  *               stanzas both ways, the table of connection ids
- *   addr.c      per-address accounting: connections and login failures */
+ *   addr.c      client addresses: their keys, and the connections (and
+ *               those not yet authenticated) each holds in this process
+ *   limits.c    what every c2s of the host shares: each address's login
+ *               schedule and registration budget, the host's budget */
 #ifndef HEARTH_C2S_H
 #define HEARTH_C2S_H
 
@@ -36,6 +39,14 @@
 typedef struct c2s c2s_t;
 typedef struct client client_t;
 typedef struct addr addr_t;
+typedef struct limits limits_t;
+
+/* A client address as the limits count it: an IPv4 address as ::ffff:a.b.c.d,
+ * an IPv6 address cut to its first c2s.ipv6-prefix bits (a /64: one
+ * customer's network), a Unix socket as all zeros. */
+typedef struct addr_key {
+    uint8_t b[16];
+} addr_key_t;
 
 typedef enum client_state {
     CL_OPENING,   /* waiting for the client's stream header */
@@ -47,6 +58,7 @@ typedef enum client_state {
 } client_state_t;
 
 typedef struct auth auth_t; /* an exchange in progress (auth.c) */
+typedef struct reg reg_t;   /* a registration in progress (register.c) */
 
 struct client {
     c2s_t *c2s;
@@ -60,11 +72,12 @@ struct client {
     char stream_id[17];
     bool is_direct_tls; /* came in on a direct TLS port */
     bool header_sent;
-    bool is_refused;     /* over a connection limit: refused at stream open */
     bool has_registered; /* created an account on this stream */
     bool is_pinging;     /* a ping went out, unanswered */
+    bool is_pending;     /* not authenticated yet: counted in addr->pending */
     unsigned auth_failures;
     auth_t *auth;
+    reg_t *reg;   /* the registration in flight (one at a time), or NULL */
     char *user;   /* bare JID once authenticated */
     jid_t *jid;   /* full JID once bound (or asked to) */
     char cid[48]; /* connection id of the current bind: "c2s-1:42" */
@@ -77,17 +90,19 @@ struct client {
     uint64_t last_read; /* loop ms of the last bytes from the client */
     bool is_released;   /* quiet: its parser's memory was given back */
     uint64_t bind_deadline;
-    uint64_t resume_at;     /* rate limit: reading resumes then */
-    uint64_t auth_reply_at; /* a delayed SASL failure goes out then */
-    uint64_t armed_at;      /* when the timer fires (0: not armed) */
-    rate_bucket_t bucket;   /* rate limit (c2s.rate, c2s.burst) */
+    uint64_t open_deadline;  /* the stream header is due (c2s.header-timeout); 0: came */
+    uint64_t login_deadline; /* a session is due (c2s.auth-timeout); 0: none */
+    uint64_t resume_at;      /* rate limit: reading resumes then */
+    uint64_t auth_at;        /* the login attempt's turn (limits.c) */
+    uint64_t armed_at;       /* when the timer fires (0: not armed) */
+    rate_bucket_t bucket;    /* rate limit (c2s.rate, c2s.burst) */
 };
 
 struct addr {
-    char ip[48];
+    addr_key_t key;
+    char ip[64]; /* the key, printable: "192.0.2.1", "2001:db8:1:2::/64" */
     unsigned connections;
-    unsigned failures;     /* recent login failures */
-    uint64_t last_failure; /* loop ms */
+    unsigned pending; /* of those, not authenticated yet */
     addr_t *next;
 };
 
@@ -113,19 +128,21 @@ struct c2s {
     uint64_t next_cid;
     client_t **by_cid; /* hash by cid_num */
     size_t by_cid_size, by_cid_count;
-    addr_t **addrs; /* hash by ip */
+    addr_t **addrs; /* hash by key */
     size_t addrs_size;
-    uv_timer_t sweep; /* forgets old per-address records */
-    uv_timer_t trim;  /* returns released parsers' pages to the system */
+    limits_t *limits;
+    uv_timer_t stop_timer; /* the end of a shutdown */
+    uv_timer_t trim;       /* returns released parsers' pages to the system */
     bool is_stopping;
     buf_t scratch;
     /* settings */
     bool require_tls, registration;
-    size_t max_stanza;
-    unsigned max_connections, max_per_ip;
+    size_t max_stanza, max_queue;
+    unsigned max_connections, max_per_ip, max_pending_per_ip, ipv6_prefix;
     double rate, burst;
     unsigned max_auth_failures;
     uint64_t ping_interval, idle_timeout, bind_timeout, idle_release;
+    uint64_t header_timeout, auth_timeout;
 };
 
 /* main.c: return released memory to the system soon (once per batch). */
@@ -135,7 +152,8 @@ void c2s_trim_soon(c2s_t *c);
 void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls);
 /* Write a stream error and close (the header first if none was sent). */
 void client_fail(client_t *cl, const char *condition, const char *text);
-/* Queue bytes for the client. */
+/* Queue bytes for the client; past c2s.max-queue unsent, the client is
+ * cut off (policy-violation). */
 void client_write(client_t *cl, const char *data, size_t len);
 /* Write a stanza (serialized so it takes the stream's jabber:client). */
 void client_send(client_t *cl, const elem_t *stanza);
@@ -149,8 +167,9 @@ bool client_unref(client_t *cl);
 bool client_is_open(const client_t *cl);
 /* Re-arm the client's timer after a deadline changed. */
 void client_arm(client_t *cl);
-/* The stream restarts (after SASL success): reset the parser. */
-void client_restart_stream(client_t *cl);
+/* SASL success: no longer pending; the stream restarts (the parser is
+ * reset). */
+void client_authenticated(client_t *cl);
 /* Close every client (shutting down). */
 void client_close_all(c2s_t *c2s, const char *condition);
 /* Drop every connection now (the end of a shutdown). */
@@ -162,8 +181,11 @@ const char *client_peer(const client_t *cl);
 void auth_features(client_t *cl, buf_t *out);
 /* An element of the SASL namespace (auth, response, abort). */
 void auth_handle(client_t *cl, const elem_t *e);
-/* The delayed failure is due. */
-void auth_deadline(client_t *cl);
+/* The login attempt's turn came. */
+void auth_turn(client_t *cl);
+/* The client is closing: work not started yet on the thread pool is
+ * cancelled. */
+void auth_cancel(client_t *cl);
 void auth_free(client_t *cl);
 
 /* saslmsg.c: the first SASL message a client sends, read for its user
@@ -184,6 +206,8 @@ int sasl_parse_plain(const char *m, size_t len, sasl_first_t *out, const char **
 /* register.c */
 /* A jabber:iq:register IQ before login. */
 void register_handle(client_t *cl, elem_t *iq);
+/* The client is closing: a derivation not started yet is cancelled. */
+void register_cancel(client_t *cl);
 
 /* session.c */
 void session_bind(client_t *cl, elem_t *iq);
@@ -193,6 +217,9 @@ void session_stanza(client_t *cl, elem_t *stanza);
 void session_route(c2s_t *c2s, elem_t *route);
 /* The bind took too long. */
 void session_bind_timeout(client_t *cl);
+/* An account was created by registration: the sm of its domain is told,
+ * so that it stops answering for it as for a nonexistent one. */
+void session_account_created(c2s_t *c2s, const char *domain, const char *bare);
 /* The client is gone: tell the sm, drop the cid. */
 void session_client_gone(client_t *cl);
 /* The sm of a domain came or went. */
@@ -202,12 +229,39 @@ void session_router_down(c2s_t *c2s);
 void session_table_free(c2s_t *c2s);
 
 /* addr.c */
-addr_t *addr_get(c2s_t *c2s, const char *peer);
+/* The key of a peer as conn_peer() names it ("192.0.2.1:4000", "[::1]:4000",
+ * "unix"), with IPv6 cut to prefix bits; its printable form into text. */
+void addr_key_of(const char *peer, unsigned prefix, addr_key_t *key, char *text, size_t size);
+/* The record of a key (made with no connections if new). */
+addr_t *addr_get(c2s_t *c2s, const addr_key_t *key, const char *text);
+/* A connection of a is gone; the record goes with its last one. */
 void addr_release(c2s_t *c2s, addr_t *a);
-/* A login failure from a: the delay (ms) before answering it. */
-uint64_t addr_failed(c2s_t *c2s, addr_t *a);
-void addr_sweep(c2s_t *c2s);
 void addr_table_free(c2s_t *c2s);
+
+/* limits.c: shared by every c2s of the host (STATEDIR/run/c2s-limits). */
+typedef struct limits_opts {
+    unsigned auth_rate, auth_burst; /* login attempts per minute, and at once */
+    unsigned registration_rate;     /* accounts per hour per address */
+    unsigned registration_total;    /* accounts per hour in all */
+} limits_opts_t;
+/* Map the table (made or remade as needed); fatal if it cannot be. */
+limits_t *limits_open(const char *statedir, const limits_opts_t *opts);
+void limits_close(limits_t *l);
+/* The host's clock for the table: CLOCK_MONOTONIC, in ms. */
+uint64_t limits_now(void);
+/* A login attempt from key starts: it is counted, and *turn (limits_now()
+ * ms) is when it may be evaluated. false, nothing counted, if that turn
+ * would come after latest. */
+bool limits_login_begin(limits_t *l, const addr_key_t *key, uint64_t latest, uint64_t *turn);
+/* The attempt succeeded: it is not counted against the address. */
+void limits_login_succeeded(limits_t *l, const addr_key_t *key);
+typedef enum limits_verdict {
+    LIMITS_OK,      /* counted */
+    LIMITS_ADDRESS, /* the address is past c2s.registration-rate */
+    LIMITS_HOST,    /* the host is past c2s.registration-rate-total */
+} limits_verdict_t;
+/* A registration from key: counted against both budgets if both allow. */
+limits_verdict_t limits_registration(limits_t *l, const addr_key_t *key);
 
 /* A served domain's state by name, or NULL. */
 domain_state_t *c2s_domain(c2s_t *c2s, const char *name);

@@ -1,11 +1,32 @@
 /* client.c — one client stream, from accept to close.
  *
  * Owns the connection and its parser, the stream header and features, the
- * STARTTLS upgrade, the limits (connections, stanza size and rate), the
- * timers (idle timeout, XEP-0199 pings, the bind and SASL-failure delays),
- * and stream errors. What a stanza means is decided elsewhere: SASL in
- * auth.c, registration in register.c, binding and everything after it in
- * session.c.
+ * STARTTLS upgrade, the limits (connections, stanza size and rate, unsent
+ * bytes), the timers (the stream header and login deadlines, idle timeout,
+ * XEP-0199 pings, the bind timeout, a login's turn), and stream errors.
+ * What a stanza means is decided elsewhere: SASL in auth.c, registration
+ * in register.c, binding and everything after it in session.c.
+ *
+ * Limits, from the first byte:
+ *  - at accept, a connection over c2s.max-connections, over
+ *    c2s.max-connections-per-ip, or over c2s.max-pending-per-ip (the
+ *    connections of its address, IPv6 per prefix, that have not
+ *    authenticated yet) is refused at once: before its stream header, which
+ *    RFC 6120 §4.9.1.1 allows, a STARTTLS port writes the stream header and
+ *    the error policy-violation and closes; a direct TLS port only closes
+ *    (the error would need a TLS handshake first);
+ *  - the stream header must come within c2s.header-timeout of accept, and
+ *    the session within c2s.auth-timeout: SASL and resource binding, or at
+ *    least a bind the sm is still answering (stream error
+ *    connection-timeout);
+ *  - every stanza, negotiation included, takes a token of the c2s.rate /
+ *    c2s.burst bucket; an empty bucket pauses reading;
+ *  - bytes queued for a client and not yet taken by its socket may not pass
+ *    c2s.max-queue: a client that stops reading is cut off with
+ *    policy-violation, and the sm is told its session ended, before it can
+ *    make this process grow;
+ *  - a stream this side ends (a stream error, a refusal) has CLOSE_GRACE to
+ *    read its last words; then the connection is dropped, queue and all.
  *
  * A client lives as long as its connection or any operation in flight (a
  * storage call, work on the thread pool) holds a reference: such an
@@ -15,6 +36,8 @@
 #include <string.h>
 
 #include "c2s.h"
+
+#define CLOSE_GRACE 2000 /* ms a stream we closed may take to read its end */
 
 static void on_open(void *ud, elem_t *header, const char *default_ns);
 static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw);
@@ -30,11 +53,6 @@ static const conn_cb_t conn_cb = {
     .on_tls = on_tls,
     .on_close = on_conn_close,
 };
-
-/* Bytes queued for one client beyond which writes are refused as a slow
- * consumer... the conn itself only reports fullness; 1 MiB is generous for
- * one client. */
-#define CLIENT_WRITE_LIMIT (1u << 20)
 
 const char *client_peer(const client_t *cl)
 {
@@ -82,9 +100,18 @@ bool client_is_open(const client_t *cl)
     return cl->conn != NULL && cl->state != CL_CLOSING;
 }
 
-void client_write(client_t *cl, const char *data, size_t len)
+/* Bytes out, unchecked: for the stream's own header and last words. */
+static void queue(client_t *cl, const char *data, size_t len)
 {
     if (cl->conn) conn_write(cl->conn, data, len);
+}
+
+void client_write(client_t *cl, const char *data, size_t len)
+{
+    if (!cl->conn) return;
+    conn_write(cl->conn, data, len);
+    if (conn_queued(cl->conn) > cl->c2s->max_queue && client_is_open(cl))
+        client_fail(cl, "policy-violation", "too much data unread");
 }
 
 void client_send(client_t *cl, const elem_t *stanza)
@@ -120,8 +147,33 @@ static void write_header(client_t *cl)
     const char *from = cl->domain ? cl->domain : cl->c2s->domains[0].name;
     xml_escape(b, from, strlen(from), true);
     buf_printf(b, "' id='%s' version='1.0' xml:lang='en'>", cl->stream_id);
-    client_write(cl, b->data, b->len);
+    queue(cl, b->data, b->len);
     cl->header_sent = true;
+}
+
+/* A stream we closed has CLOSE_GRACE to take its last words: one that does
+ * not read them (or a peer that never closes) does not keep its socket and
+ * queue for the conn's own 10 s. */
+static void on_linger(uv_timer_t *t)
+{
+    client_t *cl = t->data;
+    cl->armed_at = 0;
+    if (cl->conn) conn_abort(cl->conn);
+}
+
+static void linger(client_t *cl)
+{
+    cl->armed_at = uv_now(cl->c2s->loop) + CLOSE_GRACE;
+    uv_timer_start(&cl->timer, on_linger, CLOSE_GRACE, 0);
+}
+
+/* The stream ends: the sm is told, work not started yet is cancelled. */
+static void enter_closing(client_t *cl)
+{
+    session_client_gone(cl);
+    cl->state = CL_CLOSING;
+    auth_cancel(cl);
+    register_cancel(cl);
 }
 
 void client_fail(client_t *cl, const char *condition, const char *text)
@@ -140,10 +192,10 @@ void client_fail(client_t *cl, const char *condition, const char *text)
     buf_reset(b);
     xmpp_stream_error(b, condition, text);
     buf_appends(b, "</stream:stream>");
-    client_write(cl, b->data, b->len);
-    session_client_gone(cl);
-    cl->state = CL_CLOSING;
+    queue(cl, b->data, b->len);
+    enter_closing(cl);
     conn_close(cl->conn);
+    linger(cl);
 }
 
 void client_close_all(c2s_t *c2s, const char *condition)
@@ -161,8 +213,12 @@ void client_abort_all(c2s_t *c2s)
     }
 }
 
-void client_restart_stream(client_t *cl)
+void client_authenticated(client_t *cl)
 {
+    if (cl->is_pending) {
+        cl->is_pending = false;
+        cl->addr->pending--;
+    }
     xstream_reset(cl->xs);
     cl->header_sent = false;
 }
@@ -176,9 +232,9 @@ static uint64_t min_deadline(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-/* The earliest moment something is due: the idle check (a ping, or the
- * timeout), the bind timeout, the end of a rate pause, a delayed SASL
- * failure. */
+/* The earliest moment something is due: the stream header and login
+ * deadlines, the idle check (a ping, or the timeout), the bind timeout,
+ * the end of a rate pause, a login attempt's turn. */
 static uint64_t next_deadline(const client_t *cl)
 {
     const c2s_t *c2s = cl->c2s;
@@ -189,9 +245,11 @@ static uint64_t next_deadline(const client_t *cl)
         t = cl->last_read + c2s->idle_timeout;
     if (c2s->idle_release && !cl->is_released)
         t = min_deadline(t, cl->last_read + c2s->idle_release);
+    if (cl->state == CL_OPENING) t = min_deadline(t, cl->open_deadline);
+    if (cl->state < CL_BINDING) t = min_deadline(t, cl->login_deadline);
     t = min_deadline(t, cl->bind_deadline);
     t = min_deadline(t, cl->resume_at);
-    t = min_deadline(t, cl->auth_reply_at);
+    t = min_deadline(t, cl->auth_at);
     return t;
 }
 
@@ -232,9 +290,17 @@ static void on_timer(uv_timer_t *t)
     if (!client_is_open(cl)) return;
     c2s_t *c2s = cl->c2s;
     uint64_t now = uv_now(c2s->loop);
-    if (cl->auth_reply_at && cl->auth_reply_at <= now) {
-        cl->auth_reply_at = 0;
-        auth_deadline(cl);
+    if (cl->state == CL_OPENING && cl->open_deadline && cl->open_deadline <= now) {
+        client_fail(cl, "connection-timeout", "no stream header in time");
+        return;
+    }
+    if (cl->state < CL_BINDING && cl->login_deadline && cl->login_deadline <= now) {
+        client_fail(cl, "connection-timeout", "no login in time");
+        return;
+    }
+    if (cl->auth_at && cl->auth_at <= now) {
+        cl->auth_at = 0;
+        auth_turn(cl);
         if (!client_is_open(cl)) return;
     }
     if (cl->bind_deadline && cl->bind_deadline <= now) {
@@ -265,6 +331,37 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- accept and stream open ---------------------------------------------- */
 
+/* Why a new connection from a is refused, or NULL. */
+static const char *refusal(const c2s_t *c2s, const addr_t *a)
+{
+    if (c2s->is_stopping) return "shutting down";
+    if (c2s->nclients >= c2s->max_connections) return "too many connections";
+    if (a->connections >= c2s->max_per_ip) return "too many connections from your address";
+    if (a->pending >= c2s->max_pending_per_ip) return "too many logins at once from your address";
+    return NULL;
+}
+
+/* Refused: the header and the error go out before the client's header
+ * (RFC 6120 §4.9.1.1) on a STARTTLS port; a direct TLS port just closes.
+ * No parser, no address counted, and no more than CLOSE_GRACE. */
+static void refuse(client_t *cl, const char *why)
+{
+    log_debug("%s: refused %s: %s", cl->c2s->id, conn_peer(cl->conn), why);
+    cl->state = CL_CLOSING;
+    if (cl->is_direct_tls) {
+        conn_abort(cl->conn);
+        return;
+    }
+    write_header(cl);
+    buf_t *b = &cl->c2s->scratch;
+    buf_reset(b);
+    xmpp_stream_error(b, "policy-violation", why);
+    buf_appends(b, "</stream:stream>");
+    queue(cl, b->data, b->len);
+    conn_close(cl->conn);
+    linger(cl);
+}
+
 void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls)
 {
     client_t *cl = calloc(1, sizeof(*cl));
@@ -281,20 +378,29 @@ void client_accept(c2s_t *c2s, uv_stream_t *server, bool is_direct_tls)
     cl->next = c2s->clients;
     if (c2s->clients) c2s->clients->prev = cl;
     c2s->clients = cl;
-    c2s->nclients++;
-    cl->addr = addr_get(c2s, conn_peer(cl->conn));
     cl->is_direct_tls = is_direct_tls;
-    cl->last_read = uv_now(c2s->loop);
-    rate_init(&cl->bucket, c2s->burst, cl->last_read);
     random_hex(cl->stream_id, 8);
-    conn_set_write_limit(cl->conn, CLIENT_WRITE_LIMIT);
+    addr_key_t key;
+    char text[sizeof(((addr_t *)0)->ip)];
+    addr_key_of(conn_peer(cl->conn), c2s->ipv6_prefix, &key, text, sizeof text);
+    addr_t *a = addr_get(c2s, &key, text);
+    const char *why = refusal(c2s, a);
+    c2s->nclients++;
+    if (why) {
+        if (!a->connections) addr_release(c2s, a);
+        refuse(cl, why);
+        return;
+    }
+    cl->addr = a;
+    a->connections++;
+    a->pending++;
+    cl->is_pending = true;
+    cl->last_read = uv_now(c2s->loop);
+    if (c2s->header_timeout) cl->open_deadline = cl->last_read + c2s->header_timeout;
+    if (c2s->auth_timeout) cl->login_deadline = cl->last_read + c2s->auth_timeout;
+    rate_init(&cl->bucket, c2s->burst, cl->last_read);
     xstream_opts_t opts = {.max_stanza = c2s->max_stanza};
     cl->xs = xstream_new(&opts, &stream_cb, cl);
-    /* Over a limit: refused with a stream error once the stream opens, so
-     * the client is told why (after the TLS handshake on a TLS port). */
-    if (c2s->nclients > c2s->max_connections || c2s->is_stopping ||
-        cl->addr->connections > c2s->max_per_ip)
-        cl->is_refused = true;
     if (is_direct_tls) {
         conn_set_alpn(cl->conn, "xmpp-client"); /* XEP-0368 */
         conn_starttls(cl->conn, c2s->tls, true, NULL);
@@ -360,12 +466,10 @@ static void on_open(void *ud, elem_t *header, const char *default_ns)
         client_fail(cl, "unsupported-version", NULL);
         return;
     }
-    if (cl->is_refused) {
-        client_fail(cl, "policy-violation",
-                    c2s->is_stopping ? "shutting down" : "too many connections");
-        return;
+    if (cl->state == CL_OPENING) {
+        cl->state = CL_NEGOTIATE;
+        cl->open_deadline = 0;
     }
-    if (cl->state == CL_OPENING) cl->state = CL_NEGOTIATE;
     write_features(cl);
 }
 
@@ -415,9 +519,11 @@ static void handle_negotiation(client_t *cl, elem_t *e)
     }
 }
 
-/* Token bucket: a stanza costs one token; the bucket refills at c2s.rate
- * per second up to c2s.burst. An empty bucket pauses reading until it holds
- * a token again: a fast client is slowed, never cut off. */
+/* Token bucket: a stanza costs one token, from the first of the stream
+ * (negotiation too: a flood of registration forms or SASL attempts is read
+ * as slowly as chat); the bucket refills at c2s.rate per second up to
+ * c2s.burst. An empty bucket pauses reading until it holds a token again:
+ * a fast client is slowed, never cut off. */
 static void charge_rate(client_t *cl)
 {
     c2s_t *c2s = cl->c2s;
@@ -435,8 +541,8 @@ static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
     (void)raw;
     client_t *cl = ud;
     if (!client_is_open(cl)) return;
+    charge_rate(cl);
     if (cl->state == CL_BOUND) {
-        charge_rate(cl);
         session_stanza(cl, stanza);
     } else if (cl->state == CL_BINDING) {
         client_fail(cl, "not-authorized", "wait for the bind result");
@@ -449,9 +555,8 @@ static void on_stream_close(void *ud)
 {
     client_t *cl = ud;
     if (!client_is_open(cl)) return;
-    client_write(cl, "</stream:stream>", strlen("</stream:stream>"));
-    session_client_gone(cl);
-    cl->state = CL_CLOSING;
+    queue(cl, "</stream:stream>", strlen("</stream:stream>"));
+    enter_closing(cl);
     conn_close(cl->conn);
 }
 
@@ -481,11 +586,12 @@ static void on_conn_close(conn_t *c, const char *reason)
                  cl->jid ? jid_full(cl->jid) : "", reason);
     else
         log_debug("%s (%s): disconnected", c2s->id, client_peer(cl));
-    session_client_gone(cl);
-    cl->state = CL_CLOSING;
+    if (cl->state != CL_CLOSING) enter_closing(cl);
     cl->conn = NULL;
     if (cl->armed_at) uv_timer_stop(&cl->timer);
     cl->armed_at = 0;
+    if (cl->is_pending) cl->addr->pending--;
+    cl->is_pending = false;
     addr_release(c2s, cl->addr);
     cl->addr = NULL;
     client_unref(cl);

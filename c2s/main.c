@@ -1,5 +1,6 @@
 /* main.c — hearth-c2s: reads the config, loads (or makes) the certificate,
- * opens the store and the client ports, drops privileges, connects to the
+ * opens the client ports and the limits it shares with the other c2s
+ * processes (limits.c), drops privileges, opens the store, connects to the
  * router and runs the loop. The client streams are client.c's. */
 #include <malloc.h>
 #include <errno.h>
@@ -44,14 +45,22 @@ static void configure(c2s_t *c, const config_t *cf)
     c->require_tls = config_bool(cf, "c2s.require-tls");
     c->registration = config_bool(cf, "c2s.registration");
     c->max_stanza = config_size(cf, "c2s.max-stanza");
+    c->max_queue = config_size(cf, "c2s.max-queue");
+    if (c->max_queue < c->max_stanza)
+        log_fatal("%s: c2s.max-queue (%zu) must be at least c2s.max-stanza (%zu)", config_file(cf),
+                  c->max_queue, c->max_stanza);
     c->max_connections = (unsigned)config_int(cf, "c2s.max-connections");
     c->max_per_ip = (unsigned)config_int(cf, "c2s.max-connections-per-ip");
+    c->max_pending_per_ip = (unsigned)config_int(cf, "c2s.max-pending-per-ip");
+    c->ipv6_prefix = (unsigned)config_int(cf, "c2s.ipv6-prefix");
     c->rate = (double)config_int(cf, "c2s.rate");
     c->burst = (double)config_int(cf, "c2s.burst");
     c->max_auth_failures = (unsigned)config_int(cf, "c2s.auth-failures");
     c->ping_interval = config_ms(cf, "c2s.ping-interval");
     c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
     c->idle_release = config_ms(cf, "c2s.idle-release");
+    c->header_timeout = config_ms(cf, "c2s.header-timeout");
+    c->auth_timeout = config_ms(cf, "c2s.auth-timeout");
     c->bind_timeout = 5000;
     /* cids of a restarted process must not meet those of its previous
      * run that an sm may still hold: start from the clock. */
@@ -158,9 +167,17 @@ void c2s_trim_soon(c2s_t *c)
         uv_timer_start(&c->trim, on_trim, 1000, 0);
 }
 
-static void on_sweep(uv_timer_t *t)
+/* Before privileges are dropped: under hearthd, STATEDIR/run is root's,
+ * and the mapping outlives the switch. */
+static void open_limits(c2s_t *c, const config_t *cf)
 {
-    addr_sweep(t->data);
+    limits_opts_t opts = {
+        .auth_rate = (unsigned)config_int(cf, "c2s.auth-rate"),
+        .auth_burst = (unsigned)config_int(cf, "c2s.auth-burst"),
+        .registration_rate = (unsigned)config_int(cf, "c2s.registration-rate"),
+        .registration_total = (unsigned)config_int(cf, "c2s.registration-rate-total"),
+    };
+    c->limits = limits_open(config_get(cf, "statedir"), &opts);
 }
 
 static void on_storage_closed(void *ud)
@@ -174,7 +191,7 @@ static void on_stop_timeout(uv_timer_t *t)
 {
     c2s_t *c = t->data;
     client_abort_all(c);
-    uv_close((uv_handle_t *)&c->sweep, NULL);
+    uv_close((uv_handle_t *)&c->stop_timer, NULL);
     uv_close((uv_handle_t *)&c->trim, NULL);
 }
 
@@ -187,7 +204,7 @@ static void on_stop(void *ud)
     for (int i = 0; i < c->nlisteners; i++)
         conn_listener_close(&c->listeners[i]);
     client_close_all(c, "system-shutdown");
-    uv_timer_start(&c->sweep, on_stop_timeout, 1000, 0);
+    uv_timer_start(&c->stop_timer, on_stop_timeout, 1000, 0);
     comp_free(c->comp);
     c->comp = NULL;
     storage_close(c->storage, on_storage_closed, c);
@@ -211,21 +228,24 @@ int main(int argc, char **argv)
     c->id = d.id;
     configure(c, d.config);
     load_certificate(c, d.config);
+    listen_all(c, d.config);
+    open_limits(c, d.config);
+    /* Its router secret is read before the switch (it may be root's). */
+    c->comp = comp_new_from_config(c->loop, d.config, c->id, ROLE_C2S, &comp_cb, c);
+    if (!c->comp) log_fatal("cannot set up the router link");
+    /* Before the store: SQLite makes its -wal and -shm files later, and
+     * they must be the user's. */
+    daemon_drop_privileges(&d);
 
     char *err = NULL;
     if (!(c->storage = storage_open(c->loop, d.config, &err)))
         log_fatal("storage: %s", err ? err : "cannot open");
-    listen_all(c, d.config);
-    daemon_drop_privileges(&d);
 
-    uv_timer_init(c->loop, &c->sweep);
-    c->sweep.data = c;
+    uv_timer_init(c->loop, &c->stop_timer);
+    c->stop_timer.data = c;
     uv_timer_init(c->loop, &c->trim);
     c->trim.data = c;
-    uv_timer_start(&c->sweep, on_sweep, 60000, 60000);
 
-    c->comp = comp_new_from_config(c->loop, d.config, c->id, &comp_cb, c);
-    if (!c->comp) log_fatal("cannot set up the router link");
     comp_bind(c->comp, c->id, 0);
     comp_start(c->comp);
     log_notice("%s serving %s%s", c->id, c->domains[0].name,
@@ -236,6 +256,7 @@ int main(int argc, char **argv)
     log_notice("%s stopped", c->id);
     session_table_free(c);
     addr_table_free(c);
+    limits_close(c->limits);
     tls_ctx_free(c->tls);
     for (int i = 0; i < c->ndomains; i++)
         free((char *)c->domains[i].name);

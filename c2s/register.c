@@ -7,7 +7,24 @@
  * conflict. One account per connection. With registration off, both get
  * service-unavailable (and the stream feature is not offered). Password
  * changes and account removal after login are the sm's: c2s passes those
- * IQs on like any other stanza. */
+ * IQs on like any other stanza.
+ *
+ * What a registration costs (two PBKDF2 runs on the thread pool every
+ * login also needs) is bounded:
+ *  - one at a time per connection: a set while one is in flight gets
+ *    resource-constraint, type wait (RFC 6120 §8.3.3.18: the server
+ *    cannot take the request now; the client may send it again once
+ *    the first is answered);
+ *  - a budget per address, c2s.registration-rate accounts an hour, and
+ *    one for the host, c2s.registration-rate-total, shared by every c2s
+ *    (limits.c), taken before the keys are derived. Past it the answer is
+ *    resource-constraint too: XEP-0077 names no condition for it, and of
+ *    RFC 6120's, policy-violation (type modify) would tell the client to
+ *    change its request and not-allowed (type cancel) not to try again,
+ *    while the one thing that helps is to wait, which is what type wait
+ *    says; the text says which budget is spent;
+ *  - a derivation not started yet is cancelled when the client goes, and
+ *    the result of one that ran is dropped. */
 #include <gnutls/gnutls.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,16 +33,16 @@
 
 #include "c2s.h"
 
-
-typedef struct reg {
+struct reg {
     client_t *cl;
     uv_work_t work;
     char *id; /* the IQ's */
     char *bare;
-    char *password; /* wiped after use */
-    int status;     /* of the derivation */
+    char *password;   /* wiped after use */
+    bool is_deriving; /* on the thread pool */
+    int status;       /* of the derivation */
     auth_keys_t keys;
-} reg_t;
+};
 
 static void reg_free(reg_t *r)
 {
@@ -70,8 +87,11 @@ static void on_inserted(void *ud, const st_result_t *res)
 {
     reg_t *r = ud;
     client_t *cl = r->cl;
+    cl->reg = NULL;
+    st_status_t st = st_status(res);
+    /* The sm learns of the account even if its maker has hung up. */
+    if (st == ST_OK) session_account_created(cl->c2s, cl->domain, r->bare);
     if (client_unref(cl)) {
-        st_status_t st = st_status(res);
         if (st == ST_OK) {
             cl->has_registered = true;
             log_info("%s (%s): registered %s", cl->c2s->id, client_peer(cl), r->bare);
@@ -97,7 +117,9 @@ static void derive_done(uv_work_t *w, int status)
 {
     reg_t *r = w->data;
     client_t *cl = r->cl;
-    if (!client_unref(cl)) {
+    r->is_deriving = false;
+    cl->reg = NULL;
+    if (!client_unref(cl)) { /* gone (and the work cancelled if it had not started) */
         reg_free(r);
         return;
     }
@@ -106,6 +128,7 @@ static void derive_done(uv_work_t *w, int status)
         reg_free(r);
         return;
     }
+    cl->reg = r;
     client_ref(cl);
     auth_store(cl->c2s->storage, r->bare, &r->keys, true, on_inserted, r);
 }
@@ -136,6 +159,10 @@ void register_handle(client_t *cl, elem_t *iq)
         reply_error(cl, id, "not-allowed", "one account per connection");
         return;
     }
+    if (cl->reg) {
+        reply_error(cl, id, "resource-constraint", "one registration at a time");
+        return;
+    }
     elem_t *u = elem_child(q, NS_REGISTER, "username"), *p = elem_child(q, NS_REGISTER, "password");
     const char *user = u ? elem_text(u) : "", *password = p ? elem_text(p) : "";
     if (!*user || !*password) {
@@ -148,6 +175,18 @@ void register_handle(client_t *cl, elem_t *iq)
         reply_error(cl, id, "jid-malformed", "that user name is not allowed");
         return;
     }
+    limits_verdict_t verdict = limits_registration(c2s->limits, &cl->addr->key);
+    if (verdict != LIMITS_OK) {
+        log_info("%s (%s): registration of %s refused: %s", c2s->id, client_peer(cl), jid_bare(j),
+                 verdict == LIMITS_ADDRESS ? "c2s.registration-rate"
+                                           : "c2s.registration-rate-total");
+        jid_free(j);
+        reply_error(cl, id, "resource-constraint",
+                    verdict == LIMITS_ADDRESS
+                        ? "too many new accounts from your address; try again later"
+                        : "the server takes no more new accounts for now; try again later");
+        return;
+    }
     reg_t *r = calloc(1, sizeof(*r));
     if (!r) log_fatal("out of memory");
     r->cl = cl;
@@ -157,6 +196,13 @@ void register_handle(client_t *cl, elem_t *iq)
     jid_free(j);
     if (!r->id || !r->bare || !r->password) log_fatal("out of memory");
     r->work.data = r;
+    r->is_deriving = true;
+    cl->reg = r;
     client_ref(cl);
     uv_queue_work(c2s->loop, &r->work, derive_work, derive_done);
+}
+
+void register_cancel(client_t *cl)
+{
+    if (cl->reg && cl->reg->is_deriving) uv_cancel((uv_req_t *)&cl->reg->work);
 }

@@ -13,9 +13,16 @@
  * answered with action='end' so the sm does not keep a session nobody
  * holds.
  *
- * cid: "<instance>:<counter>", new for every bind attempt; routes from the
- * sm find their client by it (the route's cid attribute, else the session
- * element's). Never a file descriptor.
+ * cid: "<instance>:<16 hex digits>", 64 random bits new for every bind
+ * attempt; routes from the sm find their client by it (the route's cid
+ * attribute, else the session element's). Never a file descriptor or a
+ * counter: nobody can guess another client's.
+ *
+ * Trust: routes for clients count only from the sm (the router marks each
+ * route with its sender's role: role='sm'), and a stanza reaches a client
+ * only when its route carries the sid the sm gave that session; the
+ * router's own bounces (role='router') of what we sent come back too.
+ * Anything else is dropped and logged once per sender.
  *
  * After binding, every client stanza is checked (RFC 6120 §8.1.2.1: a
  * from other than the session's JID, bare or full, is the stream error
@@ -83,13 +90,15 @@ static void table_remove(c2s_t *c2s, client_t *cl)
     cl->cid[0] = '\0';
 }
 
-/* The client of a cid "c2s-1:42" of this instance, or NULL. */
+/* The client of a cid "c2s-1:0123456789abcdef" of this instance, or NULL. */
 static client_t *table_find(c2s_t *c2s, const char *cid)
 {
     size_t n = strlen(c2s->id);
-    if (!cid || strncmp(cid, c2s->id, n) != 0 || cid[n] != ':' || !c2s->by_cid_size) return NULL;
+    if (!cid || strncmp(cid, c2s->id, n) != 0 || cid[n] != ':' || !c2s->by_cid_size ||
+        strlen(cid + n + 1) != 16)
+        return NULL;
     char *end = NULL;
-    unsigned long long num = strtoull(cid + n + 1, &end, 10);
+    unsigned long long num = strtoull(cid + n + 1, &end, 16);
     if (!end || *end || num == 0) return NULL;
     for (client_t *cl = c2s->by_cid[num % c2s->by_cid_size]; cl; cl = cl->cid_next)
         if (cl->cid_num == num) return cl;
@@ -139,6 +148,21 @@ static int send_session(c2s_t *c2s, const char *domain, const char *user, const 
     return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
 }
 
+void session_account_created(c2s_t *c2s, const char *domain, const char *bare)
+{
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    buf_appends(b, "<route");
+    attr(b, "to", domain);
+    attr(b, "from", c2s->id);
+    attr(b, "user", bare);
+    buf_appends(b, "><account xmlns='" NS_HEARTH_SESSION "' action='created'");
+    attr(b, "jid", bare);
+    buf_appends(b, "/></route>");
+    if (!c2s->comp || comp_send_raw(c2s->comp, b->data, b->len) < 0)
+        log_info("%s: router link down: the sm is not told of the new account %s", c2s->id, bare);
+}
+
 /* ---- bind --------------------------------------------------------------- */
 
 static void bind_error(client_t *cl, const char *condition, const char *text)
@@ -162,6 +186,18 @@ static void bind_reset(client_t *cl)
     cl->bind_iq_id = NULL;
     cl->bind_deadline = 0;
     if (cl->state == CL_BINDING) cl->state = CL_AUTHED;
+}
+
+/* 64 random bits, not 0 and not in use. */
+static uint64_t new_cid(c2s_t *c2s)
+{
+    uint64_t n;
+    char cid[64];
+    do {
+        tls_random(&n, sizeof n);
+        snprintf(cid, sizeof cid, "%s:%016llx", c2s->id, (unsigned long long)n);
+    } while (n == 0 || table_find(c2s, cid));
+    return n;
 }
 
 void session_bind(client_t *cl, elem_t *iq)
@@ -197,8 +233,8 @@ void session_bind(client_t *cl, elem_t *iq)
     cl->jid = j;
     cl->bind_iq_id = strdup(id);
     if (!cl->bind_iq_id) log_fatal("out of memory");
-    cl->cid_num = ++c2s->next_cid;
-    snprintf(cl->cid, sizeof cl->cid, "%s:%llu", c2s->id, (unsigned long long)cl->cid_num);
+    cl->cid_num = new_cid(c2s);
+    snprintf(cl->cid, sizeof cl->cid, "%s:%016llx", c2s->id, (unsigned long long)cl->cid_num);
     table_add(c2s, cl);
     cl->state = CL_BINDING;
     if (send_session(c2s, cl->domain, cl->user, cl->cid, "start", jid_full(j), NULL) < 0) {
@@ -385,15 +421,35 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
     }
 }
 
+/* A route from someone who may not send it: dropped, logged once per
+ * sender. */
+static void refuse(c2s_t *c2s, const elem_t *route, const char *why)
+{
+    const char *from = elem_attr(route, "from"), *role = elem_attr(route, "role");
+    char key[320];
+    snprintf(key, sizeof key, "c2s refuses %s %s", role ? role : "-", from ? from : "-");
+    if (!log_is_first(key)) return;
+    log_warn("%s: route from %s (role %s) refused: %s (logged once per sender)", c2s->id,
+             from ? from : "?", role ? role : "none", why);
+}
+
 void session_route(c2s_t *c2s, elem_t *route)
 {
     elem_t *payload = elem_first(route);
     const char *cid = elem_attr(route, "cid");
     bool is_session = payload && elem_is(payload, NS_HEARTH_SESSION, "session");
     if (!cid && is_session) cid = elem_attr(payload, "cid");
-    client_t *cl = table_find(c2s, cid);
+    comp_role_t role = comp_route_role(route);
     const char *type = elem_attr(route, "type");
-    if (type && strcmp(type, "error") == 0) {
+    bool is_bounce = type && strcmp(type, "error") == 0;
+    if (is_bounce ? role != ROLE_ROUTER : role != ROLE_SM) {
+        refuse(c2s, route,
+               is_bounce ? "a route error not from the router"
+                         : "routes for clients come from the sm");
+        return;
+    }
+    client_t *cl = table_find(c2s, cid);
+    if (is_bounce) {
         handle_bounce(c2s, cl, payload);
         return;
     }
@@ -405,6 +461,11 @@ void session_route(c2s_t *c2s, elem_t *route)
     if (!cl || cl->state != CL_BOUND || !client_is_open(cl)) {
         log_debug("%s: stanza for %s, which is not connected here", c2s->id,
                   cid ? cid : "(no cid)");
+        return;
+    }
+    const char *sid = elem_attr(route, "sid");
+    if (!sid || !cl->sid || strcmp(sid, cl->sid) != 0) {
+        refuse(c2s, route, "a stanza without the sid of the session it names");
         return;
     }
     client_send(cl, payload);

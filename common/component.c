@@ -103,18 +103,46 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
 }
 
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
-                             const comp_cb_t *cb, void *ud)
+                             comp_role_t role, const comp_cb_t *cb, void *ud)
 {
     comp_opts_t opts = {
         .router = config_get(config, "router.listen"),
         .id = id,
-        .user = config_get(config, "router.user"),
-        .password = config_get(config, "router.password"),
         .tls_ca = config_get(config, "router.ca"),
         .tls_name = config_get(config, "router.tls-name"),
     };
-    if (!opts.password) log_fatal("%s: router.password is required", config_file(config));
-    return comp_new(loop, &opts, cb, ud);
+    const char *role_name = comp_role_name(role);
+    char *password = NULL, *err = NULL;
+    int n = config_count(config, "router.account");
+    for (int i = 0; i < n; i++) {
+        const char *r = config_get_at(config, "router.account@role", i);
+        if (!r || strcmp(r, role_name) != 0) continue;
+        const char *name = config_get_at(config, "router.account@name", i);
+        opts.user = name && *name ? name : role_name;
+        password = config_secret(config, "router.account@password", "router.account@password-file",
+                                 i, &err);
+        if (!password)
+            log_fatal("%s: router account %s: %s", config_file(config), opts.user,
+                      err ? err : "no password or password-file");
+        break;
+    }
+    if (!password) {
+        const char *shared = config_get(config, "router.password");
+        if (!shared || !*shared)
+            log_fatal("%s: no router account for role %s (router/account role='%s')",
+                      config_file(config), role_name, role_name);
+        log_warn("%s: no router account of role %s; using the shared router.password, with which "
+                 "any daemon can act as any other (give each its own router/account)",
+                 config_file(config), role_name);
+        opts.user = config_get(config, "router.user");
+        password = strdup(shared);
+        if (!password) log_fatal("out of memory");
+    }
+    opts.password = password;
+    comp_t *c = comp_new(loop, &opts, cb, ud);
+    explicit_bzero(password, strlen(password));
+    free(password);
+    return c;
 }
 
 void *comp_data(const comp_t *c)

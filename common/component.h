@@ -16,10 +16,12 @@
 
 #include "buf.h"
 #include "config.h"
+#include "role.h"
 #include "xml.h"
 #include "xstream.h"
 
 typedef struct comp comp_t;
+
 
 typedef struct comp_cb {
     /* Authenticated and every name bound (again, after a reconnect). */
@@ -59,10 +61,14 @@ typedef struct comp_opts {
 #define COMP_BIND_SHARD 2u
 
 comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, void *ud);
-/* The same with the link settings of hearth.xml (router.listen, .user,
- * .password, .ca, .tls-name) for instance id. */
+/* The same with the link settings of hearth.xml for instance id of a
+ * daemon of role: router.listen, .ca, .tls-name, and the router account
+ * of that role (router/account role='…': name, password or
+ * password-file). Without one, the shared account router.user /
+ * router.password of older configs, with a warning. Fatal when there is
+ * neither. The daemon reads no other account's secret. */
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
-                             const comp_cb_t *cb, void *ud);
+                             comp_role_t role, const comp_cb_t *cb, void *ud);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);

@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -26,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libxml/SAX2.h>
 #include <libxml/parser.h>
@@ -780,4 +783,66 @@ unsigned long long config_ms(const config_t *c, const char *path)
 const char *config_file(const config_t *c)
 {
     return c->file;
+}
+
+/* ---- secrets ----------------------------------------------------------- */
+
+#define SECRET_FILE_MAX 4096
+
+/* The first line of a secret file, without its line end. */
+static char *read_secret_file(const char *path, char **err)
+{
+    char msg[1024];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(msg, sizeof msg, "%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        set_err(err, xstrdup(msg));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > SECRET_FILE_MAX) {
+        close(fd);
+        snprintf(msg, sizeof msg, "%s: not a regular file of at most %d bytes", path,
+                 SECRET_FILE_MAX);
+        set_err(err, xstrdup(msg));
+        return NULL;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        log_warn("%s: a secret readable by group or others (chmod 600 it)", path);
+    char buf[SECRET_FILE_MAX + 1];
+    ssize_t n = read(fd, buf, SECRET_FILE_MAX);
+    close(fd);
+    if (n < 0) {
+        snprintf(msg, sizeof msg, "%s: cannot read: %s", path, strerror(errno));
+        set_err(err, xstrdup(msg));
+        return NULL;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!buf[0]) {
+        snprintf(msg, sizeof msg, "%s: empty", path);
+        set_err(err, xstrdup(msg));
+        return NULL;
+    }
+    char *secret = xstrdup(buf);
+    explicit_bzero(buf, sizeof buf);
+    return secret;
+}
+
+char *config_secret(const config_t *c, const char *path, const char *file_path, int i, char **err)
+{
+    if (err) *err = NULL;
+    const char *inline_value = i >= 0 ? config_get_at(c, path, i) : config_get(c, path);
+    const char *file = i >= 0 ? config_get_at(c, file_path, i) : config_get(c, file_path);
+    if (file && *file) {
+        if (inline_value && *inline_value) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: both %s and %s are set", c->file, path, file_path);
+            set_err(err, xstrdup(msg));
+            return NULL;
+        }
+        return read_secret_file(file, err);
+    }
+    return inline_value && *inline_value ? xstrdup(inline_value) : NULL;
 }

@@ -69,4 +69,12 @@ const char *config_get_at(const config_t *c, const char *path, int i);
 /* The file the config came from. */
 const char *config_file(const config_t *c);
 
+/* A secret (a password, a shared key) set inline at path or, better, kept
+ * in the file named at file_path (its first line): of the i-th repetition
+ * of a repeated element when i >= 0. Malloc'ed, the caller wipes and frees
+ * it. NULL when neither is set (*err NULL), or on error (*err says why:
+ * both set, the file unreadable or empty). A secret file that group or
+ * others may read is warned about in the log. */
+char *config_secret(const config_t *c, const char *path, const char *file_path, int i, char **err);
+
 #endif

@@ -11,6 +11,7 @@
  * line-buffered; log_reopen opens it again after rotation. Before log_open,
  * and after log_close, messages go to stderr under the ident "hearth". */
 #include "log.h"
+#include "map.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -204,4 +205,22 @@ void log_fatal(const char *fmt, ...)
     va_end(ap);
     if (target == TARGET_FILE && file) fflush(file);
     exit(1);
+}
+
+static map_t seen;
+static bool is_seen_init;
+
+bool log_is_first(const char *key)
+{
+    if (!is_seen_init) {
+        map_init(&seen);
+        is_seen_init = true;
+    }
+    if (map_get(&seen, key)) return false;
+    if (seen.count >= LOG_ONCE_MAX) {
+        map_free(&seen);
+        map_init(&seen);
+    }
+    map_put(&seen, key, (void *)1);
+    return true;
 }

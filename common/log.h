@@ -3,6 +3,8 @@
 #ifndef HEARTH_LOG_H
 #define HEARTH_LOG_H
 
+#include <stdbool.h>
+
 typedef enum log_level {
     LOGL_DEBUG = 0,
     LOGL_INFO,
@@ -32,6 +34,12 @@ void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(pr
 #define log_notice(...) log_at(LOGL_NOTICE, __VA_ARGS__)
 #define log_warn(...) log_at(LOGL_WARN, __VA_ARGS__)
 #define log_err(...) log_at(LOGL_ERR, __VA_ARGS__)
+/* True the first time key is given, false after: for a warning about a
+ * peer that keeps repeating itself (a refused sender), logged once per
+ * key. Remembers up to LOG_ONCE_MAX keys, then starts over. */
+#define LOG_ONCE_MAX 1024
+bool log_is_first(const char *key);
+
 /* Out of memory and broken invariants: log and exit(1); the supervisor restarts. */
 void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -114,9 +114,21 @@ tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err)
     return ctx;
 }
 
+/* A private key that its group or others may read is not private any
+ * more: said once, at start, by whichever daemon loads it. */
+static void warn_if_exposed(const char *key_file)
+{
+    struct stat st;
+    if (stat(key_file, &st) < 0 || !(st.st_mode & (S_IRWXG | S_IRWXO))) return;
+    if (!log_is_first(key_file)) return;
+    log_warn("key %s is readable by its group or others (mode %04o): chmod 600 %s", key_file,
+             (unsigned)(st.st_mode & 07777), key_file);
+}
+
 int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_file, char **err)
 {
     if (err) *err = NULL;
+    warn_if_exposed(key_file);
     int rc = gnutls_certificate_set_x509_key_file2(ctx->cred, cert_file, key_file,
                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
     if (rc < 0) {
@@ -301,6 +313,11 @@ done:
 
 /* ---- what daemons share ---------------------------------------------------- */
 
+void tls_random(void *out, size_t n)
+{
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, out, n) < 0) log_fatal("no random numbers");
+}
+
 void random_hex(char *out, size_t bytes)
 {
     static const char hex[] = "0123456789abcdef";
@@ -312,6 +329,17 @@ void random_hex(char *out, size_t bytes)
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[2 * bytes] = '\0';
+}
+
+bool tls_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen) return false;
+    const unsigned char *x = a, *y = b;
+    /* volatile: the compiler may not stop at the first difference */
+    volatile unsigned char diff = 0;
+    for (size_t i = 0; i < alen; i++)
+        diff |= (unsigned char)(x[i] ^ y[i]);
+    return diff == 0;
 }
 
 static void make_dir(const char *path)

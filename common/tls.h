@@ -43,8 +43,16 @@ void tls_cert_for_domain(const char *cert, const char *key, const char *statedir
 tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
                               const char *domain, const char *what);
 
+/* Whether a (alen bytes) and b (blen bytes) are equal, in a time that
+ * depends on the lengths only, never on where the contents differ: for
+ * comparing secrets and keys a peer sent (dialback keys, the XEP-0114
+ * handshake), where strcmp would tell it how much of its guess was right. */
+bool tls_equal(const void *a, size_t alen, const void *b, size_t blen);
+
 /* bytes random bytes (at most 32) as lower-case hex into out (2 * bytes + 1):
  * stream ids, session ids, resources. */
 void random_hex(char *out, size_t bytes);
+/* n bytes from the cryptographic generator (unguessable ids). */
+void tls_random(void *out, size_t n);
 
 #endif

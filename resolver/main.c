@@ -1,6 +1,7 @@
 /* main.c — hearth-resolver: reads the config, starts the resolver
  * (resolve.c), links to the router as "resolver" and answers each
  * <resolve/> route to its sender. The protocol is in resolver.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,18 @@ static void on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
     }
     if (!from || !payload || !elem_is(payload, NS_RESOLVER, "resolve")) {
         log_info("resolver: ignored a route from %s that is not a <resolve/>", from ? from : "?");
+        return;
+    }
+    /* Lookups are for federation (and hearthctl): a component that could
+     * make us send DNS queries at will could use us against others. */
+    comp_role_t role = comp_route_role(route);
+    if (role != ROLE_S2S && role != ROLE_ADMIN) {
+        char key[300];
+        snprintf(key, sizeof key, "resolver refuses %s", from);
+        if (log_is_first(key))
+            log_warn("resolver: request from %s (role %s) refused: only s2s asks "
+                     "(logged once per sender)",
+                     from, *comp_role_name(role) ? comp_role_name(role) : "none");
         return;
     }
     request_t *req = calloc(1, sizeof(*req));
@@ -97,14 +110,15 @@ int main(int argc, char **argv)
     d.loop = uv_default_loop();
     daemon_init(&d, argc, argv);
     configure(d.config);
-    daemon_drop_privileges(&d);
 
     static const comp_cb_t cb = {.on_ready = on_ready,
                                  .on_down = on_down,
                                  .on_route = on_route,
                                  .on_bind_error = on_bind_error};
-    comp = comp_new_from_config(d.loop, d.config, d.id, &cb, NULL);
+    /* Its router secret is read before the switch (it may be root's). */
+    comp = comp_new_from_config(d.loop, d.config, d.id, ROLE_RESOLVER, &cb, NULL);
     if (!comp) log_fatal("cannot set up the router link");
+    daemon_drop_privileges(&d);
     comp_bind(comp, "resolver", 0);
     comp_start(comp);
 

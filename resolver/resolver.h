@@ -19,6 +19,9 @@
  *
  * one <target> per address, in the order to try them; or, with no target,
  *   <resolved ... error='not-found|timeout|no-service|bad-request'/>.
+ * Only requests the router marked role='s2s' (or 'admin') are answered; a
+ * component's are dropped and logged once per sender. s2s in turn takes
+ * answers only marked role='resolver'.
  *
  * How the list is made (RFC 6120 §3.2, XEP-0368, RFC 2782):
  *   - a static override of the config (resolver/override) wins, no DNS;

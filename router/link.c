@@ -5,7 +5,9 @@
  * component accounts (after STARTTLS when it is not on this machine), then
  * binds names and sends routes; jabber:component:accept is a third-party
  * XEP-0114 component, which proves the shared secret with a handshake and
- * thereby binds the domain it named. Packets themselves go to route.c.
+ * thereby binds the domain it named. The account (account.c) gives the link
+ * its role, which decides the names it may bind and marks what it sends.
+ * Packets themselves go to route.c.
  *
  * Native streams are parsed shallow (a route's payload is never built into
  * a tree); the few control elements (auth, handshake, stanzas of external
@@ -167,14 +169,16 @@ static void on_open(void *ud, elem_t *header, const char *default_ns)
 
 static int lookup_account(void *ud, const char *authcid, const char *hash, scram_keys_t *out)
 {
-    router_t *r = ud;
-    if (strcmp(hash, "SHA-256") != 0) return -1;
-    for (int i = 0; i < r->naccounts; i++) {
-        if (strcmp(r->accounts[i].name, authcid) != 0) continue;
-        *out = r->accounts[i].keys;
-        return 0;
-    }
-    return -1;
+    const account_t *a = accounts_find(ud, authcid);
+    if (strcmp(hash, "SHA-256") != 0 || !a) return -1;
+    *out = a->keys;
+    return 0;
+}
+
+void link_set_role(link_t *l, comp_role_t role)
+{
+    l->role = role;
+    l->mark_len = header_mark(l->mark, sizeof l->mark, role);
 }
 
 static void sasl_reply(link_t *l, const char *what, const char *data)
@@ -213,13 +217,17 @@ static void handle_sasl(link_t *l, const elem_t *e)
         sasl_reply(l, "challenge", out);
     } else if (res == SASL_DONE) {
         sasl_reply(l, "success", out);
-        log_info("%s (%s) authenticated as %s", l->id, conn_peer(l->conn), sasl_authcid(l->sasl));
+        l->account = accounts_find(r, sasl_authcid(l->sasl));
+        if (l->account->role != ROLE_NONE) link_set_role(l, l->account->role);
+        log_info("%s (%s) authenticated as %s (%s)", l->id, conn_peer(l->conn), l->account->name,
+                 l->account->is_shared ? "the shared account" : comp_role_name(l->role));
         sasl_free(l->sasl);
         l->sasl = NULL;
         l->state = LINK_READY;
         names_advertise_all(r, l);
     } else {
-        sasl_reply(l, "failure", res == SASL_MALFORMED ? "<malformed-request/>" : "<not-authorized/>");
+        sasl_reply(l, "failure",
+                   res == SASL_MALFORMED ? "<malformed-request/>" : "<not-authorized/>");
         link_fail(l, "not-authorized", NULL);
     }
     free(out);
@@ -280,7 +288,16 @@ static void handle_bind(link_t *l, const elem_t *e)
             bind_reply(l, "bind", name, "bad-request");
             return;
         }
-        names_bind(l->router, l, name, shard != NULL, is_true(elem_attr(e, "default")), &error);
+        bool is_default = is_true(elem_attr(e, "default"));
+        if (!accounts_may_bind(l->router, l, name, shard != NULL, is_default)) {
+            log_warn("%s (%s, account %s, %s): bind %s%s%s refused: not a name of its role", l->id,
+                     conn_peer(l->conn), l->account ? l->account->name : "?",
+                     l->role ? comp_role_name(l->role) : "no role yet", name, shard ? " shard" : "",
+                     is_default ? " default" : "");
+            bind_reply(l, "bind", name, "not-allowed");
+            return;
+        }
+        names_bind(l->router, l, name, shard != NULL, is_default, &error);
     }
     bind_reply(l, e->name, name, error);
 }
@@ -293,15 +310,16 @@ static bool handshake_matches(const link_t *l, const char *secret, const char *o
     int n = snprintf(input, sizeof(input), "%s%s", l->stream_id, secret);
     if (n < 0 || (size_t)n >= sizeof(input)) return false;
     gnutls_hash_fast(GNUTLS_DIG_SHA1, input, n, digest);
-    for (int i = 0; i < 20; i++) sprintf(hex + 2 * i, "%02x", digest[i]);
-    if (strlen(offered) != 40) return false;
-    unsigned diff = 0;
-    for (int i = 0; i < 40; i++) {
-        char c = offered[i];
-        if (c >= 'A' && c <= 'F') c = (char)(c - 'A' + 'a');
-        diff |= (unsigned)(c ^ hex[i]);
-    }
-    return diff == 0;
+    explicit_bzero(input, sizeof input);
+    for (int i = 0; i < 20; i++)
+        sprintf(hex + 2 * i, "%02x", digest[i]);
+    char lower[41];
+    size_t len = strlen(offered);
+    if (len != 40) return false;
+    for (size_t i = 0; i < len; i++)
+        lower[i] =
+            offered[i] >= 'A' && offered[i] <= 'F' ? (char)(offered[i] - 'A' + 'a') : offered[i];
+    return tls_equal(lower, 40, hex, 40);
 }
 
 static void handle_handshake(link_t *l, const elem_t *e)
@@ -317,6 +335,7 @@ static void handle_handshake(link_t *l, const elem_t *e)
         return;
     }
     conn_write(l->conn, "<handshake/>", strlen("<handshake/>"));
+    link_set_role(l, ROLE_COMPONENT);
     l->state = LINK_READY;
     log_info("%s (%s) connected (XEP-0114)", l->id, conn_peer(l->conn));
 }

@@ -1,47 +1,16 @@
 /* main.c — hearth-router: reads the config, opens the component port,
- * drops privileges and runs the loop. The routing itself is in link.c,
- * names.c and route.c. */
+ * drops privileges and runs the loop. The accounts are account.c's, the
+ * routing link.c's, names.c's and route.c's. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "router.h"
 
-#define SCRAM_ITERATIONS 4096
-
 static router_t router;
-
-static void add_account(router_t *r, const char *name, const char *password)
-{
-    if (!name || !password) log_fatal("router.component needs a name and a password");
-    r->accounts = realloc(r->accounts, (r->naccounts + 1) * sizeof(*r->accounts));
-    if (!r->accounts) log_fatal("out of memory");
-    account_t *a = &r->accounts[r->naccounts++];
-    if (!(a->name = strdup(name))) log_fatal("out of memory");
-    if (scram_keys_make("SHA-256", password, NULL, SCRAM_ITERATIONS, &a->keys) < 0)
-        log_fatal("component account %s: unusable password", name);
-}
 
 static void configure(router_t *r, const config_t *c)
 {
-    const char *password = config_get(c, "router.password");
-    if (!password || !*password) log_fatal("%s: router.password is required", config_file(c));
-    add_account(r, config_get(c, "router.user"), password);
-    for (int i = 0; i < config_count(c, "router.component"); i++)
-        add_account(r, config_get_at(c, "router.component@name", i),
-                    config_get_at(c, "router.component@password", i));
-
-    int n = config_count(c, "router.external");
-    r->externals = calloc(n > 0 ? n : 1, sizeof(*r->externals));
-    if (!r->externals) log_fatal("out of memory");
-    for (int i = 0; i < n; i++) {
-        const char *name = config_get_at(c, "router.external@name", i);
-        const char *secret = config_get_at(c, "router.external@secret", i);
-        if (!name || !secret) log_fatal("%s: router.external needs name and secret", config_file(c));
-        r->externals[i].name = strdup(name);
-        r->externals[i].secret = strdup(secret);
-        if (!r->externals[i].name || !r->externals[i].secret) log_fatal("out of memory");
-    }
-    r->nexternals = n;
+    accounts_load(r, c);
 
     const char *cert = config_get(c, "router.tls@cert"), *key = config_get(c, "router.tls@key");
     if (cert || key) {
@@ -92,13 +61,7 @@ int main(int argc, char **argv)
 
     log_notice("router stopped");
     names_free(r);
-    for (int i = 0; i < r->naccounts; i++) free(r->accounts[i].name);
-    free(r->accounts);
-    for (int i = 0; i < r->nexternals; i++) {
-        free(r->externals[i].name);
-        free(r->externals[i].secret);
-    }
-    free(r->externals);
+    accounts_free(r);
     if (r->tls) tls_ctx_free(r->tls);
     buf_free(&r->scratch);
     daemon_done(&d);

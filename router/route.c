@@ -8,6 +8,14 @@
  * with the payload intact. A link may only send from a name it bound (the
  * default-route holder, s2s, speaks for remote domains too).
  *
+ * Roles. Every route delivered to a native link starts
+ * <route role='ROLE' …>, ROLE being the sender's (account.c): the router
+ * writes the mark in front of the sender's bytes after "<route", so the
+ * payload is still never copied into a tree or re-serialized. A route that
+ * arrives with a role attribute of its own is refused (forbidden): only the
+ * router says who sent what. The router's own bounces are role='router',
+ * the stanzas of XEP-0114 components role='component'.
+ *
  * XEP-0114 components speak plain stanzas: theirs are wrapped in a route on
  * the way in and unwrapped on the way out (re-serialized so the stanza takes
  * the component stream's namespace).
@@ -54,6 +62,14 @@ void route_write(link_t *l, link_t *sender, const char *data, size_t len)
     if (sender && conn_is_full(l->conn)) hold(l, sender);
 }
 
+/* A sender's route to l, marked with the sender's role: its mark, then its
+ * bytes after "<route". */
+static void write_marked(link_t *l, link_t *sender, const xstream_raw_t *raw)
+{
+    conn_write(l->conn, sender->mark, sender->mark_len);
+    route_write(l, sender, raw->data + 6, raw->len - 6);
+}
+
 void route_drained(link_t *l)
 {
     release_waiting(l);
@@ -73,18 +89,6 @@ void route_forget(link_t *l)
     l->blocked_by = 0;
 }
 
-/* The payload bytes of a route: its content, whitespace trimmed. */
-static void route_payload(const xstream_raw_t *raw, const char **data, size_t *len)
-{
-    const char *p = raw->data + raw->inner_off;
-    size_t n = raw->inner_len;
-    while (n > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++, n--;
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n'))
-        n--;
-    *data = p;
-    *len = n;
-}
-
 /* The stanza error an XEP-0114 component gets for a route error. */
 static const char *stanza_condition(const char *route_error)
 {
@@ -99,7 +103,7 @@ static void deliver_external(router_t *r, link_t *dest, link_t *sender, const el
 {
     const char *data;
     size_t len;
-    route_payload(raw, &data, &len);
+    header_payload(raw, &data, &len);
     arena_t *a = arena_new(0);
     elem_t *stanza = xml_parse_fragment(a, data, len, NS_HEARTH_COMPONENT);
     if (!stanza) {
@@ -133,30 +137,37 @@ static void bounce(router_t *r, link_t *sender, const elem_t *route, const xstre
     }
     buf_t *b = &r->scratch;
     buf_reset(b);
-    buf_appends(b, "<route");
-    for (const attr_t *at = route->attrs; at; at = at->next) {
-        const char *name = at->name;
-        if (at->ns || strcmp(name, "type") == 0 || strcmp(name, "error") == 0) continue;
-        if (strcmp(name, "to") == 0)
-            name = "from";
-        else if (strcmp(name, "from") == 0)
-            name = "to";
-        buf_printf(b, " %s='", name);
-        xml_escape(b, at->value, at->value_len, true);
-        buf_appends(b, "'");
+    if (header_bounce(b, route, raw, condition) < 0) {
+        log_debug("%s: route to %s declares namespaces on its start tag: dropped, not bounced",
+                  sender->id, elem_attr(route, "to") ? elem_attr(route, "to") : "(none)");
+        return;
     }
-    buf_printf(b, " type='error' error='%s'>", condition);
-    buf_append(b, raw->data + raw->inner_off, raw->inner_len);
-    buf_appends(b, "</route>");
     route_write(sender, NULL, b->data, b->len);
+}
+
+/* Log a refused route once per link: a sender that keeps trying must not
+ * fill the log. */
+static void warn_refused(link_t *l, const elem_t *route, const char *why)
+{
+    if (l->has_warned) return;
+    l->has_warned = true;
+    log_warn("%s (%s, %s): route to '%s' refused: %s (logged once per connection)", l->id,
+             conn_peer(l->conn), comp_role_name(l->role),
+             elem_attr(route, "to") ? elem_attr(route, "to") : "", why);
 }
 
 void route_packet(router_t *r, link_t *from, elem_t *route, const xstream_raw_t *raw)
 {
+    if (!header_is_markable(route, raw) || from->mark_len == 0) {
+        warn_refused(from, route,
+                     elem_attr(route, "role") ? "it carries a role; only the router sets one"
+                                              : "not a plain <route …> start tag");
+        bounce(r, from, route, raw, "forbidden");
+        return;
+    }
     const char *sender_name = elem_attr(route, "from");
     if (!sender_name || !link_speaks_for(from, sender_name)) {
-        log_warn("%s: route from '%s', a name it has not bound: refused", from->id,
-                 sender_name ? sender_name : "");
+        warn_refused(from, route, "its from is not a name it has bound");
         bounce(r, from, route, raw, "forbidden");
         return;
     }
@@ -171,7 +182,7 @@ void route_packet(router_t *r, link_t *from, elem_t *route, const xstream_raw_t 
     if (dest->is_external)
         deliver_external(r, dest, from, route, raw);
     else
-        route_write(dest, from, raw->data, raw->len);
+        write_marked(dest, from, raw);
 }
 
 /* The domain part of a JID string, in a caller buffer. -1 if invalid. */
@@ -222,7 +233,7 @@ void route_external(router_t *r, link_t *l, elem_t *stanza)
     if (dest->is_external) {
         elem_serialize_stanza(stanza, NULL, b);
     } else {
-        buf_appends(b, "<route to='");
+        buf_appends(b, "<route role='component' to='");
         xml_escape(b, domain, strlen(domain), true);
         buf_appends(b, "' from='");
         xml_escape(b, l->names->name->name, strlen(l->names->name->name), true);

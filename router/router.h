@@ -2,9 +2,11 @@
  * component), the name table, and the routing between them.
  *
  * link.c owns a link's life: its stream, SASL or XEP-0114 handshake, and
- * bind/unbind requests. names.c owns the table of bound names, shard choice
+ * bind/unbind requests. account.c owns the accounts, their roles and the
+ * names each may bind. header.c reads and writes route start tags. names.c owns the table of bound names, shard choice
  * and advertisements. route.c moves packets: lookup, forwarding of the raw
- * bytes, bounces, and flow control. main.c wires them to the config. */
+ * bytes marked with the sender's role, bounces, and flow control. main.c
+ * wires them to the config. */
 #ifndef HEARTH_ROUTER_H
 #define HEARTH_ROUTER_H
 
@@ -25,7 +27,11 @@ typedef enum link_state {
 
 typedef struct account {
     char *name;
+    comp_role_t role;  /* ROLE_NONE for the shared account of older configs */
     scram_keys_t keys;
+    char **patterns;   /* component: the names it may bind (fnmatch) */
+    int npatterns;
+    bool is_shared;    /* router.user/router.password: any first-party role */
 } account_t;
 
 typedef struct external {
@@ -40,6 +46,8 @@ typedef struct router {
     int naccounts;
     external_t *externals;
     int nexternals;
+    char **domains; /* the local domains (prepared): the sm's names */
+    int ndomains;
     tls_ctx_t *tls;        /* NULL: components on other hosts are refused */
     bool is_tls_required;  /* for local components too */
     size_t max_stanza;
@@ -71,6 +79,11 @@ struct link {
     uint64_t shard_key;    /* hash of id, for rendezvous hashing */
     char stream_id[33];
     sasl_t *sasl;
+    const account_t *account; /* once authenticated (NULL: XEP-0114) */
+    comp_role_t role;      /* ROLE_NONE until known (shared account: first bind) */
+    char mark[32];         /* "<route role='ROLE'": the start of what it sends */
+    size_t mark_len;
+    bool has_warned;       /* a refused route was logged (once per link) */
     link_name_t *names;    /* names this link has bound */
     link_t **waiting;      /* links paused until this one's queue drains */
     int nwaiting, waiting_cap;
@@ -94,6 +107,22 @@ void link_accept(router_t *r, uv_stream_t *server);
 void link_fail(link_t *l, const char *condition, const char *text);
 /* Close every link with system-shutdown (the router is stopping). */
 void link_close_all(router_t *r);
+/* The link's role is known: routes from it are marked with it. */
+void link_set_role(link_t *l, comp_role_t role);
+
+/* account.c */
+/* Read router/account, router/component, the shared router.password and
+ * router/external; fatal on a broken entry. */
+void accounts_load(router_t *r, const config_t *c);
+void accounts_free(router_t *r);
+const account_t *accounts_find(const router_t *r, const char *name);
+/* May l bind name (with these options)? For the shared account of older
+ * configs the first bind also sets the link's role. */
+bool accounts_may_bind(const router_t *r, link_t *l, const char *name, bool is_shard,
+                       bool is_default);
+/* A name only first-party daemons may hold (local domains, c2s-*, s2s,
+ * resolver, hearthctl-*, router). */
+bool accounts_is_reserved(const router_t *r, const char *name);
 
 /* names.c */
 void names_init(router_t *r);
@@ -112,6 +141,20 @@ link_t *names_pick(const name_t *n, const char *user);
 /* Tell one new link every name currently bound. */
 void names_advertise_all(router_t *r, link_t *to);
 uint64_t names_hash(const char *s, size_t len);
+
+/* header.c: the route start tag (no connection involved) */
+/* The bytes start "<route" and a blank, so a mark can go in front of the
+ * attributes, and the route carries no role of its own. */
+bool header_is_markable(const elem_t *route, const xstream_raw_t *raw);
+/* "<route role='ROLE'" into out; its length (0 if it does not fit). */
+size_t header_mark(char *out, size_t size, comp_role_t role);
+/* Append the bounce of route: role='router', to and from swapped,
+ * type='error' error=condition, the payload as it came. -1 (nothing
+ * appended) when the start tag declares namespaces, which the bounce could
+ * not keep. */
+int header_bounce(buf_t *b, const elem_t *route, const xstream_raw_t *raw, const char *condition);
+/* The payload's bytes, blanks around it trimmed. */
+void header_payload(const xstream_raw_t *raw, const char **data, size_t *len);
 
 /* route.c */
 /* A <route/> from a native link, with its raw bytes. */

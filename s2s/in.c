@@ -25,15 +25,32 @@ struct in {
     bool dead;
     bool flow_paused; /* the router link is full (in_resume_all) */
     bool rate_paused; /* over s2s.rate: the timer resumes reading */
+    int verifying;    /* db:results waiting for the authoritative server */
     rate_bucket_t bucket;
     uv_timer_t timer; /* idle, or the end of a rate pause */
 };
 
 static uint64_t next_serial = 1;
 
+/* Each db:result we cannot check by certificate makes us connect to the
+ * claimed domain's server: a stream may have only this many waiting, or
+ * one peer could make us open connections to a third party without end. */
+#define MAX_VERIFYING 4
+
+/* What we write to a peer answers what it sent (dialback results and
+ * verifications, features); one that sends and never reads would grow our
+ * queue without end: past s2s.max-queue bytes its stream is cut. */
 static void in_write(in_t *in, const char *text)
 {
-    if (in->conn && !in->dead) conn_write(in->conn, text, strlen(text));
+    if (!in->conn || in->dead) return;
+    conn_write(in->conn, text, strlen(text));
+    if (conn_queued(in->conn) > in->s->max_queue) {
+        log_warn("s2s incoming from %s: the peer does not read (%zu bytes wait, s2s.max-queue "
+                 "%zu): closing",
+                 conn_peer(in->conn), conn_queued(in->conn), in->s->max_queue);
+        in->dead = true;
+        conn_abort(in->conn);
+    }
 }
 
 static void stream_error(in_t *in, const char *condition, const char *text)
@@ -103,6 +120,27 @@ static void send_features(in_t *in)
     buf_free(&b);
 }
 
+/* A peer that names one of our own domains as its own is refused with the
+ * stream error invalid-from (RFC 6120 4.9.3.9: a from that is not a domain
+ * the peer may use), whether in its stream header, a db:result, a db:verify
+ * or, through the header, SASL EXTERNAL. No honest server does that (our
+ * domains reach each other without s2s), so it is an attack or a loop, and
+ * ending the stream beats a dialback 'invalid' the peer could retry on the
+ * same stream: nothing it claims is ever checked, so no key for our own
+ * domain is ever sent to anyone, no connection made to ourselves, and no
+ * certificate for our domain (XEP-0344) accepted. True when refused. */
+static bool claims_local(in_t *in, const char *domain, const char *where)
+{
+    char prepped[JID_STRING_MAX];
+    if (!domain || jid_prep(domain, strlen(domain), prepped, NULL) < 0 ||
+        !s2s_is_local(in->s, prepped))
+        return false;
+    log_warn("s2s incoming from %s: %s claims our own domain %s", conn_peer(in->conn), where,
+             prepped);
+    stream_error(in, "invalid-from", "that domain is served here");
+    return true;
+}
+
 static void x_open(void *ud, elem_t *header, const char *default_ns)
 {
     in_t *in = ud;
@@ -138,6 +176,7 @@ static void x_open(void *ud, elem_t *header, const char *default_ns)
         stream_error(in, "host-unknown", NULL);
         return;
     }
+    if (claims_local(in, from, "the stream header")) return;
     send_features(in);
 }
 
@@ -202,6 +241,9 @@ static void on_sasl_auth(in_t *in, elem_t *st)
         condition = "not-authorized";
     else if (!condition && *authzid && strcmp(authzid, in->from) != 0)
         condition = "invalid-authzid";
+    /* in->from is never local (x_open refused it); and what it proves here
+     * must not be either. */
+    if (!condition && claims_local(in, in->from, "SASL EXTERNAL")) return;
     if (condition) {
         log_info("s2s incoming from %s: SASL EXTERNAL for %s refused: %s", conn_peer(in->conn),
                  in->from ? in->from : "(no from)", condition);
@@ -241,15 +283,19 @@ static void on_db_result(in_t *in, elem_t *st)
         stream_error(in, "host-unknown", NULL);
         return;
     }
+    if (claims_local(in, from, "db:result")) return;
     s2s_auth_t policy = s2s_policy(in->s, from);
     if (policy != AUTH_BLOCK && conn_peer_verified(in->conn, from)) {
         answer_result(in, to, from, true);
     } else if (policy != AUTH_DIALBACK) {
         log_info("s2s incoming from %s: %s needs a valid certificate", conn_peer(in->conn), from);
         answer_result(in, to, from, false);
+    } else if (in->verifying >= MAX_VERIFYING) {
+        stream_error(in, "policy-violation", "too many dialback requests waiting");
     } else {
         log_info("s2s incoming from %s: dialback for %s -> %s, verifying", conn_peer(in->conn),
                  from, to);
+        in->verifying++;
         out_verify(in->s, in->serial, to, from, in->id, key);
     }
 }
@@ -262,9 +308,13 @@ static void on_db_verify(in_t *in, elem_t *st)
         stream_error(in, "invalid-xml", "db:verify needs from, to and id");
         return;
     }
+    if (claims_local(in, from, "db:verify")) return;
     char key[65];
     s2s_dialback_key(in->s, from, to, id, key);
-    bool valid = s2s_is_local(in->s, to) && strcmp(key, elem_text(st)) == 0;
+    /* In constant time: strcmp would tell a guesser how many of its first
+     * characters are right. */
+    const char *given = elem_text(st);
+    bool valid = s2s_is_local(in->s, to) && tls_equal(key, 64, given, strlen(given));
     buf_t b = BUF_INIT;
     s2s_dialback_xml(&b, "verify", to, from, id, valid ? "valid" : "invalid", NULL);
     in_write(in, b.data);
@@ -420,6 +470,7 @@ void in_verified(s2s_t *s, uint64_t serial, const char *receiving, const char *o
     in_t *in = s->ins;
     while (in && in->serial != serial)
         in = in->next;
+    if (in && in->verifying > 0) in->verifying--;
     if (in && !in->dead) answer_result(in, receiving, originating, valid);
 }
 

@@ -207,14 +207,22 @@ static void configure(s2s_t *s, const config_t *cf)
     s->max_per_domain = (int)config_int(cf, "s2s.max-connections-per-domain");
     s->max_connections = (int)config_int(cf, "s2s.max-connections");
 
-    const char *secret = config_get(cf, "s2s.dialback-secret");
-    char random[65];
-    if (!secret || !*secret) {
-        random_hex(random, 32);
-        secret = random;
+    /* s2s.dialback-secret, or better the first line of
+     * s2s.dialback-secret-file, read here, before the privileges go (a file
+     * that others may read is warned about: whoever knows the secret can
+     * make our keys, and so speak for our domains); else random. */
+    char *err = NULL;
+    char *secret =
+        config_secret(cf, "s2s.dialback-secret", "s2s.dialback-secret-file", -1, &err);
+    if (err) log_fatal("%s", err);
+    if (!secret) {
+        if (!(secret = malloc(65))) log_fatal("out of memory");
+        random_hex(secret, 32);
     }
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, secret, strlen(secret), s->secret) < 0)
         log_fatal("SHA-256 failed");
+    gnutls_memset(secret, 0, strlen(secret));
+    free(secret);
     load_certificates(s, cf);
 }
 
@@ -250,11 +258,39 @@ static void on_down(comp_t *comp)
     log_warn("%s: lost the router", s->id);
 }
 
-/* hearthctl s2s (urn:hearth:admin:1): the streams, answered to the
- * component that asked. */
-static void report(s2s_t *s, const char *asker, const elem_t *iq)
+/* What a route may ask of us depends on the role the router marked it with
+ * (role='…', set by the router, never by the sender; DESIGN.md): the
+ * report only to admin, <resolved/> only from the resolver, stanzas for
+ * remote servers from the sm, or from a component for its own domain. A
+ * refusal is logged once per sender and kind, so that one that keeps
+ * trying cannot fill the log. */
+static void refuse(const elem_t *route, const char *what)
 {
-    if (!asker) return;
+    const char *from = elem_attr(route, "from");
+    char key[2 * JID_STRING_MAX];
+    snprintf(key, sizeof key, "s2s refuses %s %s", what, from ? from : "");
+    if (!log_is_first(key)) return;
+    const char *role = comp_role_name(comp_route_role(route));
+    log_warn("%s (role %s) may not send %s to s2s: refused (logged once per sender)",
+             from ? from : "(no from)", *role ? role : "none", what);
+}
+
+/* hearthctl s2s (urn:hearth:admin:1): the streams, answered to the
+ * component that asked, if it is an admin; any other is answered
+ * forbidden, so that a tool run with the wrong account says so at once. */
+static void report(s2s_t *s, const elem_t *route, const elem_t *iq)
+{
+    const char *asker = elem_attr(route, "from");
+    const char *type = elem_attr(iq, "type");
+    if (!asker || !type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) return;
+    if (comp_route_role(route) != ROLE_ADMIN) {
+        refuse(route, "the hearthctl s2s request");
+        elem_t *error = elem_copy(arena_new(0), iq);
+        if (xmpp_stanza_error(error, "forbidden", NULL) == 0)
+            comp_send_to(s->comp, asker, s->id, NULL, error);
+        arena_free(error->arena);
+        return;
+    }
     arena_t *a = arena_new(0);
     elem_t *answer = elem_new(a, NS_CLIENT, "iq");
     elem_set_attr(answer, "type", "result");
@@ -272,12 +308,16 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     s2s_t *s = comp_data(comp);
     elem_t *payload = elem_first(route);
     if (!payload) return;
+    comp_role_t role = comp_route_role(route);
     if (elem_is(payload, NS_RESOLVER, "resolved")) {
-        out_resolved(s, payload);
+        if (role == ROLE_RESOLVER)
+            out_resolved(s, payload);
+        else
+            refuse(route, "resolver answers");
         return;
     }
     if (elem_is(payload, NS_CLIENT, "iq") && elem_child(payload, NS_ADMIN, "s2s")) {
-        report(s, elem_attr(route, "from"), payload);
+        report(s, route, payload);
         return;
     }
     if (elem_attr(route, "type")) {
@@ -288,8 +328,18 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     const char *to = elem_attr(payload, "to"), *from = elem_attr(payload, "from");
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
     jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
-    if (!jto || !jfrom || !s2s_is_local(s, jid_domain(jfrom)) ||
-        s2s_is_local(s, jid_domain(jto))) {
+    /* The sm speaks for every user of the local domains; a component only
+     * for its own domain, the route's from (a name the router let it
+     * bind). Either way the from must be a domain this s2s serves, in
+     * both directions (dialback, certificates): a component's own domain
+     * (muc's conference.DOMAIN) is not federated until the s2s serves it. */
+    const char *sender = elem_attr(route, "from");
+    bool may_send = role == ROLE_SM || (role == ROLE_COMPONENT && jfrom && sender &&
+                                        strcmp(jid_domain(jfrom), sender) == 0);
+    if (!may_send) {
+        refuse(route, "stanzas for remote servers");
+    } else if (!jto || !jfrom || !s2s_is_local(s, jid_domain(jfrom)) ||
+               s2s_is_local(s, jid_domain(jto))) {
         log_info("stanza without a local from and a remote to dropped");
     } else {
         out_send(s, jid_domain(jfrom), jid_domain(jto), payload, raw->len);
@@ -358,10 +408,11 @@ int main(int argc, char **argv)
     map_init(&s->out_by_pair);
     listen_on(s, &s->listener, &s->listening, "s2s.listen");
     listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
+    /* Its router secret is read before the switch (it may be root's). */
+    s->comp = comp_new_from_config(s->loop, d.config, s->id, ROLE_S2S, &comp_cb, s);
+    if (!s->comp) log_fatal("cannot set up the router link");
     daemon_drop_privileges(&d);
 
-    s->comp = comp_new_from_config(s->loop, d.config, s->id, &comp_cb, s);
-    if (!s->comp) log_fatal("cannot set up the router link");
     comp_bind(s->comp, "s2s", COMP_BIND_DEFAULT);
     comp_start(s->comp);
 

@@ -51,6 +51,8 @@ struct out {
     target_t *targets;      /* from the resolver, in the order to try */
     int ntargets, next_target;
     bool direct;            /* the current target wants TLS at once */
+    bool cert_checked;      /* TLS is up and the peer's certificate was checked */
+    bool cert_valid;        /* ...and it is valid for remote */
     pending_t *verifies; /* db:verify sent on this stream, unanswered */
     /* a db:verify link: it sends vkey for verifies's one id, then closes */
     bool is_verify;
@@ -59,9 +61,36 @@ struct out {
 
 static void free_out(uv_handle_t *h);
 
+/* Once the peer stops reading, what we write waits in the connection's
+ * queue: past s2s.max-queue bytes the stream ends (stalled), so that a peer
+ * holds at most that much of our memory, however it makes us write
+ * (stanzas, db:verify requests for its own incoming streams). */
+static bool is_over_limit(const out_t *o)
+{
+    return o->conn && conn_queued(o->conn) > o->s->max_queue;
+}
+
+/* The peer does not read: the stream ends, closed gracefully (what waits
+ * gets the close's grace time to leave; then it is dropped), and the next
+ * stanza for the pair opens a new one. The stanza that did not fit bounces
+ * as remote-server-timeout (out_send), as would any still queued, and the
+ * db:verify requests waiting on the stream are answered invalid. */
+static void stalled(out_t *o)
+{
+    if (o->dead) return;
+    log_warn("s2s %s -> %s: the peer does not read (%zu bytes wait, s2s.max-queue %zu): "
+             "ending the stream",
+             o->local, o->remote, conn_queued(o->conn), o->s->max_queue);
+    o->condition = "remote-server-timeout";
+    o->dead = true;
+    conn_close(o->conn); /* its on_close finishes */
+}
+
 static void out_write(out_t *o, const char *text)
 {
-    if (o->conn) conn_write(o->conn, text, strlen(text));
+    if (!o->conn) return;
+    conn_write(o->conn, text, strlen(text));
+    if (is_over_limit(o)) stalled(o);
 }
 
 static void bounce_queue(out_t *o)
@@ -363,12 +392,19 @@ static void c_tls(conn_t *c, int status)
         o->condition = "remote-server-not-found";
         return;
     }
-    /* Under dialback the peer's domain is proven by DNS and the callback;
-     * a peer that must show a certificate must show a valid one. */
-    if (s2s_policy(o->s, o->remote) == AUTH_CERTIFICATE && !conn_peer_verified(c, o->remote)) {
+    /* Whatever the policy, the peer's certificate is checked and the result
+     * kept (hearthctl s2s shows it). A peer that must show a valid one and
+     * does not is left; under dialback its domain is proven by DNS and the
+     * callback, so an invalid certificate is allowed, but noted. */
+    o->cert_checked = true;
+    o->cert_valid = conn_peer_verified(c, o->remote);
+    if (!o->cert_valid && s2s_policy(o->s, o->remote) == AUTH_CERTIFICATE) {
         fail(o, "remote-server-not-found", "its certificate is not valid for its domain");
         return;
     }
+    log_info("s2s %s -> %s: the peer's certificate is %s", o->local, o->remote,
+             o->cert_valid ? "valid for its domain"
+                           : "not valid for its domain (allowed under dialback)");
     send_header(o);
 }
 
@@ -522,12 +558,18 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
         char key[2 * JID_STRING_MAX];
         if (!o && !s->is_stopping && (o = out_new(s, local, remote)))
             map_put(&s->out_by_pair, pair_key(key, local, remote), o);
-        /* A peer that does not read (or is not there yet) holds at most
-         * s2s.max-queue bytes of ours. */
-        if (!o)
+        /* A peer that is not there yet holds at most s2s.max-queue bytes
+         * of ours; one that stopped reading as much, and then its stream
+         * ends (stalled; a stanza alone on an empty queue always goes). */
+        size_t waiting = o && o->conn ? conn_queued(o->conn) : 0;
+        if (!o) {
             refused = "remote-server-not-found";
-        else if (o->queued + (o->conn ? conn_queued(o->conn) : 0) + size > s->max_queue)
-            refused = "resource-constraint";
+        } else if (o->state != O_READY) {
+            if (o->queued + waiting + size > s->max_queue) refused = "resource-constraint";
+        } else if (waiting && waiting + size > s->max_queue) {
+            stalled(o);
+            refused = "remote-server-timeout";
+        }
     }
     if (refused) {
         elem_t *copy = elem_copy(arena_new(0), stanza);
@@ -558,6 +600,18 @@ void out_verify(s2s_t *s, uint64_t in_serial, const char *receiving, const char 
     out_t *o = stream_for(s, receiving, originating);
     if (o && o->state != O_READY) o = NULL;
     bool reuse = o != NULL;
+    /* One verification link per pair at a time: a second db:result for the
+     * same pair while one is checked is answered invalid, not with another
+     * connection. */
+    for (out_t *p = s->outs; !reuse && p; p = p->next) {
+        if (p->dead || !p->is_verify || strcmp(p->local, receiving) != 0 ||
+            strcmp(p->remote, originating) != 0)
+            continue;
+        log_info("s2s %s -> %s: a verification is already under way; this one is invalid",
+                 receiving, originating);
+        in_verified(s, in_serial, receiving, originating, false);
+        return;
+    }
     if (!o && !s->is_stopping && (o = out_new(s, receiving, originating))) {
         o->is_verify = true;
         o->vkey = xstrdup(key);
@@ -595,6 +649,7 @@ void out_report(s2s_t *s, elem_t *list)
         char n[32];
         snprintf(n, sizeof n, "%zu", o->queued + (o->conn ? conn_queued(o->conn) : 0));
         elem_set_attr(e, "queued", n);
+        elem_set_attr(e, "cert", !o->cert_checked ? "none" : o->cert_valid ? "valid" : "invalid");
     }
 }
 

@@ -5,6 +5,7 @@
  * to session.c, a client's stanza (route with sid) and anything else to
  * deliver.c, a bounce back to deliver.c. The delivery rules themselves are
  * in deliver.c, sessions in session.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -276,10 +277,24 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
     if (!available) sess_end_c2s(sm, name);
 }
 
+void sm_refuse(comp_role_t role, const char *sender, const char *why)
+{
+    char key[320];
+    snprintf(key, sizeof key, "sm refuses %s %s", comp_role_name(role), sender ? sender : "-");
+    if (log_is_first(key))
+        log_warn("route from %s (role %s) refused: %s (logged once per sender)",
+                 sender ? sender : "?", role ? comp_role_name(role) : "none", why);
+}
+
+/* Who may send what (docs/security.md): the session protocol and the
+ * stanzas of sessions only a c2s; bounces only the router; stanzas with a
+ * from of their own s2s (for remote domains), another sm shard, and a
+ * component or hearthctl for the name they bound (deliver_inbound). */
 void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
 {
     (void)raw;
     sm_t *sm = comp_data(c);
+    comp_role_t role = comp_route_role(route);
     elem_t *payload = elem_first(route);
     if (!payload) {
         log_debug("route from %s without payload dropped",
@@ -288,17 +303,27 @@ void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
     }
     const char *type = elem_attr(route, "type");
     if (type && strcmp(type, "error") == 0) {
-        deliver_bounced(sm, route, payload);
+        if (role != ROLE_ROUTER)
+            sm_refuse(role, elem_attr(route, "from"), "a route error not from the router");
+        else
+            deliver_bounced(sm, route, payload);
         return;
     }
-    if (elem_is(payload, NS_HEARTH_SESSION, "session")) {
-        sess_on_request(sm, route, payload);
-        return;
-    }
-    if (elem_attr(route, "sid")) {
+    bool is_session = payload->ns && strcmp(payload->ns, NS_HEARTH_SESSION) == 0;
+    if (is_session || elem_attr(route, "sid")) {
+        if (role != ROLE_C2S) {
+            sm_refuse(role, elem_attr(route, "from"),
+                      is_session ? "the session protocol is for c2s only"
+                                 : "a session's stanza not from a c2s");
+            return;
+        }
+        if (is_session) {
+            sess_on_request(sm, route, payload);
+            return;
+        }
         sess_t *s = sess_of_route(sm, route);
         if (s) deliver_from_sess(sm, s, payload);
         return;
     }
-    deliver_inbound(sm, payload);
+    deliver_inbound(sm, payload, role, elem_attr(route, "from"));
 }

@@ -36,6 +36,7 @@ struct sm {
     map_t users;           /* bare JID -> first sess_t of the user */
     map_t accounts;        /* bare JID -> (void *)1: known to exist */
     map_t checking;        /* bare JID -> check_t: an account lookup in flight */
+    map_t absent;          /* bare JID -> expiry (loop ms): known not to exist */
     unsigned long nsessions;
     char **components; /* advertised names, NULL-terminated */
     int ncomponents;
@@ -62,14 +63,19 @@ void sess_end_all(sm_t *sm);
 /* Delivery (deliver.c). */
 /* A stanza from a session, from stamped. */
 void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *stanza);
-/* A stanza from elsewhere (another component, s2s, another shard). */
-void deliver_inbound(sm_t *sm, elem_t *stanza);
+/* A stanza from elsewhere (another component, s2s, another shard), routed
+ * by a daemon of that role under the name sender. */
+void deliver_inbound(sm_t *sm, elem_t *stanza, comp_role_t role, const char *sender);
+/* Refuse what a sender (its bound name and role) routed to us: logged
+ * once per sender. */
+void sm_refuse(comp_role_t role, const char *sender, const char *why);
 /* A route that came back as an error (the payload is what we sent). */
 void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *stanza);
 /* Does the local account bare exist? cb gets 1 (yes), 0 (no) or -1 (the
  * store failed), at once when known, else after a storage lookup; the
  * answers for one account come in the order they were asked. Positive
- * answers are cached until sm_account_forget(). */
+ * answers are cached until sm_account_forget(), negative ones for
+ * ACCOUNT_ABSENT_TTL or until sm_account_created(). */
 typedef void (*account_cb)(sm_t *sm, void *ud, int exists);
 void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud);
 

@@ -16,6 +16,12 @@
 #include "core.h"
 
 #define ACCOUNT_CACHE_MAX 200000
+/* How long "no such account" is believed: long enough that a flood of
+ * stanzas to one nonexistent name costs one lookup, short enough that an
+ * account made where the sm is not told (by hand in the store) soon gets
+ * its stanzas. Creation through c2s or hearthctl ends it at once. */
+#define ACCOUNT_ABSENT_TTL_MS 30000
+#define ACCOUNT_ABSENT_MAX 100000
 
 /* ---- account existence ------------------------------------------------ */
 
@@ -50,6 +56,25 @@ static void account_known(sm_t *sm, const char *bare)
     map_put(&sm->accounts, bare, (void *)1);
 }
 
+static void account_absent(sm_t *sm, const char *bare)
+{
+    if (sm->absent.count >= ACCOUNT_ABSENT_MAX) {
+        map_free(&sm->absent);
+        map_init(&sm->absent);
+    }
+    map_put(&sm->absent, bare, (void *)(uintptr_t)(uv_now(sm->loop) + ACCOUNT_ABSENT_TTL_MS));
+}
+
+/* Known not to exist, and not for too long. */
+static bool is_absent(sm_t *sm, const char *bare)
+{
+    void *expiry = map_get(&sm->absent, bare);
+    if (!expiry) return false;
+    if ((uint64_t)(uintptr_t)expiry > uv_now(sm->loop)) return true;
+    map_del(&sm->absent, bare);
+    return false;
+}
+
 static void account_checked(void *ud, const st_result_t *res)
 {
     check_t *c = ud;
@@ -59,6 +84,8 @@ static void account_checked(void *ud, const st_result_t *res)
         log_warn("account lookup for %s failed: %s", c->bare, st_error(res));
     else if (exists)
         account_known(sm, c->bare);
+    else
+        account_absent(sm, c->bare);
     map_del(&sm->checking, c->bare);
     for (int i = 0; i < c->n; i++)
         c->waiters[i].cb(sm, c->waiters[i].ud, exists);
@@ -77,6 +104,10 @@ void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud)
         cb(sm, ud, 1);
         return;
     }
+    if (is_absent(sm, bare)) {
+        cb(sm, ud, 0);
+        return;
+    }
     size_t len = strlen(bare);
     c = calloc(1, sizeof(*c) + len + 1);
     if (!c) log_fatal("out of memory");
@@ -91,6 +122,11 @@ void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud)
 void sm_account_forget(sm_t *sm, const char *bare)
 {
     map_del(&sm->accounts, bare);
+}
+
+void sm_account_created(sm_t *sm, const char *bare)
+{
+    map_del(&sm->absent, bare);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -340,7 +376,31 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
     sm_pkt_release(pkt);
 }
 
-void deliver_inbound(sm_t *sm, elem_t *payload)
+/* May a daemon of role, bound as sender, route a stanza from `from`? s2s
+ * speaks for remote domains only, another sm shard for anyone (its users,
+ * and what it relays), a component or hearthctl only for the name it bound
+ * (and the JIDs under it); nobody else sends stanzas of their own. */
+static const char *sender_problem(const sm_t *sm, comp_role_t role, const char *sender,
+                                  const jid_t *from)
+{
+    switch (role) {
+    case ROLE_S2S:
+        return sm_is_local(sm, jid_domain(from)) ? "s2s speaking for a local domain" : NULL;
+    case ROLE_SM:
+        return NULL;
+    case ROLE_COMPONENT:
+    case ROLE_ADMIN:
+        return sender && strcmp(jid_domain(from), sender) == 0
+                   ? NULL
+                   : "a from outside the name the sender bound";
+    case ROLE_NONE:
+        return "a route with no role";
+    default:
+        return "a role that sends no stanzas of its own";
+    }
+}
+
+void deliver_inbound(sm_t *sm, elem_t *payload, comp_role_t role, const char *sender)
 {
     if (!is_stanza_name(payload->name)) {
         log_info("route with <%s/>, not a stanza: dropped", payload->name);
@@ -360,6 +420,15 @@ void deliver_inbound(sm_t *sm, elem_t *payload)
         log_info("stanza with an invalid from dropped");
         return;
     }
+    const char *refusal = sender_problem(sm, role, sender, pkt->from);
+    if (refusal) {
+        char why[JID_STRING_MAX + 128];
+        snprintf(why, sizeof why, "%s (%s)", refusal, jid_full(pkt->from));
+        sm_refuse(role, sender, why);
+        sm_pkt_release(pkt);
+        return;
+    }
+    pkt->role = role;
     send_on(sm, pkt, true);
     sm_pkt_release(pkt);
 }

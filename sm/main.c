@@ -1,7 +1,7 @@
-/* main.c — hearth-sm: reads the config, opens the store, links to the
- * router binding every local domain as a shard, starts the modules and
- * runs the loop. The work is in core.c, session.c, deliver.c and the
- * modules (sm/mod_*.c, listed in modules.c). */
+/* main.c — hearth-sm: reads the config, drops privileges, opens the store,
+ * links to the router binding every local domain as a shard, starts the
+ * modules and runs the loop. The work is in core.c, session.c, deliver.c
+ * and the modules (sm/mod_*.c, listed in modules.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,10 +72,7 @@ int main(int argc, char **argv)
     map_init(&sm->users);
     map_init(&sm->accounts);
     map_init(&sm->checking);
-
-    char *err = NULL;
-    if (!(sm->st = storage_open(sm->loop, d.config, &err)))
-        log_fatal("cannot open the store: %s", err ? err : "unknown error");
+    map_init(&sm->absent);
 
     static const comp_cb_t cb = {
         .on_ready = on_ready,
@@ -84,13 +81,19 @@ int main(int argc, char **argv)
         .on_advert = sm_on_advert,
         .on_bind_error = on_bind_error,
     };
-    sm->comp = comp_new_from_config(sm->loop, d.config, d.id, &cb, sm);
+    /* Its router secret is read before the switch (it may be root's). */
+    sm->comp = comp_new_from_config(sm->loop, d.config, d.id, ROLE_SM, &cb, sm);
+    /* No port, no key: the user's from here on, store included. */
+    daemon_drop_privileges(&d);
+    char *err = NULL;
+    if (!(sm->st = storage_open(sm->loop, d.config, &err)))
+        log_fatal("cannot open the store: %s", err ? err : "unknown error");
+
     for (int i = 0; i < sm->ndomains; i++)
         comp_bind(sm->comp, sm->domains[i], COMP_BIND_SHARD);
     for (const sm_module_t *m = sm_modules; m->name; m++)
         m->init(sm);
 
-    daemon_drop_privileges(&d);
     comp_start(sm->comp);
     log_notice("%s started (%s store, %d shard(s))", sm->id, storage_driver(sm->st), sm->shards);
 
@@ -110,6 +113,7 @@ int main(int argc, char **argv)
     map_free(&sm->users);
     map_free(&sm->accounts);
     map_free(&sm->checking);
+    map_free(&sm->absent);
     buf_free(&sm->out);
     daemon_done(&d);
     uv_run(sm->loop, UV_RUN_NOWAIT);

@@ -1,12 +1,10 @@
 /* mod_admin.c — administration requests from hearthctl (urn:hearth:admin:1).
  *
- * hearthctl connects to the router as a component named hearthctl-PID and
- * sends IQs to a local domain in a route; this module answers them. Only
- * such a sender is obeyed: a JID that is a bare component name starting
- * with "hearthctl" and holding no dot. Clients cannot be one (the core
- * stamps their from with their account), remote servers cannot either (s2s
- * accepts only DNS domains it verified), and the router lets a component
- * send only from names it bound with the router's password.
+ * hearthctl connects to the router with the admin account (role admin),
+ * binds hearthctl-PID and sends IQs to a local domain in a route; this
+ * module answers them. Only a request the router marked role='admin' is
+ * obeyed (pkt->role): clients, remote servers and other components are
+ * refused with forbidden, whatever name they send from.
  *
  * The payload (one child of the IQ, namespace urn:hearth:admin:1):
  *
@@ -19,7 +17,10 @@
  *   <iq type='set'><deleted jid='BARE JID'/></iq>
  *     -> empty result: the account was deleted from the store (hearthctl
  *        deluser); the core forgets it and its sessions end with the
- *        not-authorized stream error.
+ *        not-authorized stream error;
+ *   <iq type='set'><created jid='BARE JID'/></iq>
+ *     -> empty result: the account was added to the store (hearthctl
+ *        adduser); the core forgets that it was known not to exist.
  * Anything else in the namespace: bad-request. */
 #include <stdio.h>
 #include <string.h>
@@ -28,10 +29,16 @@
 
 #define NS_ADMIN "urn:hearth:admin:1"
 
-static bool is_admin(const jid_t *from)
+/* The local account a command's jid names, or NULL. */
+static jid_t *account_jid(const sm_t *sm, const elem_t *cmd)
 {
-    return !jid_has_node(from) && !jid_has_resource(from) &&
-           strncmp(jid_domain(from), "hearthctl", 9) == 0 && !strchr(jid_domain(from), '.');
+    const char *text = elem_attr(cmd, "jid");
+    jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
+    if (j && (!jid_has_node(j) || jid_has_resource(j) || !sm_is_local(sm, jid_domain(j)))) {
+        jid_free(j);
+        j = NULL;
+    }
+    return j;
 }
 
 static void add_session(sess_t *sess, void *ud)
@@ -62,7 +69,7 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
     if (!is_get && strcmp(pkt->type, "set") != 0) return SM_PASS;
     elem_t *cmd = elem_first(pkt->stanza);
     if (!cmd || strcmp(cmd->ns, NS_ADMIN) != 0) return SM_PASS;
-    if (!is_admin(pkt->from)) {
+    if (pkt->role != ROLE_ADMIN) {
         log_warn("admin: request from %s refused", jid_full(pkt->from));
         sm_reply_error(sm, pkt, "forbidden");
         return SM_HANDLED;
@@ -73,14 +80,22 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
         sm_each_session(sm, add_session, online);
         sm_reply_result(sm, pkt, online);
     } else if (!is_get && strcmp(cmd->name, "deleted") == 0) {
-        const char *text = elem_attr(cmd, "jid");
-        jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
-        if (!j || !jid_has_node(j) || jid_has_resource(j) || !sm_is_local(sm, jid_domain(j))) {
+        jid_t *j = account_jid(sm, cmd);
+        if (!j) {
             sm_reply_error(sm, pkt, "jid-malformed");
         } else {
             log_notice("admin: %s was deleted; ending its sessions", jid_bare(j));
             sm_account_forget(sm, jid_bare(j));
             end_sessions(sm, jid_bare(j));
+            sm_reply_result(sm, pkt, NULL);
+        }
+        jid_free(j);
+    } else if (!is_get && strcmp(cmd->name, "created") == 0) {
+        jid_t *j = account_jid(sm, cmd);
+        if (!j) {
+            sm_reply_error(sm, pkt, "jid-malformed");
+        } else {
+            sm_account_created(sm, jid_bare(j));
             sm_reply_result(sm, pkt, NULL);
         }
         jid_free(j);

@@ -7,8 +7,8 @@
  * resource-constraint; nothing is dropped silently. Messages with nothing
  * worth keeping (chat states alone) are dropped, as XEP-0160 §3 says.
  * When a session sends available presence of non-negative priority
- * (SM_CHAIN_AVAILABLE), the queue goes to it oldest first and is then
- * deleted. */
+ * (SM_CHAIN_AVAILABLE), the queue goes to it oldest first, in chunks that
+ * are deleted once the client has read them (below). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,7 @@
 #define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 
 static long long quota;
-static map_t flushing; /* owner -> (void *)1 while its queue is being sent */
+static map_t flushing; /* owner -> flush_t while its queue is being sent */
 
 static bool is(const char *a, const char *b)
 {
@@ -107,62 +107,124 @@ static sm_verdict_t on_undelivered(sm_t *sm, sm_pkt_t *pkt)
 
 /* ---- replay ----------------------------------------------------------- */
 
+/* The queue goes out in chunks of at most CHUNK_BYTES (a message at least),
+ * each followed by an XEP-0199 ping to the session; a chunk is deleted
+ * only when the client answers that ping (result or error: RFC 6120 §8.2.3
+ * wants an answer either way), which it can do only after reading the
+ * chunk. Then the next chunk goes. So a client never has more than one
+ * chunk waiting for it (c2s cuts a client off at c2s.max-queue), and what
+ * a client that goes away did not confirm waits for its next session:
+ * at worst a message arrives twice, never not at all. */
+#define CHUNK_BYTES (256 * 1024)
+#define CHUNK_ROWS 64
+#define NS_PING "urn:xmpp:ping"
+
 typedef struct flush {
     sm_t *sm;
     jid_t *full;
-    char *last_id;
+    char last_id[24]; /* the last message sent of the chunk out now */
+    char done_id[24]; /* the last message confirmed and deleted */
+    char ping_id[40]; /* the ping behind the chunk, "" when none is out */
+    bool is_busy;     /* a storage call holds the flush */
+    bool is_gone;     /* the session ended: free once not busy */
 } flush_t;
 
 static void flush_free(flush_t *f)
 {
     map_del(&flushing, jid_bare(f->full));
     jid_free(f->full);
-    free(f->last_id);
     free(f);
+}
+
+static void fetch_next(flush_t *f);
+
+/* After a storage call: false (and f freed) if the session went away. */
+static bool still_wanted(flush_t *f)
+{
+    f->is_busy = false;
+    if (!f->is_gone && sm_session(f->sm, f->full)) return true;
+    flush_free(f);
+    return false;
 }
 
 static void deleted(void *ud, const st_result_t *res)
 {
     flush_t *f = ud;
-    if (st_status(res) != ST_OK)
-        log_warn("offline messages of %s sent but not deleted: %s", jid_bare(f->full),
+    if (st_status(res) != ST_OK) {
+        log_warn("offline messages of %s read but not deleted: %s", jid_bare(f->full),
                  st_error(res));
-    flush_free(f);
+        f->is_busy = false;
+        flush_free(f); /* they come again at the next session */
+        return;
+    }
+    memcpy(f->done_id, f->last_id, sizeof f->done_id);
+    if (still_wanted(f)) fetch_next(f);
+}
+
+static void send_ping(flush_t *f, sess_t *s)
+{
+    char random[17];
+    random_hex(random, 8);
+    snprintf(f->ping_id, sizeof f->ping_id, "offline-%s", random);
+    arena_t *a = arena_new(0);
+    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
+    elem_set_attr(iq, "type", "get");
+    elem_set_attr(iq, "id", f->ping_id);
+    elem_set_attr(iq, "from", jid_domain(f->full));
+    elem_set_attr(iq, "to", jid_full(f->full));
+    elem_add(iq, NS_PING, "ping");
+    sm_send_to_sess(f->sm, s, iq);
+    arena_free(a);
 }
 
 static void fetched(void *ud, const st_result_t *res)
 {
     flush_t *f = ud;
-    sm_t *sm = f->sm;
-    sess_t *s = sm_session(sm, f->full);
     if (st_status(res) != ST_OK) {
         log_warn("offline messages of %s not read: %s", jid_bare(f->full), st_error(res));
+        f->is_busy = false;
         flush_free(f);
         return;
     }
+    if (!still_wanted(f)) return;
     int n = st_rows(res);
-    if (!s || n == 0) {
-        /* The session left meanwhile: the messages wait for the next one. */
-        flush_free(f);
+    if (n == 0) {
+        flush_free(f); /* all sent and confirmed */
         return;
     }
-    for (int i = 0; i < n; i++) {
+    sess_t *s = sm_session(f->sm, f->full);
+    size_t bytes = 0;
+    int sent = 0;
+    for (int i = 0; i < n && (sent == 0 || bytes < CHUNK_BYTES); i++) {
         const char *xml = st_text(res, i, 1);
         arena_t *a = arena_new(0);
         elem_t *m = xml ? xml_parse_fragment(a, xml, strlen(xml), NS_CLIENT) : NULL;
         if (m)
-            sm_send_to_sess(sm, s, m);
+            sm_send_to_sess(f->sm, s, m);
         else
             log_warn("offline message %s of %s does not parse: dropped", st_text(res, i, 0),
                      jid_bare(f->full));
         arena_free(a);
+        bytes += xml ? strlen(xml) : 0;
+        snprintf(f->last_id, sizeof f->last_id, "%s", st_text(res, i, 0));
+        sent++;
     }
-    if (!(f->last_id = strdup(st_text(res, n - 1, 0)))) log_fatal("out of memory");
-    log_info("%d offline message(s) sent to %s", n, jid_full(f->full));
-    const char *params[] = {jid_bare(f->full), f->last_id};
-    storage_query(sm_storage(sm),
-                  "DELETE FROM offline WHERE owner = $1 AND id <= CAST($2 AS BIGINT)", 2, params,
-                  deleted, f);
+    log_info("%d offline message(s) sent to %s, waiting for it to read them", sent,
+             jid_full(f->full));
+    send_ping(f, s);
+}
+
+static void fetch_next(flush_t *f)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", CHUNK_ROWS);
+    const char *params[] = {jid_bare(f->full), f->done_id, limit};
+    f->is_busy = true;
+    f->ping_id[0] = '\0';
+    storage_query(sm_storage(f->sm),
+                  "SELECT id, stanza FROM offline WHERE owner = $1 AND id > CAST($2 AS BIGINT) "
+                  "ORDER BY id LIMIT CAST($3 AS BIGINT)",
+                  3, params, fetched, f);
 }
 
 static sm_verdict_t on_available(sm_t *sm, sm_pkt_t *pkt)
@@ -170,14 +232,44 @@ static sm_verdict_t on_available(sm_t *sm, sm_pkt_t *pkt)
     if (!pkt->sess || pkt->sess->priority < 0) return SM_PASS;
     const char *bare = jid_bare(pkt->from);
     if (map_get(&flushing, bare)) return SM_PASS;
-    map_put(&flushing, bare, (void *)1);
     flush_t *f = calloc(1, sizeof(*f));
     if (!f) log_fatal("out of memory");
     f->sm = sm;
     f->full = jid_dup(pkt->from);
-    const char *params[] = {bare};
-    storage_query(sm_storage(sm), "SELECT id, stanza FROM offline WHERE owner = $1 ORDER BY id", 1,
-                  params, fetched, f);
+    snprintf(f->done_id, sizeof f->done_id, "0");
+    map_put(&flushing, bare, f);
+    fetch_next(f);
+    return SM_PASS;
+}
+
+/* The client's answer to the ping behind a chunk: that chunk was read. */
+static sm_verdict_t on_session_iq(sm_t *sm, sm_pkt_t *pkt)
+{
+    if (!is(pkt->kind, "iq") || (!is(pkt->type, "result") && !is(pkt->type, "error")))
+        return SM_PASS;
+    flush_t *f = map_get(&flushing, jid_bare(pkt->from));
+    const char *id = elem_attr(pkt->stanza, "id");
+    if (!f || !f->ping_id[0] || !id || !is(id, f->ping_id) || !jid_equal(pkt->from, f->full))
+        return SM_PASS;
+    f->ping_id[0] = '\0';
+    f->is_busy = true;
+    const char *params[] = {jid_bare(f->full), f->last_id};
+    storage_query(sm_storage(sm),
+                  "DELETE FROM offline WHERE owner = $1 AND id <= CAST($2 AS BIGINT)", 2, params,
+                  deleted, f);
+    return SM_HANDLED;
+}
+
+/* The session the queue was going to ended: the rest waits for another. */
+static sm_verdict_t on_session_end(sm_t *sm, sm_pkt_t *pkt)
+{
+    (void)sm;
+    flush_t *f = pkt->sess ? map_get(&flushing, jid_bare(pkt->sess->jid)) : NULL;
+    if (!f || !jid_equal(f->full, pkt->sess->jid)) return SM_PASS;
+    if (f->is_busy)
+        f->is_gone = true;
+    else
+        flush_free(f);
     return SM_PASS;
 }
 
@@ -189,5 +281,7 @@ void mod_offline_init(sm_t *sm)
     map_init(&flushing);
     sm_hook(sm, SM_CHAIN_UNDELIVERED, 500, on_undelivered);
     sm_hook(sm, SM_CHAIN_AVAILABLE, 500, on_available);
+    sm_hook(sm, SM_CHAIN_IN_SESS, 150, on_session_iq);
+    sm_hook(sm, SM_CHAIN_SESS_END, 500, on_session_end);
     sm_feature(sm, "msgoffline");
 }

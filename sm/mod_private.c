@@ -7,7 +7,11 @@
  * namespace. Elements in jabber:client, jabber:server or jabber:iq:private
  * (or in none) are refused with not-acceptable (XEP-0049 §3); asking for
  * another account's data is forbidden. Rows: private(owner, ns, data), data
- * the element's XML text, at most sm.private-max bytes per element. */
+ * the element's XML text, at most sm.private-max bytes per element, and at
+ * most sm.private-count elements (namespaces) per account: a set that
+ * would keep more is refused with resource-constraint (type wait, RFC 6120
+ * §8.3.3.18), nothing stored. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +21,7 @@
 #define MAX_ELEMENTS 32 /* children of one set */
 
 static size_t private_max;
+static long long private_count; /* sm.private-count */
 
 typedef struct private_req {
     sm_t *sm;
@@ -79,7 +84,10 @@ static void on_loaded(void *ud, const st_result_t *res)
 static void on_stored(void *ud, const st_result_t *res)
 {
     private_req_t *r = ud;
-    if (st_status(res) != ST_OK) {
+    if (st_status(res) == ST_CONSTRAINT) { /* the count check below */
+        log_info("private: %s keeps sm.private-count elements already", jid_bare(r->pkt->from));
+        sm_reply_error(r->sm, r->pkt, "resource-constraint");
+    } else if (st_status(res) != ST_OK) {
         log_warn("private: cannot store %s's data: %s", jid_bare(r->pkt->from), st_error(res));
         sm_reply_error(r->sm, r->pkt, storage_condition(res));
     } else {
@@ -132,14 +140,27 @@ static void private_set(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
     }
     if (!condition && n == 0) condition = "bad-request";
     if (!condition) {
-        st_stmt_t stmts[2 * MAX_ELEMENTS];
+        char limit[24];
+        snprintf(limit, sizeof limit, "%lld", private_count);
+        const char *count_params[] = {owner, limit};
+        st_stmt_t stmts[2 * MAX_ELEMENTS + 1];
         for (int i = 0; i < n; i++) {
             stmts[2 * i] =
                 (st_stmt_t){"DELETE FROM private WHERE owner = $1 AND ns = $2", 2, params[i]};
             stmts[2 * i + 1] = (st_stmt_t){
                 "INSERT INTO private (owner, ns, data) VALUES ($1, $2, $3)", 3, params[i]};
         }
-        storage_tx(sm_storage(sm), 2 * n, stmts, on_stored, req_new(sm, pkt));
+        /* The count, checked inside the transaction so that no two sets
+         * race past it: over the limit, this copies one of the owner's
+         * rows onto itself, which the primary key (owner, ns) refuses, and
+         * the whole transaction is undone (ST_CONSTRAINT); else it
+         * inserts nothing. Plain SQL, the same on both drivers. */
+        stmts[2 * n] =
+            (st_stmt_t){"INSERT INTO private (owner, ns, data) SELECT owner, ns, data FROM private "
+                        "WHERE owner = $1 AND (SELECT COUNT(*) FROM private WHERE owner = $1) > "
+                        "CAST($2 AS BIGINT) LIMIT 1",
+                        2, count_params};
+        storage_tx(sm_storage(sm), 2 * n + 1, stmts, on_stored, req_new(sm, pkt));
     } else {
         sm_reply_error(sm, pkt, condition);
     }
@@ -176,6 +197,7 @@ void mod_private_init(sm_t *sm); /* listed in modules.c */
 void mod_private_init(sm_t *sm)
 {
     private_max = config_size(sm_config(sm), "sm.private-max");
+    private_count = config_int(sm_config(sm), "sm.private-count");
     sm_hook(sm, SM_CHAIN_IN_SESS, 500, on_iq);
     sm_hook(sm, SM_CHAIN_IN_USER, 500, on_iq);
     sm_feature(sm, NS_PRIVATE);

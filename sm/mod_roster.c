@@ -12,7 +12,26 @@
  * and delivered at the next available presence). Presence itself is
  * mod_presence's; this module only sends what RFC 6121 §3 ties to a
  * subscription change (current presence on approval, unavailable on
- * cancellation). */
+ * cancellation).
+ *
+ * Limits: a roster holds at most sm.roster-max items (counting those that
+ * only keep a contact's pending request), each with a name and groups of
+ * bounded size, and a kept request of at most PENDING_MAX bytes (a bigger
+ * one is kept as the bare request, without its status or other payload).
+ * What would add an item to a full roster is refused, nothing changed,
+ * with resource-constraint (type wait, RFC 6120 §8.3.3.18: the server
+ * will not take more now); items already there change as usual:
+ *  - a roster set of a new item: the IQ error (RFC 6121 §2.3.3 lets the
+ *    server refuse a set with a stanza error);
+ *  - the user's subscribe, or pre-approval (RFC 6121 §3.4), to a contact
+ *    not in the roster: a presence error to the user, and the request is
+ *    not sent, since RFC 6121 §3.1.2 wants the item (ask) before it goes;
+ *  - a contact's subscribe request for a user whose full roster lacks it:
+ *    unsubscribed back on the user's behalf, as for an account that does
+ *    not exist (RFC 6121 §3.1.3), since the request could be neither kept
+ *    nor approved later (approval needs the item); the contact's server
+ *    then clears its pending request (§3.2.3), where an error would be
+ *    dropped unseen (it goes to the contact's bare JID). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +41,10 @@
 #define NS_ROSTER "jabber:iq:roster"
 #define NAME_MAX_BYTES 1023
 #define GROUPS_MAX 64
+#define GROUPS_MAX_BYTES 4096 /* all of an item's group names */
+#define PENDING_MAX 4096      /* a kept subscription request, as XML */
+
+static int roster_max; /* sm.roster-max */
 
 static unsigned long push_counter;
 
@@ -86,6 +109,15 @@ static void push(sm_t *sm, const roster_t *r, const ritem_t *it, bool is_removed
         sm_send_to_sess(sm, s, iq);
     }
     arena_free(a);
+}
+
+/* Can the roster take one more item? */
+static bool has_room(const roster_t *r)
+{
+    int n = 0;
+    for (const ritem_t *it = r->items; it; it = it->next)
+        if (++n >= roster_max) return false;
+    return true;
 }
 
 /* ---- roster get and set (RFC 6121 §2.2, §2.3, §2.5) ------------------- */
@@ -184,6 +216,13 @@ static void set_op(sm_t *sm, roster_t *r, void *ud)
         roster_save(sm, r, it, true, set_saved, req);
         return;
     }
+    if (!it && !has_room(r)) {
+        sm_reply_error(sm, req->pkt, "resource-constraint");
+        sm_pkt_release(req->pkt);
+        free(req);
+        roster_done(sm, r);
+        return;
+    }
     if (!it) it = roster_add(r, req->jid);
     ritem_set(&it->name, elem_attr(item, "name"));
     if (it->name && !*it->name) ritem_set(&it->name, NULL);
@@ -206,17 +245,20 @@ static const char *set_problem(const elem_t *query, char *jid, bool *is_removal)
     const elem_t *item = elem_child(query, NS_ROSTER, "item");
     if (!item || elem_next(item, NS_ROSTER, "item")) return "bad-request";
     const char *j = elem_attr(item, "jid");
-    if (!j || jid_prep(j, strlen(j), jid, NULL) < 0) return "bad-request";
+    if (!j) return "bad-request";
+    if (jid_prep(j, strlen(j), jid, NULL) < 0) return "jid-malformed"; /* RFC 6120 §8.3.3.8 */
     const char *sub = elem_attr(item, "subscription");
     *is_removal = sub && is(sub, "remove");
     const char *name = elem_attr(item, "name");
     if (name && strlen(name) > NAME_MAX_BYTES) return "not-acceptable";
     int n = 0;
+    size_t bytes = 0;
     for (const elem_t *g = elem_child(item, NS_ROSTER, "group"); g;
          g = elem_next(g, NS_ROSTER, "group")) {
         const char *text = elem_text(g);
         if (!*text || strlen(text) > NAME_MAX_BYTES || strchr(text, '\n')) return "not-acceptable";
-        if (++n > GROUPS_MAX) return "not-acceptable";
+        if (++n > GROUPS_MAX || (bytes += strlen(text) + 1) > GROUPS_MAX_BYTES)
+            return "not-acceptable";
         for (const elem_t *h = elem_child(item, NS_ROSTER, "group"); h != g;
              h = elem_next(h, NS_ROSTER, "group"))
             if (is(elem_text(h), text)) return "bad-request";
@@ -310,6 +352,42 @@ static void sub_save(sm_t *sm, roster_t *r, sub_req_t *req)
     roster_save(sm, r, req->it, false, sub_saved, req);
 }
 
+/* The subscription would need a new item in a full roster: refused,
+ * nothing changed, nothing sent on: to the user an error, to a contact
+ * unsubscribed. */
+static void sub_refuse(sm_t *sm, roster_t *r, sub_req_t *req)
+{
+    const char *contact = elem_attr(req->stanza, req->is_inbound ? "from" : "to");
+    log_info("roster of %s is full (sm.roster-max %d): %s %s %s refused", r->owner, roster_max,
+             req->type, req->is_inbound ? "from" : "to", contact);
+    if (req->is_inbound)
+        send_presence_type(sm, r->owner, contact, "unsubscribed");
+    else
+        sm_reply_error(sm, req->pkt, "resource-constraint");
+    sub_finish(sm, r, req);
+}
+
+/* A contact's request as kept for later: the whole presence, or, past
+ * PENDING_MAX, the bare request. */
+static void keep_request(ritem_t *it, const elem_t *presence)
+{
+    buf_t xml = BUF_INIT;
+    elem_serialize(presence, NS_CLIENT, &xml);
+    if (xml.len > PENDING_MAX) {
+        arena_t *a = arena_new(0);
+        elem_t *bare = elem_new(a, NS_CLIENT, "presence");
+        static const char *const attrs[] = {"type", "from", "to", "id"};
+        for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
+            if (elem_attr(presence, attrs[i]))
+                elem_set_attr(bare, attrs[i], elem_attr(presence, attrs[i]));
+        buf_reset(&xml);
+        elem_serialize(bare, NS_CLIENT, &xml);
+        arena_free(a);
+    }
+    ritem_set(&it->pending_in, xml.data);
+    buf_free(&xml);
+}
+
 /* RFC 6121 §3.1.2, §3.1.5, §3.2.2, §3.3.2, §3.4: the user sends. */
 static void outbound_op(sm_t *sm, roster_t *r, void *ud)
 {
@@ -323,6 +401,10 @@ static void outbound_op(sm_t *sm, roster_t *r, void *ud)
     const char *type = req->type;
     bool changed = false;
     if (is(type, "subscribe")) {
+        if (!it && !has_room(r)) {
+            sub_refuse(sm, r, req);
+            return;
+        }
         if (!it) it = roster_add(r, contact);
         if (!(it->sub & SUB_TO) && !it->ask) {
             it->ask = true;
@@ -339,6 +421,10 @@ static void outbound_op(sm_t *sm, roster_t *r, void *ud)
             req->then_route = req->then_presence = true;
         } else if (!it || !(it->sub & SUB_FROM)) {
             /* §3.4: no request yet: approve in advance. */
+            if (!it && !has_room(r)) {
+                sub_refuse(sm, r, req);
+                return;
+            }
             if (!it) it = roster_add(r, contact);
             if (!it->preapproved) {
                 it->preapproved = true;
@@ -396,11 +482,12 @@ static void inbound_op(sm_t *sm, roster_t *r, void *ud)
         } else {
             /* Kept until the user answers; shown now if online, else at
              * the next available presence. */
+            if (!it && !has_room(r)) {
+                sub_refuse(sm, r, req);
+                return;
+            }
             if (!it) it = roster_add(r, contact);
-            buf_t xml = BUF_INIT;
-            elem_serialize(req->stanza, NS_CLIENT, &xml);
-            ritem_set(&it->pending_in, xml.data);
-            buf_free(&xml);
+            keep_request(it, req->stanza);
             changed = req->then_deliver = true;
         }
     } else if (is(type, "subscribed")) {
@@ -522,6 +609,7 @@ void mod_roster_init(sm_t *sm); /* listed in modules.c */
 
 void mod_roster_init(sm_t *sm)
 {
+    roster_max = (int)config_int(sm_config(sm), "sm.roster-max");
     sm_hook(sm, SM_CHAIN_IN_SESS, 200, on_session_stanza);
     sm_hook(sm, SM_CHAIN_IN_USER, 200, on_user_stanza);
     sm_hook(sm, SM_CHAIN_AVAILABLE, 200, on_available);

@@ -7,7 +7,15 @@
  * or action='failed' with a stanza-shaped <error/>. action='end' (the
  * client left) and a c2s going away end sessions; sm_end_session() ends
  * one from the server's side with action='ended'. Every end runs
- * SM_CHAIN_SESS_END (mod_presence broadcasts the unavailable presence). */
+ * SM_CHAIN_SESS_END (mod_presence broadcasts the unavailable presence).
+ *
+ * Only a c2s may speak this protocol (core.c checks the route's role), and
+ * a session's stanzas count only from the c2s that started it, with the
+ * cid and sid it was given. Besides sessions, a c2s tells of an account it
+ * created by in-band registration, so that the sm stops answering for it
+ * as for a nonexistent one (the negative cache of deliver.c):
+ *   <account xmlns='urn:hearth:session:1' action='created' jid='BARE'/>
+ * routed to the account's domain with user='BARE' (its shard). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,10 +258,32 @@ sess_t *sess_of_route(sm_t *sm, const elem_t *route)
     return s;
 }
 
+/* <account action='created' jid='BARE'/>: c2s registered an account. */
+static void account_event(sm_t *sm, const char *c2s, const elem_t *req)
+{
+    const char *action = elem_attr(req, "action"), *text = elem_attr(req, "jid");
+    jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
+    if (action && strcmp(action, "created") == 0 && j && jid_has_node(j) && !jid_has_resource(j) &&
+        sm_is_local(sm, jid_domain(j)))
+        sm_account_created(sm, jid_bare(j));
+    else
+        log_warn("%s: account event '%s' for '%s' not understood", c2s, action ? action : "",
+                 text ? text : "");
+    jid_free(j);
+}
+
 void sess_on_request(sm_t *sm, const elem_t *route, elem_t *req)
 {
     const char *action = elem_attr(req, "action"), *c2s = elem_attr(route, "from");
     if (!c2s || !action) return;
+    if (strcmp(req->name, "account") == 0) {
+        account_event(sm, c2s, req);
+        return;
+    }
+    if (strcmp(req->name, "session") != 0) {
+        log_warn("%s: <%s/> is not part of the session protocol", c2s, req->name);
+        return;
+    }
     if (strcmp(action, "start") == 0) {
         start(sm, c2s, req);
     } else if (strcmp(action, "end") == 0) {

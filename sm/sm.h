@@ -49,6 +49,9 @@ struct sm_pkt {
     jid_t *from;          /* prepared; never NULL (the core refuses a stanza without a valid from) */
     jid_t *to;            /* prepared; NULL when the stanza is for the server (no to) */
     sess_t *sess;         /* the sending session (SM_CHAIN_IN_SESS only); valid during the hook call only */
+    comp_role_t role;     /* who routed it to us, as the router marked it (s2s, sm,
+                           * component, admin); ROLE_NONE for stanzas of our own
+                           * sessions and modules */
     unsigned refs;
 };
 
@@ -139,6 +142,9 @@ const char *const *sm_components(const sm_t *sm);
 /* Forget that an account exists (after it was removed: mod_register), so
  * stanzas to it are answered as to a nonexistent account. */
 void sm_account_forget(sm_t *sm, const char *bare);
+/* An account was just created (by c2s registration, or hearthctl): forget
+ * that it was known not to exist. */
+void sm_account_created(sm_t *sm, const char *bare);
 
 /* The account a request is about, for modules serving accounts (vCard,
  * private storage, disco, last activity), hooked on SM_CHAIN_IN_SESS and

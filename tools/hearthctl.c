@@ -12,13 +12,17 @@
  * section), opened here through storage/: adduser and passwd write the
  * SCRAM-SHA-1 and SCRAM-SHA-256 keys of the password (never the password),
  * deluser deletes every collection the account owns and then asks the sm to
- * end its sessions, users lists the accounts. online asks the running sm,
- * through the router, as a component named hearthctl-PID with the router
- * account of hearth.xml (the admin queries of sm/mod_admin.c); s2s asks
+ * end its sessions, adduser tells the sm the account exists now (both best
+ * effort), users lists the accounts. online asks the running sm, through
+ * the router, as a component named hearthctl-PID with the router account
+ * of role admin (the admin queries of sm/mod_admin.c), and believes only
+ * an answer the router marked as the sm's; s2s asks
  * hearth-s2s the same way for its streams, one line each:
- *   out LOCAL REMOTE STATE AUTH TLS QUEUED-BYTES
+ *   out LOCAL REMOTE STATE AUTH TLS QUEUED-BYTES CERT
  *   in PEER-ADDRESS DOMAINS AUTH TLS
- * (AUTH: certificate or dialback; TLS: starttls, direct or none). A missing
+ * (AUTH: certificate or dialback; TLS: starttls, direct or none; CERT: the
+ * remote server's certificate is valid or invalid for REMOTE, or none when
+ * TLS is not up yet; under dialback an invalid one is allowed). A missing
  * PASSWORD is read from standard input, without echo on a terminal. A JID
  * without a domain is in the first configured domain.
  *
@@ -55,7 +59,7 @@ typedef struct ctl {
     uv_timer_t timer;
     bool is_timer_open;
     bool is_answered;
-    const char *admin_request; /* "online", "s2s" or "deleted" */
+    const char *admin_request; /* "online", "s2s", "deleted" or "created" */
 } ctl_t;
 
 static void fail(ctl_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -184,6 +188,8 @@ static char *password_of(ctl_t *c, const char *arg)
 
 /* ---- the store ------------------------------------------------------------ */
 
+static void ask_daemon(ctl_t *c, const char *request);
+
 static void on_added(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
@@ -191,8 +197,11 @@ static void on_added(void *ud, const st_result_t *res)
         fail(c, "%s already exists", c->owner);
     else if (st_status(res) != ST_OK)
         fail(c, "cannot add %s: %s", c->owner, st_error(res));
-    else
+    else {
         printf("added %s\n", c->owner);
+        /* A running sm that knew the name did not exist forgets it now. */
+        ask_daemon(c, "created");
+    }
 }
 
 static void on_password_set(void *ud, const st_result_t *res)
@@ -229,8 +238,6 @@ static void on_users(void *ud, const st_result_t *res)
         if (st_text(res, r, 0)) printf("%s\n", st_text(res, r, 0));
 }
 
-static void ask_daemon(ctl_t *c, const char *request);
-
 static void on_deleted(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
@@ -256,6 +263,12 @@ static void on_user_checked(void *ud, const st_result_t *res)
 
 /* ---- the sm, through the router ------------------------------------------- */
 
+/* deleted, created: telling the sm is best effort. */
+static bool is_notice(const ctl_t *c)
+{
+    return strcmp(c->admin_request, "deleted") == 0 || strcmp(c->admin_request, "created") == 0;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     (void)h;
@@ -277,8 +290,9 @@ static void on_timeout(uv_timer_t *t)
 {
     ctl_t *c = t->data;
     const char *router = config_get(c->config, "router.listen");
-    if (c->is_answered)
-        ; /* done_soon(): the link closes outside its own callback */
+    if (c->is_answered || strcmp(c->admin_request, "created") == 0)
+        ; /* done_soon(): the link closes outside its own callback; or no sm
+           * runs to tell of the new account, and none needs to be told */
     else if (strcmp(c->admin_request, "deleted") != 0)
         fail(c, "no answer from the %s through the router at %s: is Hearth running?",
              strcmp(c->admin_request, "s2s") == 0 ? "s2s" : "sm", router);
@@ -300,19 +314,19 @@ static void done_soon(ctl_t *c)
 static void on_ready(comp_t *comp)
 {
     ctl_t *c = comp_data(comp);
-    bool is_deleted = strcmp(c->admin_request, "deleted") == 0;
+    bool is_about_owner = is_notice(c);
     const char *to = strcmp(c->admin_request, "s2s") == 0 ? "s2s"
                                                            : config_get(c->config, "domain");
     arena_t *a = arena_new(0);
     elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-    elem_set_attr(iq, "type", is_deleted ? "set" : "get");
+    elem_set_attr(iq, "type", is_about_owner ? "set" : "get");
     elem_set_attr(iq, "id", c->admin_request);
     elem_set_attr(iq, "from", c->id);
     elem_set_attr(iq, "to", to);
     elem_t *cmd = elem_add(iq, NS_ADMIN, c->admin_request);
-    if (is_deleted) elem_set_attr(cmd, "jid", c->owner);
+    if (is_about_owner) elem_set_attr(cmd, "jid", c->owner);
     /* user= picks the shard that holds the account (DESIGN.md). */
-    comp_send_to(comp, to, c->id, is_deleted ? c->owner : NULL, iq);
+    comp_send_to(comp, to, c->id, is_about_owner ? c->owner : NULL, iq);
     arena_free(a);
 }
 
@@ -335,9 +349,10 @@ static void print_s2s(const elem_t *list)
     int n = 0;
     for (const elem_t *e = elem_first(list); e; e = e->next, n++) {
         if (strcmp(e->name, "out") == 0)
-            printf("out\t%s\t%s\t%s\t%s\t%s\t%s\n", elem_attr(e, "local"),
+            printf("out\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", elem_attr(e, "local"),
                    elem_attr(e, "remote"), elem_attr(e, "state"), elem_attr(e, "auth"),
-                   elem_attr(e, "tls"), elem_attr(e, "queued"));
+                   elem_attr(e, "tls"), elem_attr(e, "queued"),
+                   elem_attr(e, "cert") ? elem_attr(e, "cert") : "none");
         else
             printf("in\t%s\t%s\t%s\t%s\n", elem_attr(e, "peer"), elem_attr(e, "domains"),
                    elem_attr(e, "auth"), elem_attr(e, "tls"));
@@ -351,7 +366,15 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     ctl_t *c = comp_data(comp);
     elem_t *iq = elem_first(route);
     const char *route_type = elem_attr(route, "type");
-    if (route_type && strcmp(route_type, "error") == 0) {
+    bool is_bounce = route_type && strcmp(route_type, "error") == 0;
+    /* Answers count only from the daemon asked (or the router's bounce). */
+    comp_role_t asked = strcmp(c->admin_request, "s2s") == 0 ? ROLE_S2S : ROLE_SM;
+    if (comp_route_role(route) != (is_bounce ? ROLE_ROUTER : asked)) return;
+    if (is_bounce && is_notice(c)) {
+        done_soon(c); /* no sm runs: nothing to tell */
+        return;
+    }
+    if (is_bounce) {
         /* The router found nobody bound to the name. */
         if (strcmp(c->admin_request, "s2s") == 0)
             fail(c, "nobody serves s2s (router: %s): is hearth-s2s running?",
@@ -367,7 +390,7 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     if (!id || strcmp(id, c->admin_request) != 0 || !type) return;
     if (strcmp(type, "result") == 0) {
         const elem_t *list = elem_child(iq, NS_ADMIN, c->admin_request);
-        if (strcmp(c->admin_request, "deleted") == 0)
+        if (is_notice(c))
             ;
         else if (!list)
             fail(c, "the answer has no list");
@@ -383,15 +406,35 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     done_soon(c);
 }
 
-static void ask_daemon(ctl_t *c, const char *request)
+/* Is there a router account for hearthctl (role admin, or the shared one of
+ * older configs)? */
+static bool has_admin_account(const config_t *config)
+{
+    for (int i = 0; i < config_count(config, "router.account"); i++) {
+        const char *role = config_get_at(config, "router.account@role", i);
+        if (role && strcmp(role, "admin") == 0) return true;
+    }
+    const char *shared = config_get(config, "router.password");
+    return shared && *shared;
+}
+
+/* The router link, made before the switch of user: its secret may be
+ * root's. Connected only when a request needs it. */
+static void prepare_link(ctl_t *c)
 {
     static const comp_cb_t cb = {.on_ready = on_ready, .on_route = on_route};
-    c->admin_request = request;
+    if (!has_admin_account(c->config)) return;
     snprintf(c->id, sizeof c->id, "hearthctl-%ld", (long)getpid());
-    c->comp = comp_new_from_config(c->loop, c->config, c->id, &cb, c);
+    c->comp = comp_new_from_config(c->loop, c->config, c->id, ROLE_ADMIN, &cb, c);
+}
+
+static void ask_daemon(ctl_t *c, const char *request)
+{
+    c->admin_request = request;
     if (!c->comp) {
-        fail(c, "cannot set up the link to the router (see router settings in %s)",
-             config_file(c->config));
+        if (!is_notice(c))
+            fail(c, "no router account of role admin in %s (router/account role='admin')",
+                 config_file(c->config));
         return;
     }
     comp_bind(c->comp, c->id, 0);
@@ -399,8 +442,7 @@ static void ask_daemon(ctl_t *c, const char *request)
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     c->is_timer_open = true;
-    uv_timer_start(&c->timer, on_timeout,
-                   strcmp(request, "deleted") != 0 ? ROUTER_TIMEOUT_MS : NOTIFY_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, on_timeout, is_notice(c) ? NOTIFY_TIMEOUT_MS : ROUTER_TIMEOUT_MS, 0);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -443,6 +485,19 @@ int main(int argc, char **argv)
     /* The daemons' log may be a file; ours is the terminal. */
     log_open("hearthctl", "stderr", "warn");
     c->loop = uv_default_loop();
+    if (!is_users && !is_passwd) prepare_link(c);
+    /* As root, become the daemons' user before the store is opened: what
+     * SQLite creates there (-wal, -shm) must stay theirs. */
+    if (daemon_switch_user(c->config, &err) < 0) {
+        fprintf(stderr, "hearthctl: %s\n", err);
+        free(err);
+        finish_link(c);
+        uv_run(c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(c->loop);
+        config_free(c->config);
+        log_close();
+        return 1;
+    }
 
     char *owner = NULL, *password = NULL;
     if (argc >= 2 && !(owner = account_of(c, argv[1]))) goto done;

@@ -277,10 +277,20 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
 
+ROLES = ("c2s", "sm", "s2s", "resolver", "admin")
+TEST_COMPONENT = "testcomp"
+
+
 class Env:
     """A temporary installation: one directory with hearth.xml, statedir and
     logs, and the daemons started from it. stop_all() stops them in reverse
-    order and raises if any ended badly."""
+    order and raises if any ended badly.
+
+    Router accounts, as tools/quickstart writes them: one per role (c2s, sm,
+    s2s, resolver, admin) with a random password each (.accounts[role]),
+    and one component account, "testcomp" (.password), that may bind any
+    name but those of the Hearth daemons: what the tests' own components
+    (testcomp.py) log in with."""
 
     def __init__(self, tmpdir, storage="sqlite", **settings):
         self.dir = str(tmpdir)
@@ -290,12 +300,18 @@ class Env:
         os.makedirs(self.logdir, exist_ok=True)
         self.port = free_port()
         self.password = random_password()
+        self.accounts = {role: random_password() for role in ROLES}
         self.settings = {
             "statedir": self.statedir,
             "log@level": "debug",
             "router.listen": f"127.0.0.1:{self.port}",
-            "router.password": self.password,
+            "router.account": [{"role": r, "password": pw} for r, pw in self.accounts.items()],
+            "router.component": [{"name": TEST_COMPONENT, "password": self.password, "bind": "*"}],
         }
+        if os.geteuid() == 0:
+            # CI runs the tests as root: keep root on purpose (daemons
+            # started as root otherwise refuse without a hearth account)
+            self.settings["user"] = "root"
         # storage: "sqlite" (the default file, statedir/hearth.sqlite) or
         # "pgsql" (a new database hearth_<random> in the session's cluster)
         self.storage = storage
@@ -368,8 +384,13 @@ class Router(Daemon):
         super().__init__("router", env.config_path, env.logdir, ("127.0.0.1", env.port))
         self.env = env
         self.host, self.port = self.addr
+        # the tests' component account; account(role) gives a daemon's
         self.password = env.password
-        self.user = env.settings.get("router.user", "hearth")
+        self.user = TEST_COMPONENT
+
+    def account(self, role):
+        """(user, password) of the router account of a role ("c2s", ...)."""
+        return role, self.env.accounts[role]
 
     @property
     def listen(self):

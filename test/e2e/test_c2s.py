@@ -220,6 +220,7 @@ def test_unknown_user_is_not_authorized(server):
     assert e.value.condition == "not-authorized"
 
 
+@pytest.mark.server(**{"c2s.auth-burst": "1"})
 def test_repeated_failures_are_delayed_then_the_stream_closes(server):
     register(server, "alice")
     raw = Raw(server)

@@ -37,8 +37,8 @@ def lab(hearth_env, dns):
                                    "resolver.timeout": "1s", **settings})
         hearth_env.add(Router(hearth_env)).start()
         hearth_env.start("resolver")
-        comp = Component(BUILDDIR, f"127.0.0.1:{hearth_env.port}", hearth_env.password, "s2s",
-                         "s2s", logdir=hearth_env.logdir)
+        comp = Component(BUILDDIR, f"127.0.0.1:{hearth_env.port}", hearth_env.accounts["s2s"],
+                         "s2s", "s2s default", user="s2s", logdir=hearth_env.logdir)
         started.append(comp)
         comp.expect("ready")
         comp.saw("advert resolver available")

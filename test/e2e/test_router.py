@@ -28,8 +28,11 @@ def comps(router, hearth_env):
     """Start native components on the router: comps("a") -> Component."""
     started = []
 
-    def start(ident, *binds, password=None, wait=True, tls=None):
-        c = Component(BUILDDIR, router.listen, password or router.password, ident, *binds,
+    def start(ident, *binds, password=None, wait=True, tls=None, role=None):
+        """role: log in with that daemon's account instead of the tests'
+        component account."""
+        user, pw = router.account(role) if role else (router.user, router.password)
+        c = Component(BUILDDIR, router.listen, password or pw, ident, *binds, user=user,
                       logdir=hearth_env.logdir, tls=tls)
         started.append(c)
         if wait:
@@ -51,7 +54,8 @@ def test_two_native_components_exchange_routes(comps):
     a.cmd("send b.test a.test alice@b.test <message to='alice@b.test' type='chat'>"
           "<body>hi &amp; &lt;bye&gt;</body></message>")
     got = b.expect("<route")
-    assert attrs(got) == {"to": "b.test", "from": "a.test", "user": "alice@b.test"}, got
+    assert attrs(got) == {"role": "component", "to": "b.test", "from": "a.test",
+                          "user": "alice@b.test"}, got
     assert "<body>hi &amp; &lt;bye&gt;</body>" in got, got
     b.cmd("send a.test b.test - <message to='bob@a.test'><body>back</body></message>")
     got = a.expect("<route")
@@ -64,7 +68,8 @@ def test_payload_is_forwarded_byte_for_byte(comps):
     route = ("<route to='b.test' from='a.test'><iq xmlns='jabber:client' type='get' id='x\"1'>"
              "<query xmlns='urn:x'  attr=\"v&gt;w\" >tëxt&#x41;</query></iq></route>")
     a.cmd("raw " + route)
-    assert b.expect("<route") == route
+    # The router adds only the sender's role, in front of its attributes.
+    assert b.expect("<route") == "<route role='component'" + route[len("<route"):]
 
 
 def test_bind_conflict_is_refused(comps):
@@ -74,7 +79,7 @@ def test_bind_conflict_is_refused(comps):
 
 
 def test_default_route_takes_unknown_names(comps):
-    s2s = comps("s2s", "s2s default")
+    s2s = comps("s2s", "s2s default", role="s2s")
     a = comps("comp-a", "a.test")
     a.cmd("send remote.example a.test - <message to='bob@remote.example'/>")
     got = s2s.expect("<route")
@@ -85,9 +90,9 @@ def test_default_route_takes_unknown_names(comps):
 
 
 def test_second_default_route_is_a_conflict(comps):
-    comps("s2s-1", "s2s default")
-    other = comps("s2s-2", "s2s2 default")
-    other.saw("binderror s2s2 conflict")
+    comps("s2s-1", "s2s default", role="s2s")
+    other = comps("s2s-2", "s2s default", role="s2s")
+    other.saw("binderror s2s conflict")
 
 
 def test_unknown_name_bounces_with_payload_intact(comps):

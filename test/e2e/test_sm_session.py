@@ -33,8 +33,9 @@ class FakeC2s:
     def __init__(self, server, ident):
         env = server.env
         self.ident = ident
-        self.comp = Component(BUILDDIR, server.router.listen, server.router.password, ident,
-                              ident, logdir=env.logdir)
+        user, password = server.router.account("c2s")
+        self.comp = Component(BUILDDIR, server.router.listen, password, ident, ident, user=user,
+                              logdir=env.logdir)
         self.comp.expect("ready")
         self.sids = {}  # cid -> sid
 

@@ -13,9 +13,11 @@ import time
 class Component:
     """One hearth-testcomp process linked to a router."""
 
-    def __init__(self, builddir, router_addr, password, ident, *binds, user="hearth",
+    def __init__(self, builddir, router_addr, password, ident, *binds, user="testcomp",
                  logdir=None, tls=None):
-        """Bind each of binds ("NAME [shard|default]"), then connect.
+        """Bind each of binds ("NAME [shard|default]"), then connect, with
+        the router account user (default: the tests' component account,
+        hearth_env's "testcomp"; Router.account(role) gives a daemon's).
         tls: (ca_file, name) to trust when the router asks for STARTTLS."""
         self.ident = ident
         binary = os.path.join(builddir, "test", "e2e", "hearth-testcomp")

@@ -1006,6 +1006,26 @@ static void tls_unique_under_tls12(char *self)
        "TLS 1.2: every STARTTLS check passes (%d ok, %d not ok)", child_ok, child_fail);
 }
 
+/* ---- tls_equal -------------------------------------------------------------------- */
+
+static void secrets_compare_by_length_and_content(void)
+{
+    static const char key[] = "3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a";
+    char other[sizeof key];
+    memcpy(other, key, sizeof key);
+    ok(tls_equal(key, 64, other, 64), "tls_equal: the same 64 bytes are equal");
+    ok(tls_equal("", 0, "x", 0), "tls_equal: two empty strings are equal");
+    other[0] = 'x';
+    ok(!tls_equal(key, 64, other, 64), "tls_equal: a difference in the first byte");
+    other[0] = key[0];
+    other[63] = 'x';
+    ok(!tls_equal(key, 64, other, 64), "tls_equal: a difference in the last byte");
+    ok(!tls_equal(key, 64, key, 63), "tls_equal: a prefix is not equal");
+    ok(!tls_equal(key, 63, key, 64), "tls_equal: nor is a longer string");
+    ok(!tls_equal("a\0b", 3, "a\0c", 3), "tls_equal: bytes after a NUL count");
+    ok(tls_equal("a\0b", 3, "a\0b", 3), "tls_equal: and are equal when they are");
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1047,6 +1067,7 @@ int main(int argc, char **argv)
     reuseport_lets_two_listen();
     stale_unix_socket_is_replaced();
 
+    secrets_compare_by_length_and_content();
     selfsigned_certificate();
     if (server_ctx && client_ctx && verifying_ctx) {
         starttls_both_sides("tls-exporter", false, 32, true);
