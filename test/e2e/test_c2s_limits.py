@@ -101,13 +101,10 @@ def b64(data):
     return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
 
 
-def scram_sha256(raw, user, password=PASSWORD):
-    """A SCRAM-SHA-256 login (RFC 5802, RFC 7677) by hand, for streams
-    without TLS (so that one thread may read while another writes)."""
-    nonce = b64(os.urandom(18))
-    first_bare = f"n={user},r={nonce}"
-    raw.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>{b64('n,,' + first_bare)}</auth>")
-    server_first = base64.b64decode(raw.read_until(r"<challenge[^>]*>([^<]*)</challenge>")[1]).decode()
+def scram_final(first_bare, server_first_b64, password):
+    """The client-final-message of SCRAM-SHA-256, base64, for a server's
+    first message."""
+    server_first = base64.b64decode(server_first_b64).decode()
     attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
                                  int(attrs["i"]))
@@ -117,7 +114,18 @@ def scram_sha256(raw, user, password=PASSWORD):
     signature = hmac.new(stored, f"{first_bare},{server_first},{without_proof}".encode(),
                          "sha256").digest()
     proof = bytes(a ^ b for a, b in zip(client_key, signature))
-    raw.send(f"<response xmlns='{NS_SASL}'>{b64(without_proof + ',p=' + b64(proof))}</response>")
+    return b64(without_proof + ",p=" + b64(proof))
+
+
+def scram_sha256(raw, user, password=PASSWORD):
+    """A SCRAM-SHA-256 login (RFC 5802, RFC 7677) by hand, for streams
+    without TLS (so that one thread may read while another writes)."""
+    nonce = b64(os.urandom(18))
+    first_bare = f"n={user},r={nonce}"
+    raw.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>{b64('n,,' + first_bare)}</auth>")
+    server_first = raw.read_until(r"<challenge[^>]*>([^<]*)</challenge>")[1]
+    raw.send(f"<response xmlns='{NS_SASL}'>{scram_final(first_bare, server_first, password)}"
+             "</response>")
     raw.read_until(r"<success[^>]*(?:/>|>[^<]*</success>)")
 
 
@@ -178,6 +186,15 @@ def timed_login_ms(server, user, source=VICTIM):
     elapsed = (time.monotonic() - start) * 1000
     r.close()
     return elapsed
+
+
+def victim_baseline(server):
+    """The victim, logged in from its own address, and its login times
+    and ping round trips before any attack: (client, logins, pings)."""
+    register(server, "victim")
+    pinger_client = login_raw(server, "victim", source=VICTIM)
+    logins = [timed_login_ms(server, "victim") for _ in range(8)]
+    return pinger_client, logins, measure_pings(pinger_client, 2)
 
 
 def p99(samples):
@@ -352,10 +369,7 @@ def test_client_that_stops_reading_is_cut_off_and_the_c2s_does_not_grow(server):
 
 @pytest.mark.server(**{"c2s.require-tls": "false"})
 def test_pipelined_registrations_do_not_slow_other_logins(server):
-    register(server, "victim")
-    pinger_client = login_raw(server, "victim", source=VICTIM)
-    logins = [timed_login_ms(server, "victim") for _ in range(8)]
-    pings = measure_pings(pinger_client, 2)
+    pinger_client, logins, pings = victim_baseline(server)
 
     attacker = Raw(server)
     attacker.open()
@@ -398,10 +412,7 @@ def test_registration_waits_for_the_one_in_flight(server):
 
 @pytest.mark.server(**{"c2s.require-tls": "false"})
 def test_flood_of_registration_forms_is_read_at_the_stanza_rate(server):
-    register(server, "victim")
-    pinger_client = login_raw(server, "victim", source=VICTIM)
-    logins = [timed_login_ms(server, "victim") for _ in range(8)]
-    pings = measure_pings(pinger_client, 2)
+    pinger_client, logins, pings = victim_baseline(server)
 
     attacker = Raw(server)
     attacker.open()

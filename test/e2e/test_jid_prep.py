@@ -13,22 +13,12 @@ JID the roster shows. Real router, sm and c2s, real slixmpp client; each
 test runs on SQLite and on PostgreSQL."""
 import pytest
 
+from test_sm_core import condition
 from xmpp_client import Client
 
 NS_ROSTER = "jabber:iq:roster"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 REFUSALS = ("jid-malformed",)
-
-
-def condition(stanza):
-    """The stanza error condition ('' when it is no error)."""
-    error = stanza.xml.find("{jabber:client}error")
-    if error is None:
-        return ""
-    for child in error:
-        if child.tag.startswith("{" + NS_STANZAS + "}") and not child.tag.endswith("}text"):
-            return child.tag.split("}")[1]
-    return "?"
 
 
 def quote(text):

@@ -7,9 +7,6 @@ would be answered); s2s in and out are in test_s2s_trust.py.
 
 After TLS each test carries on honestly and checks that the server acts on
 what came through TLS only."""
-import base64
-import hashlib
-import hmac
 import os
 import re
 import socket
@@ -20,6 +17,7 @@ import pytest
 
 from hearth_env import Router, self_signed
 from test_c2s import Raw
+from test_c2s_limits import b64, scram_final
 
 STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
 CLIENT_HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
@@ -70,31 +68,16 @@ def read_until(sock, pattern, timeout=5):
     return data.decode(errors="replace")
 
 
-def b64(data):
-    return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
-
-
 def scram_login(sock, user, password):
     """SCRAM-SHA-256 (RFC 7677) by hand; the router's answer: success or
     failure."""
-    nonce = b64(os.urandom(18))
-    first_bare = f"n={user},r={nonce}"
+    first_bare = f"n={user},r={b64(os.urandom(18))}"
     sock.sendall(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>"
                  f"{b64('n,,' + first_bare)}</auth>".encode())
     got = read_until(sock, rb"</challenge>|<failure")
     m = re.search(r"<challenge[^>]*>([^<]*)</challenge>", got)
     assert m, f"no challenge: {got!r}"
-    server_first = base64.b64decode(m[1]).decode()
-    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
-                                 int(attrs["i"]))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored = hashlib.sha256(client_key).digest()
-    without_proof = f"c=biws,r={attrs['r']}"
-    signature = hmac.new(stored, f"{first_bare},{server_first},{without_proof}".encode(),
-                         "sha256").digest()
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
-    sock.sendall(f"<response xmlns='{NS_SASL}'>{b64(without_proof + ',p=' + b64(proof))}"
+    sock.sendall(f"<response xmlns='{NS_SASL}'>{scram_final(first_bare, m[1], password)}"
                  "</response>".encode())
     return read_until(sock, rb"<success|<failure")
 

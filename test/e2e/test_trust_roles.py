@@ -99,6 +99,12 @@ def refused_by_sm(server, mark, sender="bot.localhost"):
     wait_log(server.sm.log, rf"route from {re.escape(sender)} \(role component\) refused", mark)
 
 
+def hearthctl(config, *args):
+    """hearthctl -c config args...: the CompletedProcess."""
+    return subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c", config, *args],
+                          capture_output=True, text=True, timeout=30)
+
+
 def ping(client):
     answer = client.iq("<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
     return answer["type"] == "result"
@@ -159,9 +165,7 @@ def test_a_component_cannot_end_a_users_session(trusted, bot, users):
           f"</route>")
     refused_by_sm(trusted, mark)
     assert ping(alice)
-    out = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
-                          trusted.env.config_path, "online"], capture_output=True, text=True,
-                         timeout=30)
+    out = hearthctl(trusted.env.config_path, "online")
     assert "alice@localhost/x" in out.stdout, out
 
 
@@ -233,9 +237,7 @@ def test_a_component_cannot_ask_the_admin_queries(trusted, bot, users):
     h = bot("hearthctl-4242", ident="bot-2")
     assert h.saw("binderror hearthctl-4242 not-allowed")
     # and the real hearthctl still works
-    out = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
-                          trusted.env.config_path, "online"], capture_output=True, text=True,
-                         timeout=30)
+    out = hearthctl(trusted.env.config_path, "online")
     assert out.returncode == 0 and "alice@localhost/x" in out.stdout, out
 
 
@@ -291,9 +293,7 @@ def fake_sm(hearth_env):
 
 def test_c2s_delivers_only_with_the_sid_of_the_session(fake_sm):
     server, sm = fake_sm
-    ctl = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
-                          server.env.config_path, "adduser", "alice@localhost", "pw"],
-                         capture_output=True, text=True, timeout=30)
+    ctl = hearthctl(server.env.config_path, "adduser", "alice@localhost", "pw")
     assert ctl.returncode == 0, ctl
     alice = Client(server, "alice@localhost", "pw", resource="x")
     try:
@@ -416,9 +416,7 @@ def test_a_new_account_is_not_taken_for_a_nonexistent_one(server, how):
         if how == "registration":
             Client(server, "newbie@localhost", "pw", register=True).connect().disconnect()
         else:
-            out = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
-                                  server.env.config_path, "adduser", "newbie@localhost", "pw"],
-                                 capture_output=True, text=True, timeout=30)
+            out = hearthctl(server.env.config_path, "adduser", "newbie@localhost", "pw")
             assert out.returncode == 0, out
         alice.send_message("newbie@localhost", "after")
         newbie = Client(server, "newbie@localhost", "pw", resource="r").connect()
