@@ -107,6 +107,9 @@ const cfg_setting_t cfg_settings[] = {
            "a file whose first line is the secret, instead of secret"),
     SIZE("router.max-stanza", "1M", "largest packet a component may send"),
     SIZE("router.write-limit", "1M", "bytes queued to one component before its senders pause"),
+    SIZE("router.max-queue", "64M",
+         "bytes queued to one component that does not read (its own bounces, adverts) before "
+         "it is disconnected"),
     INT("router.max-connections", "1000", 1, 100000, "components connected at once"),
     BOOL("router.require-tls", "false",
          "components on this machine must STARTTLS too (those on other hosts always must)"),

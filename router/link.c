@@ -175,6 +175,16 @@ static int lookup_account(void *ud, const char *authcid, const char *hash, scram
     return 0;
 }
 
+bool link_check_queue(link_t *l)
+{
+    if (l->state == LINK_CLOSING || conn_queued(l->conn) <= l->router->max_queue) return true;
+    log_warn("%s (%s): %zu bytes wait for it, more than router.max-queue: disconnected", l->id,
+             conn_peer(l->conn), conn_queued(l->conn));
+    l->state = LINK_CLOSING;
+    conn_abort(l->conn);
+    return false;
+}
+
 void link_set_role(link_t *l, comp_role_t role)
 {
     l->role = role;

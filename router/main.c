@@ -22,6 +22,8 @@ static void configure(router_t *r, const config_t *c)
     if (r->is_tls_required && !r->tls) log_fatal("router.require-tls needs router.tls");
     r->max_stanza = config_size(c, "router.max-stanza");
     r->write_limit = config_size(c, "router.write-limit");
+    r->max_queue = config_size(c, "router.max-queue");
+    if (r->max_queue < r->write_limit) log_fatal("router.max-queue is below router.write-limit");
     r->max_links = (int)config_int(c, "router.max-connections");
 }
 

@@ -94,6 +94,7 @@ static void advertise(router_t *r, const char *name, bool available, link_t *onl
         if (l->state != LINK_READY || l->is_external) continue;
         if (!shared) shared = rbuf_new(b->data, b->len);
         conn_write_rbuf(l->conn, shared);
+        link_check_queue(l);
     }
     if (shared) rbuf_unref(shared);
 }

@@ -59,6 +59,7 @@ static void release_waiting(link_t *l)
 void route_write(link_t *l, link_t *sender, const char *data, size_t len)
 {
     conn_write(l->conn, data, len);
+    if (!link_check_queue(l)) return;
     if (sender && conn_is_full(l->conn)) hold(l, sender);
 }
 

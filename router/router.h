@@ -52,6 +52,7 @@ typedef struct router {
     bool is_tls_required;  /* for local components too */
     size_t max_stanza;
     size_t write_limit;
+    size_t max_queue;      /* a link that lets more wait is cut off */
     int max_links;
     int nlinks;
     link_t *links;         /* every connected link */
@@ -107,6 +108,10 @@ void link_accept(router_t *r, uv_stream_t *server);
 void link_fail(link_t *l, const char *condition, const char *text);
 /* Close every link with system-shutdown (the router is stopping). */
 void link_close_all(router_t *r);
+/* After a write to l: a link with more than router.max-queue unread is
+ * cut off (it does not read; flow control holds back only what others
+ * send it, not its own bounces or adverts). false if it was. */
+bool link_check_queue(link_t *l);
 /* The link's role is known: routes from it are marked with it. */
 void link_set_role(link_t *l, comp_role_t role);
 

@@ -285,6 +285,25 @@ def test_flood_to_a_component_that_does_not_read_keeps_router_memory_bounded(rou
     assert sink.count() == n, "routes were lost under flow control"
 
 
+@pytest.mark.router_settings({"router.max-queue": "4M"})
+def test_component_that_does_not_read_its_own_bounces_is_cut_off(router, comps):
+    """Flow control holds back what others send to a component, not the
+    bounces of its own routes: one that sends to nowhere and never reads
+    is disconnected at router.max-queue, and the router does not grow."""
+    flooder = comps("flooder", "flooder.test")
+    flooder.cmd("quiet")
+    flooder.cmd("pause")
+    before = rss_kb(router.pid)
+    flooder.cmd("flood nowhere.test flooder.test 300000")  # about 40 MB of bounces
+    flooder.expect("down", timeout=60)
+    with open(router.log) as f:
+        assert "more than router.max-queue: disconnected" in f.read()
+    assert rss_kb(router.pid) - before < 20 * 1024, "the router held the bounces"
+    other = comps("other", "other.test")  # and goes on serving
+    other.cmd("send other.test other.test - <message><body>still here</body></message>")
+    assert "still here" in other.expect("<route")
+
+
 def raw_stream(port, data, timeout=5):
     """Send data on a fresh connection; return all the router answers."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

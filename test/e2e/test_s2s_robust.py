@@ -223,7 +223,10 @@ def test_outgoing_streams_to_a_server_that_misbehaves(tmp_path):
         for i in range(150):
             alice.send_message(f"u{i % 7}@evil.test", "x" * rng.choice([1, 5000]))
             time.sleep(0.08)
-        assert evil.streams > 10, f"only {evil.streams} streams to evil.test (seed {SEED})"
+        # A stream the peer leaves hanging (it says <proceed/> and does no
+        # TLS: what it adds in the clear is dropped) ends at connect-timeout,
+        # 2 s: in 12 s at least 6 streams come and go.
+        assert evil.streams >= 6, f"only {evil.streams} streams to evil.test (seed {SEED})"
         assert a.s2s.proc.poll() is None, f"a's s2s died (seed {SEED})"
         alice.send_message("alice@a.test", "still here")
         assert alice.wait_message(lambda m: m["body"] == "still here", timeout=10)
