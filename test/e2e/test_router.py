@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Router, self_signed
+from hearth_env import BUILDDIR, Router, is_sanitized, self_signed
 from testcomp import Component
 
 
@@ -298,7 +298,7 @@ def test_component_that_does_not_read_its_own_bounces_is_cut_off(router, comps):
     flooder.expect("down", timeout=60)
     with open(router.log) as f:
         assert "more than router.max-queue: disconnected" in f.read()
-    assert rss_kb(router.pid) - before < 20 * 1024, "the router held the bounces"
+    assert rss_kb(router.pid) - before < 20 * 1024 or is_sanitized(), "the router held the bounces"
     other = comps("other", "other.test")  # and goes on serving
     other.cmd("send other.test other.test - <message><body>still here</body></message>")
     assert "still here" in other.expect("<route")
