@@ -70,6 +70,10 @@ def test_killed_router_is_restarted_with_new_pid(started):
     assert new and new != old, f"router not back within 10s (old pid {old}, now {new})"
     log = tail(started.hearthd_log)
     assert f"router (pid {old}) killed by SIGKILL" in log, log
+    # bash's own job notice ("hearthd: line 9: 123 Killed ...") is not
+    # hearthd's to log: every line is one of its dated records
+    stray = [line for line in log.splitlines() if line and not re.match(r"\d{4}-\d\d-\d\d ", line)]
+    assert not stray, f"lines hearthd did not write in hearthd.log: {stray}"
 
 
 def test_stop_stops_router_cleanly(started):
