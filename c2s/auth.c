@@ -25,6 +25,11 @@
  * temporary-auth-failure (RFC 6120 §6.5.12: try again later), uncounted.
  * A success is not counted against the address.
  *
+ * A channel binding the stream cannot honour (tls-unique on TLS 1.3, the
+ * "y" flag although -PLUS was offered, a binding with a mechanism without
+ * -PLUS or the reverse) is refused at once, before the attempt is counted:
+ * that is mechanism negotiation, not a password guess (binding_problem).
+ *
  * Failures answer not-authorized; after c2s.auth-failures of them the
  * stream is closed (RFC 6120 §6.4.5). A store that is down answers
  * temporary-auth-failure, which is not counted either. PLAIN's key
@@ -357,29 +362,11 @@ static void start(client_t *cl, const char *in_b64)
             send_failure(cl, "malformed-request");
             return;
         }
-        char flag = first.flag;
-        snprintf(a->cb_type, sizeof a->cb_type, "%s", first.cb_type);
-        bool is_plus = strstr(a->mech, "-PLUS") != NULL;
-        bool could_bind = has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique");
-        if (flag == 'p' &&
-            (!is_plus || conn_channel_binding(cl->conn, a->cb_type, &a->cb_data) < 0)) {
-            free(m);
-            fail_login(cl, "not-authorized"); /* a binding we do not have */
-            return;
+        /* begin() refused every flag this stream cannot honour */
+        if (first.flag == 'p') {
+            snprintf(a->cb_type, sizeof a->cb_type, "%s", first.cb_type);
+            conn_channel_binding(cl->conn, a->cb_type, &a->cb_data);
         }
-        if (is_plus && flag != 'p') {
-            free(m);
-            send_failure(cl, "malformed-request");
-            return;
-        }
-        /* RFC 5802 §6: "y" means the client could bind but thinks we
-         * cannot; we offered -PLUS, so someone stripped it: a downgrade. */
-        if (flag == 'y' && could_bind) {
-            free(m);
-            fail_login(cl, "not-authorized");
-            return;
-        }
-        if (flag != 'p') a->cb_type[0] = '\0';
     }
     free(m);
     a->bare = bare_of(cl, user);
@@ -401,12 +388,70 @@ static void start(client_t *cl, const char *in_b64)
     fetch_keys(cl);
 }
 
+/* What is wrong with a SCRAM first message's channel binding on this
+ * stream, or NULL: decided by the message and the stream alone, before any
+ * password is looked at. Clients meet this while they negotiate (Debian
+ * 12's slixmpp asks for tls-unique on TLS 1.3, then sends "y" although
+ * -PLUS was offered, then moves on to the next mechanism), so such a
+ * refusal is answered at once and not counted as a failed login, against
+ * the address or toward c2s.auth-failures; it costs no lookup and no
+ * hashing, and the stanza rate and c2s.auth-timeout bound how often a
+ * client can repeat it. *condition is the SASL failure to answer. */
+static const char *binding_problem(client_t *cl, const char *in_b64, char **user,
+                                   const char **condition)
+{
+    auth_t *a = cl->auth;
+    size_t len = 0;
+    char *m = strcmp(in_b64, "=") == 0 ? NULL : b64_decode(in_b64, &len);
+    sasl_first_t first;
+    const char *problem = NULL;
+    *condition = "not-authorized";
+    if (m && len <= MAX_SASL_MESSAGE && sasl_parse_scram_first(m, len, &first) == 0) {
+        bool is_plus = strstr(a->mech, "-PLUS") != NULL;
+        buf_t cb = BUF_INIT;
+        if (first.flag == 'p' && !is_plus) {
+            problem = "it asked for channel binding with a mechanism without -PLUS";
+            *condition = "malformed-request";
+        } else if (first.flag == 'p' && conn_channel_binding(cl->conn, first.cb_type, &cb) < 0) {
+            /* RFC 9266: TLS 1.3 has no tls-unique; tls-exporter replaces it */
+            problem = strcmp(first.cb_type, "tls-unique") == 0 && has_binding(cl, "tls-exporter")
+                          ? "it asked for channel binding tls-unique, which TLS 1.3 does not have "
+                            "(RFC 9266: tls-exporter, which we offered)"
+                          : "it asked for a channel binding type this stream does not offer";
+        } else if (is_plus && first.flag != 'p') {
+            problem = "it chose a -PLUS mechanism without channel binding";
+            *condition = "malformed-request";
+        } else if (first.flag == 'y' && (has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique"))) {
+            /* RFC 5802 §6: "y" means the client could bind but thinks we
+             * cannot; we offered -PLUS, so it was stripped or ignored. */
+            problem = "its client says it could bind a channel but saw no -PLUS mechanism, "
+                      "which we offered (flag y: refused as a downgrade, RFC 5802 §6)";
+        }
+        buf_free(&cb);
+        if (problem) *user = bare_of(cl, first.user);
+    }
+    free(m);
+    return problem;
+}
+
 /* The attempt begins with its first message: counted now, evaluated at
  * its turn. */
 static void begin(client_t *cl, const char *in_b64)
 {
     c2s_t *c2s = cl->c2s;
     auth_t *a = cl->auth;
+    if (!a->is_plain) {
+        char *user = NULL;
+        const char *condition, *problem = binding_problem(cl, in_b64, &user, &condition);
+        if (problem) {
+            log_info("%s (%s): %s login as %s refused before its password, not counted as a "
+                     "failure: %s",
+                     c2s->id, client_peer(cl), a->mech, user ? user : "(invalid name)", problem);
+            free(user);
+            send_failure(cl, condition);
+            return;
+        }
+    }
     uint64_t now = limits_now(), loop_now = uv_now(c2s->loop);
     uint64_t left = !cl->login_deadline             ? MAX_WAIT
                     : cl->login_deadline > loop_now ? cl->login_deadline - loop_now

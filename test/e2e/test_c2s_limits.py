@@ -738,3 +738,41 @@ def test_a_large_offline_queue_reaches_a_slow_reader_whole(server, hearth_env):
         assert time.monotonic() < deadline, "the read messages stay stored"
         time.sleep(0.05)
     bob.close()
+
+
+# ---- mechanism negotiation is not password guessing ------------------------------------------
+
+@pytest.mark.server(**{"c2s.auth-burst": "2", "c2s.auth-timeout": "3s"})
+def test_channel_binding_refusals_are_answered_at_once_and_not_counted(server):
+    """Debian 12's slixmpp, on TLS 1.3, asks SCRAM-*-PLUS for tls-unique,
+    then sends SCRAM's "y" flag although -PLUS was offered, and only then
+    PLAIN: four refusals per login. They cost nothing and guess nothing, so
+    three such logins in a row from one address all get in, although
+    counted as failures the third refusal of the first would already wait
+    past c2s.auth-timeout (temporary-auth-failure); and the log says why
+    each was refused, for the right user."""
+    register(server, "alice")
+    refusals = [("SCRAM-SHA-256-PLUS", "p=tls-unique"), ("SCRAM-SHA-1-PLUS", "p=tls-unique"),
+                ("SCRAM-SHA-256", "y"), ("SCRAM-SHA-1", "y")]
+    for round_ in range(3):
+        r = Raw(server)
+        try:
+            r.open()
+            r.starttls()
+            assert r.sock.version() == "TLSv1.3", r.sock.version()
+            for mech, gs2 in refusals:
+                first = f"{gs2},,n=alice,r={b64(os.urandom(18))}"
+                r.send(f"<auth xmlns='{NS_SASL}' mechanism='{mech}'>{b64(first)}</auth>")
+                m = r.read_until(r"<(success|failure)[^>]*>(?:<([a-z-]+))?")
+                assert (m[1], m[2]) == ("failure", "not-authorized"), (round_, mech, gs2, m[0])
+            r.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain('alice', PASSWORD)}</auth>")
+            m = r.read_until(r"<(success|failure)[^>]*>(?:<([a-z-]+))?")
+            assert m[1] == "success", f"login {round_ + 1} after the refusals: {m[0]}"
+        finally:
+            r.close()
+    assert log_count(server.c2s, "login as (invalid name)") == 0
+    assert log_count(server.c2s, "login as alice@localhost refused before its password, not counted "
+                                 "as a failure: it asked for channel binding tls-unique, which TLS 1.3 "
+                                 "does not have") == 6
+    assert log_count(server.c2s, "login as alice@localhost refused before its password, not counted "
+                                 "as a failure: its client says it could bind") == 6
