@@ -555,6 +555,11 @@ static void on_stream_close(void *ud)
 {
     client_t *cl = ud;
     if (!client_is_open(cl)) return;
+    if (cl->state == CL_BOUND)
+        log_info("%s (%s): %s logged out (%s)", cl->c2s->id, client_peer(cl), jid_full(cl->jid),
+                 cl->cid);
+    else
+        log_debug("%s (%s): stream closed before a session", cl->c2s->id, client_peer(cl));
     queue(cl, "</stream:stream>", strlen("</stream:stream>"));
     enter_closing(cl);
     conn_close(cl->conn);

@@ -10,7 +10,8 @@
  *
  *   <iq type='get'><online/></iq>
  *     -> <online><session jid='FULL JID' c2s='c2s-1'
- *                               available='true|false' priority='N'/>...
+ *                               available='true|false' [show='away|chat|dnd|xa']
+ *                               priority='N'/>...
  *        </online>
  *        every session of this sm (with several sm shards, of the one the
  *        router picked);
@@ -50,6 +51,12 @@ static void add_session(sess_t *sess, void *ud)
     elem_set_attr(s, "jid", jid_full(sess->jid));
     elem_set_attr(s, "c2s", sess->c2s);
     elem_set_attr(s, "available", sess->is_available ? "true" : "false");
+    /* RFC 6121 §4.7.2.1: away, chat, dnd or xa; absent is plain available */
+    const elem_t *show = sess->presence ? elem_child(sess->presence, NULL, "show") : NULL;
+    const char *value = show && sess->is_available ? elem_text(show) : "";
+    if (strcmp(value, "away") == 0 || strcmp(value, "chat") == 0 || strcmp(value, "dnd") == 0 ||
+        strcmp(value, "xa") == 0)
+        elem_set_attr(s, "show", value);
     elem_set_attr(s, "priority", priority);
 }
 

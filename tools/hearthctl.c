@@ -337,11 +337,15 @@ static void print_online(const elem_t *online)
          s = elem_next(s, NS_ADMIN, "session"), n++) {
         const char *jid = elem_attr(s, "jid"), *c2s = elem_attr(s, "c2s");
         const char *available = elem_attr(s, "available"), *priority = elem_attr(s, "priority");
+        const char *show = elem_attr(s, "show");
+        bool is_available = available && strcmp(available, "true") == 0;
         printf("%s\t%s\t%s\t%s\n", jid ? jid : "?", c2s ? c2s : "?",
-               available && strcmp(available, "true") == 0 ? "available" : "unavailable",
+               !is_available ? "unavailable"
+               : show && *show ? show
+                               : "available",
                priority ? priority : "0");
     }
-    if (n == 0 && isatty(STDOUT_FILENO)) fprintf(stderr, "nobody is online\n");
+    if (n == 0) fprintf(stderr, "nobody is online\n");
 }
 
 static void print_s2s(const elem_t *list)
@@ -357,7 +361,7 @@ static void print_s2s(const elem_t *list)
             printf("in\t%s\t%s\t%s\t%s\n", elem_attr(e, "peer"), elem_attr(e, "domains"),
                    elem_attr(e, "auth"), elem_attr(e, "tls"));
     }
-    if (n == 0 && isatty(STDOUT_FILENO)) fprintf(stderr, "no stream to or from other servers\n");
+    if (n == 0) fprintf(stderr, "no stream to or from other servers\n");
 }
 
 static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)

@@ -285,6 +285,18 @@ def test_bind_with_a_chosen_resource(server):
     c.disconnect()
 
 
+def test_clean_logout_is_logged(server):
+    c = login(server, "alice", resource="phone")
+    c.disconnect()
+    deadline = time.monotonic() + 5
+    while True:
+        with open(server.c2s[0].log) as f:
+            if re.search(r": alice@localhost/phone logged out \(", f.read()):
+                break
+        assert time.monotonic() < deadline, f"no logout line in the c2s log\n{server.c2s[0].log_tail()}"
+        time.sleep(0.05)
+
+
 def test_bind_without_a_resource_gets_one_generated(server):
     c = login(server, "alice")
     bare, _, resource = c.bound_jid.partition("/")

@@ -4,6 +4,7 @@ work, deleted accounts are gone (and their sessions end), and `online` asks
 the running sm through the router. Runs on SQLite and on PostgreSQL."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -116,8 +117,28 @@ def test_online_lists_the_sessions(ctl, server):
         bob.disconnect()
 
 
+def test_online_shows_away_and_unavailable(ctl, server):
+    ok(ctl("adduser", "alice", "pw"))
+    ok(ctl("adduser", "bob", "pw"))
+    alice = Client(server, "alice@localhost", "pw", resource="phone").connect()
+    bob = Client(server, "bob@localhost", "pw", resource="desk").connect()
+    try:
+        alice.send_presence(pshow="away")
+        deadline = time.monotonic() + 5
+        while True:
+            shown = dict(line.split("\t")[::2] for line in ok(ctl("online")).splitlines())
+            if shown.get("alice@localhost/phone") == "away" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert shown == {"alice@localhost/phone": "away", "bob@localhost/desk": "unavailable"}, shown
+    finally:
+        alice.disconnect()
+        bob.disconnect()
+
+
 def test_online_with_nobody_online_is_empty(ctl):
-    assert ok(ctl("online")) == ""
+    proc = ctl("online")
+    assert proc.returncode == 0 and proc.stdout == "" and "nobody is online" in proc.stderr, proc
 
 
 def test_online_without_a_running_sm_fails(ctl, server):

@@ -219,6 +219,10 @@ def test_hearthctl_lists_the_streams(any_pair):
     pair's mode says, over STARTTLS) and b's stream in, for b.test; without
     an s2s, hearthctl says so."""
     a, b = any_pair
+    empty = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c", a.env.config_path,
+                            "s2s"], capture_output=True, text=True, timeout=30)
+    assert (empty.returncode, empty.stdout) == (0, "") and \
+        "no stream to or from other servers" in empty.stderr, empty
     exchange(a, b)
     lines = hearthctl_s2s(a)
     outs = [line for line in lines if line[0] == "out"]
