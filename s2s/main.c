@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "daemon.h"
 #include "s2s.h"
@@ -96,9 +97,26 @@ void s2s_deliver_local(s2s_t *s, const elem_t *stanza)
     jid_free(j);
 }
 
-void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition)
+bool s2s_is_unserved_subdomain(const s2s_t *s, const char *domain)
 {
-    if (xmpp_stanza_error(stanza, condition, NULL) < 0) return;
+    size_t len = strlen(domain);
+    bool is_under_local = false;
+    for (int i = 0; i < s->ndomains && !is_under_local; i++) {
+        size_t n = strlen(s->domains[i]);
+        is_under_local = len > n + 1 && domain[len - n - 1] == '.' &&
+                         strcmp(domain + len - n, s->domains[i]) == 0;
+    }
+    if (!is_under_local || s2s_route_for(s, domain)) return false;
+    for (int i = 0; i < config_count(s->config, "resolver.override"); i++) {
+        const char *d = config_get_at(s->config, "resolver.override@domain", i);
+        if (d && strcasecmp(d, domain) == 0) return false;
+    }
+    return true;
+}
+
+void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition, const char *text)
+{
+    if (xmpp_stanza_error(stanza, condition, text) < 0) return;
     s2s_deliver_local(s, stanza);
 }
 

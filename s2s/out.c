@@ -99,7 +99,7 @@ static void bounce_queue(out_t *o)
     while (o->queue) {
         qitem_t *q = o->queue;
         o->queue = q->next;
-        s2s_bounce(o->s, q->stanza, condition);
+        s2s_bounce(o->s, q->stanza, condition, NULL);
         arena_free(q->stanza->arena);
         free(q);
     }
@@ -550,9 +550,14 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
               size_t size)
 {
     out_t *o = NULL;
-    const char *refused = NULL;
+    const char *refused = NULL, *text = NULL;
+    char why[JID_STRING_MAX + 96];
     if (s2s_policy(s, remote) == AUTH_BLOCK) {
         refused = "not-allowed";
+    } else if (s2s_is_unserved_subdomain(s, remote)) {
+        /* RFC 6120 §8.3.3.19: the service does not exist here */
+        snprintf(why, sizeof why, "%s is not served here: no component is bound to it", remote);
+        refused = "service-unavailable", text = why;
     } else {
         o = stream_for(s, local, remote);
         char key[2 * JID_STRING_MAX];
@@ -573,7 +578,7 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     }
     if (refused) {
         elem_t *copy = elem_copy(arena_new(0), stanza);
-        s2s_bounce(s, copy, refused);
+        s2s_bounce(s, copy, refused, text);
         arena_free(copy->arena);
         return;
     }

@@ -114,7 +114,13 @@ void s2s_deliver_local(s2s_t *s, const elem_t *stanza);
 /* The same when its to is parsed already. */
 void s2s_deliver(s2s_t *s, const jid_t *to, const elem_t *stanza);
 /* Answer stanza with an error (remote-server-not-found, ...) to its sender. */
-void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition);
+void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition, const char *text);
+/* A subdomain of a local domain (conference.example.com under
+ * example.com) that nothing here serves: no component bound it at the
+ * router (else the stanza would not be ours), and neither an s2s/route nor
+ * a resolver/override sends it elsewhere. Such a domain is a service of
+ * this server that does not run, not another server to look up in DNS. */
+bool s2s_is_unserved_subdomain(const s2s_t *s, const char *domain);
 
 /* out.c */
 /* A stanza from the router for a remote domain (a copy is kept); size:

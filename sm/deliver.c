@@ -232,8 +232,11 @@ static void presence_to_user(sm_t *sm, sm_pkt_t *pkt)
         if (s) sm_send_to_sess(sm, s, pkt->stanza);
         return;
     }
-    if (is(type, "error")) return;
-    /* §8.5.2.1.2: to every available resource. */
+    /* §8.5.2.1.2: to every available resource. RFC 6121 says nothing of
+     * errors to the bare JID; those come back for what the user sent from
+     * it (a subscription request to a server that can't be reached, RFC
+     * 6121 §3.1.2 stamps it with the bare JID), so its sessions hear them
+     * like any other answer. */
     for (sess_t *s = sm_sessions(sm, jid_bare(pkt->to)); s; s = s->next)
         if (s->is_available) sm_send_to_sess(sm, s, pkt->stanza);
 }

@@ -253,6 +253,45 @@ def test_unreachable_server_bounces(pair):
         alice.disconnect()
 
 
+def test_subscription_to_an_unreachable_server_comes_back_as_an_error(pair):
+    """A subscription request goes out from the bare JID (RFC 6121
+    §3.1.2); when the contact's server can't be reached it comes back as a
+    presence error to that bare JID, which the sm delivers to the user's
+    available sessions."""
+    a, _ = pair
+    alice = a.client("alice")
+    try:
+        alice.send_presence()
+        alice.send_presence(pto="nobody@down.test", ptype="subscribe")
+        p = alice.wait_presence(lambda s: s["type"] == "error", timeout=10)
+        assert p["error"]["condition"] == "remote-server-not-found", p
+        assert p["from"].bare == "nobody@down.test", p
+    finally:
+        alice.disconnect()
+
+
+def test_unserved_subdomain_of_a_local_domain_is_service_unavailable(pair):
+    """A group chat or upload address under our own domain, with no
+    component bound to it, is a service that does not run here: it is
+    answered service-unavailable at once, saying so, and never looked up in
+    DNS as another server (which would end remote-server-not-found)."""
+    a, _ = pair
+    alice = a.client("alice")
+    try:
+        alice.send_message("room@conference.a.test", "anyone?")
+        m = alice.wait_message(lambda s: s["type"] == "error", timeout=10)
+        assert m["error"]["condition"] == "service-unavailable", m
+        assert m["error"]["text"] == "conference.a.test is not served here: no component is bound to it", m
+        answer = alice.iq("<iq type='get' to='upload.a.test'>"
+                          "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        assert answer["error"]["condition"] == "service-unavailable", answer
+    finally:
+        alice.disconnect()
+    if a.resolver:  # it logs every answer (debug)
+        with open(a.resolver.log) as f:
+            assert "conference.a.test" not in f.read()
+
+
 def test_silent_server_times_out(tmp_path):
     """A peer that accepts the connection and never answers: the stanza
     comes back as remote-server-timeout after s2s.connect-timeout."""
