@@ -101,11 +101,16 @@ def test_deluser_of_an_unknown_user_fails(ctl):
     assert proc.returncode == 1 and "no such user" in proc.stderr, proc
 
 
-def test_online_lists_the_sessions(ctl, server):
+def alice_and_bob(ctl, server):
+    """alice (resource phone) and bob (desk), made with hearthctl, connected."""
     ok(ctl("adduser", "alice", "pw"))
     ok(ctl("adduser", "bob", "pw"))
-    alice = Client(server, "alice@localhost", "pw", resource="phone").connect()
-    bob = Client(server, "bob@localhost", "pw", resource="desk").connect()
+    return (Client(server, "alice@localhost", "pw", resource="phone").connect(),
+            Client(server, "bob@localhost", "pw", resource="desk").connect())
+
+
+def test_online_lists_the_sessions(ctl, server):
+    alice, bob = alice_and_bob(ctl, server)
     try:
         alice.send_presence()
         lines = ok(ctl("online")).splitlines()
@@ -118,10 +123,7 @@ def test_online_lists_the_sessions(ctl, server):
 
 
 def test_online_shows_away_and_unavailable(ctl, server):
-    ok(ctl("adduser", "alice", "pw"))
-    ok(ctl("adduser", "bob", "pw"))
-    alice = Client(server, "alice@localhost", "pw", resource="phone").connect()
-    bob = Client(server, "bob@localhost", "pw", resource="desk").connect()
+    alice, bob = alice_and_bob(ctl, server)
     try:
         alice.send_presence(pshow="away")
         deadline = time.monotonic() + 5
