@@ -1291,8 +1291,8 @@ bool conn_cert_names_server(const void *der, size_t len, const char *name)
     gnutls_x509_crt_t crt;
     if (!der || !name || !*name || gnutls_x509_crt_init(&crt) < 0) return false;
     gnutls_datum_t d = {(unsigned char *)der, (unsigned)len};
-    bool named = gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) == 0 &&
-                 cert_names_server(crt, name);
+    bool named =
+        gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) == 0 && cert_names_server(crt, name);
     gnutls_x509_crt_deinit(crt);
     return named;
 }

@@ -128,8 +128,8 @@ static void warn_if_exposed(const char *key_file)
 {
     unsigned mode = 0;
     if (!tls_key_is_exposed(key_file, &mode) || !log_is_first(key_file)) return;
-    log_warn("key %s is readable by its group or others (mode %04o): chmod 600 %s", key_file,
-             mode, key_file);
+    log_warn("key %s is readable by its group or others (mode %04o): chmod 600 %s", key_file, mode,
+             key_file);
 }
 
 int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_file, char **err)
