@@ -171,13 +171,13 @@ static bool check_key(tls_check_t *t, const char *what, const char *cert, const 
 {
     unsigned mode = 0;
     if (access(key, R_OK) < 0) {
-        check_error(t->k, "%s key %s: %s — fix the key setting, or give this user access", what,
-                    key, strerror(errno));
+        check_error(t->k, "%s %s: %s — fix the key setting, or give this user access", what, key,
+                    strerror(errno));
         return false;
     }
     if (tls_key_is_exposed(key, &mode))
         check_warning(t->k,
-                      "%s key %s is readable by its group or others (mode %04o) — chmod 600 "
+                      "%s %s is readable by its group or others (mode %04o) — chmod 600 "
                       "%s",
                       what, key, mode, key);
     gnutls_datum_t data = {NULL, 0};
@@ -191,8 +191,7 @@ static bool check_key(tls_check_t *t, const char *what, const char *cert, const 
     }
     if (rc < 0) {
         if (pk) gnutls_x509_privkey_deinit(pk);
-        check_error(t->k,
-                    "%s key %s does not load (%s) — it must be an unencrypted PEM private key",
+        check_error(t->k, "%s %s does not load (%s) — it must be an unencrypted PEM private key",
                     what, key, gnutls_strerror(rc));
         return false;
     }
@@ -204,7 +203,7 @@ static bool check_key(tls_check_t *t, const char *what, const char *cert, const 
     gnutls_x509_privkey_deinit(pk);
     if (!is_match) {
         check_error(t->k,
-                    "%s key %s does not match certificate %s — use the key the certificate "
+                    "%s %s does not match certificate %s — use the key the certificate "
                     "was made for",
                     what, key, cert);
         return false;
@@ -213,7 +212,8 @@ static bool check_key(tls_check_t *t, const char *what, const char *cert, const 
     char *err = NULL;
     tls_ctx_t *ctx = tls_ctx_new_server(cert, key, &err);
     if (!ctx) {
-        check_error(t->k, "%s: %s — the daemons cannot load this pair", what, err ? err : "?");
+        check_error(t->k, "%s %s: %s — the daemons cannot load this pair", what, key,
+                    err ? err : "?");
         free(err);
         return false;
     }
@@ -221,10 +221,16 @@ static bool check_key(tls_check_t *t, const char *what, const char *cert, const 
     return true;
 }
 
-/* Check the pair once; whether its certificate is there to check names. */
-static bool check_pair(tls_check_t *t, const char *what, const char *cert, const char *key,
-                       bool is_default)
+/* Check the pair once; whether its certificate is there to check names.
+ * who: "c2s", "s2s" or "router"; domain: the s2s's, else NULL. */
+static bool check_pair(tls_check_t *t, const char *who, const char *domain, const char *cert,
+                       const char *key, bool is_default)
 {
+    char what[64 + JID_STRING_MAX], key_what[64 + JID_STRING_MAX];
+    snprintf(what, sizeof what, "%s certificate%s%s", who, domain ? " for " : "",
+             domain ? domain : "");
+    snprintf(key_what, sizeof key_what, "%s key%s%s", who, domain ? " for " : "",
+             domain ? domain : "");
     char id[2 * TLS_PATH_MAX + 2];
     snprintf(id, sizeof id, "%s\n%s", cert, key);
     for (int i = 0; i < t->nchecked; i++)
@@ -255,7 +261,7 @@ static bool check_pair(tls_check_t *t, const char *what, const char *cert, const
             is_usable = true;
             check_dates(t, what, cert, c.crts[0]);
             check_chain(t, what, cert, &c);
-            check_key(t, what, cert, key, c.crts[0]);
+            check_key(t, key_what, cert, key, c.crts[0]);
             chain_free(&c);
         }
     }
@@ -302,20 +308,21 @@ void check_certificates(check_t *k)
     char cert[TLS_PATH_MAX], key[TLS_PATH_MAX], what[64 + JID_STRING_MAX];
     if (k->ndomains > 0 && check_runs(k, "c2s")) {
         bool is_default = check_cert_paths(k, "c2s", k->domains[0], cert, key);
-        if (check_pair(&t, "c2s certificate", cert, key, is_default))
+        if (check_pair(&t, "c2s", NULL, cert, key, is_default))
             for (int i = 0; i < k->ndomains; i++)
                 check_name(&t, "c2s certificate", cert, k->domains[i]);
     }
     for (int i = 0; i < k->ndomains && check_runs(k, "s2s"); i++) {
         bool is_default = check_cert_paths(k, "s2s", k->domains[i], cert, key);
         snprintf(what, sizeof what, "s2s certificate for %s", k->domains[i]);
-        if (check_pair(&t, what, cert, key, is_default)) check_name(&t, what, cert, k->domains[i]);
+        if (check_pair(&t, "s2s", k->domains[i], cert, key, is_default))
+            check_name(&t, what, cert, k->domains[i]);
     }
     const char *rcert = config_get(k->config, "router.tls@cert");
     const char *rkey = config_get(k->config, "router.tls@key");
     if (rcert || rkey) {
         const char *name = config_get(k->config, "router.tls-name");
-        if (check_pair(&t, "router certificate", rcert ? rcert : "", rkey ? rkey : "", false) &&
+        if (check_pair(&t, "router", NULL, rcert ? rcert : "", rkey ? rkey : "", false) &&
             !check_cert_names(rcert, name))
             check_error(k,
                         "router certificate %s does not name %s (router.tls-name): the daemons "
