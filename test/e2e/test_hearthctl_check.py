@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hearth_env import BUILDDIR, DNSMASQ, Dns, Router, free_port
+from hearth_env import BUILDDIR, DNSMASQ, Dns, Router, accepts, free_port
 
 cryptography = pytest.importorskip("cryptography", reason="python3-cryptography is not installed")
 from cryptography import x509  # noqa: E402
@@ -136,6 +136,61 @@ def test_healthy_config_has_no_error(env):
     # nothing made yet: the default certificate and the store are notes
     result.line("note", "does not exist yet: the daemons make a self-signed one at first start")
     result.line("note", "does not exist yet: the sm creates it")
+
+
+def hearthd(env, *args):
+    return subprocess.run([os.path.join(BUILDDIR, "tools", "hearthd"), "-c", env.config_path,
+                           *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+
+
+@pytest.fixture
+def installed(env):
+    """env as tools/quickstart sets one up (each router password in a file
+    of its own, mode 0600; the statedir 0750), every daemon run by hearthd,
+    one c2s; stopped at teardown."""
+    secrets = os.path.join(env.dir, "secrets")
+    os.makedirs(secrets, mode=0o700)
+    accounts = []
+    for role, password in env.accounts.items():
+        path = os.path.join(secrets, f"router-{role}")
+        with open(path, "w") as f:
+            f.write(password + "\n")
+        os.chmod(path, 0o600)
+        accounts.append({"role": role, "password-file": path})
+    os.chmod(env.statedir, 0o750)
+    env.write_config(**{"router.account": accounts, "c2s.processes": "1",
+                        "supervisor.daemon": ["router", "resolver", "sm", "c2s", "s2s"]})
+    started = hearthd(env, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    env.logs += [os.path.join(env.statedir, "log", f"{n}.log")
+                 for n in ("hearthd", "router", "sm", "c2s-1", "s2s", "resolver")]
+    yield env
+    hearthd(env, "stop")
+
+
+def test_running_installation_has_no_error(installed):
+    """Every port held by the daemons hearthd runs (their pid files), the
+    certificates they made, the store the sm migrated: nothing is wrong,
+    only the self-signed certificates are warned about."""
+    ports = [installed.settings[p].rsplit(":", 1)[1]
+             for p in ("c2s.listen", "c2s.listen-tls", "s2s.listen", "s2s.listen-tls")]
+    cert = os.path.join(installed.statedir, "tls", "localhost.pem")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+            os.path.exists(cert) and all(accepts("127.0.0.1", int(p)) for p in ports)):
+        time.sleep(0.1)
+    assert all(accepts("127.0.0.1", int(p)) for p in ports), installed.log_tails()
+    result = check(installed)
+    assert result.status == 0 and result.errors() == [], result
+    for setting in ("c2s.listen", "c2s.listen-tls"):
+        result.line("note", f"{setting} {installed.settings[setting]}: in use by the running "
+                    "hearth-c2s")
+    result.line("note", f"s2s.listen {installed.settings['s2s.listen']}: in use by the running "
+                "hearth-s2s")
+    result.line("warning", f"c2s certificate {cert} is self-signed")
+    assert [w for w in result.warnings() if "self-signed" not in w and "<user> is root" not in w] \
+        == [], result
 
 
 def test_usage_error_exits_2(env):
