@@ -221,11 +221,13 @@ static bool check_secret(check_t *k, const char *what, const char *path, const c
         check_secret_mode(k, file);
         return true;
     }
+    const char *value = i >= 0 ? config_get_at(k->config, path, i) : config_get(k->config, path);
     if (err)
         check_error(k, "%s: %s — %s", what, err,
-                    file && *file ? "put the secret on the file's first line (chmod 600 it), or "
-                                    "fix the file name"
-                                  : "set only one of the two");
+                    value && *value && file && *file
+                        ? "set only one of the two"
+                        : "put the secret on the file's first line (chmod 600 it), or fix the "
+                          "file name");
     else if (remedy)
         check_error(k, "%s has no secret — %s", what, remedy);
     free(err);

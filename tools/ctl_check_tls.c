@@ -237,10 +237,10 @@ static bool check_pair(tls_check_t *t, const char *who, const char *domain, cons
         if (strcmp(t->checked[i], id) == 0) return t->is_usable[i];
     bool is_usable = false;
     if (!*cert || !*key) {
-        check_error(t->k,
-                    "%s: a certificate and a key go together — set both, or neither (for a "
-                    "self-signed one made at first start)",
-                    what);
+        check_error(t->k, "%s: a certificate and a key go together — set both%s", what,
+                    strcmp(who, "router") == 0
+                        ? ""
+                        : ", or neither (for a self-signed one made at first start)");
     } else if (is_default && access(cert, F_OK) < 0) {
         check_note(t->k,
                    "%s %s does not exist yet: the daemons make a self-signed one at first "
