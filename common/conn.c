@@ -1286,6 +1286,17 @@ static bool cert_names_server(gnutls_x509_crt_t crt, const char *name)
     }
 }
 
+bool conn_cert_names_server(const void *der, size_t len, const char *name)
+{
+    gnutls_x509_crt_t crt;
+    if (!der || !name || !*name || gnutls_x509_crt_init(&crt) < 0) return false;
+    gnutls_datum_t d = {(unsigned char *)der, (unsigned)len};
+    bool named =
+        gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) == 0 && cert_names_server(crt, name);
+    gnutls_x509_crt_deinit(crt);
+    return named;
+}
+
 bool conn_peer_verified(conn_t *c, const char *name)
 {
     if (!c || !name || !*name || !c->tls || !c->tls_done || c->tls_failed) return false;

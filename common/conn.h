@@ -98,6 +98,10 @@ bool conn_has_tls(const conn_t *c);
  * _xmpps-server.NAME, or an XmppAddr NAME. Server side, the context must ask
  * for one (tls_ctx_trust). */
 bool conn_peer_verified(conn_t *c, const char *name);
+/* The same naming rule alone, on a certificate (DER, len bytes) read from
+ * a file rather than presented by a peer: whether it names the server
+ * domain `name`. Chain and dates are not looked at (hearthctl check). */
+bool conn_cert_names_server(const void *der, size_t len, const char *name);
 /* Channel binding data for SCRAM-*-PLUS: type "tls-unique" or
  * "tls-exporter". 0 and the raw bytes in out, or -1. */
 int conn_channel_binding(conn_t *c, const char *type, buf_t *out);

@@ -117,24 +117,37 @@ static int find_user(const config_t *c, run_as_t *who, char **err)
     return 0;
 }
 
-/* Warn if the config (it holds secrets) is readable or writable by others,
- * or by a group other than group, the daemons' own. Keys are warned about
+/* The warning for a config (it holds secrets) readable or writable by
+ * others, or by a group other than group, the daemons' own. Keys are warned about
  * where they are loaded (tls.c), secret files where they are read
  * (config_secret). */
-static void warn_if_config_exposed(const char *path, gid_t group)
+char *daemon_config_exposure(const char *path, gid_t group)
 {
     struct stat st;
-    if (!path || !*path || stat(path, &st) < 0) return;
+    if (!path || !*path || stat(path, &st) < 0) return NULL;
     mode_t mode = st.st_mode & 07777;
     const char *who = NULL;
     if (mode & (S_IROTH | S_IWOTH))
         who = "every user";
     else if ((mode & S_IWGRP) || ((mode & S_IRGRP) && st.st_gid != group))
         who = "its group";
-    if (!who) return;
-    log_warn("config file %s is %s by %s (mode %04o): chmod 640 %s, and give it to the daemons' "
-             "group or to root's",
-             path, mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable", who, (unsigned)mode, path);
+    if (!who) return NULL;
+    char *text = NULL;
+    if (asprintf(&text,
+                 "config file %s is %s by %s (mode %04o): chmod 640 %s, and give it to the "
+                 "daemons' group or to root's",
+                 path, mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable", who, (unsigned)mode,
+                 path) < 0)
+        log_fatal("out of memory");
+    return text;
+}
+
+static void warn_if_config_exposed(const char *path, gid_t group)
+{
+    char *text = daemon_config_exposure(path, group);
+    if (!text) return;
+    log_warn("%s", text);
+    free(text);
 }
 
 /* The router's Unix socket, made by root with mode 0700 (umask 077): the

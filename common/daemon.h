@@ -58,6 +58,11 @@ void daemon_drop_privileges(daemon_ctx_t *d);
  * when `user` is root. 0, or -1 with *err (malloc'ed, the caller frees)
  * naming what to do. */
 int daemon_switch_user(const config_t *config, char **err);
+/* Whether the config file at path (it holds secrets) is readable or
+ * writable by others, or by a group other than group (the daemons' own):
+ * NULL if not, else the warning, with the chmod that ends it (malloc'ed,
+ * the caller frees). Said at start by every daemon; hearthctl check too. */
+char *daemon_config_exposure(const char *path, gid_t group);
 /* Release the signal handles (before the loop's last run) and the config. */
 void daemon_done(daemon_ctx_t *d);
 

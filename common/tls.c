@@ -114,15 +114,22 @@ tls_ctx_t *tls_ctx_new_client(const char *ca_file, bool verify, char **err)
     return ctx;
 }
 
+bool tls_key_is_exposed(const char *key_file, unsigned *mode)
+{
+    struct stat st;
+    if (stat(key_file, &st) < 0 || !(st.st_mode & (S_IRWXG | S_IRWXO))) return false;
+    if (mode) *mode = (unsigned)(st.st_mode & 07777);
+    return true;
+}
+
 /* A private key that its group or others may read is not private any
  * more: said once, at start, by whichever daemon loads it. */
 static void warn_if_exposed(const char *key_file)
 {
-    struct stat st;
-    if (stat(key_file, &st) < 0 || !(st.st_mode & (S_IRWXG | S_IRWXO))) return;
-    if (!log_is_first(key_file)) return;
-    log_warn("key %s is readable by its group or others (mode %04o): chmod 600 %s", key_file,
-             (unsigned)(st.st_mode & 07777), key_file);
+    unsigned mode = 0;
+    if (!tls_key_is_exposed(key_file, &mode) || !log_is_first(key_file)) return;
+    log_warn("key %s is readable by its group or others (mode %04o): chmod 600 %s", key_file, mode,
+             key_file);
 }
 
 int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_file, char **err)

@@ -27,6 +27,11 @@ int tls_ctx_add_key_pair(tls_ctx_t *ctx, const char *cert_file, const char *key_
  * load or no CA at all is trusted. */
 int tls_ctx_trust(tls_ctx_t *ctx, const char *const *ca_files, int nca, char **err);
 
+/* Whether the private key file key_file may be read or written by its
+ * group or others (then *mode, when not NULL, is its mode): the daemons
+ * warn about it where they load a key, hearthctl check reports it. */
+bool tls_key_is_exposed(const char *key_file, unsigned *mode);
+
 /* Write a new self-signed certificate and key (PEM) for domain. */
 int tls_make_selfsigned(const char *domain, const char *cert_file, const char *key_file,
                         char **err);

@@ -104,4 +104,14 @@ int auth_keys_make(const char *password, auth_keys_t *out);
 void auth_store(storage_t *st, const char *owner, const auth_keys_t *keys, bool is_new, st_cb cb,
                 void *ud);
 
+/* ---- the schema, without opening the store (schema.c) ------------------ */
+
+/* The schema version of the store config names, read without migrating,
+ * creating or writing anything: *version is the highest migration it has
+ * (0: none yet), *expected the highest this build has. Blocking: for
+ * command-line tools (hearthctl check), never a daemon's loop. 0; 1 when
+ * the SQLite file does not exist yet (the daemons make it); -1 with *err
+ * (malloc'ed) when the store cannot be opened or read. */
+int storage_schema_version(const config_t *config, int *version, int *expected, char **err);
+
 #endif

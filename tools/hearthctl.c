@@ -7,6 +7,7 @@
  *   hearthctl [-c FILE] users
  *   hearthctl [-c FILE] online
  *   hearthctl [-c FILE] s2s
+ *   hearthctl [-c FILE] check [--no-dns] [--no-ports]
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -24,7 +25,8 @@
  * remote server's certificate is valid or invalid for REMOTE, or none when
  * TLS is not up yet; under dialback an invalid one is allowed). A missing
  * PASSWORD is read from standard input, without echo on a terminal. A JID
- * without a domain is in the first configured domain.
+ * without a domain is in the first configured domain. check examines the
+ * installation and reports what is wrong (ctl_check.c).
  *
  * Exit status: 0 done, 1 failed (the reason on standard error), 2 usage. */
 #include <errno.h>
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "ctl_check.h"
 #include "storage.h"
 
 #ifndef SYSCONFDIR
@@ -82,7 +85,8 @@ static int usage(void)
                     "       hearthctl [-c FILE] deluser JID\n"
                     "       hearthctl [-c FILE] users\n"
                     "       hearthctl [-c FILE] online\n"
-                    "       hearthctl [-c FILE] s2s\n");
+                    "       hearthctl [-c FILE] s2s\n"
+                    "       hearthctl [-c FILE] check [--no-dns] [--no-ports]\n");
     return 2;
 }
 
@@ -470,6 +474,7 @@ int main(int argc, char **argv)
     argv += optind;
     if (argc < 1) return usage();
     const char *cmd = argv[0];
+    if (strcmp(cmd, "check") == 0) return ctl_check(path, argc, argv);
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
     bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
     bool is_online = strcmp(cmd, "online") == 0, is_s2s = strcmp(cmd, "s2s") == 0;
