@@ -28,3 +28,6 @@ etc/systemd/sysusers/hearth.conf: $(top_srcdir)/etc/systemd/hearth-sysusers.conf
 	$(AM_V_GEN)mkdir -p etc/systemd/sysusers && $(do_subst) < $(top_srcdir)/etc/systemd/hearth-sysusers.conf.in > $@
 etc/systemd/tmpfiles/hearth.conf: $(top_srcdir)/etc/systemd/hearth-tmpfiles.conf.in Makefile
 	$(AM_V_GEN)mkdir -p etc/systemd/tmpfiles && $(do_subst) < $(top_srcdir)/etc/systemd/hearth-tmpfiles.conf.in > $@
+
+# make install, the units, the man pages; readiness and SIGHUP.
+EXTRA_DIST += test/e2e/test_install.py test/e2e/test_reload.py
