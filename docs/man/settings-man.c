@@ -37,12 +37,24 @@ static void put_help(const char *help)
 static void put_type(const cfg_setting_t *s)
 {
     switch (s->type) {
-    case CFG_SECTION: fputs("section", stdout); break;
-    case CFG_STRING: fputs("string", stdout); break;
-    case CFG_INT: printf("integer from %lld to %lld", s->min, s->max); break;
-    case CFG_BOOL: fputs("boolean", stdout); break;
-    case CFG_SIZE: fputs("size", stdout); break;
-    case CFG_DURATION: fputs("duration", stdout); break;
+    case CFG_SECTION:
+        fputs("section", stdout);
+        break;
+    case CFG_STRING:
+        fputs("string", stdout);
+        break;
+    case CFG_INT:
+        printf("integer from %lld to %lld", s->min, s->max);
+        break;
+    case CFG_BOOL:
+        fputs("boolean", stdout);
+        break;
+    case CFG_SIZE:
+        fputs("size", stdout);
+        break;
+    case CFG_DURATION:
+        fputs("duration", stdout);
+        break;
     case CFG_CHOICE:
         fputs("one of ", stdout);
         put_text(s->choices);
