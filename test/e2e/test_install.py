@@ -31,10 +31,7 @@ def make_dirs():
                         "print-dirs"], cwd=BUILDDIR, input=rule, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stderr
-    dirs = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
-    if not dirs.get("systemdsystemunitdir"):
-        pytest.skip("configured --with-systemdsystemunitdir=no: no units to install")
-    return dirs
+    return dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +46,8 @@ def installed(tmp_path_factory):
 
 def under(installed, name, *parts):
     dest, dirs = installed
+    if name in ("systemdsystemunitdir", "sysusersdir", "tmpfilesdir") and not dirs[name]:
+        pytest.skip("configured --with-systemdsystemunitdir=no: no systemd files installed")
     return os.path.join(dest + dirs[name], *parts)
 
 
@@ -164,6 +163,7 @@ def test_sysusers_and_tmpfiles_make_the_user_and_the_statedir(installed, tmp_pat
     """Applied to a copy of the installation as its root: sysusers.d makes
     the hearth user and group, tmpfiles.d the state directory, 0750 and
     theirs."""
+    under(installed, "sysusersdir")  # skips without systemd files
     root = tmp_path / "root"
     shutil.copytree(installed[0], root, symlinks=True)
     (root / "etc").mkdir(exist_ok=True)
