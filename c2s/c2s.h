@@ -247,6 +247,8 @@ typedef struct limits_opts {
 /* Map the table (made or remade as needed); fatal if it cannot be. */
 limits_t *limits_open(const char *statedir, const limits_opts_t *opts);
 void limits_close(limits_t *l);
+/* New rates and bursts for this process's use of the table (a reload). */
+void limits_set(limits_t *l, const limits_opts_t *opts);
 /* The host's clock for the table: CLOCK_MONOTONIC, in ms. */
 uint64_t limits_now(void);
 /* A login attempt from key starts: it is counted, and *turn (limits_now()

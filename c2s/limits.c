@@ -218,11 +218,16 @@ limits_t *limits_open(const char *statedir, const limits_opts_t *opts)
     if (!l) log_fatal("out of memory");
     l->h = p;
     l->slots = (entry_t *)((char *)p + HEADER_SIZE);
+    limits_set(l, opts);
+    return l;
+}
+
+void limits_set(limits_t *l, const limits_opts_t *opts)
+{
     l->login_interval = 60000 / (opts->auth_rate ? opts->auth_rate : 1);
     l->login_burst = opts->auth_burst;
     l->reg_rate = opts->registration_rate;
     l->reg_total = opts->registration_total;
-    return l;
 }
 
 void limits_close(limits_t *l)

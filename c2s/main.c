@@ -1,7 +1,17 @@
 /* main.c — hearth-c2s: reads the config, loads (or makes) the certificate,
  * opens the client ports and the limits it shares with the other c2s
  * processes (limits.c), drops privileges, opens the store, connects to the
- * router and runs the loop. The client streams are client.c's. */
+ * router and runs the loop. The client streams are client.c's.
+ *
+ * SIGHUP (daemon.h): the certificate is loaded again from c2s.cert and
+ * c2s.key (or STATEDIR/tls/DOMAIN.pem) and presented to the connections
+ * that start TLS from then on, while those in TLS keep theirs; the limits
+ * of set_limits() and the shared login and registration budgets take
+ * their new values: the deadlines of a connection are fixed when it opens,
+ * the others apply to every connection from its next use of them. A
+ * certificate that does not load, or a max-queue below max-stanza, keeps
+ * every running setting. Listeners, domains, max-stanza and ipv6-prefix
+ * need a restart. */
 #include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +35,35 @@ domain_state_t *c2s_domain(c2s_t *c, const char *name)
     return NULL;
 }
 
+/* The one limit a reload can refuse: the queue must hold a stanza. */
+static int check_limits(const c2s_t *c, const config_t *cf, char **err)
+{
+    size_t max_queue = config_size(cf, "c2s.max-queue");
+    if (max_queue >= c->max_stanza) return 0;
+    if (asprintf(err, "%s: c2s.max-queue (%zu) must be at least c2s.max-stanza (%zu)",
+                 config_file(cf), max_queue, c->max_stanza) < 0)
+        log_fatal("out of memory");
+    return -1;
+}
+
+/* The limits a reload changes (the file's header comment). */
+static void set_limits(c2s_t *c, const config_t *cf)
+{
+    c->registration = config_bool(cf, "c2s.registration");
+    c->max_queue = config_size(cf, "c2s.max-queue");
+    c->max_connections = (unsigned)config_int(cf, "c2s.max-connections");
+    c->max_per_ip = (unsigned)config_int(cf, "c2s.max-connections-per-ip");
+    c->max_pending_per_ip = (unsigned)config_int(cf, "c2s.max-pending-per-ip");
+    c->rate = (double)config_int(cf, "c2s.rate");
+    c->burst = (double)config_int(cf, "c2s.burst");
+    c->max_auth_failures = (unsigned)config_int(cf, "c2s.auth-failures");
+    c->ping_interval = config_ms(cf, "c2s.ping-interval");
+    c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
+    c->idle_release = config_ms(cf, "c2s.idle-release");
+    c->header_timeout = config_ms(cf, "c2s.header-timeout");
+    c->auth_timeout = config_ms(cf, "c2s.auth-timeout");
+}
+
 static void configure(c2s_t *c, const config_t *cf)
 {
     c->ndomains = config_count(cf, "domain");
@@ -43,28 +82,25 @@ static void configure(c2s_t *c, const config_t *cf)
         if (!(c->domains[i].name = strdup(prepped))) log_fatal("out of memory");
     }
     c->require_tls = config_bool(cf, "c2s.require-tls");
-    c->registration = config_bool(cf, "c2s.registration");
     c->max_stanza = config_size(cf, "c2s.max-stanza");
-    c->max_queue = config_size(cf, "c2s.max-queue");
-    if (c->max_queue < c->max_stanza)
-        log_fatal("%s: c2s.max-queue (%zu) must be at least c2s.max-stanza (%zu)", config_file(cf),
-                  c->max_queue, c->max_stanza);
-    c->max_connections = (unsigned)config_int(cf, "c2s.max-connections");
-    c->max_per_ip = (unsigned)config_int(cf, "c2s.max-connections-per-ip");
-    c->max_pending_per_ip = (unsigned)config_int(cf, "c2s.max-pending-per-ip");
     c->ipv6_prefix = (unsigned)config_int(cf, "c2s.ipv6-prefix");
-    c->rate = (double)config_int(cf, "c2s.rate");
-    c->burst = (double)config_int(cf, "c2s.burst");
-    c->max_auth_failures = (unsigned)config_int(cf, "c2s.auth-failures");
-    c->ping_interval = config_ms(cf, "c2s.ping-interval");
-    c->idle_timeout = config_ms(cf, "c2s.idle-timeout");
-    c->idle_release = config_ms(cf, "c2s.idle-release");
-    c->header_timeout = config_ms(cf, "c2s.header-timeout");
-    c->auth_timeout = config_ms(cf, "c2s.auth-timeout");
+    char *err = NULL;
+    if (check_limits(c, cf, &err) < 0) log_fatal("%s", err);
+    set_limits(c, cf);
     c->bind_timeout = 5000;
     /* cids of a restarted process must not meet those of its previous
      * run that an sm may still hold: start from the clock. */
     c->next_cid = (uint64_t)time(NULL) << 16;
+}
+
+static limits_opts_t shared_limits(const config_t *cf)
+{
+    return (limits_opts_t){
+        .auth_rate = (unsigned)config_int(cf, "c2s.auth-rate"),
+        .auth_burst = (unsigned)config_int(cf, "c2s.auth-burst"),
+        .registration_rate = (unsigned)config_int(cf, "c2s.registration-rate"),
+        .registration_total = (unsigned)config_int(cf, "c2s.registration-rate-total"),
+    };
 }
 
 static void load_certificate(c2s_t *c, const config_t *cf)
@@ -126,6 +162,7 @@ static void on_ready(comp_t *comp)
 {
     c2s_t *c = comp_data(comp);
     log_info("%s: connected to the router", c->id);
+    daemon_ready();
 }
 
 static void on_down(comp_t *comp)
@@ -171,13 +208,32 @@ void c2s_trim_soon(c2s_t *c)
  * and the mapping outlives the switch. */
 static void open_limits(c2s_t *c, const config_t *cf)
 {
-    limits_opts_t opts = {
-        .auth_rate = (unsigned)config_int(cf, "c2s.auth-rate"),
-        .auth_burst = (unsigned)config_int(cf, "c2s.auth-burst"),
-        .registration_rate = (unsigned)config_int(cf, "c2s.registration-rate"),
-        .registration_total = (unsigned)config_int(cf, "c2s.registration-rate-total"),
-    };
+    limits_opts_t opts = shared_limits(cf);
     c->limits = limits_open(config_get(cf, "statedir"), &opts);
+}
+
+static int on_reload(void *ud, const config_t *fresh, char **err)
+{
+    c2s_t *c = ud;
+    if (c->is_stopping) return 0;
+    if (check_limits(c, fresh, err) < 0) return -1;
+    char *why = NULL;
+    tls_ctx_t *tls =
+        tls_ctx_reload_for_domain(config_get(fresh, "c2s.cert"), config_get(fresh, "c2s.key"),
+                                  config_get(c->config, "statedir"), c->domains[0].name, &why);
+    if (!tls) {
+        if (asprintf(err, "c2s certificate: %s", why ? why : "cannot load") < 0)
+            log_fatal("out of memory");
+        free(why);
+        return -1;
+    }
+    /* Connections in TLS hold the old context until they close (tls.c). */
+    tls_ctx_free(c->tls);
+    c->tls = tls;
+    set_limits(c, fresh);
+    limits_opts_t opts = shared_limits(fresh);
+    limits_set(c->limits, &opts);
+    return 0;
 }
 
 static void on_storage_closed(void *ud)
@@ -221,7 +277,7 @@ static const comp_cb_t comp_cb = {
 int main(int argc, char **argv)
 {
     c2s_t *c = &c2s;
-    daemon_ctx_t d = {.name = "c2s", .on_stop = on_stop, .ud = c};
+    daemon_ctx_t d = {.name = "c2s", .on_stop = on_stop, .on_reload = on_reload, .ud = c};
     d.loop = c->loop = uv_default_loop();
     daemon_init(&d, argc, argv);
     c->config = d.config;

@@ -10,8 +10,11 @@
 #include <unistd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,11 +55,31 @@ static void print_setting(const config_t *c, const char *path)
     }
 }
 
+/* SIGHUP: see daemon.h. */
+static void reload(daemon_ctx_t *d)
+{
+    log_reopen();
+    const char *file = config_file(d->config);
+    char *err = NULL;
+    config_t *fresh = config_load(file, &err);
+    if (!fresh) {
+        log_err("reload: %s; keeping the running settings", err ? err : "cannot load the config");
+        free(err);
+        return;
+    }
+    if (d->on_reload && d->on_reload(d->ud, fresh, &err) < 0)
+        log_err("reload: %s; keeping the running settings", err ? err : "refused");
+    else
+        log_notice("reloaded %s", file);
+    free(err);
+    config_free(fresh);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_ctx_t *d = h->data;
     if (signum == SIGHUP) {
-        log_reopen();
+        reload(d);
         return;
     }
     log_notice("%s: signal %d, stopping", d->name, signum);
@@ -320,6 +343,30 @@ void daemon_drop_privileges(daemon_ctx_t *d)
     give_router_socket(d, &who);
     if (daemon_switch_user(d->config, &err) < 0) log_fatal("%s", err);
     log_info("running as %s (uid %u, gid %u)", who.name, (unsigned)who.uid, (unsigned)who.gid);
+}
+
+void daemon_ready(void)
+{
+    static bool is_sent;
+    const char *name = getenv("NOTIFY_SOCKET");
+    if (is_sent || !name || !*name) return;
+    is_sent = true;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    if ((name[0] != '/' && name[0] != '@') || len >= sizeof sa.sun_path) {
+        log_warn("NOTIFY_SOCKET %s is not a socket path or an @abstract name: readiness not sent",
+                 name);
+        return;
+    }
+    memcpy(sa.sun_path, name, len);
+    if (name[0] == '@') sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    static const char ready[] = "READY=1";
+    if (fd < 0 || sendto(fd, ready, sizeof ready - 1, MSG_NOSIGNAL | MSG_DONTWAIT,
+                         (const struct sockaddr *)&sa,
+                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_warn("cannot tell NOTIFY_SOCKET %s that we are ready: %s", name, strerror(errno));
+    if (fd >= 0) close(fd);
 }
 
 void daemon_done(daemon_ctx_t *d)

@@ -9,8 +9,23 @@
  *   -t           check the config file and exit (0 valid, 1 not)
  *   --get PATH   print the value(s) of a setting, one per line, and exit
  *   -V           print the version and exit
- * SIGTERM and SIGINT call on_stop once; SIGHUP reopens a log file; SIGPIPE is
- * ignored; the open-file limit is raised to the most the system allows.
+ * SIGTERM and SIGINT call on_stop once; SIGPIPE is ignored; the open-file
+ * limit is raised to the most the system allows.
+ *
+ * SIGHUP: the log file is reopened (rotation), the config file read again
+ * and, if it is valid, given to on_reload, which applies what can change
+ * without dropping anyone (certificates for new connections, c2s limits)
+ * and returns -1 with *err to keep every running setting instead; an
+ * invalid file is logged and changes nothing. The new config is freed
+ * after on_reload: the daemon copies what it keeps, and goes on reading
+ * the config it started with. Reading the file (and the certificates) on
+ * the loop is an administrator's action of a few milliseconds.
+ *
+ * Readiness (systemd Type=notify, etc/systemd/): daemon_ready() sends
+ * "READY=1" as one datagram to the Unix socket $NOTIFY_SOCKET (a path, or
+ * an abstract name written with a leading '@'), once per process; nothing
+ * when the variable is unset. The router calls it once it listens, the
+ * others once they are logged in to the router.
  *
  * Privileges (docs: the `user` setting). Every daemon runs with umask 077,
  * so what it creates (the store, its -wal and -shm, keys, logs) is the
@@ -39,6 +54,8 @@ typedef struct daemon_ctx {
     config_t *config;
     uv_loop_t *loop;
     void (*on_stop)(void *ud);
+    /* SIGHUP with a valid config (above); NULL: the log alone. */
+    int (*on_reload)(void *ud, const config_t *fresh, char **err);
     void *ud;
     uv_signal_t sig_term, sig_int, sig_hup;
 } daemon_ctx_t;
@@ -63,6 +80,9 @@ int daemon_switch_user(const config_t *config, char **err);
  * NULL if not, else the warning, with the chmod that ends it (malloc'ed,
  * the caller frees). Said at start by every daemon; hearthctl check too. */
 char *daemon_config_exposure(const char *path, gid_t group);
+
+/* Tell systemd the daemon is ready (above). */
+void daemon_ready(void);
 /* Release the signal handles (before the loop's last run) and the config. */
 void daemon_done(daemon_ctx_t *d);
 

@@ -5,6 +5,12 @@
  * they would be in the file; etc/hearth.xml documents the same settings. */
 #include "config.h"
 
+/* configure's $(localstatedir)/lib/hearth (Makefile.am), where make install
+ * creates the state directory. */
+#ifndef STATEDIR
+#define STATEDIR "/var/lib/hearth"
+#endif
+
 #define SECTION(p, rep, h) {p, CFG_SECTION, NULL, rep, 0, 0, NULL, h}
 #define STRING(p, d, h) {p, CFG_STRING, d, false, 0, 0, NULL, h}
 #define STRINGS(p, d, h) {p, CFG_STRING, d, true, 0, 0, NULL, h}
@@ -19,7 +25,7 @@ const cfg_setting_t cfg_settings[] = {
     STRINGS("domain", "localhost", "a domain this server serves"),
     STRING("user", "hearth",
            "account daemons started as root run as once their ports are open; root keeps root"),
-    STRING("statedir", "/var/lib/hearth", "where daemons keep their data"),
+    STRING("statedir", STATEDIR, "where daemons keep their data"),
     SECTION("log", false, "logging of every daemon"),
     CHOICE("log@level", "info", "debug|info|notice|warn|error", "lowest level logged"),
     STRING("log@target", "stderr", "stderr, syslog, or a file path"),

@@ -354,28 +354,54 @@ static void make_dir(const char *path)
     if (mkdir(path, 0700) < 0 && errno != EEXIST) log_fatal("cannot create %s: %m", path);
 }
 
+int tls_key_pair_paths(const char *cert, const char *key, const char *statedir, const char *domain,
+                       char cert_path[TLS_PATH_MAX], char key_path[TLS_PATH_MAX], char **err)
+{
+    if (err) *err = NULL;
+    if ((cert && *cert) || (key && *key)) {
+        if (!cert || !*cert || !key || !*key) {
+            set_err(err, "cert and key go together");
+            return -1;
+        }
+        if (snprintf(cert_path, TLS_PATH_MAX, "%s", cert) >= TLS_PATH_MAX ||
+            snprintf(key_path, TLS_PATH_MAX, "%s", key) >= TLS_PATH_MAX) {
+            set_err(err, "certificate path too long");
+            return -1;
+        }
+        return 0;
+    }
+    if (snprintf(cert_path, TLS_PATH_MAX, "%s/tls/%s.pem", statedir, domain) >= TLS_PATH_MAX ||
+        snprintf(key_path, TLS_PATH_MAX, "%s/tls/%s.key", statedir, domain) >= TLS_PATH_MAX) {
+        set_err(err, "statedir %s is too long", statedir);
+        return -1;
+    }
+    return 0;
+}
+
+tls_ctx_t *tls_ctx_reload_for_domain(const char *cert, const char *key, const char *statedir,
+                                     const char *domain, char **err)
+{
+    char cert_path[TLS_PATH_MAX], key_path[TLS_PATH_MAX];
+    if (tls_key_pair_paths(cert, key, statedir, domain, cert_path, key_path, err) < 0) return NULL;
+    return tls_ctx_new_server(cert_path, key_path, err);
+}
+
 void tls_cert_for_domain(const char *cert, const char *key, const char *statedir,
                          const char *domain, const char *what, char cert_path[TLS_PATH_MAX],
                          char key_path[TLS_PATH_MAX])
 {
-    if ((cert && *cert) || (key && *key)) {
-        if (!cert || !*cert || !key || !*key) log_fatal("%s: cert and key go together", what);
-        snprintf(cert_path, TLS_PATH_MAX, "%s", cert);
-        snprintf(key_path, TLS_PATH_MAX, "%s", key);
-        return;
-    }
+    char *err = NULL;
+    if (tls_key_pair_paths(cert, key, statedir, domain, cert_path, key_path, &err) < 0)
+        log_fatal("%s: %s", what, err);
+    if ((cert && *cert) || (key && *key)) return;
     char dir[TLS_PATH_MAX], lock[TLS_PATH_MAX + 16];
     make_dir(statedir);
     snprintf(dir, sizeof dir, "%s/tls", statedir);
     make_dir(dir);
-    if (snprintf(cert_path, TLS_PATH_MAX, "%s/%s.pem", dir, domain) >= TLS_PATH_MAX ||
-        snprintf(key_path, TLS_PATH_MAX, "%s/%s.key", dir, domain) >= TLS_PATH_MAX)
-        log_fatal("statedir %s is too long", statedir);
     snprintf(lock, sizeof lock, "%s/.lock", dir);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock(fd, LOCK_EX) < 0) log_fatal("cannot lock %s: %m", lock);
     if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0) {
-        char *err = NULL;
         if (tls_make_selfsigned(domain, cert_path, key_path, &err) < 0)
             log_fatal("cannot make a certificate in %s: %s", dir, err ? err : "?");
         log_notice("made a self-signed certificate for %s: %s (peers will warn; set %s's "

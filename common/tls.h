@@ -44,9 +44,18 @@ int tls_make_selfsigned(const char *domain, const char *cert_file, const char *k
 void tls_cert_for_domain(const char *cert, const char *key, const char *statedir,
                          const char *domain, const char *what, char cert_path[TLS_PATH_MAX],
                          char key_path[TLS_PATH_MAX]);
+/* The same two paths without making anything, for a reload (SIGHUP): 0,
+ * or -1 with *err (malloc'ed) when only one of cert and key is set or a
+ * path is too long. */
+int tls_key_pair_paths(const char *cert, const char *key, const char *statedir, const char *domain,
+                       char cert_path[TLS_PATH_MAX], char key_path[TLS_PATH_MAX], char **err);
 /* Server credentials from those files (tls_cert_for_domain). */
 tls_ctx_t *tls_ctx_for_domain(const char *cert, const char *key, const char *statedir,
                               const char *domain, const char *what);
+/* The same, loaded again on a reload: never fatal, nothing made; NULL
+ * with *err (malloc'ed). */
+tls_ctx_t *tls_ctx_reload_for_domain(const char *cert, const char *key, const char *statedir,
+                                     const char *domain, char **err);
 
 /* Whether a (alen bytes) and b (blen bytes) are equal, in a time that
  * depends on the lengths only, never on where the contents differ: for

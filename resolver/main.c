@@ -59,6 +59,7 @@ static void on_ready(comp_t *c)
 {
     (void)c;
     log_notice("resolver: linked to the router");
+    daemon_ready();
 }
 
 static void on_down(comp_t *c)

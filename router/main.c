@@ -1,6 +1,9 @@
 /* main.c — hearth-router: reads the config, opens the component port,
  * drops privileges and runs the loop. The accounts are account.c's, the
- * routing link.c's, names.c's and route.c's. */
+ * routing link.c's, names.c's and route.c's. On SIGHUP (daemon.h) the
+ * router.tls certificate is loaded again for the links that STARTTLS from
+ * then on; accounts and limits stay as they started. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,16 +11,28 @@
 
 static router_t router;
 
+/* router.tls of c into *tls (NULL when unset). 0, or -1 with *err. */
+static int load_tls(const config_t *c, tls_ctx_t **tls, char **err)
+{
+    const char *cert = config_get(c, "router.tls@cert"), *key = config_get(c, "router.tls@key");
+    *tls = NULL;
+    if (!cert && !key) return 0;
+    char *why = NULL;
+    if (!cert || !key || !(*tls = tls_ctx_new_server(cert, key, &why))) {
+        if (asprintf(err, "router.tls: %s", why ? why : "needs both cert and key") < 0)
+            log_fatal("out of memory");
+        free(why);
+        return -1;
+    }
+    return 0;
+}
+
 static void configure(router_t *r, const config_t *c)
 {
     accounts_load(r, c);
 
-    const char *cert = config_get(c, "router.tls@cert"), *key = config_get(c, "router.tls@key");
-    if (cert || key) {
-        char *err = NULL;
-        if (!cert || !key || !(r->tls = tls_ctx_new_server(cert, key, &err)))
-            log_fatal("router.tls: %s", err ? err : "needs both cert and key");
-    }
+    char *err = NULL;
+    if (load_tls(c, &r->tls, &err) < 0) log_fatal("%s", err);
     r->is_tls_required = config_bool(c, "router.require-tls");
     if (r->is_tls_required && !r->tls) log_fatal("router.require-tls needs router.tls");
     r->max_stanza = config_size(c, "router.max-stanza");
@@ -36,6 +51,21 @@ static void on_connection(uv_stream_t *server, int status)
     link_accept(&router, server);
 }
 
+static int on_reload(void *ud, const config_t *fresh, char **err)
+{
+    router_t *r = ud;
+    tls_ctx_t *tls;
+    if (load_tls(fresh, &tls, err) < 0) return -1;
+    if (r->is_tls_required && !tls) {
+        if (asprintf(err, "router.require-tls needs router.tls") < 0) log_fatal("out of memory");
+        return -1;
+    }
+    /* Links in TLS hold the old context until they close (tls.c). */
+    if (r->tls) tls_ctx_free(r->tls);
+    r->tls = tls;
+    return 0;
+}
+
 static void on_stop(void *ud)
 {
     router_t *r = ud;
@@ -47,7 +77,7 @@ static void on_stop(void *ud)
 int main(int argc, char **argv)
 {
     router_t *r = &router;
-    daemon_ctx_t d = {.name = "router", .on_stop = on_stop, .ud = r};
+    daemon_ctx_t d = {.name = "router", .on_stop = on_stop, .on_reload = on_reload, .ud = r};
     d.loop = r->loop = uv_default_loop();
     daemon_init(&d, argc, argv);
     configure(r, d.config);
@@ -58,6 +88,7 @@ int main(int argc, char **argv)
     if (err < 0) log_fatal("cannot listen on %s: %s", addr, uv_strerror(err));
     daemon_drop_privileges(&d);
     log_notice("router listening on %s", addr);
+    daemon_ready();
 
     uv_run(r->loop, UV_RUN_DEFAULT);
 

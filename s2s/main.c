@@ -1,6 +1,8 @@
 /* main.c — hearth-s2s: reads the config, loads (or makes) the certificate,
  * listens for other servers, binds the router's default route and runs the
- * loop. Streams are out.c's and in.c's. */
+ * loop. Streams are out.c's and in.c's. On SIGHUP (daemon.h) the
+ * certificates and trusted CAs are loaded again, all or none, for the
+ * streams that start TLS from then on; streams in TLS keep theirs. */
 #include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,45 +145,98 @@ static char *config_domain(const config_t *cf, const char *what, const char *d)
     return xstrdup(prepped);
 }
 
+static void free_certificates(tls_ctx_t *server, tls_ctx_t **clients, int n)
+{
+    if (server) tls_ctx_free(server);
+    for (int i = 0; clients && i < n; i++)
+        if (clients[i]) tls_ctx_free(clients[i]);
+    free(clients);
+}
+
 /* Certificates: per local domain, s2s/certificate, else s2s.cert and key,
- * else STATEDIR/tls/DOMAIN.pem (self-signed at first start). The server
- * context holds them all (SNI chooses); each domain also has a client
- * context presenting its own. All trust the system's CAs and s2s.ca. */
-static void load_certificates(s2s_t *s, const config_t *cf)
+ * else STATEDIR/tls/DOMAIN.pem (self-signed at first start; at a reload,
+ * is_reload, nothing is made). The server context holds them all (SNI
+ * chooses); each domain also has a client context presenting its own. All
+ * trust the system's CAs and s2s.ca. 0, or -1 with *err and nothing
+ * loaded. */
+static int load_certificates(const s2s_t *s, const config_t *cf, bool is_reload, tls_ctx_t **server,
+                             tls_ctx_t ***clients, char **err)
 {
     int nca = config_count(cf, "s2s.ca");
     const char **cas = calloc((size_t)nca + 1, sizeof(char *));
-    if (!cas) log_fatal("out of memory");
+    tls_ctx_t **client = calloc((size_t)s->ndomains, sizeof(tls_ctx_t *));
+    if (!cas || !client) log_fatal("out of memory");
     int used = 0;
     for (int i = 0; i < nca; i++) {
         const char *ca = config_get_at(cf, "s2s.ca", i);
         if (ca && *ca) cas[used++] = ca;
     }
-    s->tls_client = calloc((size_t)s->ndomains, sizeof(tls_ctx_t *));
-    if (!s->tls_client) log_fatal("out of memory");
+    tls_ctx_t *srv = NULL;
+    char *why = NULL;
+    const char *failed = NULL; /* the domain whose certificate did not load */
     int ncert = config_count(cf, "s2s.certificate");
-    for (int i = 0; i < s->ndomains; i++) {
+    for (int i = 0; i < s->ndomains && !failed; i++) {
         const char *cert = config_get(cf, "s2s.cert"), *key = config_get(cf, "s2s.key");
         for (int j = 0; j < ncert; j++) {
-            char *d = config_domain(cf, "s2s/certificate", config_get_at(cf, "s2s.certificate@domain", j));
-            if (strcmp(d, s->domains[i]) == 0) {
+            const char *d = config_get_at(cf, "s2s.certificate@domain", j);
+            char prepped[JID_STRING_MAX];
+            if (!d || jid_prep(d, strlen(d), prepped, NULL) < 0) {
+                if (!is_reload)
+                    log_fatal("%s: s2s/certificate %s is not a valid domain", config_file(cf),
+                              d ? d : "");
+                if (asprintf(&why, "s2s/certificate %s is not a valid domain", d ? d : "") < 0)
+                    log_fatal("out of memory");
+                failed = s->domains[i];
+                break;
+            }
+            if (strcmp(prepped, s->domains[i]) == 0) {
                 cert = config_get_at(cf, "s2s.certificate@cert", j);
                 key = config_get_at(cf, "s2s.certificate@key", j);
             }
-            free(d);
         }
-        char cert_path[TLS_PATH_MAX], key_path[TLS_PATH_MAX], *err = NULL;
-        tls_cert_for_domain(cert, key, config_get(cf, "statedir"), s->domains[i], "s2s",
-                            cert_path, key_path);
-        if (!(s->tls_client[i] = tls_ctx_new_server(cert_path, key_path, &err)) ||
-            tls_ctx_trust(s->tls_client[i], cas, used, &err) < 0 ||
-            (i == 0 && !(s->tls_server = tls_ctx_new_server(cert_path, key_path, &err))) ||
-            (i > 0 && tls_ctx_add_key_pair(s->tls_server, cert_path, key_path, &err) < 0))
-            log_fatal("s2s certificate for %s: %s", s->domains[i], err ? err : "cannot load");
+        if (failed) break;
+        char cert_path[TLS_PATH_MAX], key_path[TLS_PATH_MAX];
+        if (is_reload) {
+            if (tls_key_pair_paths(cert, key, config_get(cf, "statedir"), s->domains[i], cert_path,
+                                   key_path, &why) < 0) {
+                failed = s->domains[i];
+                break;
+            }
+        } else {
+            tls_cert_for_domain(cert, key, config_get(cf, "statedir"), s->domains[i], "s2s",
+                                cert_path, key_path);
+        }
+        if (!(client[i] = tls_ctx_new_server(cert_path, key_path, &why)) ||
+            tls_ctx_trust(client[i], cas, used, &why) < 0 ||
+            (i == 0 && !(srv = tls_ctx_new_server(cert_path, key_path, &why))) ||
+            (i > 0 && tls_ctx_add_key_pair(srv, cert_path, key_path, &why) < 0))
+            failed = s->domains[i];
     }
-    char *err = NULL;
-    if (tls_ctx_trust(s->tls_server, cas, used, &err) < 0) log_fatal("s2s: %s", err);
+    if (!failed && tls_ctx_trust(srv, cas, used, &why) < 0) failed = "every domain";
     free(cas);
+    if (failed) {
+        if (asprintf(err, "s2s certificate for %s: %s", failed, why ? why : "cannot load") < 0)
+            log_fatal("out of memory");
+        free(why);
+        free_certificates(srv, client, s->ndomains);
+        return -1;
+    }
+    *server = srv;
+    *clients = client;
+    return 0;
+}
+
+static int on_reload(void *ud, const config_t *fresh, char **err)
+{
+    s2s_t *s = ud;
+    tls_ctx_t *server, **clients;
+    if (s->is_stopping) return 0;
+    if (load_certificates(s, fresh, true, &server, &clients, err) < 0) return -1;
+    /* Streams in TLS hold the old contexts until they close (tls.c). */
+    free_certificates(s->tls_server, s->tls_client, s->ndomains);
+    s->tls_server = server;
+    s->tls_client = clients;
+    return 0;
 }
 
 static void configure(s2s_t *s, const config_t *cf)
@@ -241,7 +296,8 @@ static void configure(s2s_t *s, const config_t *cf)
         log_fatal("SHA-256 failed");
     gnutls_memset(secret, 0, strlen(secret));
     free(secret);
-    load_certificates(s, cf);
+    if (load_certificates(s, cf, false, &s->tls_server, &s->tls_client, &err) < 0)
+        log_fatal("%s", err);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -268,6 +324,7 @@ static void on_ready(comp_t *comp)
 {
     s2s_t *s = comp_data(comp);
     log_info("%s: connected to the router", s->id);
+    daemon_ready();
 }
 
 static void on_down(comp_t *comp)
@@ -416,7 +473,7 @@ static void on_stop(void *ud)
 int main(int argc, char **argv)
 {
     s2s_t *s = &s2s;
-    daemon_ctx_t d = {.name = "s2s", .on_stop = on_stop, .ud = s};
+    daemon_ctx_t d = {.name = "s2s", .on_stop = on_stop, .on_reload = on_reload, .ud = s};
     d.loop = s->loop = uv_default_loop();
     daemon_init(&d, argc, argv);
     s->config = d.config;
@@ -437,14 +494,11 @@ int main(int argc, char **argv)
     uv_run(s->loop, UV_RUN_DEFAULT);
 
     log_notice("%s stopped", s->id);
-    tls_ctx_free(s->tls_server);
+    free_certificates(s->tls_server, s->tls_client, s->ndomains);
     buf_free(&s->scratch);
     map_free(&s->out_by_pair);
-    for (int i = 0; i < s->ndomains; i++) {
-        tls_ctx_free(s->tls_client[i]);
+    for (int i = 0; i < s->ndomains; i++)
         free(s->domains[i]);
-    }
-    free(s->tls_client);
     free(s->domains);
     for (int i = 0; i < s->npeers; i++)
         free(s->peers[i].domain);

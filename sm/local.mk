@@ -1,6 +1,6 @@
 # sm/: the session manager (included from Makefile.am).
 EXTRA_DIST += sm/sm.h
-bin_PROGRAMS += sm/hearth-sm
+sbin_PROGRAMS += sm/hearth-sm
 sm_hearth_sm_SOURCES = sm/sm.h sm/core.h sm/main.c sm/core.c sm/session.c sm/deliver.c \
 	sm/modules.c sm/roster.c sm/roster.h \
 	sm/mod_presence.c sm/mod_roster.c sm/mod_offline.c

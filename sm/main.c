@@ -13,6 +13,7 @@ static void on_ready(comp_t *c)
 {
     sm_t *sm = comp_data(c);
     log_notice("%s linked to the router, serving %d domain(s)", sm->id, sm->ndomains);
+    daemon_ready();
 }
 
 static void on_down(comp_t *c)
