@@ -4,3 +4,4 @@ tools_hearthctl_SOURCES = tools/hearthctl.c
 tools_hearthctl_SOURCES += tools/hearthctl.h tools/ctl_pie.c
 tools_hearthctl_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)
 EXTRA_DIST += test/e2e/test_hearthctl.py test/e2e/test_sm_iq.py
+EXTRA_DIST += test/e2e/test_migrate.py
