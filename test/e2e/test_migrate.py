@@ -261,6 +261,36 @@ def test_import_refuses_a_bad_user_and_imports_the_others(server, tmp_path):
     judy.disconnect()
 
 
+def test_import_tells_the_running_sm_of_the_new_accounts(server, tmp_path):
+    d = server.domain
+    zed = Client(server, f"zed@{d}", "pw-zed", register=True).connect()
+    try:
+        # the sm learns that yan does not exist (and would believe it a while)
+        zed.send_message(f"yan@{d}", "anyone?")
+        err = zed.wait_message(lambda m: m.xml.get("type") == "error")
+        assert err["error"]["condition"] == "service-unavailable"
+        path = tmp_path / "yan.xml"
+        path.write_text(f"<server-data xmlns='{PIE}'><host jid='{d}'>"
+                        f"<user name='yan' password='pw-yan'/></host></server-data>")
+        ok(hearthctl(server.env.config_path, "import", str(path)))
+        zed.send_message(f"yan@{d}", "now you exist")
+        yan = login(server, "yan", "pw-yan")
+        yan.send_presence()
+        assert yan.wait_message(timeout=10)["body"] == "now you exist"
+        yan.disconnect()
+        with pytest.raises(ClientError):
+            zed.wait_message(lambda m: m.xml.get("type") == "error", timeout=0.5)
+    finally:
+        zed.disconnect()
+
+
+def test_export_and_import_usage_errors_exit_2(tmp_path):
+    for args in (["export", "a", "b"], ["import", "--frobnicate"], ["export", "--replace"]):
+        p = subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), *args],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and "usage:" in p.stderr, (args, p)
+
+
 # ---- Prosody ------------------------------------------------------------------
 
 # The migrator writes XEP-0227 files into Prosody's data directory
