@@ -151,9 +151,10 @@ def populate(server):
     return [ET.fromstring(r[0]).find(f"{{{DELAY}}}delay").get("stamp") for r in rows]
 
 
-def test_export_import_round_trip_between_two_hearths(tmp_path):
+def test_export_import_round_trip_between_two_hearths(tmp_path, storage_driver):
+    """From SQLite to a second Hearth on SQLite, and on PostgreSQL."""
     one = Server(Env(tmp_path / "one"))
-    two = Server(Env(tmp_path / "two"))
+    two = Server(Env(tmp_path / "two", storage=storage_driver))
     try:
         one.start()
         stamps = populate(one)
@@ -186,6 +187,41 @@ def test_export_import_round_trip_between_two_hearths(tmp_path):
     finally:
         one.stop()
         two.stop()
+
+
+def test_offline_messages_of_another_server_keep_their_stamps(server, tmp_path):
+    """The XEP-0227 example's form: a delay with text, a stamp with an
+    offset; a message without a delay gets one of the import."""
+    d = server.domain
+    path = tmp_path / "offline.xml"
+    path.write_text(
+        f"<server-data xmlns='{PIE}'><host jid='{d}'><user name='juliet' password='s3crEt'>"
+        f"<offline-messages>"
+        f"<message xmlns='jabber:client' from='romeo@montague.example/orchard' to='juliet@{d}' "
+        f"type='chat'><body>Neither, fair saint</body><delay xmlns='{DELAY}' "
+        f"from='capulet.example' stamp='1469-07-21T00:32:29Z'>Offline Storage</delay></message>"
+        f"<message xmlns='jabber:client' from='nurse@capulet.example' to='juliet@{d}'>"
+        f"<body>Madam!</body><delay xmlns='{DELAY}' stamp='2020-02-29T12:00:00.250+02:00'/>"
+        f"</message>"
+        f"<message xmlns='jabber:client' from='tybalt@capulet.example' to='juliet@{d}'>"
+        f"<body>no stamp</body></message>"
+        f"</offline-messages></user></host></server-data>")
+    before = time.time()
+    ok(hearthctl(server.env.config_path, "import", str(path)))
+    stamps = [int(r[0]) for r in server.env.sql(
+        f"SELECT stamp FROM offline WHERE owner = 'juliet@{d}' ORDER BY id")]
+    assert stamps[:2] == [-15792622051000, 1582970400250], stamps
+    assert stamps[2] >= int(before * 1000) - 1000, stamps
+    juliet = login(server, "juliet", "s3crEt")
+    juliet.send_presence()
+    got = [juliet.wait_message(timeout=10) for _ in range(3)]
+    assert [m["body"] for m in got] == ["Neither, fair saint", "Madam!", "no stamp"]
+    delays = [m.xml.find(f"{{{DELAY}}}delay") for m in got]
+    assert [x.get("stamp") for x in delays[:2]] == ["1469-07-21T00:32:29Z",
+                                                     "2020-02-29T12:00:00.250+02:00"]
+    assert delays[2] is not None and delays[2].get("from") == d, ET.tostring(got[2].xml)
+    assert str(got[0]["from"]) == "romeo@montague.example/orchard"
+    juliet.disconnect()
 
 
 def test_existing_accounts_are_skipped_unless_replace(server, tmp_path):
