@@ -109,10 +109,12 @@ static void notify_finish(pie_t *p)
 static void on_notify_timeout(uv_timer_t *t)
 {
     pie_t *p = t->data;
-    if (p->answered < p->nnotices)
+    /* No link by then: no router runs, so no sm has anything to forget. */
+    if (p->is_sent && p->answered < p->nnotices)
         fprintf(stderr,
                 "hearthctl: warning: the sm answered %d of %d notices about the imported "
-                "accounts; it learns of the others when they log in\n",
+                "accounts: it may refuse stanzas to the others for 30 s, and sessions of "
+                "replaced ones last until they log out\n",
                 p->answered, p->nnotices);
     notify_finish(p);
 }
@@ -122,6 +124,8 @@ static void on_notify_ready(comp_t *comp)
     pie_t *p = comp_data(comp);
     if (p->is_sent) return;
     p->is_sent = true;
+    /* The link is up: time for the answers, a millisecond more each. */
+    uv_timer_start(&p->timer, on_notify_timeout, NOTIFY_TIMEOUT_MS + (uint64_t)p->nnotices, 0);
     for (int i = 0; i < p->nnotices; i++) {
         const char *action = p->notices[i], *jid = strchr(action, ' ') + 1,
                    *domain = strrchr(jid, '@') + 1;

@@ -26,7 +26,7 @@
 #define PAGE_ROWS 100          /* accounts read at a time by export */
 #define PENDING_MAX 4096       /* a kept subscription request (sm/mod_roster.c) */
 #define MAX_ITERATIONS 1000000 /* of imported SCRAM keys */
-#define NOTIFY_TIMEOUT_MS 5000
+#define NOTIFY_TIMEOUT_MS 2000 /* to connect, then for the answers */
 
 typedef struct pie {
     uv_loop_t *loop;

@@ -220,6 +220,17 @@ static const char *check_roster(pie_t *p, const elem_t *user)
         buf_free(&v[i].groups);
     }
     free(v);
+    if (!why) {
+        /* XEP-0237: a version the old server never gave, so that no
+         * client's cached roster passes for this one. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        char version[24];
+        snprintf(version, sizeof version, "%lld",
+                 (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        stmt_add(p, "INSERT INTO roster_version (owner, version) VALUES ($1, CAST($2 AS BIGINT))",
+                 2, p->owner, version);
+    }
     return why;
 }
 
