@@ -130,6 +130,18 @@ static contact_t *contact_find(contact_t *v, int n, const char *jid)
     return NULL;
 }
 
+/* A new last element of *v (n of cap used), uninitialized. */
+static contact_t *contact_add(contact_t **v, int *n, int *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        contact_t *grown = realloc(*v, (size_t)*cap * sizeof **v);
+        if (!grown) log_fatal("out of memory");
+        *v = grown;
+    }
+    return &(*v)[(*n)++];
+}
+
 /* The roster and the requests; NULL, or why the user is refused. */
 static const char *check_roster(pie_t *p, const elem_t *user)
 {
@@ -153,11 +165,7 @@ static const char *check_roster(pie_t *p, const elem_t *user)
         else if (n == max)
             why = "more contacts than sm.roster-max";
         if (why) break;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            if (!(v = realloc(v, (size_t)cap * sizeof *v))) log_fatal("out of memory");
-        }
-        contact_t *c = &v[n++];
+        contact_t *c = contact_add(&v, &n, &cap);
         *c = (contact_t){jid,
                          elem_attr(it, "name"),
                          sub,
@@ -190,11 +198,7 @@ static const char *check_roster(pie_t *p, const elem_t *user)
                 why = "more contacts than sm.roster-max";
                 break;
             }
-            if (n == cap) {
-                cap = cap ? 2 * cap : 16;
-                if (!(v = realloc(v, (size_t)cap * sizeof *v))) log_fatal("out of memory");
-            }
-            c = &v[n++];
+            c = contact_add(&v, &n, &cap);
             *c = (contact_t){from, NULL, "none", NULL, false, false, BUF_INIT};
         }
         buf_t xml = BUF_INIT;
