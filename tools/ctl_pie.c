@@ -34,7 +34,7 @@
  * takes several files instead (Prosody's exporter writes one per user).
  *
  * Export writes one <host/> per configured domain, users in the order of
- * their JIDs, to FILE (created 0600: it holds every account's keys) or
+ * their JIDs, to FILE (made 0600, an existing file too: it holds every account's keys) or
  * standard output, through common/xml.h's serializer, which escapes
  * everything; the accounts are read a page at a time and one user's data
  * at a time, so memory stays that of one user.
@@ -69,6 +69,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl_pie.h"
@@ -188,6 +189,15 @@ static int open_files(pie_t *p, int argc, char **argv, bool is_export)
         if (argc == 1 && strcmp(argv[0], "-") != 0) {
             p->out_path = argv[0];
             int fd = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            struct stat sb;
+            /* A file that was there keeps its mode unless we set it: the
+             * export holds keys. A device or a pipe is left as it is. */
+            p->is_out_regular = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+            if (p->is_out_regular && fchmod(fd, 0600) < 0) {
+                pie_error(p, "cannot make %s private (0600): %s", p->out_path, strerror(errno));
+                close(fd);
+                return -1;
+            }
             if (fd < 0 || !(p->out = fdopen(fd, "w"))) {
                 pie_error(p, "cannot write %s: %s", p->out_path, strerror(errno));
                 if (fd >= 0) close(fd);
@@ -263,8 +273,13 @@ done:
     uv_run(p->loop, UV_RUN_DEFAULT);
     uv_loop_close(p->loop);
     if (p->out && p->out != stdout) {
-        if (fclose(p->out) != 0) pie_error(p, "cannot write %s: %s", p->out_path, strerror(errno));
-        if (p->status != 0) unlink(p->out_path);
+        if (fclose(p->out) != 0) {
+            pie_error(p, "cannot write %s: %s", p->out_path, strerror(errno));
+            p->has_read_error = true;
+        }
+        /* A file that stopped half-way goes (never a device or a pipe);
+         * one that only lacks a row that did not parse (reported) stays. */
+        if (p->has_read_error && p->is_out_regular) unlink(p->out_path);
     } else if (p->out) {
         fflush(p->out);
     }

@@ -36,6 +36,7 @@ typedef struct pie {
     /* export */
     FILE *out;
     const char *out_path; /* NULL: standard output */
+    bool is_out_regular;  /* out_path is a regular file (else a device, a pipe) */
     int domain;           /* index of the domain being written */
     char domain_name[JID_STRING_MAX];
     char last[JID_STRING_MAX]; /* the last account of the page before */
@@ -43,7 +44,7 @@ typedef struct pie {
     int page_rows, page_row;
     arena_t *arena; /* the user being written or imported */
     elem_t *user;
-    bool has_read_error;
+    bool has_read_error; /* export stopped: a query or a write failed */
     /* import */
     bool is_replace;
     int nfiles, file;

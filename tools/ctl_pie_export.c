@@ -198,7 +198,10 @@ static void export_domain(pie_t *p)
     }
     if (p->domain >= domain_count(p->config)) {
         fputs("</server-data>\n", p->out);
-        if (fflush(p->out) != 0) pie_error(p, "cannot write the output: %s", strerror(errno));
+        if (fflush(p->out) != 0) {
+            pie_error(p, "cannot write the output: %s", strerror(errno));
+            p->has_read_error = true;
+        }
         return;
     }
     buf_t b = BUF_INIT;

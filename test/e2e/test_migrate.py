@@ -224,6 +224,16 @@ def test_offline_messages_of_another_server_keep_their_stamps(server, tmp_path):
     juliet.disconnect()
 
 
+def test_export_makes_an_existing_file_private(server, tmp_path):
+    path = tmp_path / "old.xml"
+    path.write_text("old")
+    path.chmod(0o644)
+    ok(hearthctl(server.env.config_path, "adduser", f"olga@{server.domain}", "pw-olga"))
+    ok(hearthctl(server.env.config_path, "export", str(path)))
+    assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+    assert ("olga", ) == tuple(u for (_, u) in canonical(str(path)))
+
+
 def test_existing_accounts_are_skipped_unless_replace(server, tmp_path):
     d = server.domain
     path = tmp_path / "in.xml"
