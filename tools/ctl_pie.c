@@ -34,10 +34,10 @@
  * takes several files instead (Prosody's exporter writes one per user).
  *
  * Export writes one <host/> per configured domain, users in the order of
- * their JIDs, to FILE (made 0600, an existing file too: it holds every account's keys) or
- * standard output, through common/xml.h's serializer, which escapes
- * everything; the accounts are read a page at a time and one user's data
- * at a time, so memory stays that of one user.
+ * their JIDs, to FILE (made 0600, an existing file too: it holds every
+ * account's keys) or standard output, through common/xml.h's serializer,
+ * which escapes everything; the accounts are read a page at a time and one
+ * user's data at a time, so memory stays that of one user.
  *
  * Import reads with libxml2's xmlTextReader, one <user/> at a time (memory
  * is that of the largest user), with no network and no DTD: a file with a
