@@ -34,7 +34,22 @@
  * stream is closed (RFC 6120 §6.4.5). A store that is down answers
  * temporary-auth-failure, which is not counted either. PLAIN's key
  * derivation on the thread pool is cancelled when the client goes before
- * it started. */
+ * it started.
+ *
+ * Accounts with keys of one hash only (imported: Prosody keeps SCRAM-SHA-1
+ * keys alone by default; see hearthctl import). SCRAM with the other hash
+ * runs to its end against keys made up as for an unknown user, answered
+ * as a wrong password is (not being counted, its repetition shows that the
+ * account has one hash only, never anything of the password), and fails
+ * with not-authorized,
+ * which lets a client go on to its next mechanism (RFC 6120 §6.4.5 lets it
+ * retry; slixmpp, for one, tries the next mechanism it shares with the
+ * server); that failure is not counted against the stream or the address,
+ * since no password was wrong. A PLAIN login that succeeds against the
+ * keys there are derives the missing ones from the password (on the
+ * thread pool, with the derivation that checked it) and stores them, so
+ * from then on every mechanism works; a SCRAM login cannot, since it never
+ * sees the password. */
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -61,12 +76,16 @@ struct auth {
     char cb_type[16];    /* the binding the client asked for ("" none) */
     buf_t cb_data;
     bool has_sha1, has_sha256;
+    bool lacks_hash; /* the account exists, without keys of the SCRAM hash asked */
     scram_keys_t sha1, sha256;
     sasl_t *sasl;
     /* PLAIN on the thread pool */
     uv_work_t work;
     char *password;
     bool is_match;
+    bool is_upgrade;    /* made the keys of the hash it lacked: store them */
+    scram_keys_t added; /* those keys */
+    char added_hash[8]; /* "sha1" or "sha256": their columns */
 };
 
 static bool has_binding(client_t *cl, const char *type)
@@ -226,7 +245,13 @@ static void step(client_t *cl, const char *in_b64)
         succeed(cl, out);
     else if (res == SASL_MALFORMED)
         send_failure(cl, "malformed-request");
-    else
+    else if (a->lacks_hash) {
+        log_info("%s (%s): %s has no %s keys yet: not-authorized, uncounted, so that the client "
+                 "tries another mechanism",
+                 cl->c2s->id, client_peer(cl), a->bare, a->mech);
+        uncount(cl);
+        send_failure(cl, "not-authorized");
+    } else
         fail_login(cl, "not-authorized");
     free(out);
 }
@@ -244,6 +269,46 @@ static void plain_work(uv_work_t *w)
         scram_keys_make("SHA-256", a->password, NULL, 4096, &k);
         a->is_match = false;
     }
+    /* The keys of the hash the account lacks, from the password just
+     * checked. */
+    if (a->is_match && (!a->has_sha1 || !a->has_sha256)) {
+        const char *hash = a->has_sha1 ? "SHA-256" : "SHA-1";
+        a->is_upgrade = scram_keys_make(hash, a->password, NULL, AUTH_ITERATIONS, &a->added) == 0;
+        snprintf(a->added_hash, sizeof a->added_hash, "%s", a->has_sha1 ? "sha256" : "sha1");
+    }
+}
+
+static void on_upgraded(void *ud, const st_result_t *res)
+{
+    char *owner = ud;
+    if (st_status(res) != ST_OK)
+        log_warn("cannot store the keys %s lacked: %s (they are made again at its next PLAIN "
+                 "login)",
+                 owner, st_error(res));
+    else if (st_changes(res) > 0)
+        log_info("%s: stored the SCRAM keys it lacked, derived at its PLAIN login", owner);
+    free(owner);
+}
+
+/* Store the keys PLAIN derived, unless some came meanwhile. */
+static void store_upgrade(client_t *cl)
+{
+    auth_t *a = cl->auth;
+    bool is256 = strcmp(a->added_hash, "sha256") == 0;
+    char iter[16];
+    snprintf(iter, sizeof iter, "%u", a->added.iterations);
+    const char *params[] = {a->bare, a->added.salt, iter, a->added.stored_key, a->added.server_key};
+    char *owner = strdup(a->bare);
+    if (!owner) log_fatal("out of memory");
+    storage_query(cl->c2s->storage,
+                  is256 ? "UPDATE auth SET sha256_salt = $2, sha256_iter = CAST($3 AS INTEGER), "
+                          "sha256_stored = $4, sha256_server = $5 WHERE owner = $1 AND "
+                          "sha256_stored IS NULL"
+                        : "UPDATE auth SET sha1_salt = $2, sha1_iter = CAST($3 AS INTEGER), "
+                          "sha1_stored = $4, sha1_server = $5 WHERE owner = $1 AND "
+                          "sha1_stored IS NULL",
+                  5, params, on_upgraded, owner);
+    gnutls_memset(&a->added, 0, sizeof a->added);
 }
 
 static void plain_done(uv_work_t *w, int status)
@@ -252,10 +317,12 @@ static void plain_done(uv_work_t *w, int status)
     client_t *cl = a->cl;
     a->is_waiting = a->is_working = false;
     if (!client_unref(cl)) return; /* gone, or cancelled because it was */
-    if (status < 0 || !a->is_match)
+    if (status < 0 || !a->is_match) {
         fail_login(cl, "not-authorized");
-    else
-        succeed(cl, NULL);
+        return;
+    }
+    if (a->is_upgrade) store_upgrade(cl);
+    succeed(cl, NULL);
 }
 
 static void copy_keys(const st_result_t *res, int col, scram_keys_t *k, bool *has)
@@ -288,6 +355,9 @@ static void on_keys(void *ud, const st_result_t *res)
     if (st_rows(res) > 0) {
         copy_keys(res, 0, &a->sha1, &a->has_sha1);
         copy_keys(res, 4, &a->sha256, &a->has_sha256);
+        bool is256 = strncmp(a->mech, "SCRAM-SHA-256", 13) == 0;
+        a->lacks_hash =
+            !a->is_plain && (is256 ? a->has_sha1 && !a->has_sha256 : a->has_sha256 && !a->has_sha1);
     }
     if (a->is_plain) {
         a->work.data = a;

@@ -330,3 +330,9 @@ void storage_delete_owner(storage_t *st, const char *owner, st_cb cb, void *ud)
         stmts[i] = (st_stmt_t){st->delete_sql[i], 1, params};
     submit(st, req_new(st, st->ndelete, stmts, true, cb, ud));
 }
+
+const char *const *storage_delete_owner_sql(const storage_t *st, int *n)
+{
+    *n = st->ndelete;
+    return (const char *const *)st->delete_sql;
+}

@@ -86,6 +86,10 @@ void storage_query(storage_t *st, const char *sql, int nparams, const char *cons
 void storage_tx(storage_t *st, int n, const st_stmt_t *stmts, st_cb cb, void *ud);
 /* Delete every row owner has in every collection, in one transaction. */
 void storage_delete_owner(storage_t *st, const char *owner, st_cb cb, void *ud);
+/* The statements storage_delete_owner runs ("DELETE FROM t WHERE owner =
+ * $1", one per table with an owner column), for a caller that empties an
+ * account inside a transaction of its own; *n is set to their number. */
+const char *const *storage_delete_owner_sql(const storage_t *st, int *n);
 
 /* ---- the auth collection (auth.c) ------------------------------------- */
 

@@ -8,6 +8,8 @@
  *   hearthctl [-c FILE] online
  *   hearthctl [-c FILE] s2s
  *   hearthctl [-c FILE] check [--no-dns] [--no-ports]
+ *   hearthctl [-c FILE] export [FILE|-]
+ *   hearthctl [-c FILE] import [--replace] [FILE...|-]
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -39,6 +41,7 @@
 
 #include "common.h"
 #include "ctl_check.h"
+#include "hearthctl.h"
 #include "storage.h"
 
 #ifndef SYSCONFDIR
@@ -86,13 +89,16 @@ static int usage(void)
                     "       hearthctl [-c FILE] users\n"
                     "       hearthctl [-c FILE] online\n"
                     "       hearthctl [-c FILE] s2s\n"
-                    "       hearthctl [-c FILE] check [--no-dns] [--no-ports]\n");
+                    "       hearthctl [-c FILE] check [--no-dns] [--no-ports]\n"
+
+                    "       hearthctl [-c FILE] export [FILE|-]\n"
+                    "       hearthctl [-c FILE] import [--replace] [FILE...|-]\n");
     return 2;
 }
 
 /* ---- arguments ------------------------------------------------------------ */
 
-static bool is_local_domain(const config_t *config, const char *domain)
+bool is_local_domain(const config_t *config, const char *domain)
 {
     int n = config_count(config, "domain");
     if (n == 0) return strcmp(domain, config_get(config, "domain")) == 0;
@@ -416,7 +422,7 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 
 /* Is there a router account for hearthctl (role admin, or the shared one of
  * older configs)? */
-static bool has_admin_account(const config_t *config)
+bool has_admin_account(const config_t *config)
 {
     for (int i = 0; i < config_count(config, "router.account"); i++) {
         const char *role = config_get_at(config, "router.account@role", i);
@@ -475,6 +481,7 @@ int main(int argc, char **argv)
     if (argc < 1) return usage();
     const char *cmd = argv[0];
     if (strcmp(cmd, "check") == 0) return ctl_check(path, argc, argv);
+    if (strcmp(cmd, "export") == 0 || strcmp(cmd, "import") == 0) return pie_main(path, argc, argv);
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
     bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
     bool is_online = strcmp(cmd, "online") == 0, is_s2s = strcmp(cmd, "s2s") == 0;
