@@ -51,9 +51,9 @@ struct hconn {
     conn_t *conn;
     uv_timer_t timer;
     http_parser parser;
-    buf_t pending;       /* read, not yet parsed */
-    buf_t url;           /* of the request being parsed */
-    buf_t headers;       /* name NUL value NUL ... */
+    buf_t pending; /* read, not yet parsed */
+    buf_t url;     /* of the request being parsed */
+    buf_t headers; /* name NUL value NUL ... */
     buf_t body;
     size_t header_bytes; /* request line and headers so far */
     bool is_in_value;    /* the last header bytes were a value */
@@ -92,8 +92,7 @@ void http_opts_from_config(const config_t *cf, http_opts_t *opts, tls_ctx_t **tl
     *tls = NULL;
     const char *cert = config_get(cf, "http.cert"), *key = config_get(cf, "http.key");
     bool has_cert = cert && *cert, has_key = key && *key;
-    if (has_cert != has_key)
-        log_fatal("%s: http.cert and http.key go together", config_file(cf));
+    if (has_cert != has_key) log_fatal("%s: http.cert and http.key go together", config_file(cf));
     if (has_cert) {
         char *err = NULL;
         if (!(*tls = tls_ctx_new_server(cert, key, &err)))
@@ -105,23 +104,40 @@ void http_opts_from_config(const config_t *cf, http_opts_t *opts, tls_ctx_t **tl
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
     }
 }
 
@@ -366,8 +382,8 @@ static void process(hconn_t *hc)
 {
     hc->is_dispatching = true;
     while (!hc->req && !hc->is_closing && hc->pending.len) {
-        size_t n = http_parser_execute(&hc->parser, &parser_settings, hc->pending.data,
-                                       hc->pending.len);
+        size_t n =
+            http_parser_execute(&hc->parser, &parser_settings, hc->pending.data, hc->pending.len);
         enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
         if (hc->error_status) {
             fail(hc, hc->error_status);
@@ -441,8 +457,7 @@ void http_resp_header(http_req_t *r, const char *name, const char *value)
     buf_printf(&r->resp_headers, "%s: %s\r\n", name, value);
 }
 
-void http_respond(http_req_t *r, int status, const char *content_type, const void *body,
-                  size_t len)
+void http_respond(http_req_t *r, int status, const char *content_type, const void *body, size_t len)
 {
     hconn_t *hc = r->hc;
     if (!hc || hc->is_closing) {

@@ -41,6 +41,15 @@ static int nentries;
 static http_server_t *server;
 static tls_ctx_t *server_tls;
 
+const char *const metric_kind_names[METRIC_KINDS] = {"message", "presence", "iq"};
+
+int metric_kind(const char *name)
+{
+    for (int i = 0; name && i < METRIC_KINDS; i++)
+        if (strcmp(name, metric_kind_names[i]) == 0) return i;
+    return -1;
+}
+
 static bool is_valid_name(const char *s, bool allow_colon)
 {
     if (!*s || isdigit((unsigned char)*s)) return false;
@@ -139,7 +148,8 @@ static double process_cpu(void *ud)
     if (!p) return 0;
     unsigned long long utime = 0, stime = 0;
     /* After ')': state (3), then fields 4..13, then utime (14), stime (15). */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+        2)
         return 0;
     long hz = sysconf(_SC_CLK_TCK);
     return hz > 0 ? (double)(utime + stime) / (double)hz : 0;
@@ -158,8 +168,8 @@ static double process_rss(void *ud)
 
 void metrics_add_process(void)
 {
-    metrics_counter_fn("hearth_process_cpu_seconds_total", "user and system CPU time of the process",
-                       process_cpu, NULL, NULL);
+    metrics_counter_fn("hearth_process_cpu_seconds_total",
+                       "user and system CPU time of the process", process_cpu, NULL, NULL);
     metrics_gauge_fn("hearth_process_resident_memory_bytes", "resident memory of the process",
                      process_rss, NULL, NULL);
 }
@@ -284,8 +294,8 @@ int metrics_listen(uv_loop_t *loop, const config_t *cf, const char *setting, int
     if (!addr || !*addr) return 0;
     char shifted[512];
     if (shift_address(addr, index, shifted, sizeof shifted) < 0)
-        log_fatal("%s: %s: %s is not an address (host:port or unix:/path)", config_file(cf), setting,
-                  addr);
+        log_fatal("%s: %s: %s is not an address (host:port or unix:/path)", config_file(cf),
+                  setting, addr);
     http_opts_t opts;
     http_opts_from_config(cf, &opts, &server_tls);
     server = http_server_new(loop, &opts);

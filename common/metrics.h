@@ -70,6 +70,12 @@ static inline void metric_observe(metric_histogram_t *h, double v)
     h->sum += v;
 }
 
+/* Stanzas by kind: the label values, and the index of a stanza's element
+ * name (message 0, presence 1, iq 2; -1 for anything else). */
+#define METRIC_KINDS 3
+extern const char *const metric_kind_names[METRIC_KINDS];
+int metric_kind(const char *name);
+
 /* Registration, at start. name: [a-zA-Z_:][a-zA-Z0-9_:]*; help: one line;
  * then label name/value pairs, ended by NULL (names [a-zA-Z_][a-zA-Z0-9_]*,
  * values any UTF-8, escaped when rendered). A bad name, a series
