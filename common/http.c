@@ -451,6 +451,60 @@ const char *http_req_header(const http_req_t *r, const char *name)
     return NULL;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int decode(const char *s, size_t len, char *out, size_t size, bool is_form)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= len) return -1;
+            int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (is_form && c == '+') {
+            c = ' ';
+        }
+        if (n + 1 >= size) return -1;
+        out[n++] = c;
+    }
+    if (size == 0) return -1;
+    out[n] = '\0';
+    return (int)n;
+}
+
+int http_percent_decode(const char *s, size_t len, char *out, size_t size)
+{
+    return decode(s, len, out, size, false);
+}
+
+int http_query_param(const http_req_t *r, const char *name, char *out, size_t size)
+{
+    size_t name_len = strlen(name);
+    const char *p = r->query;
+    while (*p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t key_len = eq ? (size_t)(eq - p) : len;
+        if (key_len == name_len && memcmp(p, name, name_len) == 0) {
+            if (!eq) return decode("", 0, out, size, true) < 0 ? -1 : 1;
+            return decode(eq + 1, len - key_len - 1, out, size, true) < 0 ? -1 : 1;
+        }
+        p += len;
+        if (*p == '&') p++;
+    }
+    return 0;
+}
+
 void http_resp_header(http_req_t *r, const char *name, const char *value)
 {
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return;

@@ -83,6 +83,14 @@ const char *http_req_body(const http_req_t *r, size_t *len);
 /* The value of header name (case-insensitive; the first if repeated), or
  * NULL. */
 const char *http_req_header(const http_req_t *r, const char *name);
+/* Percent-decode (RFC 3986 §2.1) len bytes of s into out (size bytes,
+ * NUL-terminated): the decoded length, or -1 when a %XX is malformed or
+ * %00, or out is too small. http-parser leaves this to its caller. */
+int http_percent_decode(const char *s, size_t len, char *out, size_t size);
+/* The value of the query parameter name (application/x-www-form-urlencoded:
+ * '+' is a space), decoded into out: 1, 0 when absent, -1 when malformed
+ * or longer than out. */
+int http_query_param(const http_req_t *r, const char *name, char *out, size_t size);
 /* The connection's peer, as conn_peer(). */
 const char *http_req_peer(const http_req_t *r);
 

@@ -57,6 +57,9 @@ typedef struct sm_metrics {
 } sm_metrics_t;
 extern sm_metrics_t sm_metrics;
 void sm_metrics_init(sm_t *sm);
+/* The HTTP admin API (http_api.c), when sm.api-listen is set. */
+void sm_api_start(sm_t *sm);
+void sm_api_stop(void);
 
 /* Routes from the router (core.c). */
 void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw);
