@@ -176,16 +176,26 @@ void metrics_add_process(void)
 
 /* ---- rendering ----------------------------------------------------------- */
 
+/* The shortest of %.15g and %.17g that reads back as v. */
+static void format_double(char *out, size_t size, double v)
+{
+    snprintf(out, size, "%.15g", v);
+    if (strtod(out, NULL) != v) snprintf(out, size, "%.17g", v);
+}
+
 static void number(buf_t *b, double v)
 {
+    char text[32];
     if (v != v)
         buf_appends(b, "NaN");
     else if (v > 1.7976931348623157e308)
         buf_appends(b, "+Inf");
     else if (v < -1.7976931348623157e308)
         buf_appends(b, "-Inf");
-    else
-        buf_printf(b, "%.17g", v);
+    else {
+        format_double(text, sizeof text, v);
+        buf_appends(b, text);
+    }
 }
 
 static void series(buf_t *b, const char *name, const char *suffix, const char *labels,
@@ -224,9 +234,11 @@ static void render_entry(buf_t *b, const entry_t *e)
         char le[64];
         for (unsigned i = 0; i <= h->nbounds; i++) {
             cumulative += h->counts[i];
-            if (i < h->nbounds)
-                snprintf(le, sizeof le, "le=\"%.17g\"", h->bounds[i]);
-            else
+            if (i < h->nbounds) {
+                char bound[32];
+                format_double(bound, sizeof bound, h->bounds[i]);
+                snprintf(le, sizeof le, "le=\"%s\"", bound);
+            } else
                 snprintf(le, sizeof le, "le=\"+Inf\"");
             series(b, e->name, "_bucket", e->labels, le);
             buf_printf(b, "%llu\n", (unsigned long long)cumulative);
