@@ -23,6 +23,9 @@
 #include "conn.h"
 #include "log.h"
 
+/* Answers queued for one client beyond which its requests wait. */
+#define HTTP_WRITE_LIMIT (1024 * 1024)
+
 typedef struct route {
     const char *method;
     const char *prefix;
@@ -381,7 +384,9 @@ static void dispatch(hconn_t *hc)
 static void process(hconn_t *hc)
 {
     hc->is_dispatching = true;
-    while (!hc->req && !hc->is_closing && hc->pending.len) {
+    /* A client that pipelines requests and reads no answers is not read
+     * further until its queue drains (on_drain). */
+    while (!hc->req && !hc->is_closing && hc->pending.len && !conn_is_full(hc->conn)) {
         size_t n =
             http_parser_execute(&hc->parser, &parser_settings, hc->pending.data, hc->pending.len);
         enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
@@ -409,6 +414,10 @@ static void process(hconn_t *hc)
     }
     hc->is_dispatching = false;
     if (hc->is_closing || hc->req) return;
+    if (conn_is_full(hc->conn)) {
+        conn_pause(hc->conn);
+        return;
+    }
     conn_resume(hc->conn);
     if (!hc->is_in_message) arm(hc, hc->server->opts.idle_timeout);
 }
@@ -546,6 +555,12 @@ static void on_read(conn_t *c, const char *data, size_t len)
     process(hc);
 }
 
+static void on_drain(conn_t *c)
+{
+    hconn_t *hc = conn_data(c);
+    if (!hc->is_closing && !hc->req) process(hc);
+}
+
 static void maybe_free_server(http_server_t *s)
 {
     if (s->is_freed && !s->is_listening && s->nconns == 0) free(s);
@@ -580,6 +595,7 @@ static void on_conn_close(conn_t *c, const char *reason)
 
 static const conn_cb_t conn_cb = {
     .on_read = on_read,
+    .on_drain = on_drain,
     .on_close = on_conn_close,
 };
 
@@ -603,6 +619,7 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = hc;
     uv_timer_init(s->loop, &hc->timer);
     hc->timer.data = hc;
+    conn_set_write_limit(hc->conn, HTTP_WRITE_LIMIT);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
     if (s->opts.tls) {

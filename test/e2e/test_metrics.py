@@ -350,6 +350,14 @@ def test_keep_alive_then_idle_close(limited):
     s.close()
 
 
+def test_pipelined_requests_are_answered_in_order(limited):
+    s = raw(limited, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = read_until_closed(s)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"404", b"200"]
+
+
 def test_unknown_path_and_method(limited):
     assert fetch(limited, "/nothing")[0] == 404
     assert fetch(limited, "/metrics", method="POST", body="x")[0] == 405
