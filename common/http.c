@@ -637,6 +637,18 @@ static void on_connection(uv_stream_t *server, int status)
     arm(hc, s->opts.request_timeout ? s->opts.request_timeout : s->opts.idle_timeout);
 }
 
+int http_instance_address(const char *addr, int index, char *out, size_t size)
+{
+    if (index <= 1) return snprintf(out, size, "%s", addr) < (int)size ? 0 : -1;
+    if (strncmp(addr, "unix:", 5) == 0)
+        return snprintf(out, size, "%s-%d", addr, index) < (int)size ? 0 : -1;
+    const char *colon = strrchr(addr, ':');
+    if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)) return -1;
+    long port = strtol(colon + 1, NULL, 10) + index - 1;
+    if (port > 65535) return -1;
+    return snprintf(out, size, "%.*s:%ld", (int)(colon - addr), addr, port) < (int)size ? 0 : -1;
+}
+
 /* ---- the server ---------------------------------------------------------- */
 
 http_server_t *http_server_new(uv_loop_t *loop, const http_opts_t *opts)

@@ -62,6 +62,11 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_opts_t *opts);
 /* Listen on addr ("127.0.0.1:9100", "[::1]:9100", "unix:/path"). 0 or a
  * libuv error. One address per server. */
 int http_listen(http_server_t *s, const char *addr);
+/* The address of instance index (c2s-2 is 2) of a daemon configured with
+ * addr: the port moved up by index - 1, a Unix socket path with "-INDEX"
+ * appended for index > 1, so that every process of one daemon has its
+ * own. 0, or -1 if addr is not host:port or unix:path, or out too small. */
+int http_instance_address(const char *addr, int index, char *out, size_t size);
 /* Requests with this method ("GET", "POST", ...) whose path is prefix, or
  * starts with prefix followed by '/' (or prefix ends with '/'), go to h.
  * prefix must outlive the server (a literal). Up to HTTP_MAX_ROUTES. */

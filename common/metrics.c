@@ -287,25 +287,12 @@ int metrics_instance_index(const char *id)
     return n >= 1 && n <= 65535 ? (int)n : 1;
 }
 
-/* addr with its port moved up by index - 1. */
-static int shift_address(const char *addr, int index, char *out, size_t size)
-{
-    if (index <= 1) return snprintf(out, size, "%s", addr) < (int)size ? 0 : -1;
-    if (strncmp(addr, "unix:", 5) == 0)
-        return snprintf(out, size, "%s-%d", addr, index) < (int)size ? 0 : -1;
-    const char *colon = strrchr(addr, ':');
-    if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)) return -1;
-    long port = strtol(colon + 1, NULL, 10) + index - 1;
-    if (port > 65535) return -1;
-    return snprintf(out, size, "%.*s:%ld", (int)(colon - addr), addr, port) < (int)size ? 0 : -1;
-}
-
 int metrics_listen(uv_loop_t *loop, const config_t *cf, const char *setting, int index)
 {
     const char *addr = config_get(cf, setting);
     if (!addr || !*addr) return 0;
     char shifted[512];
-    if (shift_address(addr, index, shifted, sizeof shifted) < 0)
+    if (http_instance_address(addr, index, shifted, sizeof shifted) < 0)
         log_fatal("%s: %s: %s is not an address (host:port or unix:/path)", config_file(cf),
                   setting, addr);
     http_opts_t opts;

@@ -29,8 +29,9 @@
  * http.max-body bytes): anything else is 400, as is a JID that is not an
  * account of a local domain. Errors are {"error": "what went wrong"}.
  * Accounts change through the same code as XEP-0077 (account.c). With
- * several sm shards, each serves the sessions it holds, and stats counts
- * its own sessions; the accounts are the store's, the same for all. */
+ * several sm shards, shard sm-N listens on the port + N - 1 and serves the
+ * sessions it holds, and stats counts its own sessions; the accounts are
+ * the store's, the same for all. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,9 +452,14 @@ void sm_api_start(sm_t *sm)
         http_route(api.server, methods[i], API "/sessions", on_sessions, NULL);
         http_route(api.server, methods[i], API "/stats", on_stats, NULL);
     }
-    int rc = http_listen(api.server, addr);
-    if (rc < 0) log_fatal("sm/api-listen: cannot listen on %s: %s", addr, uv_strerror(rc));
-    log_notice("admin API at http%s://%s" API, api.tls ? "s" : "", addr);
+    /* Shard sm-N on the port + N - 1, as its metrics. */
+    char mine[512];
+    if (http_instance_address(addr, metrics_instance_index(sm->id), mine, sizeof mine) < 0)
+        log_fatal("%s: sm/api-listen: %s is not an address (host:port or unix:/path)",
+                  config_file(cf), addr);
+    int rc = http_listen(api.server, mine);
+    if (rc < 0) log_fatal("sm/api-listen: cannot listen on %s: %s", mine, uv_strerror(rc));
+    log_notice("admin API at http%s://%s" API, api.tls ? "s" : "", mine);
 }
 
 void sm_api_stop(void)

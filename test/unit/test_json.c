@@ -1,12 +1,14 @@
 /* test_json.c — common/json.h and the rendering of common/metrics.h: JSON
  * strings escaped per RFC 8259 (and invalid UTF-8 replaced), the strict
  * reader of flat objects (what it accepts, every kind of input it refuses),
- * and the Prometheus text format (HELP/TYPE once per name, label and help
- * escaping, cumulative histogram buckets). */
+ * the Prometheus text format (HELP/TYPE once per name, label and help
+ * escaping, cumulative histogram buckets), and the address of each
+ * instance of a daemon (http_instance_address). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "json.h"
 #include "metrics.h"
 #include "tap.h"
@@ -173,11 +175,27 @@ static void test_metrics_rendering(void)
     metrics_close();
 }
 
+static void test_instance_address(void)
+{
+    char out[64];
+    ok(http_instance_address("127.0.0.1:9301", 1, out, sizeof out) == 0, "instance 1");
+    is_str(out, "127.0.0.1:9301", "instance 1 keeps the port");
+    http_instance_address("127.0.0.1:9301", 3, out, sizeof out);
+    is_str(out, "127.0.0.1:9303", "instance 3: port + 2");
+    http_instance_address("[::1]:9301", 2, out, sizeof out);
+    is_str(out, "[::1]:9302", "IPv6");
+    http_instance_address("unix:/run/m.sock", 2, out, sizeof out);
+    is_str(out, "unix:/run/m.sock-2", "a Unix socket gets -N");
+    ok(http_instance_address("127.0.0.1:65535", 2, out, sizeof out) < 0, "past port 65535");
+    ok(http_instance_address("nonsense", 2, out, sizeof out) < 0, "not an address");
+}
+
 int main(void)
 {
     test_writer();
     test_reader_accepts();
     test_reader_refuses();
     test_metrics_rendering();
+    test_instance_address();
     return done_testing();
 }
