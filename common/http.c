@@ -81,6 +81,7 @@ struct http_req {
 };
 
 static void process(hconn_t *hc);
+static const char *find_header(const buf_t *headers, const char *name);
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -147,7 +148,7 @@ const char *http_status_text(int status)
 /* ---- writing ------------------------------------------------------------- */
 
 static void write_answer(hconn_t *hc, int status, const char *content_type, const buf_t *extra,
-                         const void *body, size_t len, bool is_keep_alive)
+                         const void *body, size_t len, bool is_keep_alive, bool has_body)
 {
     buf_t b = BUF_INIT;
     buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
@@ -158,7 +159,7 @@ static void write_answer(hconn_t *hc, int status, const char *content_type, cons
     buf_appends(&b, "\r\n");
     conn_write(hc->conn, b.data, b.len);
     buf_free(&b);
-    if (len) conn_write(hc->conn, body, len);
+    if (len && has_body) conn_write(hc->conn, body, len);
 }
 
 /* An error this layer raises: answered, then the connection closes. */
@@ -168,7 +169,7 @@ static void fail(hconn_t *hc, int status)
     hc->is_closing = true;
     char body[96];
     int n = snprintf(body, sizeof body, "%d %s\n", status, http_status_text(status));
-    write_answer(hc, status, "text/plain; charset=utf-8", NULL, body, (size_t)n, false);
+    write_answer(hc, status, "text/plain; charset=utf-8", NULL, body, (size_t)n, false, true);
     uv_timer_stop(&hc->timer);
     conn_close(hc->conn);
 }
@@ -256,6 +257,12 @@ static int on_headers_complete(http_parser *p)
         hc->error_status = 413;
         return -1;
     }
+    /* RFC 9110 §10.1.1: a client that waits for our word before sending
+     * the body (curl does, past 1 KiB) gets it, once the size is known to
+     * be acceptable. */
+    const char *expect = find_header(&hc->headers, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1)
+        conn_write(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return 0;
 }
 
@@ -303,7 +310,9 @@ static const route_t *find_route(const http_server_t *s, const char *method, con
         if (plen > r->prefix_len && r->prefix[r->prefix_len - 1] != '/' &&
             path[r->prefix_len] != '/')
             continue;
-        if (strcmp(r->method, method) != 0) {
+        /* HEAD is GET without the body (RFC 9110 §9.3.2). */
+        bool is_head_of_get = strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0;
+        if (strcmp(r->method, method) != 0 && !is_head_of_get) {
             *is_other_method = true;
             continue;
         }
@@ -448,9 +457,10 @@ const char *http_req_peer(const http_req_t *r)
     return r->peer;
 }
 
-const char *http_req_header(const http_req_t *r, const char *name)
+/* The value of header name in headers (name NUL value NUL ...), or NULL. */
+static const char *find_header(const buf_t *headers, const char *name)
 {
-    const char *p = r->headers.data, *end = p + r->headers.len;
+    const char *p = headers->data, *end = p + headers->len;
     while (p && p < end) {
         const char *value = p + strlen(p) + 1;
         if (value >= end) break;
@@ -458,6 +468,11 @@ const char *http_req_header(const http_req_t *r, const char *name)
         p = value + strlen(value) + 1;
     }
     return NULL;
+}
+
+const char *http_req_header(const http_req_t *r, const char *name)
+{
+    return find_header(&r->headers, name);
 }
 
 static int hex_digit(char c)
@@ -528,7 +543,9 @@ void http_respond(http_req_t *r, int status, const char *content_type, const voi
         req_free(r);
         return;
     }
-    write_answer(hc, status, content_type, &r->resp_headers, body, len, r->is_keep_alive);
+    /* A HEAD answer says the length of what a GET would get, and sends none. */
+    write_answer(hc, status, content_type, &r->resp_headers, body, len, r->is_keep_alive,
+                 strcmp(r->method, "HEAD") != 0);
     bool is_keep_alive = r->is_keep_alive;
     hc->req = NULL;
     req_free(r);

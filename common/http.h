@@ -5,8 +5,11 @@
  * The bytes are parsed by Debian's http-parser (request line, headers,
  * chunked or Content-Length bodies, keep-alive); this file only routes and
  * answers. A handler is registered for a method and a path prefix; the
- * longest prefix that matches the request's path wins. A path that some
- * prefix matches for another method only gets 405, none 404.
+ * longest prefix that matches the request's path wins; HEAD goes to a GET
+ * handler, whose answer loses its body. A path that some prefix matches
+ * for another method only gets 405, none 404. A client that sends
+ * Expect: 100-continue gets 100 Continue once its headers are within the
+ * limits.
  *
  * One request at a time per connection: reading stops while a handler
  * holds the request, so a handler may answer later (after a storage call)

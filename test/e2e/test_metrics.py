@@ -358,6 +358,22 @@ def test_pipelined_requests_are_answered_in_order(limited):
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"404", b"200"]
 
 
+def test_head_and_expect_continue(limited):
+    conn = http.client.HTTPConnection("127.0.0.1", limited, timeout=5)
+    conn.request("HEAD", "/metrics")
+    r = conn.getresponse()
+    assert r.status == 200 and int(r.getheader("Content-Length")) > 0
+    assert r.read() == b""
+    conn.close()
+    s = raw(limited, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    f = s.makefile("rb")
+    assert f.readline() == b"HTTP/1.1 100 Continue\r\n" and f.readline() == b"\r\n"
+    s.sendall(b"hello")
+    assert status_of(f.readline()) == 405
+    s.close()
+
+
 def test_unknown_path_and_method(limited):
     assert fetch(limited, "/nothing")[0] == 404
     assert fetch(limited, "/metrics", method="POST", body="x")[0] == 405
