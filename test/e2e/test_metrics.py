@@ -409,3 +409,69 @@ def test_second_c2s_serves_metrics_on_the_next_port(hearth_env):
         assert Scrape(port).get("hearth_c2s_sessions") == 0
     finally:
         a.disconnect()
+
+
+# ---- federation ---------------------------------------------------------------
+
+
+def test_s2s_counts_stanzas_streams_and_bounces(tmp_path):
+    from test_s2s import start_pair, stop_servers
+    port_a, port_b = free_port(), free_port()
+    a, b = start_pair(tmp_path, {"s2s.metrics-listen": f"127.0.0.1:{port_a}"},
+                      {"s2s.metrics-listen": f"127.0.0.1:{port_b}"})
+    try:
+        alice, bob = a.client("alice"), b.client("bob")
+        before_a, before_b = Scrape(port_a), Scrape(port_b)
+        n = 3
+        for i in range(n):
+            alice.send_message("bob@b.test", f"fed{i}")
+        for i in range(n):
+            bob.wait_message(lambda m, i=i: m["body"] == f"fed{i}")
+        after_a, after_b = Scrape(port_a), Scrape(port_b)
+        stanzas = "hearth_s2s_stanzas_total"
+        assert delta(before_a, after_a, stanzas, direction="out", kind="message") == n
+        assert delta(before_b, after_b, stanzas, direction="in", kind="message") == n
+        assert delta(before_a, after_a, stanzas, direction="in", kind="message") == 0
+        assert after_a.get("hearth_s2s_streams", direction="out", state="ready") == 1
+        assert after_b.get("hearth_s2s_streams", direction="in", state="authenticated") == 1
+        alice.send_message("nobody@down.test", "lost")
+        err = alice.wait_message(lambda m: m["type"] == "error")
+        assert err["error"]["condition"] == "remote-server-not-found"
+        assert delta(after_a, Scrape(port_a), "hearth_s2s_bounces_total") == 1
+        alice.disconnect()
+        bob.disconnect()
+    finally:
+        stop_servers(a, b)
+
+
+def test_resolver_counts_queries_hits_and_failures(tmp_path):
+    from test_s2s import Hearth, stop_servers
+    port_a, port_b, metrics = free_port(), free_port(), free_port()
+    a = Hearth(tmp_path / "a", "a.test", port_a, {}, resolver=True, **{
+        "resolver.override": [{"domain": "b.test", "target": f"127.0.0.1:{port_b}"}],
+        "resolver.nameserver": f"127.0.0.1:{free_port()}",  # nobody answers there
+        "resolver.timeout": "300ms",
+        "resolver.metrics-listen": f"127.0.0.1:{metrics}"})
+    b = Hearth(tmp_path / "b", "b.test", port_b, {"a.test": f"127.0.0.1:{port_a}"})
+    try:
+        a.start()
+        b.start()
+        alice, bob = a.client("alice"), b.client("bob")
+        before = Scrape(metrics)
+        alice.send_message("bob@b.test", "via the resolver")
+        bob.wait_message(lambda m: m["body"] == "via the resolver")
+        after = Scrape(metrics)
+        assert delta(before, after, "hearth_resolver_queries_total") == 1
+        assert delta(before, after, "hearth_resolver_cache_hits_total") == 1, "an override"
+        assert delta(before, after, "hearth_resolver_failures_total") == 0
+        alice.send_message("carl@unknown.test", "nowhere")
+        err = alice.wait_message(lambda m: m["type"] == "error", timeout=10)
+        assert err["error"]["condition"] == "remote-server-not-found"
+        last = Scrape(metrics)
+        assert delta(after, last, "hearth_resolver_queries_total") == 1
+        assert delta(after, last, "hearth_resolver_failures_total") == 1
+        assert delta(after, last, "hearth_resolver_cache_hits_total") == 0
+        alice.disconnect()
+        bob.disconnect()
+    finally:
+        stop_servers(a, b)
