@@ -25,7 +25,9 @@
  * max_connections 503, a request not read in full within request_timeout
  * of its first byte 408; a kept-alive connection silent for idle_timeout is
  * closed. After any of these answers, and after a parse error (400), the
- * connection closes. A client that pipelines requests without reading the
+ * connection closes. An Upgrade request (WebSocket) is answered like any
+ * other, and the connection then closes: nothing here speaks what would
+ * follow. A client that pipelines requests without reading the
  * answers is not read further while 1 MiB of them wait for it. With a TLS context, every connection
  * starts with the TLS handshake (HTTPS, ALPN http/1.1). */
 #ifndef HEARTH_HTTP_H

@@ -3,8 +3,9 @@ and of the HTTP layer under them (common/http.c): every daemon serves the
 Prometheus text format, parsed here twice, by python3-prometheus-client's
 parser and by a strict line check; a known load (registrations, failed
 logins, messages between two python3-slixmpp clients, offline messages)
-moves the counters by exactly what was done; and the HTTP limits answer
-431, 413, 503 and 408 and close the connection.
+moves the counters by exactly what was done, and so do messages between
+two federated Hearths (s2s, resolver); and the HTTP limits answer 431, 413,
+503 and 408 and close the connection.
 """
 import http.client
 import re
