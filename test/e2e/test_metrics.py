@@ -189,6 +189,9 @@ def test_messages_move_stanza_counters_exactly(metered, ports):
         assert delta(sm0, sm1, "hearth_sm_stanzas_total", path="from_session", kind="message") == n
         assert delta(sm0, sm1, "hearth_sm_stanzas_total", path="to_session", kind="message") == n
         assert delta(sm0, sm1, "hearth_sm_messages_routed_total") == n
+        # bob is online: each message finds his account in memory
+        assert delta(sm0, sm1, "hearth_sm_account_cache_total", result="hit") == n
+        assert delta(sm0, sm1, "hearth_sm_account_cache_total", result="miss") == 0
         assert delta(c2s0, c2s1, "hearth_c2s_bytes_total", direction="in") > 0
         assert delta(c2s0, c2s1, "hearth_c2s_bytes_total", direction="out") > 0
     finally:
