@@ -197,9 +197,14 @@ static void arm(hconn_t *hc, uint64_t ms)
 
 /* ---- parser callbacks ---------------------------------------------------- */
 
-static bool count_header(hconn_t *hc, size_t len)
+/* Headers are kept NUL-separated: a NUL of the peer's is refused (400). */
+static bool count_header(hconn_t *hc, const char *at, size_t len, size_t extra)
 {
-    hc->header_bytes += len;
+    if (memchr(at, '\0', len)) {
+        hc->error_status = 400;
+        return false;
+    }
+    hc->header_bytes += len + extra;
     if (hc->header_bytes <= hc->server->opts.max_header) return true;
     hc->error_status = 431;
     return false;
@@ -222,7 +227,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     hconn_t *hc = p->data;
-    if (!count_header(hc, len)) return -1;
+    if (!count_header(hc, at, len, 0)) return -1;
     buf_append(&hc->url, at, len);
     return 0;
 }
@@ -230,7 +235,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     hconn_t *hc = p->data;
-    if (!count_header(hc, len + 4)) return -1; /* ": " and CRLF */
+    if (!count_header(hc, at, len, 4)) return -1; /* ": " and CRLF */
     if (hc->is_in_value) buf_append(&hc->headers, "", 1);
     hc->is_in_value = false;
     buf_append(&hc->headers, at, len);
@@ -240,7 +245,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     hconn_t *hc = p->data;
-    if (!count_header(hc, len)) return -1;
+    if (!count_header(hc, at, len, 0)) return -1;
     if (!hc->is_in_value) buf_append(&hc->headers, "", 1);
     hc->is_in_value = true;
     buf_append(&hc->headers, at, len);

@@ -384,6 +384,8 @@ def test_unknown_path_and_method(limited):
     assert fetch(limited, "/metrics?x=1")[0] == 200
     s = raw(limited, b"this is not HTTP\r\n\r\n")
     assert status_of(read_until_closed(s)) == 400
+    s = raw(limited, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n")
+    assert status_of(read_until_closed(s)) == 400
 
 
 def test_metrics_over_https(hearth_env, tmp_path):
