@@ -181,6 +181,8 @@ static void fail_login(client_t *cl, const char *condition)
     c2s_t *c2s = cl->c2s;
     auth_t *a = cl->auth;
     cl->auth_failures++;
+    int mech = a ? c2s_mechanism_index(a->mech) : -1;
+    if (mech >= 0) metric_inc(&c2s_metrics.auth_failure[mech]);
     log_info("%s (%s): login as %s failed (%s)", c2s->id, client_peer(cl),
              a && a->bare ? a->bare : "(invalid name)", condition);
     send_failure(cl, condition);
@@ -192,6 +194,8 @@ static void succeed(client_t *cl, const char *final_b64)
 {
     auth_t *a = cl->auth;
     uncount(cl);
+    int mech = c2s_mechanism_index(a->mech);
+    if (mech >= 0) metric_inc(&c2s_metrics.auth_success[mech]);
     sasl_reply(cl, "success", final_b64);
     cl->user = a->bare;
     a->bare = NULL;

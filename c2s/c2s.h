@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "metrics.h"
 #include "storage.h"
 
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
@@ -264,6 +265,21 @@ typedef enum limits_verdict {
 } limits_verdict_t;
 /* A registration from key: counted against both budgets if both allow. */
 limits_verdict_t limits_registration(limits_t *l, const addr_key_t *key);
+
+/* metrics.c: the counters (docs/metrics.md), incremented where the
+ * event happens; the gauges are read from the client list. */
+#define C2S_MECHANISMS 5
+extern const char *const c2s_mechanisms[C2S_MECHANISMS];
+/* The index of a SASL mechanism's name, or -1. */
+int c2s_mechanism_index(const char *mech);
+typedef struct c2s_metrics {
+    metric_counter_t stanzas_in[METRIC_KINDS], stanzas_out[METRIC_KINDS];
+    metric_counter_t bytes_in, bytes_out;
+    metric_counter_t auth_success[C2S_MECHANISMS], auth_failure[C2S_MECHANISMS];
+    metric_counter_t registration_attempts, registration_successes;
+} c2s_metrics_t;
+extern c2s_metrics_t c2s_metrics;
+void c2s_metrics_init(c2s_t *c);
 
 /* A served domain's state by name, or NULL. */
 domain_state_t *c2s_domain(c2s_t *c2s, const char *name);

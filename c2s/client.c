@@ -103,12 +103,15 @@ bool client_is_open(const client_t *cl)
 /* Bytes out, unchecked: for the stream's own header and last words. */
 static void queue(client_t *cl, const char *data, size_t len)
 {
-    if (cl->conn) conn_write(cl->conn, data, len);
+    if (!cl->conn) return;
+    metric_add(&c2s_metrics.bytes_out, len);
+    conn_write(cl->conn, data, len);
 }
 
 void client_write(client_t *cl, const char *data, size_t len)
 {
     if (!cl->conn) return;
+    metric_add(&c2s_metrics.bytes_out, len);
     conn_write(cl->conn, data, len);
     if (conn_queued(cl->conn) > cl->c2s->max_queue && client_is_open(cl))
         client_fail(cl, "policy-violation", "too much data unread");
@@ -569,6 +572,7 @@ static void on_read(conn_t *c, const char *data, size_t len)
 {
     client_t *cl = conn_data(c);
     if (!client_is_open(cl)) return;
+    metric_add(&c2s_metrics.bytes_in, len);
     cl->last_read = uv_now(cl->c2s->loop);
     cl->is_pinging = false; /* any sign of life answers a ping */
     cl->is_released = false;

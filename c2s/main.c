@@ -259,6 +259,7 @@ static void on_stop(void *ud)
     log_notice("%s stopping", c->id);
     for (int i = 0; i < c->nlisteners; i++)
         conn_listener_close(&c->listeners[i]);
+    metrics_close();
     client_close_all(c, "system-shutdown");
     uv_timer_start(&c->stop_timer, on_stop_timeout, 1000, 0);
     comp_free(c->comp);
@@ -285,6 +286,8 @@ int main(int argc, char **argv)
     configure(c, d.config);
     load_certificate(c, d.config);
     listen_all(c, d.config);
+    c2s_metrics_init(c);
+    metrics_listen(c->loop, d.config, "c2s.metrics-listen", metrics_instance_index(c->id));
     open_limits(c, d.config);
     /* Its router secret is read before the switch (it may be root's). */
     c->comp = comp_new_from_config(c->loop, d.config, c->id, ROLE_C2S, &comp_cb, c);

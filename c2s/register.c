@@ -94,6 +94,7 @@ static void on_inserted(void *ud, const st_result_t *res)
     if (client_unref(cl)) {
         if (st == ST_OK) {
             cl->has_registered = true;
+            metric_inc(&c2s_metrics.registration_successes);
             log_info("%s (%s): registered %s", cl->c2s->id, client_peer(cl), r->bare);
             client_iq_result(cl, r->id, NULL);
         } else if (st == ST_CONSTRAINT) {
@@ -155,6 +156,7 @@ void register_handle(client_t *cl, elem_t *iq)
         reply_error(cl, id, "not-authorized", "log in to remove an account");
         return;
     }
+    metric_inc(&c2s_metrics.registration_attempts);
     if (cl->has_registered) {
         reply_error(cl, id, "not-allowed", "one account per connection");
         return;

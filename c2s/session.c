@@ -326,6 +326,7 @@ void session_stanza(client_t *cl, elem_t *stanza)
         client_fail(cl, "unsupported-stanza-type", NULL);
         return;
     }
+    metric_inc(&c2s_metrics.stanzas_in[metric_kind(stanza->name)]);
     const char *from = elem_attr(stanza, "from");
     if (from && !is_own_jid(cl, from)) {
         client_fail(cl, "invalid-from", NULL);
@@ -468,6 +469,8 @@ void session_route(c2s_t *c2s, elem_t *route)
         refuse(c2s, route, "a stanza without the sid of the session it names");
         return;
     }
+    int kind = metric_kind(payload->name);
+    if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
     client_send(cl, payload);
 }
 

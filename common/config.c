@@ -846,3 +846,9 @@ char *config_secret(const config_t *c, const char *path, const char *file_path, 
     }
     return inline_value && *inline_value ? xstrdup(inline_value) : NULL;
 }
+
+char *config_secret_file(const char *file, char **err)
+{
+    if (err) *err = NULL;
+    return read_secret_file(file, err);
+}

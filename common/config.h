@@ -76,5 +76,8 @@ const char *config_file(const config_t *c);
  * both set, the file unreadable or empty). A secret file that group or
  * others may read is warned about in the log. */
 char *config_secret(const config_t *c, const char *path, const char *file_path, int i, char **err);
+/* The first line of a secret file, as config_secret reads it (and warns
+ * about); NULL with *err on failure. */
+char *config_secret_file(const char *file, char **err);
 
 #endif

@@ -82,6 +82,8 @@ const cfg_setting_t cfg_settings[] = {
     DURATION("c2s.ping-interval", "5m", "silence after which the server pings a client (XEP-0199); 0 never"),
     DURATION("c2s.idle-timeout", "10m",
              "silence after which a client is disconnected (unanswered ping, or before login); 0 never"),
+    STRING("c2s.metrics-listen", "",
+           "address of GET /metrics (Prometheus); c2s-N listens on its port + N - 1; empty: off"),
 
     /* router */
     SECTION("router", false, "the router every daemon connects to"),
@@ -112,6 +114,7 @@ const cfg_setting_t cfg_settings[] = {
     STRING("router.external@secret-file", NULL,
            "a file whose first line is the secret, instead of secret"),
     SIZE("router.max-stanza", "1M", "largest packet a component may send"),
+    STRING("router.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
     SIZE("router.write-limit", "1M", "bytes queued to one component before its senders pause"),
     SIZE("router.max-queue", "64M",
          "bytes queued to one component that does not read (its own bounces, adverts) before "
@@ -140,6 +143,11 @@ const cfg_setting_t cfg_settings[] = {
         "roster items one user may have; more are refused with resource-constraint"),
     INT("sm.blocklist-max", "1000", 1, 100000, "JIDs one user may block (XEP-0191)"),
     BOOL("sm.version-os", "false", "software version queries (XEP-0092) tell the operating system"),
+    STRING("sm.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
+    STRING("sm.api-listen", "",
+           "address of the HTTP admin API (JSON under /api/v1; loopback recommended); empty: off"),
+    STRING("sm.api-token-file", "",
+           "file whose first line is the admin API's bearer token (required with sm/api-listen)"),
 
     /* resolver (resolver/) */
     SECTION("resolver", false, "DNS lookups for s2s (hearth-resolver)"),
@@ -149,6 +157,7 @@ const cfg_setting_t cfg_settings[] = {
     DURATION("resolver.negative-ttl", "30s", "how long a failed lookup is remembered"),
     DURATION("resolver.max-ttl", "1h", "longest an answer is cached, whatever its DNS TTL"),
     INT("resolver.cache-size", "10000", 1, 10000000, "domains the cache holds"),
+    STRING("resolver.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
     SECTION("resolver.override", true,
             "a static target for a domain, used instead of DNS; repeat for more targets, in order"),
     STRING("resolver.override@domain", NULL, "the remote domain"),
@@ -193,6 +202,19 @@ const cfg_setting_t cfg_settings[] = {
     INT("s2s.max-connections-per-domain", "10", 1, 100000,
         "incoming streams authenticated for one remote domain"),
     INT("s2s.max-connections", "10000", 1, 1000000, "incoming streams in all"),
+    STRING("s2s.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
+
+    /* http (common/http.c): every HTTP listener (metrics, the admin API) */
+    SECTION("http", false, "limits of every HTTP listener (metrics, the admin API)"),
+    SIZE("http.max-header", "8k", "request line and headers of one request (431 beyond)"),
+    SIZE("http.max-body", "64k", "body of one request (413 beyond)"),
+    INT("http.max-connections", "64", 1, 100000,
+        "connections one HTTP listener holds at once (503 beyond)"),
+    DURATION("http.request-timeout", "10s",
+             "time from a request's first byte (or the connection) to its last (408); 0 never"),
+    DURATION("http.idle-timeout", "60s", "silence after which a kept-alive connection closes; 0 never"),
+    STRING("http.cert", "", "PEM certificate: with http/key, every HTTP listener speaks HTTPS"),
+    STRING("http.key", "", "PEM key of that certificate"),
 
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),

@@ -2,7 +2,7 @@ dnl m4/hearth-api.m4 — written by tools/api-symbols from the sources: do not e
 dnl HEARTH_API(PREFIX, DEBIAN-PACKAGE, HEADERS, FUNCTIONS, CONSTANTS)
 HEARTH_API([UV], [libuv1-dev], [uv.h],
   [uv_accept uv_buf_init uv_cancel uv_check_init uv_check_start uv_check_stop uv_close uv_default_loop uv_hrtime uv_idle_init uv_idle_start uv_idle_stop uv_inet_pton uv_ip4_addr uv_ip6_addr uv_is_active uv_is_closing uv_listen uv_loop_close uv_loop_init uv_now uv_pipe_connect uv_pipe_getsockname uv_pipe_init uv_pipe_open uv_poll_init_socket uv_poll_start uv_poll_stop uv_queue_work uv_read_start uv_read_stop uv_ref uv_run uv_shutdown uv_signal_init uv_signal_start uv_signal_stop uv_strerror uv_tcp_bind uv_tcp_connect uv_tcp_getpeername uv_tcp_getsockname uv_tcp_init uv_tcp_nodelay uv_tcp_open uv_timer_init uv_timer_start uv_timer_stop uv_translate_sys_error uv_try_write uv_unref uv_write],
-  [UV_EADDRINUSE UV_EAGAIN UV_ECANCELED UV_EINVAL UV_ENOSYS UV_EOF UV_NAMED_PIPE UV_READABLE UV_RUN_DEFAULT UV_RUN_NOWAIT UV_RUN_ONCE UV_TCP UV_WRITABLE])
+  [UV_EADDRINUSE UV_EAGAIN UV_EALREADY UV_ECANCELED UV_EINVAL UV_ENOSYS UV_EOF UV_NAMED_PIPE UV_READABLE UV_RUN_DEFAULT UV_RUN_NOWAIT UV_RUN_ONCE UV_TCP UV_WRITABLE])
 HEARTH_API([XML], [libxml2-dev], [libxml/SAX2.h libxml/dict.h libxml/parser.h libxml/parserInternals.h libxml/tree.h libxml/xmlreader.h],
   [xmlCleanupParser xmlCreatePushParserCtxt xmlCtxtReadMemory xmlCtxtUseOptions xmlDictGetUsage xmlDocGetRootElement xmlFree xmlFreeDoc xmlFreeEnumeration xmlFreeParserCtxt xmlFreeTextReader xmlGetLineNo xmlInitParser xmlNewParserCtxt xmlNodeListGetString xmlParseChunk xmlReaderForFd xmlSAX2Characters xmlSAX2StartElementNs xmlStopParser xmlSwitchEncoding xmlTextReaderConstLocalName xmlTextReaderConstNamespaceUri xmlTextReaderDepth xmlTextReaderExpand xmlTextReaderGetAttribute xmlTextReaderNext xmlTextReaderNodeType xmlTextReaderRead xmlTextReaderSetStructuredErrorHandler],
   [XML_CDATA_SECTION_NODE XML_CHAR_ENCODING_UTF8 XML_COMMENT_NODE XML_ELEMENT_NODE XML_ENTITY_REF_NODE XML_ERR_ERROR XML_PARSER_EOF XML_PARSE_BIG_LINES XML_PARSE_IGNORE_ENC XML_PARSE_NOCDATA XML_PARSE_NOERROR XML_PARSE_NONET XML_PARSE_NOWARNING XML_PI_NODE XML_READER_TYPE_DOCUMENT_TYPE XML_READER_TYPE_ELEMENT XML_READER_TYPE_ENTITY_REFERENCE XML_SAX2_MAGIC XML_TEXT_NODE])
@@ -21,6 +21,9 @@ HEARTH_API([SQLITE], [libsqlite3-dev], [sqlite3.h],
 HEARTH_API([CARES], [libc-ares-dev], [ares.h],
   [ares_destroy ares_expand_name ares_free_data ares_free_string ares_getsock ares_init_options ares_library_cleanup ares_library_init ares_parse_a_reply ares_parse_aaaa_reply ares_parse_srv_reply ares_process_fd ares_query ares_set_servers_ports_csv ares_strerror ares_timeout],
   [ARES_EDESTRUCTION ARES_ENODATA ARES_ENOTFOUND ARES_ETIMEOUT ARES_GETSOCK_MAXNUM ARES_LIB_INIT_ALL ARES_OPT_SOCK_STATE_CB ARES_OPT_TIMEOUTMS ARES_OPT_TRIES ARES_SOCKET_BAD ARES_SUCCESS])
+HEARTH_API([HTTP_PARSER], [libhttp-parser-dev], [http_parser.h],
+  [http_errno_description http_method_str http_parser_execute http_parser_init http_parser_parse_url http_parser_pause http_parser_url_init http_should_keep_alive],
+  [HPE_HEADER_OVERFLOW HPE_OK HPE_PAUSED HTTP_CONNECT HTTP_PARSER_ERRNO HTTP_REQUEST])
 HEARTH_API([IDN], [libidn-dev], [idna.h stringprep.h],
   [idna_to_ascii_4i idna_to_ascii_8z idna_to_unicode_44i stringprep_4i stringprep_xmpp_nodeprep stringprep_xmpp_resourceprep],
   [IDNA_ALLOW_UNASSIGNED IDNA_CONTAINS_MINUS IDNA_CONTAINS_NON_LDH IDNA_INVALID_LENGTH IDNA_MALLOC_ERROR IDNA_STRINGPREP_ERROR IDNA_SUCCESS IDNA_USE_STD3_ASCII_RULES STRINGPREP_BIDI_BOTH_L_AND_RAL STRINGPREP_BIDI_CONTAINS_PROHIBITED STRINGPREP_BIDI_LEADTRAIL_NOT_RAL STRINGPREP_CONTAINS_PROHIBITED STRINGPREP_MALLOC_ERROR STRINGPREP_OK STRINGPREP_TOO_SMALL_BUFFER])

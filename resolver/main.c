@@ -77,6 +77,7 @@ static void on_bind_error(comp_t *c, const char *name, const char *error)
 static void on_stop(void *ud)
 {
     (void)ud;
+    metrics_close();
     comp_free(comp);
     comp = NULL;
     resolver_free(resolver);
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
     /* Its router secret is read before the switch (it may be root's). */
     comp = comp_new_from_config(d.loop, d.config, d.id, ROLE_RESOLVER, &cb, NULL);
     if (!comp) log_fatal("cannot set up the router link");
+    metrics_add_process();
+    resolver_metrics_init();
+    metrics_listen(d.loop, d.config, "resolver.metrics-listen", 1);
     daemon_drop_privileges(&d);
     comp_bind(comp, "resolver", 0);
     comp_start(comp);

@@ -285,9 +285,21 @@ static void add_target(elem_t *res, const srv_rec_t *s, const char *addr)
 }
 
 /* Build the <resolved/> of entry e (or of error) for one waiter. */
+static metric_counter_t requests_total, cache_hits_total, failures_total;
+
+void resolver_metrics_init(void)
+{
+    metrics_counter("hearth_resolver_queries_total", "lookups asked for", &requests_total, NULL);
+    metrics_counter("hearth_resolver_cache_hits_total", "lookups answered from the cache",
+                    &cache_hits_total, NULL);
+    metrics_counter("hearth_resolver_failures_total", "lookups answered with an error",
+                    &failures_total, NULL);
+}
+
 static void answer(entry_t *e, const char *domain, const char *id, const char *error, resolve_cb cb,
                    void *ud)
 {
+    if (error) metric_inc(&failures_total);
     arena_t *a = arena_new(0);
     elem_t *res = elem_new(a, NS_RESOLVER, "resolved");
     if (id) elem_set_attr(res, "id", id);
@@ -528,12 +540,14 @@ static bool is_domain_name(const char *d)
 
 void resolver_lookup(resolver_t *r, const char *domain, const char *id, resolve_cb cb, void *ud)
 {
+    metric_inc(&requests_total);
     if (!domain || !is_domain_name(domain)) {
         answer(NULL, domain ? domain : "", id, "bad-request", cb, ud);
         return;
     }
     entry_t *e = entry_find(r, domain);
     if (e && (e->is_override || (e->is_done && uv_now(r->loop) < e->expires))) {
+        metric_inc(&cache_hits_total);
         answer(e, domain, id, e->error, cb, ud);
         return;
     }

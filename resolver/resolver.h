@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "common.h"
+#include "metrics.h"
 
 #define NS_RESOLVER "urn:hearth:resolver:1"
 
@@ -73,5 +74,9 @@ int resolver_override(resolver_t *r, const char *domain, const char *target, boo
 /* Resolve domain; cb runs (maybe before this returns, from the cache) with
  * an element carrying id and domain. ud is the caller's. */
 void resolver_lookup(resolver_t *r, const char *domain, const char *id, resolve_cb cb, void *ud);
+
+/* Register the resolver's metrics (docs/metrics.md): requests, those
+ * answered from the cache, and those answered with an error. */
+void resolver_metrics_init(void);
 
 #endif

@@ -406,6 +406,7 @@ static void on_read(conn_t *c, const char *data, size_t len)
 {
     link_t *l = conn_data(c);
     if (l->state == LINK_CLOSING) return;
+    metric_add(&router_metrics.bytes_in, len);
     xstream_status_t st = xstream_feed(l->xs, data, len);
     if (st != XSTREAM_OK) link_fail(l, xstream_condition(st), NULL);
 }

@@ -71,6 +71,7 @@ static void on_stop(void *ud)
     router_t *r = ud;
     r->is_stopping = true;
     conn_listener_close(&r->listener);
+    metrics_close();
     link_close_all(r);
 }
 
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
     const char *addr = config_get(d.config, "router.listen");
     int err = conn_listen(r->loop, &r->listener, addr, false, on_connection);
     if (err < 0) log_fatal("cannot listen on %s: %s", addr, uv_strerror(err));
+    router_metrics_init(r);
+    metrics_listen(r->loop, d.config, "router.metrics-listen", 1);
     daemon_drop_privileges(&d);
     log_notice("router listening on %s", addr);
     daemon_ready();

@@ -44,7 +44,10 @@ static void hold(link_t *dest, link_t *sender)
         if (!dest->waiting) log_fatal("out of memory");
     }
     dest->waiting[dest->nwaiting++] = sender;
-    if (sender->blocked_by++ == 0) conn_pause(sender->conn);
+    if (sender->blocked_by++ == 0) {
+        metric_inc(&router_metrics.pauses);
+        conn_pause(sender->conn);
+    }
 }
 
 static void release_waiting(link_t *l)
@@ -58,6 +61,7 @@ static void release_waiting(link_t *l)
 
 void route_write(link_t *l, link_t *sender, const char *data, size_t len)
 {
+    metric_add(&router_metrics.bytes_out, len);
     conn_write(l->conn, data, len);
     if (!link_check_queue(l)) return;
     if (sender && conn_is_full(l->conn)) hold(l, sender);
@@ -67,6 +71,7 @@ void route_write(link_t *l, link_t *sender, const char *data, size_t len)
  * bytes after "<route". */
 static void write_marked(link_t *l, link_t *sender, const xstream_raw_t *raw)
 {
+    metric_add(&router_metrics.bytes_out, sender->mark_len);
     conn_write(l->conn, sender->mark, sender->mark_len);
     route_write(l, sender, raw->data + 6, raw->len - 6);
 }
@@ -136,6 +141,7 @@ static void bounce(router_t *r, link_t *sender, const elem_t *route, const xstre
                   elem_attr(route, "to") ? elem_attr(route, "to") : "(none)");
         return;
     }
+    metric_inc(&router_metrics.bounces);
     buf_t *b = &r->scratch;
     buf_reset(b);
     if (header_bounce(b, route, raw, condition) < 0) {
@@ -180,6 +186,7 @@ void route_packet(router_t *r, link_t *from, elem_t *route, const xstream_raw_t 
         return;
     }
     link_t *dest = names_pick(n, elem_attr(route, "user"));
+    router_metric_delivered(dest);
     if (dest->is_external)
         deliver_external(r, dest, from, route, raw);
     else
@@ -229,6 +236,7 @@ void route_external(router_t *r, link_t *l, elem_t *stanza)
         return;
     }
     link_t *dest = names_pick(n, bare[0] ? bare : NULL);
+    router_metric_delivered(dest);
     buf_t *b = &r->scratch;
     buf_reset(b);
     if (dest->is_external) {

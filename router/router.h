@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "metrics.h"
 
 typedef struct link link_t;
 typedef struct name name_t;
@@ -172,5 +173,15 @@ void route_write(link_t *l, link_t *sender, const char *data, size_t len);
 void route_drained(link_t *l);
 /* l is going away: release the links it held and forget those holding it. */
 void route_forget(link_t *l);
+
+/* metrics.c (docs/metrics.md) */
+typedef struct router_metrics {
+    metric_counter_t delivered[ROLE_ROUTER + 1]; /* by the destination's role */
+    metric_counter_t bounces, bytes_in, bytes_out, pauses;
+} router_metrics_t;
+extern router_metrics_t router_metrics;
+void router_metrics_init(router_t *r);
+/* A route went to dest: counted by its class. */
+void router_metric_delivered(const link_t *dest);
 
 #endif

@@ -332,8 +332,11 @@ static void on_stanza_in(in_t *in, elem_t *st)
         stream_error(in, "invalid-from", NULL);
     else if (!s2s_is_local(in->s, jid_domain(jto)))
         stream_error(in, "host-unknown", NULL);
-    else
+    else {
+        int kind = metric_kind(st->name);
+        if (kind >= 0) metric_inc(&s2s_metrics.stanzas_in[kind]);
         s2s_deliver(in->s, jto, st);
+    }
     /* A peer over s2s.rate, or faster than the router link, is read more
      * slowly: the timer (once the whole debt of what was read is paid) or
      * in_resume_all reads on. */
@@ -504,4 +507,34 @@ void in_close_all(s2s_t *s)
 {
     for (in_t *in = s->ins; in; in = in->next)
         if (!in->dead) stream_error(in, "system-shutdown", NULL);
+}
+
+/* ---- metrics: incoming streams by state ----------------------------------- */
+
+static double count_in(void *ud, bool is_authenticated)
+{
+    const s2s_t *s = ud;
+    unsigned n = 0;
+    for (const in_t *in = s->ins; in; in = in->next)
+        if (!in->dead && (in->nverified > 0 || in->sasl_done) == is_authenticated) n++;
+    return n;
+}
+
+static double count_in_authenticated(void *ud)
+{
+    return count_in(ud, true);
+}
+
+static double count_in_negotiating(void *ud)
+{
+    return count_in(ud, false);
+}
+
+void in_metrics_init(s2s_t *s)
+{
+    const char *help = "server-to-server streams by direction and state";
+    metrics_gauge_fn("hearth_s2s_streams", help, count_in_negotiating, s, "direction", "in",
+                     "state", "negotiating", NULL);
+    metrics_gauge_fn("hearth_s2s_streams", help, count_in_authenticated, s, "direction", "in",
+                     "state", "authenticated", NULL);
 }

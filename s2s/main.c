@@ -119,6 +119,7 @@ bool s2s_is_unserved_subdomain(const s2s_t *s, const char *domain)
 void s2s_bounce(s2s_t *s, elem_t *stanza, const char *condition, const char *text)
 {
     if (xmpp_stanza_error(stanza, condition, text) < 0) return;
+    metric_inc(&s2s_metrics.bounces);
     s2s_deliver_local(s, stanza);
 }
 
@@ -462,6 +463,7 @@ static void on_stop(void *ud)
     log_notice("%s stopping", s->id);
     if (s->listening) conn_listener_close(&s->listener);
     if (s->listening_tls) conn_listener_close(&s->listener_tls);
+    metrics_close();
     out_close_all(s);
     in_close_all(s);
     comp_free(s->comp);
@@ -483,6 +485,8 @@ int main(int argc, char **argv)
     map_init(&s->out_by_pair);
     listen_on(s, &s->listener, &s->listening, "s2s.listen");
     listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
+    s2s_metrics_init(s);
+    metrics_listen(s->loop, d.config, "s2s.metrics-listen", 1);
     /* Its router secret is read before the switch (it may be root's). */
     s->comp = comp_new_from_config(s->loop, d.config, s->id, ROLE_S2S, &comp_cb, s);
     if (!s->comp) log_fatal("cannot set up the router link");

@@ -217,7 +217,10 @@ static void send_stanza(out_t *o, const elem_t *stanza)
     buf_t *b = &o->s->scratch; /* one buffer for every stanza: no allocation each */
     buf_reset(b);
     elem_serialize_stanza(stanza, NULL, b);
-    if (o->conn) conn_write(o->conn, b->data, b->len);
+    if (!o->conn) return;
+    int kind = metric_kind(stanza->name);
+    if (kind >= 0) metric_inc(&s2s_metrics.stanzas_out[kind]);
+    conn_write(o->conn, b->data, b->len);
 }
 
 static void flush_queue(out_t *o)
@@ -669,5 +672,33 @@ void out_close_all(s2s_t *s)
         o->dead = true;
         if (o->state != O_CONNECTING) out_write(o, "</stream:stream>");
         conn_close(o->conn);
+    }
+}
+
+/* ---- metrics: outgoing streams by state ----------------------------------- */
+
+typedef struct state_count {
+    s2s_t *s;
+    enum out_state state;
+} state_count_t;
+
+static double count_state(void *ud)
+{
+    const state_count_t *c = ud;
+    unsigned n = 0;
+    for (const out_t *o = c->s->outs; o; o = o->next)
+        if (!o->is_verify && !o->dead && o->state == c->state) n++;
+    return n;
+}
+
+void out_metrics_init(s2s_t *s)
+{
+    static const char *const names[] = {"resolving", "connecting", "opening", "starttls",
+                                        "sasl",      "dialback",   "ready"};
+    static state_count_t counts[O_READY + 1];
+    for (int i = 0; i <= O_READY; i++) {
+        counts[i] = (state_count_t){s, (enum out_state)i};
+        metrics_gauge_fn("hearth_s2s_streams", "server-to-server streams by direction and state",
+                         count_state, &counts[i], "direction", "out", "state", names[i], NULL);
     }
 }

@@ -34,6 +34,7 @@
 #include "jid.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "rate.h"
 #include "tls.h"
 #include "xml.h"
@@ -148,5 +149,16 @@ void in_resume_all(s2s_t *s);
 void in_close_all(s2s_t *s);
 /* hearthctl s2s: an <in/> per incoming stream into list. */
 void in_report(s2s_t *s, elem_t *list);
+
+/* metrics.c (docs/metrics.md): the counters; out.c and in.c register
+ * the gauges of their streams by state. */
+typedef struct s2s_metrics {
+    metric_counter_t stanzas_in[METRIC_KINDS], stanzas_out[METRIC_KINDS];
+    metric_counter_t bounces;
+} s2s_metrics_t;
+extern s2s_metrics_t s2s_metrics;
+void s2s_metrics_init(s2s_t *s);
+void out_metrics_init(s2s_t *s);
+void in_metrics_init(s2s_t *s);
 
 #endif

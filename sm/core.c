@@ -159,6 +159,8 @@ void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
     buf_appends(b, ">");
     elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
     buf_appends(b, "</route>");
+    int kind = metric_kind(stanza->name);
+    if (kind >= 0) metric_inc(&sm_metrics.to_sess[kind]);
     if (comp_send_raw(sm->comp, b->data, b->len) < 0)
         log_debug("router link down: stanza for %s dropped", jid_full(sess->jid));
 }

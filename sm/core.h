@@ -4,6 +4,7 @@
 #define HEARTH_SM_CORE_H
 
 #include "map.h"
+#include "metrics.h"
 #include "sm.h"
 
 typedef struct hook {
@@ -47,6 +48,18 @@ struct sm {
 /* Stanza namespaces we accept from routes; every stanza the sm handles is
  * moved to jabber:client first (deliver.c). */
 void sm_stanza_normalize(elem_t *stanza);
+
+/* What the core counts (metrics.c, docs/metrics.md). */
+typedef struct sm_metrics {
+    metric_counter_t from_sess[METRIC_KINDS], from_router[METRIC_KINDS], to_sess[METRIC_KINDS];
+    metric_counter_t account_hits, account_misses;
+    metric_counter_t messages_routed; /* messages from sessions sent on */
+} sm_metrics_t;
+extern sm_metrics_t sm_metrics;
+void sm_metrics_init(sm_t *sm);
+/* The HTTP admin API (http_api.c), when sm.api-listen is set. */
+void sm_api_start(sm_t *sm);
+void sm_api_stop(void);
 
 /* Routes from the router (core.c). */
 void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw);

@@ -101,13 +101,16 @@ void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud)
         return;
     }
     if (map_get(&sm->users, bare) || map_get(&sm->accounts, bare)) {
+        metric_inc(&sm_metrics.account_hits);
         cb(sm, ud, 1);
         return;
     }
     if (is_absent(sm, bare)) {
+        metric_inc(&sm_metrics.account_hits);
         cb(sm, ud, 0);
         return;
     }
+    metric_inc(&sm_metrics.account_misses);
     size_t len = strlen(bare);
     c = calloc(1, sizeof(*c) + len + 1);
     if (!c) log_fatal("out of memory");
@@ -372,9 +375,11 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
     }
     sm_pkt_t *pkt = sm_pkt_new(sm, st);
     if (!pkt) return;
+    metric_inc(&sm_metrics.from_sess[metric_kind(pkt->kind)]);
     pkt->sess = sess;
     bool is_taken = sm_chain_run(sm, SM_CHAIN_IN_SESS, pkt) == SM_HANDLED;
     pkt->sess = NULL;
+    if (!is_taken && strcmp(pkt->kind, "message") == 0) metric_inc(&sm_metrics.messages_routed);
     if (!is_taken) send_on(sm, pkt, false);
     sm_pkt_release(pkt);
 }
@@ -432,6 +437,7 @@ void deliver_inbound(sm_t *sm, elem_t *payload, comp_role_t role, const char *se
         return;
     }
     pkt->role = role;
+    metric_inc(&sm_metrics.from_router[metric_kind(pkt->kind)]);
     send_on(sm, pkt, true);
     sm_pkt_release(pkt);
 }

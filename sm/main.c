@@ -42,6 +42,8 @@ static void on_stop(void *ud)
     if (sm->is_stopping) return;
     sm->is_stopping = true;
     log_notice("%s stopping", sm->id);
+    metrics_close();
+    sm_api_stop();
     sess_end_all(sm);
     storage_close(sm->st, on_storage_closed, sm);
 }
@@ -84,7 +86,10 @@ int main(int argc, char **argv)
     };
     /* Its router secret is read before the switch (it may be root's). */
     sm->comp = comp_new_from_config(sm->loop, d.config, d.id, ROLE_SM, &cb, sm);
-    /* No port, no key: the user's from here on, store included. */
+    sm_metrics_init(sm);
+    metrics_listen(sm->loop, d.config, "sm.metrics-listen", metrics_instance_index(sm->id));
+    sm_api_start(sm);
+    /* The store, the user's from here on. */
     daemon_drop_privileges(&d);
     char *err = NULL;
     if (!(sm->st = storage_open(sm->loop, d.config, &err)))

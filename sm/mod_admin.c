@@ -33,13 +33,7 @@
 /* The local account a command's jid names, or NULL. */
 static jid_t *account_jid(const sm_t *sm, const elem_t *cmd)
 {
-    const char *text = elem_attr(cmd, "jid");
-    jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
-    if (j && (!jid_has_node(j) || jid_has_resource(j) || !sm_is_local(sm, jid_domain(j)))) {
-        jid_free(j);
-        j = NULL;
-    }
-    return j;
+    return sm_local_account(sm, elem_attr(cmd, "jid"));
 }
 
 static void add_session(sess_t *sess, void *ud)
@@ -58,15 +52,6 @@ static void add_session(sess_t *sess, void *ud)
         strcmp(value, "xa") == 0)
         elem_set_attr(s, "show", value);
     elem_set_attr(s, "priority", priority);
-}
-
-static void end_sessions(sm_t *sm, const char *bare)
-{
-    sess_t *s = sm_sessions(sm, bare), *next;
-    for (; s; s = next) {
-        next = s->next;
-        sm_end_session(sm, s, "not-authorized");
-    }
 }
 
 static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
@@ -93,7 +78,7 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
         } else {
             log_notice("admin: %s was deleted; ending its sessions", jid_bare(j));
             sm_account_forget(sm, jid_bare(j));
-            end_sessions(sm, jid_bare(j));
+            sm_end_user_sessions(sm, jid_bare(j), "not-authorized");
             sm_reply_result(sm, pkt, NULL);
         }
         jid_free(j);

@@ -15,12 +15,14 @@
 #include <time.h>
 
 #include "map.h"
+#include "metrics.h"
 #include "sm.h"
 
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 
 static long long quota;
+static metric_counter_t stored_total, delivered_total;
 static map_t flushing; /* owner -> flush_t while its queue is being sent */
 
 static bool is(const char *a, const char *b)
@@ -56,6 +58,8 @@ static void stored(void *ud, const st_result_t *res)
     } else if (st_changes(res) < 1) {
         log_info("offline queue of %s is full", jid_bare(s->pkt->to));
         sm_reply_error(s->sm, s->pkt, "service-unavailable");
+    } else {
+        metric_inc(&stored_total);
     }
     sm_pkt_release(s->pkt);
     free(s);
@@ -199,9 +203,10 @@ static void fetched(void *ud, const st_result_t *res)
         const char *xml = st_text(res, i, 1);
         arena_t *a = arena_new(0);
         elem_t *m = xml ? xml_parse_fragment(a, xml, strlen(xml), NS_CLIENT) : NULL;
-        if (m)
+        if (m) {
             sm_send_to_sess(f->sm, s, m);
-        else
+            metric_inc(&delivered_total);
+        } else
             log_warn("offline message %s of %s does not parse: dropped", st_text(res, i, 0),
                      jid_bare(f->full));
         arena_free(a);
@@ -279,6 +284,10 @@ void mod_offline_init(sm_t *sm)
 {
     quota = config_int(sm_config(sm), "sm.offline-quota");
     map_init(&flushing);
+    metrics_counter("hearth_sm_offline_messages_total", "offline messages stored and delivered",
+                    &stored_total, "event", "stored", NULL);
+    metrics_counter("hearth_sm_offline_messages_total", "offline messages stored and delivered",
+                    &delivered_total, "event", "delivered", NULL);
     sm_hook(sm, SM_CHAIN_UNDELIVERED, 500, on_undelivered);
     sm_hook(sm, SM_CHAIN_AVAILABLE, 500, on_available);
     sm_hook(sm, SM_CHAIN_IN_SESS, 150, on_session_iq);

@@ -3,11 +3,10 @@
  *
  * Creating an account is c2s's job (before login); here the requests come
  * from a session, with no to or to the server. A get answers <registered/>
- * with the username. A set with <username/> and <password/> derives new
- * SCRAM-SHA-1 and SCRAM-SHA-256 keys on libuv's thread pool (PBKDF2 is
- * slow on purpose) and replaces the row in auth: the password itself is
- * never stored. A set with <remove/> deletes every collection the user owns
- * (storage_delete_owner), answers, then ends each of the user's sessions
+ * with the username. A set with <username/> and <password/> sets new
+ * SCRAM keys (sm_account_set_password: the password itself is never
+ * stored). A set with <remove/> deletes every collection the user owns
+ * (sm_account_remove), answers, then ends each of the user's sessions
  * with the not-authorized stream error. Nothing is answered before the
  * store confirms it. */
 #include <stdio.h>
@@ -17,77 +16,33 @@
 #include "sm.h"
 
 #define NS_REGISTER "jabber:iq:register"
-#define MAX_PASSWORD 1023
-
-typedef struct change {
-    uv_work_t work;
-    sm_t *sm;
-    sm_pkt_t *pkt;
-    char *owner;
-    char *password; /* wiped and freed once the keys are made */
-    auth_keys_t keys;
-    int status;
-} change_t;
-
-static void change_free(change_t *c)
-{
-    if (c->password) {
-        explicit_bzero(c->password, strlen(c->password));
-        free(c->password);
-    }
-    explicit_bzero(&c->keys, sizeof c->keys);
-    sm_pkt_release(c->pkt);
-    free(c->owner);
-    free(c);
-}
-
-static change_t *change_new(sm_t *sm, sm_pkt_t *pkt)
-{
-    change_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->owner = strdup(jid_bare(pkt->from)))) log_fatal("out of memory");
-    c->sm = sm;
-    c->pkt = sm_pkt_hold(pkt);
-    return c;
-}
-
-static const char *storage_condition(const st_result_t *res)
-{
-    return st_status(res) == ST_FULL ? "resource-constraint" : "internal-server-error";
-}
 
 /* ---- password change ---------------------------------------------------- */
 
-static void on_password_stored(void *ud, const st_result_t *res)
+static const char *condition_of(sm_account_result_t result)
 {
-    change_t *c = ud;
-    if (st_status(res) != ST_OK) {
-        log_warn("register: cannot change %s's password: %s", c->owner, st_error(res));
-        sm_reply_error(c->sm, c->pkt, storage_condition(res));
-    } else if (st_changes(res) == 0) {
-        /* The account went away meanwhile (removed by an admin). */
-        sm_reply_error(c->sm, c->pkt, "item-not-found");
+    switch (result) {
+    case SM_ACCOUNT_NOT_FOUND:
+        return "item-not-found"; /* removed by an admin meanwhile */
+    case SM_ACCOUNT_BAD_PASSWORD:
+        return "not-acceptable";
+    case SM_ACCOUNT_FULL:
+        return "resource-constraint";
+    default:
+        return "internal-server-error";
+    }
+}
+
+static void on_password_set(sm_t *sm, void *ud, sm_account_result_t result)
+{
+    sm_pkt_t *pkt = ud;
+    if (result == SM_ACCOUNT_OK) {
+        log_info("register: %s changed their password", jid_bare(pkt->from));
+        sm_reply_result(sm, pkt, NULL);
     } else {
-        log_info("register: %s changed their password", c->owner);
-        sm_reply_result(c->sm, c->pkt, NULL);
+        sm_reply_error(sm, pkt, condition_of(result));
     }
-    change_free(c);
-}
-
-static void make_keys(uv_work_t *w)
-{
-    change_t *c = w->data;
-    c->status = auth_keys_make(c->password, &c->keys);
-}
-
-static void on_keys_made(uv_work_t *w, int status)
-{
-    change_t *c = w->data;
-    if (status < 0 || c->status < 0) {
-        if (status != UV_ECANCELED) sm_reply_error(c->sm, c->pkt, "internal-server-error");
-        change_free(c);
-        return;
-    }
-    auth_store(sm_storage(c->sm), c->owner, &c->keys, false, on_password_stored, c);
+    sm_pkt_release(pkt);
 }
 
 static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
@@ -100,46 +55,32 @@ static void change_password(sm_t *sm, sm_pkt_t *pkt, const elem_t *query)
         username ? jid_new_parts(elem_text(username), jid_domain(pkt->from), NULL, NULL) : NULL;
     bool is_other = username && (!named || !jid_equal_bare(named, pkt->from));
     jid_free(named);
-    if (!*text || strlen(text) > MAX_PASSWORD || is_other) {
+    if (!*text || strlen(text) > SM_PASSWORD_MAX || is_other) {
         sm_reply_error(sm, pkt, "bad-request");
         return;
     }
-    change_t *c = change_new(sm, pkt);
-    if (!(c->password = strdup(text))) log_fatal("out of memory");
-    c->work.data = c;
-    if (uv_queue_work(sm_loop(sm), &c->work, make_keys, on_keys_made) < 0) {
-        sm_reply_error(sm, pkt, "internal-server-error");
-        change_free(c);
-    }
+    sm_account_set_password(sm, jid_bare(pkt->from), text, on_password_set, sm_pkt_hold(pkt));
 }
 
 /* ---- account removal ---------------------------------------------------- */
 
-static void on_removed(void *ud, const st_result_t *res)
+/* XEP-0077 §3.2: the result first; sm_account_remove then ends the
+ * sessions. */
+static void on_removed(sm_t *sm, void *ud, sm_account_result_t result)
 {
-    change_t *c = ud;
-    sm_t *sm = c->sm;
-    if (st_status(res) != ST_OK) {
-        log_warn("register: cannot remove %s: %s", c->owner, st_error(res));
-        sm_reply_error(sm, c->pkt, storage_condition(res));
-        change_free(c);
-        return;
+    sm_pkt_t *pkt = ud;
+    if (result == SM_ACCOUNT_OK) {
+        log_notice("register: %s removed their account", jid_bare(pkt->from));
+        sm_reply_result(sm, pkt, NULL);
+    } else {
+        sm_reply_error(sm, pkt, condition_of(result));
     }
-    log_notice("register: %s removed their account", c->owner);
-    /* XEP-0077 §3.2: the result first, then the streams close. */
-    sm_reply_result(sm, c->pkt, NULL);
-    sm_account_forget(sm, c->owner);
-    sess_t *s = sm_sessions(sm, c->owner), *next;
-    for (; s; s = next) {
-        next = s->next;
-        sm_end_session(sm, s, "not-authorized");
-    }
-    change_free(c);
+    sm_pkt_release(pkt);
 }
 
 static void remove_account(sm_t *sm, sm_pkt_t *pkt)
 {
-    storage_delete_owner(sm_storage(sm), jid_bare(pkt->from), on_removed, change_new(sm, pkt));
+    sm_account_remove(sm, jid_bare(pkt->from), on_removed, sm_pkt_hold(pkt));
 }
 
 /* ---- the hook ----------------------------------------------------------- */

@@ -165,6 +165,33 @@ storage_t *sm_storage(sm_t *sm);
 const config_t *sm_config(const sm_t *sm);
 uv_loop_t *sm_loop(sm_t *sm);
 
+/* Accounts (account.c), for every asker (XEP-0077, the admin API): the
+ * store's keys and the core's account cache changed together. done runs
+ * once, maybe before the call returns. */
+#define SM_PASSWORD_MAX 1023
+typedef enum sm_account_result {
+    SM_ACCOUNT_OK = 0,
+    SM_ACCOUNT_EXISTS,       /* add: the account is there already */
+    SM_ACCOUNT_NOT_FOUND,    /* password, remove: no such account */
+    SM_ACCOUNT_BAD_PASSWORD, /* empty, over SM_PASSWORD_MAX, or refused by SASLprep */
+    SM_ACCOUNT_FULL,         /* the store is full */
+    SM_ACCOUNT_FAILED,       /* the store failed (logged) */
+} sm_account_result_t;
+typedef void (*sm_account_done)(sm_t *sm, void *ud, sm_account_result_t result);
+/* A new account bare (a prepared bare JID) with password. */
+void sm_account_add(sm_t *sm, const char *bare, const char *password, sm_account_done done,
+                    void *ud);
+void sm_account_set_password(sm_t *sm, const char *bare, const char *password, sm_account_done done,
+                             void *ud);
+/* Delete everything the account owns; after done(OK), its sessions end
+ * with not-authorized. */
+void sm_account_remove(sm_t *sm, const char *bare, sm_account_done done, void *ud);
+/* End every session of bare with a stream error condition. */
+void sm_end_user_sessions(sm_t *sm, const char *bare, const char *reason);
+/* The JID text names an account of a local domain (a bare JID with a
+ * node): the JID (jid_free it), else NULL. */
+jid_t *sm_local_account(const sm_t *sm, const char *text);
+
 /* The modules, in sm/modules.c. */
 typedef struct sm_module {
     const char *name;

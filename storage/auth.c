@@ -47,3 +47,19 @@ void auth_store(storage_t *st, const char *owner, const auth_keys_t *keys, bool 
                       " sha256_stored = $8, sha256_server = $9 WHERE owner = $1",
                       9, params, cb, ud);
 }
+
+void auth_list(storage_t *st, const char *after, int limit, st_cb cb, void *ud)
+{
+    char count[24];
+    snprintf(count, sizeof count, "%d", limit);
+    const char *params[] = {after, count};
+    storage_query(st,
+                  "SELECT owner FROM auth WHERE owner > $1 ORDER BY owner "
+                  "LIMIT CAST($2 AS INTEGER)",
+                  2, params, cb, ud);
+}
+
+void auth_count(storage_t *st, st_cb cb, void *ud)
+{
+    storage_query(st, "SELECT COUNT(*) FROM auth", 0, NULL, cb, ud);
+}

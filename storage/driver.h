@@ -47,6 +47,7 @@ struct st_req {
     st_cb cb;
     void *ud;
     st_result_t res;
+    uint64_t started; /* uv_hrtime() at submission, for the latency histogram */
 };
 
 /* Run req's callback now and free it. */

@@ -13,6 +13,30 @@
 
 #include "driver.h"
 #include "log.h"
+#include "metrics.h"
+
+/* Counted here, at the API, so that both drivers are (docs/metrics.md):
+ * requests by outcome, and the time from submission to the callback. */
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+static metric_counter_t requests_ok, requests_constraint, requests_error;
+static metric_histogram_t latency = {
+    latency_bounds, sizeof latency_bounds / sizeof(double), {0}, 0, 0};
+static bool has_metrics;
+
+static void register_metrics(void)
+{
+    if (has_metrics) return;
+    has_metrics = true;
+    const char *help = "storage requests (queries and transactions) by outcome";
+    metrics_counter("hearth_storage_requests_total", help, &requests_ok, "result", "ok", NULL);
+    metrics_counter("hearth_storage_requests_total", help, &requests_constraint, "result",
+                    "constraint", NULL);
+    metrics_counter("hearth_storage_requests_total", help, &requests_error, "result", "error",
+                    NULL);
+    metrics_histogram("hearth_storage_request_seconds",
+                      "time from a storage request's submission to its answer", &latency, NULL);
+}
 
 struct storage {
     uv_loop_t *loop;
@@ -176,6 +200,7 @@ static st_req_t *req_new(storage_t *st, int n, const st_stmt_t *stmts, bool is_t
     req->is_tx = is_tx;
     req->cb = cb;
     req->ud = ud;
+    req->started = uv_hrtime();
     req->stmts = (st_stmt_t *)(req + 1);
     const char **params = (const char **)(req->stmts + n);
     char *at = (char *)req + head;
@@ -193,6 +218,11 @@ static st_req_t *req_new(storage_t *st, int n, const st_stmt_t *stmts, bool is_t
 
 void st_req_done(st_req_t *req)
 {
+    st_status_t status = st_status(&req->res);
+    metric_inc(status == ST_OK           ? &requests_ok
+               : status == ST_CONSTRAINT ? &requests_constraint
+                                         : &requests_error);
+    metric_observe(&latency, (double)(uv_hrtime() - req->started) / 1e9);
     if (req->cb) req->cb(req->ud, &req->res);
     st_result_free(&req->res);
     free(req);
@@ -286,6 +316,7 @@ storage_t *storage_open(uv_loop_t *loop, const config_t *config, char **err)
     }
     uv_idle_init(loop, &st->idle);
     st->idle.data = st;
+    register_metrics();
 
     while (st_owner_tables[st->ndelete])
         st->ndelete++;

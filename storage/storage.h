@@ -107,6 +107,11 @@ int auth_keys_make(const char *password, auth_keys_t *out);
  * exists) or new keys for an existing one (st_changes 0 if there is none). */
 void auth_store(storage_t *st, const char *owner, const auth_keys_t *keys, bool is_new, st_cb cb,
                 void *ud);
+/* The accounts after `after` ("" from the first), in order, at most limit
+ * of them: one column, the owner. */
+void auth_list(storage_t *st, const char *after, int limit, st_cb cb, void *ud);
+/* How many accounts there are: one row, one column. */
+void auth_count(storage_t *st, st_cb cb, void *ud);
 
 /* ---- the schema, without opening the store (schema.c) ------------------ */
 

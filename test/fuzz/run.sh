@@ -27,6 +27,7 @@ xml_fragment 2048 xml    libxml-2.0 common/arena.c common/buf.c common/xml.c com
 jid          1024 jid    libidn     common/jid.c common/log.c common/map.c
 saslmsg      1200 sasl   -          c2s/saslmsg.c
 config       8192 config libxml-2.0 common/config.c common/settings.c common/log.c common/map.c
+json         4096 -      -          common/json.c common/buf.c common/log.c common/map.c
 route        2048 xml    libxml-2.0 router/header.c common/role.c common/arena.c common/buf.c common/xml.c common/xstream.c common/xmpp.c
 '
 
