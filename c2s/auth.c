@@ -25,6 +25,11 @@
  * temporary-auth-failure (RFC 6120 §6.5.12: try again later), uncounted.
  * A success is not counted against the address.
  *
+ * A disabled account (auth.disabled, set by hearthctl disable or the
+ * XEP-0133 disable-user command) is refused with account-disabled (RFC
+ * 6120 §6.5.1), but only once its credentials proved right, so that the
+ * failure tells nothing to one who does not know the password.
+ *
  * Failures answer not-authorized; after c2s.auth-failures of them the
  * stream is closed (RFC 6120 §6.4.5). A store that is down answers
  * temporary-auth-failure, which is not counted either. PLAIN's key
@@ -56,6 +61,7 @@ struct auth {
     char cb_type[16];    /* the binding the client asked for ("" none) */
     buf_t cb_data;
     bool has_sha1, has_sha256;
+    bool is_disabled; /* the account may not log in (auth.disabled) */
     scram_keys_t sha1, sha256;
     sasl_t *sasl;
     /* PLAIN on the thread pool */
@@ -168,6 +174,11 @@ static void succeed(client_t *cl, const char *final_b64)
 {
     auth_t *a = cl->auth;
     uncount(cl);
+    if (a->is_disabled) {
+        log_info("%s (%s): %s is disabled: login refused", cl->c2s->id, client_peer(cl), a->bare);
+        send_failure(cl, "account-disabled");
+        return;
+    }
     sasl_reply(cl, "success", final_b64);
     cl->user = a->bare;
     a->bare = NULL;
@@ -283,6 +294,7 @@ static void on_keys(void *ud, const st_result_t *res)
     if (st_rows(res) > 0) {
         copy_keys(res, 0, &a->sha1, &a->has_sha1);
         copy_keys(res, 4, &a->sha256, &a->has_sha256);
+        a->is_disabled = st_int(res, 0, 8) != 0;
     }
     if (a->is_plain) {
         a->work.data = a;
@@ -307,8 +319,8 @@ static void on_keys(void *ud, const st_result_t *res)
 static void fetch_keys(client_t *cl)
 {
     static const char sql[] = "SELECT sha1_salt, sha1_iter, sha1_stored, sha1_server, "
-                              "sha256_salt, sha256_iter, sha256_stored, sha256_server "
-                              "FROM auth WHERE owner = $1";
+                              "sha256_salt, sha256_iter, sha256_stored, sha256_server, "
+                              "disabled FROM auth WHERE owner = $1";
     auth_t *a = cl->auth;
     const char *params[1] = {a->bare ? a->bare : ""};
     client_ref(cl);

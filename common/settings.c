@@ -134,6 +134,12 @@ const cfg_setting_t cfg_settings[] = {
         "roster items one user may have; more are refused with resource-constraint"),
     INT("sm.blocklist-max", "1000", 1, 100000, "JIDs one user may block (XEP-0191)"),
     BOOL("sm.version-os", "false", "software version queries (XEP-0092) tell the operating system"),
+    STRINGS("sm.admin", "",
+            "bare JID of an administrator: may run the admin commands over XMPP (XEP-0133); repeat for more"),
+    INT("sm.adhoc-sessions", "5", 1, 100,
+        "ad-hoc command sessions (XEP-0050) one user may have open at a time"),
+    DURATION("sm.adhoc-timeout", "10m",
+             "an ad-hoc command session left this long without a reply is forgotten"),
 
     /* resolver (resolver/) */
     SECTION("resolver", false, "DNS lookups for s2s (hearth-resolver)"),
