@@ -7,6 +7,9 @@
  *   hearthctl [-c FILE] users
  *   hearthctl [-c FILE] online
  *   hearthctl [-c FILE] s2s
+ *   hearthctl [-c FILE] disable JID
+ *   hearthctl [-c FILE] enable JID
+ *   hearthctl [-c FILE] kick JID[/RESOURCE]
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -36,6 +39,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "hearthctl.h"
 #include "storage.h"
 
 #ifndef SYSCONFDIR
@@ -82,13 +86,16 @@ static int usage(void)
                     "       hearthctl [-c FILE] deluser JID\n"
                     "       hearthctl [-c FILE] users\n"
                     "       hearthctl [-c FILE] online\n"
-                    "       hearthctl [-c FILE] s2s\n");
+                    "       hearthctl [-c FILE] s2s\n"
+                    "       hearthctl [-c FILE] disable JID\n"
+                    "       hearthctl [-c FILE] enable JID\n"
+                    "       hearthctl [-c FILE] kick JID[/RESOURCE]\n");
     return 2;
 }
 
 /* ---- arguments ------------------------------------------------------------ */
 
-static bool is_local_domain(const config_t *config, const char *domain)
+bool is_local_domain(const config_t *config, const char *domain)
 {
     int n = config_count(config, "domain");
     if (n == 0) return strcmp(domain, config_get(config, "domain")) == 0;
@@ -408,7 +415,7 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 
 /* Is there a router account for hearthctl (role admin, or the shared one of
  * older configs)? */
-static bool has_admin_account(const config_t *config)
+bool has_admin_account(const config_t *config)
 {
     for (int i = 0; i < config_count(config, "router.account"); i++) {
         const char *role = config_get_at(config, "router.account@role", i);
@@ -466,6 +473,10 @@ int main(int argc, char **argv)
     argv += optind;
     if (argc < 1) return usage();
     const char *cmd = argv[0];
+    if (ctl_account_handles(cmd)) {
+        int status = ctl_account_main(path, argc, argv);
+        return status == CTL_USAGE ? usage() : status;
+    }
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
     bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
     bool is_online = strcmp(cmd, "online") == 0, is_s2s = strcmp(cmd, "s2s") == 0;
