@@ -242,6 +242,24 @@ def test_open_sessions_are_bounded_per_user(admin):
     assert error_of(send_command(admin, ADMIN + "add-user"))[0] == "resource-constraint"
 
 
+@pytest.mark.server(**{"sm.admin": "admin@localhost", "sm.adhoc-timeout": "300ms"})
+def test_a_session_past_the_timeout_is_session_expired(admin):
+    started = send_command(admin, ADMIN + "add-user")
+    sessionid = started["command"]["sessionid"]
+    # next keeps a live session (bad-action); once expired, it is gone
+    answers = []
+
+    def expired():
+        answers.append(error_of(send_command(admin, ADMIN + "add-user", action="next",
+                                             sessionid=sessionid)))
+        return answers[-1] != ("bad-request", "bad-action")
+    wait_for(expired, "the command session expired", 10)
+    assert answers[-1] == ("not-allowed", "session-expired"), answers
+    answer = send_command(admin, ADMIN + "add-user", action="complete", sessionid=sessionid,
+                          fields={"accountjid": "x@localhost", "password": "pw"})
+    assert error_of(answer) == ("bad-request", "bad-sessionid")
+
+
 def test_bad_form_values_are_errors(server, admin):
     for fields, condition in [
         ({"accountjid": "not a jid@@", "password": "pw"}, "jid-malformed"),
