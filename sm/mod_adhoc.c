@@ -371,7 +371,7 @@ static void on_command(sm_t *sm, sm_pkt_t *pkt, const elem_t *command, bool is_a
         return;
     }
     if (!is_allowed) {
-        log_warn("adhoc: %s may not run %s", jid_full(pkt->from), node);
+        log_info("adhoc: %s may not run %s", jid_full(pkt->from), node);
         sm_reply_error(sm, pkt, "forbidden");
         return;
     }

@@ -40,7 +40,10 @@
  * Passwords are derived on libuv's thread pool; every store access is
  * asynchronous; nothing is answered before the store confirms it. Lists
  * of JIDs take at most MAX_JIDS. Also here: the time of each session start
- * is written to auth.last_login. */
+ * is written to auth.last_login, and a session that starts for an account
+ * disabled meanwhile is ended (c2s refuses the logins of a disabled
+ * account, but one whose keys it read just before the disable would
+ * otherwise get through). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -797,25 +800,45 @@ static sm_verdict_t on_user_message(sm_t *sm, sm_pkt_t *pkt)
     return SM_PASS;
 }
 
-/* ---- last login ------------------------------------------------------------ */
+/* ---- last login, and no session for a disabled account ------------------ */
 
+typedef struct login {
+    sm_t *sm;
+    char *owner;
+    char sid[33];
+} login_t;
+
+/* No row changed: the account was disabled (or removed) after c2s read
+ * its keys for this login: end the session. */
 static void on_login_stored(void *ud, const st_result_t *res)
 {
-    char *owner = ud;
-    if (st_status(res) != ST_OK)
-        log_warn("admin commands: cannot store the login time of %s: %s", owner, st_error(res));
-    free(owner);
+    login_t *l = ud;
+    if (st_status(res) != ST_OK) {
+        log_warn("admin commands: cannot store the login time of %s: %s", l->owner, st_error(res));
+    } else if (st_changes(res) == 0) {
+        for (sess_t *s = sm_sessions(l->sm, l->owner); s; s = s->next)
+            if (strcmp(s->sid, l->sid) == 0) {
+                log_notice("admin commands: %s is disabled: session %s ended", l->owner, l->sid);
+                sm_end_session(l->sm, s, "not-authorized");
+                break;
+            }
+    }
+    free(l->owner);
+    free(l);
 }
 
 static sm_verdict_t on_sess_start(sm_t *sm, sm_pkt_t *pkt)
 {
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    char *owner = strdup(jid_bare(pkt->sess->jid));
-    if (!owner) log_fatal("out of memory");
-    const char *params[] = {owner, now};
-    storage_query(sm_storage(sm), "UPDATE auth SET last_login = $2 WHERE owner = $1", 2, params,
-                  on_login_stored, owner);
+    login_t *l = calloc(1, sizeof *l);
+    if (!l || !(l->owner = strdup(jid_bare(pkt->sess->jid)))) log_fatal("out of memory");
+    l->sm = sm;
+    memcpy(l->sid, pkt->sess->sid, sizeof l->sid);
+    const char *params[] = {l->owner, now};
+    storage_query(sm_storage(sm),
+                  "UPDATE auth SET last_login = $2 WHERE owner = $1 AND disabled = 0", 2, params,
+                  on_login_stored, l);
     return SM_PASS;
 }
 
