@@ -32,6 +32,8 @@ const cfg_setting_t cfg_settings[] = {
 
     /* c2s (c2s/) */
     SECTION("c2s", false, "client connections"),
+    DURATION("c2s.token-expiry", "168h",
+             "how long a token of hearthctl invite or reset lets its registration through"),
     STRINGS("c2s.listen", "0.0.0.0:5222", "address for clients with STARTTLS; repeat for more"),
     STRINGS("c2s.listen-tls", "0.0.0.0:5223",
             "address for clients with direct TLS (XEP-0368); repeat for more, empty disables"),

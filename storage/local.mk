@@ -2,6 +2,7 @@
 noinst_LIBRARIES += libhearth-storage.a
 libhearth_storage_a_SOURCES = storage/storage.h storage/storage.c storage/auth.c storage/driver.h \
 	storage/sqlite.c storage/pgsql.c
+libhearth_storage_a_SOURCES += storage/token.c
 nodist_libhearth_storage_a_SOURCES = storage/migrations.c
 STORAGE_LIBS = libhearth-storage.a $(SQLITE_LIBS) $(PQ_LIBS)
 

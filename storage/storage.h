@@ -104,4 +104,14 @@ int auth_keys_make(const char *password, auth_keys_t *out);
 void auth_store(storage_t *st, const char *owner, const auth_keys_t *keys, bool is_new, st_cb cb,
                 void *ud);
 
+/* ---- the tokens collection (token.c) ------------------------------------ */
+
+/* Characters of a token: 128 random bits in hex. */
+#define TOKEN_LEN 32
+
+/* A new random token: 0, or -1 if GnuTLS has no random numbers. */
+int token_new(char out[TOKEN_LEN + 1]);
+/* The hash kept in tokens.hash: SHA-256, hex. 0, or -1 if GnuTLS fails. */
+int token_hash(const char *token, char out[65]);
+
 #endif

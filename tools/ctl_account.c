@@ -59,30 +59,32 @@ static void fail(acct_t *c, const char *fmt, ...)
     c->status = 1;
 }
 
-/* The JID argument, prepared: an account of ours, with a resource only for
- * kick. A JID without a domain is in the first configured domain. */
-static jid_t *jid_of(acct_t *c, const char *arg, bool may_be_full)
+jid_t *ctl_jid_of(const config_t *config, const char *arg, bool may_be_full)
 {
     buf_t text = BUF_INIT;
-    buf_appends(&text, arg);
-    if (!strchr(arg, '@')) {
-        const char *slash = strchr(arg, '/');
-        buf_reset(&text);
+    const char *slash = strchr(arg, '/'), *at = strchr(arg, '@');
+    if (at && (!slash || at < slash)) {
+        buf_appends(&text, arg);
+    } else {
+        /* No domain: the first configured one, before any resource. */
         buf_append(&text, arg, slash ? (size_t)(slash - arg) : strlen(arg));
-        buf_printf(&text, "@%s%s", config_get(c->config, "domain"), slash ? slash : "");
+        buf_printf(&text, "@%s%s", config_get(config, "domain"), slash ? slash : "");
     }
     const char *why = NULL;
     jid_t *j = jid_new(text.data, text.len, &why);
+    bool is_ok = false;
     if (!j)
-        fail(c, "%s: not a valid JID (%s)", text.data, why ? why : "invalid");
+        fprintf(stderr, "hearthctl: %s: not a valid JID (%s)\n", text.data, why ? why : "invalid");
     else if (!jid_has_node(j) || (jid_has_resource(j) && !may_be_full))
-        fail(c, "%s: an account is user@domain%s", text.data,
-             may_be_full ? ", with or without a resource" : ", without a resource");
-    else if (!is_local_domain(c->config, jid_domain(j)))
-        fail(c, "%s: %s is not a domain of this server (see <domain> in %s)", text.data,
-             jid_domain(j), config_file(c->config));
+        fprintf(stderr, "hearthctl: %s: an account is user@domain, %s a resource\n", text.data,
+                may_be_full ? "with or without" : "without");
+    else if (!is_local_domain(config, jid_domain(j)))
+        fprintf(stderr, "hearthctl: %s: %s is not a domain of this server (see <domain> in %s)\n",
+                text.data, jid_domain(j), config_file(config));
+    else
+        is_ok = true;
     buf_free(&text);
-    if (c->status) {
+    if (!is_ok) {
         jid_free(j);
         return NULL;
     }
@@ -254,7 +256,9 @@ int ctl_account_main(const char *path, int argc, char **argv)
     if (daemon_switch_user(c->config, &err) < 0) {
         fail(c, "%s", err);
         free(err);
-    } else if ((c->jid = jid_of(c, argv[1], is_kick(c)))) {
+    } else if (!(c->jid = ctl_jid_of(c->config, argv[1], is_kick(c)))) {
+        c->status = 1;
+    } else {
         if (is_kick(c)) {
             ask_sm(c);
         } else if (!(c->st = storage_open(c->loop, c->config, &err))) {

@@ -10,6 +10,8 @@
  *   hearthctl [-c FILE] disable JID
  *   hearthctl [-c FILE] enable JID
  *   hearthctl [-c FILE] kick JID[/RESOURCE]
+ *   hearthctl [-c FILE] invite [JID]
+ *   hearthctl [-c FILE] reset JID
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -89,7 +91,9 @@ static int usage(void)
                     "       hearthctl [-c FILE] s2s\n"
                     "       hearthctl [-c FILE] disable JID\n"
                     "       hearthctl [-c FILE] enable JID\n"
-                    "       hearthctl [-c FILE] kick JID[/RESOURCE]\n");
+                    "       hearthctl [-c FILE] kick JID[/RESOURCE]\n"
+                    "       hearthctl [-c FILE] invite [JID]\n"
+                    "       hearthctl [-c FILE] reset JID\n");
     return 2;
 }
 
@@ -475,6 +479,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[0];
     if (ctl_account_handles(cmd)) {
         int status = ctl_account_main(path, argc, argv);
+        return status == CTL_USAGE ? usage() : status;
+    }
+    if (ctl_invite_handles(cmd)) {
+        int status = ctl_invite_main(path, argc, argv);
         return status == CTL_USAGE ? usage() : status;
     }
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;

@@ -203,7 +203,7 @@ static const char *const tables[] = {
     "auth",    "roster_items", "roster_version", "offline",        "vcard",
     "private", "blocklist",    "last_activity",  "schema_version", NULL};
 /* Tables of later migrations. */
-static const char *const tables_002[] = {"motd", NULL};
+static const char *const tables_002[] = {"motd", "tokens", NULL};
 
 /* How many migrations the driver has (storage/sql/DRIVER/), as text: the
  * count and the newest version both. */
@@ -467,6 +467,7 @@ static void check_delete_owner(void)
         "INSERT INTO private (owner, ns, data) VALUES ($1, 'ns', '<x/>')",
         "INSERT INTO blocklist (owner, jid) VALUES ($1, 'spam@example.com')",
         "INSERT INTO last_activity (owner, stamp) VALUES ($1, 1)",
+        "INSERT INTO tokens (hash, kind, domain, owner, expires) VALUES ($1, 'reset', 'd', $1, 1)",
         NULL,
     };
     const char *owners[] = {"gone@example.com", "stays@example.com"};
@@ -495,7 +496,7 @@ static void check_delete_owner(void)
     char *names[MAX_CELLS];
     for (int i = 0; i < ntables; i++)
         names[i] = strdup(t->cell[i]);
-    is_int(ntables, 8, named("eight tables have an owner column"));
+    is_int(ntables, 9, named("nine tables have an owner column"));
     for (int i = 0; i < ntables; i++) {
         char sql[128], what[128];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE owner = $1", names[i]);

@@ -12,3 +12,17 @@ CREATE TABLE motd (
     domain TEXT PRIMARY KEY,
     text TEXT NOT NULL
 );
+
+-- One-time tokens of hearthctl invite and reset (XEP-0401, XEP-0445),
+-- shared by every c2s: only a hash of each is kept. An invitation lets one
+-- in-band registration through, of owner when it names one (the name is
+-- reserved meanwhile); a reset lets owner set a new password by
+-- registering its own name. A token is deleted when used.
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,                  -- SHA-256 of the token, hex
+    kind TEXT NOT NULL CHECK (kind IN ('invite', 'reset')),
+    domain TEXT NOT NULL,
+    owner TEXT NULL,                        -- the account it is for, if any
+    expires BIGINT NOT NULL                 -- unix seconds
+);
+CREATE INDEX tokens_owner ON tokens (owner);
