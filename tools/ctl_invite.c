@@ -13,8 +13,8 @@
  * the token, and the URI to hand over (RFC 5122, XEP-0401):
  *   xmpp:DOMAIN?register;preauth=TOKEN  or  xmpp:JID?register;preauth=TOKEN
  * The token is valid for c2s.token-expiry and used up by the registration
- * that succeeds with it. The store keeps only its SHA-256 (token.c), in the
- * tokens table every c2s reads (c2s/preauth.c). */
+ * that succeeds with it; expired ones are deleted when a new one is made. The store keeps only its
+ * SHA-256 (token.c), in the tokens table every c2s reads (c2s/preauth.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,17 +65,23 @@ static void on_stored(void *ud, const st_result_t *res)
     buf_free(&uri);
 }
 
+/* The new token, and expired ones gone (nothing else deletes them). */
 static void store_token(invite_t *c)
 {
-    char expires[24];
+    char now[24], expires[24];
+    long long t = (long long)time(NULL);
+    snprintf(now, sizeof now, "%lld", t);
     snprintf(expires, sizeof expires, "%lld",
-             (long long)time(NULL) + (long long)(config_ms(c->config, "c2s.token-expiry") / 1000));
+             t + (long long)(config_ms(c->config, "c2s.token-expiry") / 1000));
     const char *params[] = {c->hash, c->is_reset ? "reset" : "invite", c->domain,
                             c->jid ? jid_bare(c->jid) : NULL, expires};
-    storage_query(c->st,
-                  "INSERT INTO tokens (hash, kind, domain, owner, expires)"
-                  " VALUES ($1, $2, $3, $4, $5)",
-                  5, params, on_stored, c);
+    const char *expired[] = {now};
+    st_stmt_t stmts[] = {
+        {"DELETE FROM tokens WHERE expires <= $1", 1, expired},
+        {"INSERT INTO tokens (hash, kind, domain, owner, expires) VALUES ($1, $2, $3, $4, $5)", 5,
+         params},
+    };
+    storage_tx(c->st, 2, stmts, on_stored, c);
 }
 
 /* invite JID: no such account yet; reset JID: the account exists. */

@@ -124,6 +124,14 @@ def test_only_a_hash_of_the_token_is_stored(server):
                      "yan@localhost"]]
 
 
+def test_expired_tokens_are_deleted_when_a_new_one_is_made(server):
+    make_token(server, "invite")
+    server.env.sql("UPDATE tokens SET expires = 1")
+    token, _ = make_token(server, "invite")
+    assert server.env.sql("SELECT hash FROM tokens") == \
+        [[hashlib.sha256(token.encode()).hexdigest()]]
+
+
 def test_an_invitation_for_a_name_registers_only_that_name(server):
     token, uri = make_token(server, "invite", "zoe")
     assert uri == f"xmpp:zoe@localhost?register;preauth={token}"
