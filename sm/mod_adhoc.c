@@ -1,32 +1,30 @@
-/* mod_adhoc.c — ad-hoc commands (XEP-0050 1.3): the framework that lists,
+/* mod_adhoc.c — ad-hoc commands (XEP-0050): the framework that lists,
  * runs and keeps the sessions of the commands other modules register
  * (adhoc.h; the XEP-0133 set is mod_admin_commands.c).
  *
  * The server's JID (a local domain) announces the feature
  * http://jabber.org/protocol/commands; disco#items of that node lists the
- * commands the asker may run, disco#info of a command's node describes it
- * (identity automation/command-node) to those who may run it. The commands
- * are administrators': a request counts as an administrator's only when it
- * comes from one of this sm's sessions (SM_CHAIN_IN_SESS: a route a c2s
- * sent with the session's sid, its from stamped by the core) whose bare
- * JID is listed in sm.admin. A command from anywhere else (another
- * server, a component, another shard, an IQ to the server's full JID)
- * reaches SM_CHAIN_IN_SERVER and is refused like a non-administrator's:
- * forbidden, and an empty list.
+ * commands the asker may run (its disco#info: automation/command-list), disco#info of a command's
+ * node describes it (identity automation/command-node) to those who may run it. The commands are
+ * administrators': a request counts as an administrator's only when it comes from one of this sm's
+ * sessions (SM_CHAIN_IN_SESS: a route a c2s sent with the session's sid, its from stamped by the
+ * core) whose bare JID is listed in sm.admin. A command from anywhere else (another server, a
+ * component, another shard, an IQ to the server's full JID) reaches SM_CHAIN_IN_SERVER and is
+ * refused like a non-administrator's: forbidden, and an empty list.
  *
- * Flow (XEP-0050 §3.4): execute without sessionid runs a command without
- * form at once (status completed), or opens a command session and answers
- * status executing with the form and <actions execute='complete'>
- * <complete/></actions>. Within a session, complete (or execute) with the
- * submitted form runs the command, cancel ends it (status canceled); next
- * and prev are bad-action (every form here is a single stage). Errors as
- * XEP-0050 §4.6: an unknown action is bad-request with malformed-action, a
- * sessionid that is not one of the requester's for that node bad-request
- * with bad-sessionid, one older than sm.adhoc-timeout not-allowed with
- * session-expired, a missing form bad-request with bad-payload. A session
- * belongs to the full JID that opened it and ends with that client's
- * session; one user has at most sm.adhoc-sessions open (resource-
- * constraint beyond). */
+ * Flow (XEP-0050, "Executing Commands"): execute without sessionid runs
+ * a command without form at once (status completed), or opens a command
+ * session and answers status executing with the form and
+ * <actions execute='complete'><complete/></actions>. Within a session,
+ * complete (or execute) with the submitted form runs the command, cancel
+ * ends it (status canceled); next and prev are bad-action (every form here
+ * is a single stage). Errors as XEP-0050 defines them: an unknown action
+ * is bad-request with malformed-action, a sessionid that is not one of the
+ * requester's for that node bad-request with bad-sessionid, one older than
+ * sm.adhoc-timeout not-allowed with session-expired, a missing form
+ * bad-request with bad-payload. A session belongs to the full JID that
+ * opened it and ends with that client's session; one user has at most
+ * sm.adhoc-sessions open (resource-constraint beyond). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,8 +396,9 @@ static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allow
     const char *node = elem_attr(query, "node");
     if (!node || strcmp(pkt->type, "get") != 0) return false;
     const adhoc_cmd_t *cmd = NULL;
-    if (is_items && strcmp(node, NS_COMMANDS) != 0) return false;
-    if (!is_items && !(cmd = find_command(node))) return false;
+    bool is_list = strcmp(node, NS_COMMANDS) == 0;
+    if (is_items && !is_list) return false;
+    if (!is_items && !is_list && !(cmd = find_command(node))) return false;
 
     const char *domain = pkt->to ? jid_domain(pkt->to) : sm_domain(sm);
     elem_t *reply = elem_new(pkt->stanza->arena, query->ns, "query");
@@ -412,8 +411,13 @@ static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allow
                 elem_set_attr(item, "node", c->node);
                 elem_set_attr(item, "name", c->name);
             }
+    } else if (is_list) {
+        /* XEP-0050, "Retrieving the Command List": the list node. */
+        elem_t *id = elem_add(reply, NULL, "identity");
+        elem_set_attr(id, "category", "automation");
+        elem_set_attr(id, "type", "command-list");
     } else if (!is_items) {
-        /* XEP-0050 §3.2: a command's node, to those who may run it. */
+        /* The same: a command's node, to those who may run it. */
         if (!is_allowed) {
             sm_reply_error(sm, pkt, "forbidden");
             return true;

@@ -1,4 +1,4 @@
-/* mod_admin_commands.c — the administrators' commands of XEP-0133 (1.3),
+/* mod_admin_commands.c — the administrators' commands of XEP-0133 (1.2),
  * run through the ad-hoc framework (adhoc.h; only sm.admin may run them).
  * One table entry per command node http://jabber.org/protocol/admin#NAME,
  * with the form fields XEP-0133 names (FORM_TYPE
@@ -19,7 +19,7 @@
  *                           started (XEP-0082 UTC), "never" if none did
  *   get-registered-users-num, get-online-users-num (distinct users with a
  *                           session) -> registeredusersnum, onlineusersnum
- *   get-online-users-list (and its older name get-online-users): max_items
+ *   get-online-users-list (and get-online-users, the name Prosody gives it): max_items
  *                           -> onlineuserjids, bare JIDs
  *   announce                announcement: a message from the domain to
  *                           every session in it, now

@@ -145,6 +145,13 @@ def test_command_node_disco_info_is_a_command_node(admin):
     assert COMMANDS in answer["disco_info"]["features"], answer
 
 
+def test_the_command_list_node_is_a_command_list(mallory):
+    answer = disco(mallory, "info", COMMANDS)
+    assert answer["type"] == "result", answer
+    assert ("automation", "command-list") in \
+        [(i[0], i[1]) for i in answer["disco_info"]["identities"]]
+
+
 def test_non_admin_sees_no_command(mallory):
     assert command_nodes(mallory) == []
     condition, _ = error_of(disco(mallory, "info", ADMIN + "add-user"))
