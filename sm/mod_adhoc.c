@@ -4,12 +4,14 @@
  *
  * The server's JID (a local domain) announces the feature
  * http://jabber.org/protocol/commands; disco#items of that node lists the
- * commands the asker may run (its disco#info: automation/command-list), disco#info of a command's
- * node describes it (identity automation/command-node) to those who may run it. The commands are
- * administrators': a request counts as an administrator's only when it comes from one of this sm's
- * sessions (SM_CHAIN_IN_SESS: a route a c2s sent with the session's sid, its from stamped by the
- * core) whose bare JID is listed in sm.admin. A command from anywhere else (another server, a
- * component, another shard, an IQ to the server's full JID) reaches SM_CHAIN_IN_SERVER and is
+ * commands the asker may run (its disco#info: automation/command-list),
+ * disco#info of a command's node describes it (automation/command-node)
+ * to those who may run it. The commands are administrators': a request
+ * counts as an administrator's only when it comes from one of this sm's
+ * sessions (SM_CHAIN_IN_SESS: a route a c2s sent with the session's sid,
+ * its from stamped by the core) whose bare JID is listed in sm.admin. A
+ * command from anywhere else (another server, a component, another shard,
+ * an IQ to the server's full JID) reaches SM_CHAIN_IN_SERVER and is
  * refused like a non-administrator's: forbidden, and an empty list.
  *
  * Flow (XEP-0050, "Executing Commands"): execute without sessionid runs

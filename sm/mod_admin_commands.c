@@ -19,8 +19,8 @@
  *                           started (XEP-0082 UTC), "never" if none did
  *   get-registered-users-num, get-online-users-num (distinct users with a
  *                           session) -> registeredusersnum, onlineusersnum
- *   get-online-users-list (and get-online-users, the name Prosody gives it): max_items
- *                           -> onlineuserjids, bare JIDs
+ *   get-online-users-list   max_items -> onlineuserjids, bare JIDs (also
+ *                           as get-online-users, the node Prosody uses)
  *   announce                announcement: a message from the domain to
  *                           every session in it, now
  *   set-motd, edit-motd     motd: kept in the store (table motd, one per
