@@ -35,8 +35,9 @@
  *
  * Counts, lists and announcements cover the domain the command was sent
  * to; account commands take an account in any domain of this sm. With
- * several sm shards, what concerns sessions (counts, lists, announce, end
- * sessions) is this shard's: the one the router gave the administrator.
+ * several sm shards, what concerns sessions (counts, lists, announce, the
+ * sessions ended by end-user-session, disable-user and delete-user) is
+ * this shard's: the one the router gave the administrator.
  * Passwords are derived on libuv's thread pool; every store access is
  * asynchronous; nothing is answered before the store confirms it. Lists
  * of JIDs take at most MAX_JIDS. Also here: the time of each session start
