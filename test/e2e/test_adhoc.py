@@ -283,6 +283,30 @@ def test_bad_form_values_are_errors(server, admin):
     assert login_fails_with(server, "x@localhost", "pw") == "not-authorized"
 
 
+def test_malformed_command_requests_are_errors(admin):
+    for iq, condition in [
+        (f"<iq type='get' to='localhost'><command xmlns='{COMMANDS}' node='{ADMIN}add-user'/></iq>",
+         "bad-request"),
+        (f"<iq type='set' to='localhost'><command xmlns='{COMMANDS}'/></iq>", "item-not-found"),
+        (f"<iq type='set' to='localhost'><command xmlns='{COMMANDS}' node=''/></iq>",
+         "item-not-found"),
+    ]:
+        assert error_of(admin.iq(iq))[0] == condition, iq
+    # the server still answers
+    assert command_nodes(admin)
+
+
+def test_too_many_jids_at_once_are_refused(server, admin):
+    register(server, "keep@localhost", "pw")
+    jids = [f"u{i}@localhost" for i in range(100)] + ["keep@localhost"]
+    started = send_command(admin, ADMIN + "delete-user")
+    answer = send_command(admin, ADMIN + "delete-user", action="complete",
+                          sessionid=started["command"]["sessionid"],
+                          fields={"accountjids": ("jid-multi", jids)})
+    assert error_of(answer)[0] == "not-acceptable"
+    assert login_fails_with(server, "keep@localhost", "pw") is None
+
+
 # ---- the commands (XEP-0133) ------------------------------------------------------
 
 def test_add_user_creates_an_account_that_logs_in(server, admin):

@@ -48,7 +48,8 @@ class Invited(Client):
             iq = self.xmpp.Iq()
             iq["type"] = "set"
             iq["to"] = self.jid.domain
-            iq.append(ET.fromstring(f"<preauth xmlns='urn:xmpp:pars:0' token='{self.token}'/>"))
+            token = "" if self.token is None else f" token='{self.token}'"
+            iq.append(ET.fromstring(f"<preauth xmlns='urn:xmpp:pars:0'{token}/>"))
             try:
                 await iq.send(timeout=self.timeout)
             except IqError as e:
@@ -115,6 +116,13 @@ def test_an_unknown_or_expired_token_is_item_not_found(server):
     token, _ = make_token(server, "invite")
     server.env.sql("UPDATE tokens SET expires = 1")
     assert joins(server, "x@localhost", "pw", token) == "item-not-found"
+
+
+def test_a_preauth_without_a_token_or_with_a_huge_one_is_bad_request(server):
+    assert joins(server, "x@localhost", "pw", None) == "bad-request"
+    assert joins(server, "x@localhost", "pw", "a" * 5000) == "bad-request"
+    token, _ = make_token(server, "invite")
+    assert joins(server, "x@localhost", "pw", token) is None
 
 
 def test_only_a_hash_of_the_token_is_stored(server):
