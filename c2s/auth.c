@@ -30,6 +30,11 @@
  * -PLUS or the reverse) is refused at once, before the attempt is counted:
  * that is mechanism negotiation, not a password guess (binding_problem).
  *
+ * A disabled account (auth.disabled, set by hearthctl disable or the
+ * XEP-0133 disable-user command) is refused with account-disabled (RFC
+ * 6120 §6.5.1), but only once its credentials proved right, so that the
+ * failure tells nothing to one who does not know the password.
+ *
  * Failures answer not-authorized; after c2s.auth-failures of them the
  * stream is closed (RFC 6120 §6.4.5). A store that is down answers
  * temporary-auth-failure, which is not counted either. PLAIN's key
@@ -77,6 +82,7 @@ struct auth {
     buf_t cb_data;
     bool has_sha1, has_sha256;
     bool lacks_hash; /* the account exists, without keys of the SCRAM hash asked */
+    bool is_disabled; /* the account may not log in (auth.disabled) */
     scram_keys_t sha1, sha256;
     sasl_t *sasl;
     /* PLAIN on the thread pool */
@@ -194,6 +200,11 @@ static void succeed(client_t *cl, const char *final_b64)
 {
     auth_t *a = cl->auth;
     uncount(cl);
+    if (a->is_disabled) {
+        log_info("%s (%s): %s is disabled: login refused", cl->c2s->id, client_peer(cl), a->bare);
+        send_failure(cl, "account-disabled");
+        return;
+    }
     int mech = c2s_mechanism_index(a->mech);
     if (mech >= 0) metric_inc(&c2s_metrics.auth_success[mech]);
     sasl_reply(cl, "success", final_b64);
@@ -362,6 +373,7 @@ static void on_keys(void *ud, const st_result_t *res)
         bool is256 = strncmp(a->mech, "SCRAM-SHA-256", 13) == 0;
         a->lacks_hash =
             !a->is_plain && (is256 ? a->has_sha1 && !a->has_sha256 : a->has_sha256 && !a->has_sha1);
+        a->is_disabled = st_int(res, 0, 8) != 0;
     }
     if (a->is_plain) {
         a->work.data = a;
@@ -386,8 +398,8 @@ static void on_keys(void *ud, const st_result_t *res)
 static void fetch_keys(client_t *cl)
 {
     static const char sql[] = "SELECT sha1_salt, sha1_iter, sha1_stored, sha1_server, "
-                              "sha256_salt, sha256_iter, sha256_stored, sha256_server "
-                              "FROM auth WHERE owner = $1";
+                              "sha256_salt, sha256_iter, sha256_stored, sha256_server, "
+                              "disabled FROM auth WHERE owner = $1";
     auth_t *a = cl->auth;
     const char *params[1] = {a->bare ? a->bare : ""};
     client_ref(cl);

@@ -13,6 +13,7 @@
  *               timers, stream errors, close
  *   auth.c      SASL (SCRAM-*-PLUS, SCRAM-*, PLAIN), each login in its turn
  *   register.c  XEP-0077 account creation before login
+ *   preauth.c   XEP-0445 tokens: registration by invitation, password reset
  *   session.c   resource binding, the session protocol with the sm, routing
  *               stanzas both ways, the table of connection ids
  *   addr.c      client addresses: their keys, and the connections (and
@@ -60,6 +61,8 @@ typedef enum client_state {
 
 typedef struct auth auth_t; /* an exchange in progress (auth.c) */
 typedef struct reg reg_t;   /* a registration in progress (register.c) */
+/* A token the stream gave (preauth.c). */
+typedef struct preauth preauth_t;
 
 struct client {
     c2s_t *c2s;
@@ -97,6 +100,8 @@ struct client {
     uint64_t auth_at;        /* the login attempt's turn (limits.c) */
     uint64_t armed_at;       /* when the timer fires (0: not armed) */
     rate_bucket_t bucket;    /* rate limit (c2s.rate, c2s.burst) */
+    /* The stream's registration token (preauth.c), or NULL. */
+    preauth_t *preauth;
 };
 
 struct addr {
@@ -209,6 +214,28 @@ int sasl_parse_plain(const char *m, size_t len, sasl_first_t *out, const char **
 void register_handle(client_t *cl, elem_t *iq);
 /* The client is closing: a derivation not started yet is cancelled. */
 void register_cancel(client_t *cl);
+
+/* preauth.c */
+/* The stream feature <register xmlns='urn:xmpp:ibr-token:0'/>. */
+void preauth_features(client_t *cl, buf_t *b);
+/* A <preauth xmlns='urn:xmpp:pars:0'/> IQ before login. */
+void preauth_handle(client_t *cl, elem_t *iq);
+/* The stream gave a valid token: it may register (registration off too). */
+bool preauth_is_accepted(const client_t *cl);
+/* That token is a password reset: the registration sets new keys. */
+bool preauth_is_reset(const client_t *cl);
+/* Why the token does not allow registering bare (not-allowed), or NULL. */
+const char *preauth_refusal(const client_t *cl, const char *bare);
+/* Before the keys of bare are stored: use up the stream's token, or, with
+ * none, check that no invitation reserves the name. cb gets condition NULL
+ * to go on, else the error to answer (condition, text). */
+typedef void (*preauth_cb)(client_t *cl, void *ud, const char *condition, const char *text);
+void preauth_claim(client_t *cl, const char *bare, preauth_cb cb, void *ud);
+/* The store refused the account: the token is given back. */
+void preauth_unclaim(client_t *cl);
+/* The registration succeeded: the token is gone. */
+void preauth_used(client_t *cl);
+void preauth_free(client_t *cl);
 
 /* session.c */
 void session_bind(client_t *cl, elem_t *iq);

@@ -80,6 +80,7 @@ static void client_free(client_t *cl)
     if (cl->next) cl->next->prev = cl->prev;
     c2s->nclients--;
     auth_free(cl);
+    preauth_free(cl);
     if (cl->xs) xstream_free(cl->xs);
     if (cl->jid) jid_free(cl->jid);
     free(cl->user);
@@ -427,6 +428,7 @@ static void write_features(client_t *cl)
         if (has_tls || !c2s->require_tls) {
             auth_features(cl, b);
             if (c2s->registration) buf_appends(b, "<register xmlns='" NS_REGISTER_FEATURE "'/>");
+            preauth_features(cl, b);
         }
     } else {
         buf_appends(b, "<bind xmlns='" NS_BIND "'/>"
@@ -510,6 +512,12 @@ static void handle_negotiation(client_t *cl, elem_t *e)
             client_fail(cl, "policy-violation", "STARTTLS first");
         else
             register_handle(cl, e);
+    } else if (elem_is(e, NS_CLIENT, "iq") && cl->state == CL_NEGOTIATE &&
+               elem_child(e, "urn:xmpp:pars:0", "preauth")) {
+        if (needs_tls)
+            client_fail(cl, "policy-violation", "STARTTLS first");
+        else
+            preauth_handle(cl, e);
     } else if (elem_is(e, NS_CLIENT, "iq") && cl->state == CL_AUTHED &&
                elem_child(e, NS_BIND, "bind")) {
         session_bind(cl, e);

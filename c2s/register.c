@@ -24,7 +24,11 @@
  *    while the one thing that helps is to wait, which is what type wait
  *    says; the text says which budget is spent;
  *  - a derivation not started yet is cancelled when the client goes, and
- *    the result of one that ran is dropped. */
+ *    the result of one that ran is dropped.
+ * A stream that gave a registration token (preauth.c) may register with
+ * registration off, outside the budgets (the token is one registration):
+ * an invitation creates the account, a reset sets the keys of an existing
+ * one; the token is used up before the keys are stored. */
 #include <gnutls/gnutls.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,13 +94,22 @@ static void on_inserted(void *ud, const st_result_t *res)
     cl->reg = NULL;
     st_status_t st = st_status(res);
     /* The sm learns of the account even if its maker has hung up. */
-    if (st == ST_OK) session_account_created(cl->c2s, cl->domain, r->bare);
+    bool is_reset = preauth_is_reset(cl);
+    if (st == ST_OK && is_reset && st_changes(res) == 0) st = ST_FAILED; /* the account is gone */
+    if (st == ST_OK && !is_reset) session_account_created(cl->c2s, cl->domain, r->bare);
+    if (st == ST_OK)
+        preauth_used(cl);
+    else if (st == ST_CONSTRAINT)
+        preauth_unclaim(cl);
     if (client_unref(cl)) {
         if (st == ST_OK) {
             cl->has_registered = true;
             metric_inc(&c2s_metrics.registration_successes);
-            log_info("%s (%s): registered %s", cl->c2s->id, client_peer(cl), r->bare);
+            log_info("%s (%s): %s %s", cl->c2s->id, client_peer(cl),
+                     is_reset ? "set a new password of" : "registered", r->bare);
             client_iq_result(cl, r->id, NULL);
+        } else if (is_reset && st == ST_FAILED) {
+            reply_error(cl, r->id, "item-not-found", "no such account");
         } else if (st == ST_CONSTRAINT) {
             reply_error(cl, r->id, "conflict", "that user name is taken");
         } else {
@@ -106,6 +119,19 @@ static void on_inserted(void *ud, const st_result_t *res)
         }
     }
     reg_free(r);
+}
+
+/* The token is used up, or no invitation reserves the name: store. */
+static void on_claimed(client_t *cl, void *ud, const char *condition, const char *text)
+{
+    reg_t *r = ud;
+    if (condition) {
+        cl->reg = NULL;
+        if (client_unref(cl)) reply_error(cl, r->id, condition, text);
+        reg_free(r);
+        return;
+    }
+    auth_store(cl->c2s->storage, r->bare, &r->keys, !preauth_is_reset(cl), on_inserted, r);
 }
 
 static void derive_work(uv_work_t *w)
@@ -131,7 +157,7 @@ static void derive_done(uv_work_t *w, int status)
     }
     cl->reg = r;
     client_ref(cl);
-    auth_store(cl->c2s->storage, r->bare, &r->keys, true, on_inserted, r);
+    preauth_claim(cl, r->bare, on_claimed, r);
 }
 
 void register_handle(client_t *cl, elem_t *iq)
@@ -140,7 +166,8 @@ void register_handle(client_t *cl, elem_t *iq)
     const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
     elem_t *q = elem_child(iq, NS_REGISTER, "query");
     if (!id) id = "";
-    if (!c2s->registration) {
+    bool has_token = preauth_is_accepted(cl);
+    if (!c2s->registration && !has_token) {
         reply_error(cl, id, "service-unavailable", NULL);
         return;
     }
@@ -177,7 +204,14 @@ void register_handle(client_t *cl, elem_t *iq)
         reply_error(cl, id, "jid-malformed", "that user name is not allowed");
         return;
     }
-    limits_verdict_t verdict = limits_registration(c2s->limits, &cl->addr->key);
+    const char *refusal = preauth_refusal(cl, jid_bare(j));
+    if (refusal) {
+        jid_free(j);
+        reply_error(cl, id, "not-allowed", refusal);
+        return;
+    }
+    limits_verdict_t verdict =
+        has_token ? LIMITS_OK : limits_registration(c2s->limits, &cl->addr->key);
     if (verdict != LIMITS_OK) {
         log_info("%s (%s): registration of %s refused: %s", c2s->id, client_peer(cl), jid_bare(j),
                  verdict == LIMITS_ADDRESS ? "c2s.registration-rate"

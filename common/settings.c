@@ -38,6 +38,8 @@ const cfg_setting_t cfg_settings[] = {
 
     /* c2s (c2s/) */
     SECTION("c2s", false, "client connections"),
+    DURATION("c2s.token-expiry", "168h",
+             "how long a token of hearthctl invite or reset lets its registration through"),
     STRINGS("c2s.listen", "0.0.0.0:5222", "address for clients with STARTTLS; repeat for more"),
     STRINGS("c2s.listen-tls", "0.0.0.0:5223",
             "address for clients with direct TLS (XEP-0368); repeat for more, empty disables"),
@@ -148,6 +150,12 @@ const cfg_setting_t cfg_settings[] = {
            "address of the HTTP admin API (JSON under /api/v1; loopback recommended); empty: off"),
     STRING("sm.api-token-file", "",
            "file whose first line is the admin API's bearer token (required with sm/api-listen)"),
+    STRINGS("sm.admin", "",
+            "bare JID of an administrator: may run the admin commands over XMPP (XEP-0133); repeat for more"),
+    INT("sm.adhoc-sessions", "5", 1, 100,
+        "ad-hoc command sessions (XEP-0050) one user may have open at a time"),
+    DURATION("sm.adhoc-timeout", "10m",
+             "an ad-hoc command session left this long without a reply is forgotten"),
 
     /* resolver (resolver/) */
     SECTION("resolver", false, "DNS lookups for s2s (hearth-resolver)"),

@@ -66,13 +66,17 @@ jid_t *sm_local_account(const sm_t *sm, const char *text)
     return j;
 }
 
-void sm_end_user_sessions(sm_t *sm, const char *bare, const char *reason)
+int sm_end_user_sessions(sm_t *sm, const char *bare, const char *resource, const char *reason)
 {
+    int n = 0;
     sess_t *s = sm_sessions(sm, bare), *next;
     for (; s; s = next) {
         next = s->next;
+        if (resource && strcmp(resource, jid_resource(s->jid)) != 0) continue;
         sm_end_session(sm, s, reason);
+        n++;
     }
+    return n;
 }
 
 /* ---- keys ----------------------------------------------------------------- */
@@ -159,7 +163,7 @@ static void on_removed(void *ud, const st_result_t *res)
     log_notice("%s removed with everything it owned", c->owner);
     c->done(sm, c->ud, SM_ACCOUNT_OK);
     sm_account_forget(sm, c->owner);
-    sm_end_user_sessions(sm, c->owner, "not-authorized");
+    sm_end_user_sessions(sm, c->owner, NULL, "not-authorized");
     change_free(c);
 }
 

@@ -329,18 +329,8 @@ static void end_sessions(http_req_t *r, const char *text)
         reply_error(r, 400, "not a JID of a local account");
         return;
     }
-    int n = 0;
-    if (jid_has_resource(j)) {
-        sess_t *s = sm_session(api.sm, j);
-        if (s) {
-            sm_end_session(api.sm, s, "policy-violation");
-            n = 1;
-        }
-    } else {
-        for (sess_t *s = sm_sessions(api.sm, jid_bare(j)); s; s = s->next)
-            n++;
-        sm_end_user_sessions(api.sm, jid_bare(j), "policy-violation");
-    }
+    int n = sm_end_user_sessions(api.sm, jid_bare(j), jid_has_resource(j) ? jid_resource(j) : NULL,
+                                 "policy-violation");
     if (n) log_notice("api: ended %d session(s) of %s", n, jid_full(j));
     jid_free(j);
     if (!n) {

@@ -21,7 +21,14 @@
  *        not-authorized stream error;
  *   <iq type='set'><created jid='BARE JID'/></iq>
  *     -> empty result: the account was added to the store (hearthctl
- *        adduser); the core forgets that it was known not to exist.
+ *        adduser); the core forgets that it was known not to exist;
+ *   <iq type='set'><disabled jid='BARE JID'/></iq>
+ *     -> empty result: the account was disabled in the store (hearthctl
+ *        disable); its sessions end with the not-authorized stream error;
+ *   <iq type='set'><kick jid='BARE OR FULL JID'/></iq>
+ *     -> <kick sessions='N'/>: every session of the account, or the one of
+ *        that full JID, ended with the policy-violation stream error
+ *        (hearthctl kick); N of them, 0 when none was online.
  * Anything else in the namespace: bad-request. */
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +61,24 @@ static void add_session(sess_t *sess, void *ud)
     elem_set_attr(s, "priority", priority);
 }
 
+/* kick: the account or one of its sessions. */
+static void kick(sm_t *sm, sm_pkt_t *pkt, const elem_t *cmd)
+{
+    const char *text = elem_attr(cmd, "jid");
+    jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
+    if (!j || !jid_has_node(j) || !sm_is_local(sm, jid_domain(j))) {
+        sm_reply_error(sm, pkt, "jid-malformed");
+    } else {
+        char n[16];
+        snprintf(n, sizeof n, "%d", sm_end_user_sessions(sm, jid_bare(j), jid_has_resource(j) ? jid_resource(j) : NULL, "policy-violation"));
+        log_notice("admin: %s kicked: %s session(s) ended", jid_full(j), n);
+        elem_t *answer = elem_new(pkt->stanza->arena, NS_ADMIN, "kick");
+        elem_set_attr(answer, "sessions", n);
+        sm_reply_result(sm, pkt, answer);
+    }
+    jid_free(j);
+}
+
 static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
 {
     if (strcmp(pkt->kind, "iq") != 0) return SM_PASS;
@@ -78,7 +103,7 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
         } else {
             log_notice("admin: %s was deleted; ending its sessions", jid_bare(j));
             sm_account_forget(sm, jid_bare(j));
-            sm_end_user_sessions(sm, jid_bare(j), "not-authorized");
+            sm_end_user_sessions(sm, jid_bare(j), NULL, "not-authorized");
             sm_reply_result(sm, pkt, NULL);
         }
         jid_free(j);
@@ -91,6 +116,18 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
             sm_reply_result(sm, pkt, NULL);
         }
         jid_free(j);
+    } else if (!is_get && strcmp(cmd->name, "disabled") == 0) {
+        jid_t *j = account_jid(sm, cmd);
+        if (!j) {
+            sm_reply_error(sm, pkt, "jid-malformed");
+        } else {
+            log_notice("admin: %s was disabled; ending its sessions", jid_bare(j));
+            sm_end_user_sessions(sm, jid_bare(j), NULL, "not-authorized");
+            sm_reply_result(sm, pkt, NULL);
+        }
+        jid_free(j);
+    } else if (!is_get && strcmp(cmd->name, "kick") == 0) {
+        kick(sm, pkt, cmd);
     } else {
         sm_reply_error(sm, pkt, "bad-request");
     }

@@ -15,6 +15,8 @@ void mod_ping_init(sm_t *sm);
 void mod_blocking_init(sm_t *sm);
 void mod_register_init(sm_t *sm);
 void mod_admin_init(sm_t *sm);
+void mod_adhoc_init(sm_t *sm);
+void mod_admin_commands_init(sm_t *sm);
 
 /* One line per module, so that adding one is a one-line change. */
 /* clang-format off */
@@ -32,6 +34,8 @@ const sm_module_t sm_modules[] = {
     {"blocking", mod_blocking_init},
     {"register", mod_register_init},
     {"admin", mod_admin_init},
+    {"adhoc", mod_adhoc_init},
+    {"admin_commands", mod_admin_commands_init},
     {NULL, NULL},
 };
 /* clang-format on */

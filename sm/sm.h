@@ -186,8 +186,9 @@ void sm_account_set_password(sm_t *sm, const char *bare, const char *password, s
 /* Delete everything the account owns; after done(OK), its sessions end
  * with not-authorized. */
 void sm_account_remove(sm_t *sm, const char *bare, sm_account_done done, void *ud);
-/* End every session of bare with a stream error condition. */
-void sm_end_user_sessions(sm_t *sm, const char *bare, const char *reason);
+/* End the sessions of bare (only the one of that resource unless
+ * resource is NULL) with a stream error condition; how many ended. */
+int sm_end_user_sessions(sm_t *sm, const char *bare, const char *resource, const char *reason);
 /* The JID text names an account of a local domain (a bare JID with a
  * node): the JID (jid_free it), else NULL. */
 jid_t *sm_local_account(const sm_t *sm, const char *text);

@@ -3,6 +3,7 @@ noinst_LIBRARIES += libhearth-storage.a
 libhearth_storage_a_SOURCES = storage/storage.h storage/storage.c storage/auth.c storage/driver.h \
 	storage/sqlite.c storage/pgsql.c
 libhearth_storage_a_SOURCES += storage/schema.c
+libhearth_storage_a_SOURCES += storage/token.c
 nodist_libhearth_storage_a_SOURCES = storage/migrations.c
 STORAGE_LIBS = libhearth-storage.a $(SQLITE_LIBS) $(PQ_LIBS)
 
@@ -10,7 +11,9 @@ STORAGE_LIBS = libhearth-storage.a $(SQLITE_LIBS) $(PQ_LIBS)
 # storage_delete_owner empties: embedded into migrations.c at build time.
 STORAGE_SQL = \
 	storage/sql/sqlite/001-initial.sql \
-	storage/sql/pgsql/001-initial.sql
+	storage/sql/pgsql/001-initial.sql \
+	storage/sql/sqlite/002-accounts.sql \
+	storage/sql/pgsql/002-accounts.sql
 storage/migrations.c: $(top_srcdir)/storage/embed-sql.sh $(top_srcdir)/storage/sql/owner-tables \
 		$(STORAGE_SQL)
 	$(AM_V_GEN)mkdir -p storage && files= && \

@@ -123,4 +123,14 @@ void auth_count(storage_t *st, st_cb cb, void *ud);
  * (malloc'ed) when the store cannot be opened or read. */
 int storage_schema_version(const config_t *config, int *version, int *expected, char **err);
 
+/* ---- the tokens collection (token.c) ------------------------------------ */
+
+/* Characters of a token: 128 random bits in hex. */
+#define TOKEN_LEN 32
+
+/* A new random token: 0, or -1 if GnuTLS has no random numbers. */
+int token_new(char out[TOKEN_LEN + 1]);
+/* The hash kept in tokens.hash: SHA-256, hex. 0, or -1 if GnuTLS fails. */
+int token_hash(const char *token, char out[65]);
+
 #endif

@@ -10,6 +10,11 @@
  *   hearthctl [-c FILE] check [--no-dns] [--no-ports]
  *   hearthctl [-c FILE] export [FILE|-]
  *   hearthctl [-c FILE] import [--replace] [FILE...|-]
+ *   hearthctl [-c FILE] disable JID
+ *   hearthctl [-c FILE] enable JID
+ *   hearthctl [-c FILE] kick JID[/RESOURCE]
+ *   hearthctl [-c FILE] invite [JID]
+ *   hearthctl [-c FILE] reset JID
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -90,9 +95,13 @@ static int usage(void)
                     "       hearthctl [-c FILE] online\n"
                     "       hearthctl [-c FILE] s2s\n"
                     "       hearthctl [-c FILE] check [--no-dns] [--no-ports]\n"
-
                     "       hearthctl [-c FILE] export [FILE|-]\n"
-                    "       hearthctl [-c FILE] import [--replace] [FILE...|-]\n");
+                    "       hearthctl [-c FILE] import [--replace] [FILE...|-]\n"
+                    "       hearthctl [-c FILE] disable JID\n"
+                    "       hearthctl [-c FILE] enable JID\n"
+                    "       hearthctl [-c FILE] kick JID[/RESOURCE]\n"
+                    "       hearthctl [-c FILE] invite [JID]\n"
+                    "       hearthctl [-c FILE] reset JID\n");
     return 2;
 }
 
@@ -482,6 +491,14 @@ int main(int argc, char **argv)
     const char *cmd = argv[0];
     if (strcmp(cmd, "check") == 0) return ctl_check(path, argc, argv);
     if (strcmp(cmd, "export") == 0 || strcmp(cmd, "import") == 0) return pie_main(path, argc, argv);
+    if (ctl_account_handles(cmd)) {
+        int status = ctl_account_main(path, argc, argv);
+        return status == CTL_USAGE ? usage() : status;
+    }
+    if (ctl_invite_handles(cmd)) {
+        int status = ctl_invite_main(path, argc, argv);
+        return status == CTL_USAGE ? usage() : status;
+    }
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;
     bool is_deluser = strcmp(cmd, "deluser") == 0, is_users = strcmp(cmd, "users") == 0;
     bool is_online = strcmp(cmd, "online") == 0, is_s2s = strcmp(cmd, "s2s") == 0;
