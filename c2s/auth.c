@@ -81,7 +81,7 @@ struct auth {
     char cb_type[16];    /* the binding the client asked for ("" none) */
     buf_t cb_data;
     bool has_sha1, has_sha256;
-    bool lacks_hash; /* the account exists, without keys of the SCRAM hash asked */
+    bool lacks_hash;  /* the account exists, without keys of the SCRAM hash asked */
     bool is_disabled; /* the account may not log in (auth.disabled) */
     scram_keys_t sha1, sha256;
     sasl_t *sasl;
@@ -507,7 +507,8 @@ static const char *binding_problem(client_t *cl, const char *in_b64, char **user
         } else if (is_plus && first.flag != 'p') {
             problem = "it chose a -PLUS mechanism without channel binding";
             *condition = "malformed-request";
-        } else if (first.flag == 'y' && (has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique"))) {
+        } else if (first.flag == 'y' &&
+                   (has_binding(cl, "tls-exporter") || has_binding(cl, "tls-unique"))) {
             /* RFC 5802 §6: "y" means the client could bind but thinks we
              * cannot; we offered -PLUS, so it was stripped or ignored. */
             problem = "its client says it could bind a channel but saw no -PLUS mechanism, "

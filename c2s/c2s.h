@@ -165,6 +165,9 @@ void client_write(client_t *cl, const char *data, size_t len);
 void client_send(client_t *cl, const elem_t *stanza);
 /* Answer stanza (an element of the client's) with a stanza error. */
 void client_error_reply(client_t *cl, elem_t *stanza, const char *condition, const char *text);
+/* An IQ error to id (from the domain), without echoing the request's
+ * payload (it may hold a password). */
+void client_iq_error(client_t *cl, const char *id, const char *condition, const char *text);
 /* An IQ result to id (from the domain), with payload (may be NULL). */
 void client_iq_result(client_t *cl, const char *id, const elem_t *payload);
 void client_ref(client_t *cl);

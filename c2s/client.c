@@ -131,6 +131,17 @@ void client_error_reply(client_t *cl, elem_t *stanza, const char *condition, con
     if (xmpp_stanza_error(stanza, condition, text) == 0) client_send(cl, stanza);
 }
 
+void client_iq_error(client_t *cl, const char *id, const char *condition, const char *text)
+{
+    arena_t *a = arena_new(0);
+    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
+    elem_set_attr(iq, "type", "set");
+    elem_set_attr(iq, "id", id);
+    elem_set_attr(iq, "to", cl->domain);
+    client_error_reply(cl, iq, condition, text);
+    arena_free(a);
+}
+
 void client_iq_result(client_t *cl, const char *id, const elem_t *payload)
 {
     arena_t *a = arena_new(0);

@@ -83,17 +83,6 @@ void preauth_free(client_t *cl)
 
 /* ---- the <preauth/> IQ ------------------------------------------------------ */
 
-static void reply_error(client_t *cl, const char *id, const char *condition, const char *text)
-{
-    arena_t *a = arena_new(0);
-    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-    elem_set_attr(iq, "type", "set");
-    elem_set_attr(iq, "id", id);
-    elem_set_attr(iq, "to", cl->domain);
-    client_error_reply(cl, iq, condition, text);
-    arena_free(a);
-}
-
 static void on_looked_up(void *ud, const st_result_t *res)
 {
     preauth_t *p = ud;
@@ -102,10 +91,10 @@ static void on_looked_up(void *ud, const st_result_t *res)
     if (!client_unref(cl)) return;
     if (st_status(res) != ST_OK) {
         log_warn("%s: cannot read the tokens: %s", cl->c2s->id, st_error(res));
-        reply_error(cl, p->iq_id, "internal-server-error", NULL);
+        client_iq_error(cl, p->iq_id, "internal-server-error", NULL);
     } else if (st_rows(res) == 0) {
         log_info("%s (%s): an unknown or expired token refused", cl->c2s->id, client_peer(cl));
-        reply_error(cl, p->iq_id, "item-not-found", "The provided token is invalid or expired");
+        client_iq_error(cl, p->iq_id, "item-not-found", "The provided token is invalid or expired");
     } else {
         p->is_accepted = true;
         p->is_reset = strcmp(st_text(res, 0, 0), "reset") == 0;
@@ -126,11 +115,11 @@ void preauth_handle(client_t *cl, elem_t *iq)
     const char *token = q ? elem_attr(q, "token") : NULL;
     if (!id) id = "";
     if (!type || strcmp(type, "set") != 0 || !token || !*token || strlen(token) > MAX_TOKEN) {
-        reply_error(cl, id, "bad-request", NULL);
+        client_iq_error(cl, id, "bad-request", NULL);
         return;
     }
     if ((cl->preauth && (cl->preauth->is_looking || cl->preauth->is_claimed)) || cl->reg) {
-        reply_error(cl, id, "resource-constraint", "one token at a time");
+        client_iq_error(cl, id, "resource-constraint", "one token at a time");
         return;
     }
     preauth_free(cl);
@@ -139,7 +128,7 @@ void preauth_handle(client_t *cl, elem_t *iq)
     p->cl = cl;
     cl->preauth = p;
     if (token_hash(token, p->hash) < 0) {
-        reply_error(cl, id, "internal-server-error", NULL);
+        client_iq_error(cl, id, "internal-server-error", NULL);
         return;
     }
     char now[24];

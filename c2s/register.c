@@ -60,18 +60,6 @@ static void reg_free(reg_t *r)
     free(r);
 }
 
-/* An error answer to IQ id, without echoing its payload (a password). */
-static void reply_error(client_t *cl, const char *id, const char *condition, const char *text)
-{
-    arena_t *a = arena_new(0);
-    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-    elem_set_attr(iq, "type", "set");
-    elem_set_attr(iq, "id", id);
-    elem_set_attr(iq, "to", cl->domain);
-    client_error_reply(cl, iq, condition, text);
-    arena_free(a);
-}
-
 static void send_form(client_t *cl, const char *id)
 {
     arena_t *a = arena_new(0);
@@ -109,13 +97,13 @@ static void on_inserted(void *ud, const st_result_t *res)
                      is_reset ? "set a new password of" : "registered", r->bare);
             client_iq_result(cl, r->id, NULL);
         } else if (is_reset && st == ST_FAILED) {
-            reply_error(cl, r->id, "item-not-found", "no such account");
+            client_iq_error(cl, r->id, "item-not-found", "no such account");
         } else if (st == ST_CONSTRAINT) {
-            reply_error(cl, r->id, "conflict", "that user name is taken");
+            client_iq_error(cl, r->id, "conflict", "that user name is taken");
         } else {
             log_warn("%s: cannot store the account %s: %s", cl->c2s->id, r->bare, st_error(res));
-            reply_error(cl, r->id, st == ST_FULL ? "resource-constraint" : "internal-server-error",
-                        NULL);
+            client_iq_error(cl, r->id,
+                            st == ST_FULL ? "resource-constraint" : "internal-server-error", NULL);
         }
     }
     reg_free(r);
@@ -127,7 +115,7 @@ static void on_claimed(client_t *cl, void *ud, const char *condition, const char
     reg_t *r = ud;
     if (condition) {
         cl->reg = NULL;
-        if (client_unref(cl)) reply_error(cl, r->id, condition, text);
+        if (client_unref(cl)) client_iq_error(cl, r->id, condition, text);
         reg_free(r);
         return;
     }
@@ -151,7 +139,7 @@ static void derive_done(uv_work_t *w, int status)
         return;
     }
     if (status < 0 || r->status < 0) {
-        reply_error(cl, r->id, "not-acceptable", "unusable password");
+        client_iq_error(cl, r->id, "not-acceptable", "unusable password");
         reg_free(r);
         return;
     }
@@ -168,7 +156,7 @@ void register_handle(client_t *cl, elem_t *iq)
     if (!id) id = "";
     bool has_token = preauth_is_accepted(cl);
     if (!c2s->registration && !has_token) {
-        reply_error(cl, id, "service-unavailable", NULL);
+        client_iq_error(cl, id, "service-unavailable", NULL);
         return;
     }
     if (type && strcmp(type, "get") == 0) {
@@ -176,38 +164,38 @@ void register_handle(client_t *cl, elem_t *iq)
         return;
     }
     if (!type || strcmp(type, "set") != 0) {
-        reply_error(cl, id, "bad-request", NULL);
+        client_iq_error(cl, id, "bad-request", NULL);
         return;
     }
     if (elem_child(q, NS_REGISTER, "remove")) {
-        reply_error(cl, id, "not-authorized", "log in to remove an account");
+        client_iq_error(cl, id, "not-authorized", "log in to remove an account");
         return;
     }
     metric_inc(&c2s_metrics.registration_attempts);
     if (cl->has_registered) {
-        reply_error(cl, id, "not-allowed", "one account per connection");
+        client_iq_error(cl, id, "not-allowed", "one account per connection");
         return;
     }
     if (cl->reg) {
-        reply_error(cl, id, "resource-constraint", "one registration at a time");
+        client_iq_error(cl, id, "resource-constraint", "one registration at a time");
         return;
     }
     elem_t *u = elem_child(q, NS_REGISTER, "username"), *p = elem_child(q, NS_REGISTER, "password");
     const char *user = u ? elem_text(u) : "", *password = p ? elem_text(p) : "";
     if (!*user || !*password) {
-        reply_error(cl, id, "not-acceptable", "a user name and a password are needed");
+        client_iq_error(cl, id, "not-acceptable", "a user name and a password are needed");
         return;
     }
     jid_t *j = jid_new_parts(user, cl->domain, NULL, NULL);
     if (!j || strchr(user, '@') || strchr(user, '/')) {
         if (j) jid_free(j);
-        reply_error(cl, id, "jid-malformed", "that user name is not allowed");
+        client_iq_error(cl, id, "jid-malformed", "that user name is not allowed");
         return;
     }
     const char *refusal = preauth_refusal(cl, jid_bare(j));
     if (refusal) {
         jid_free(j);
-        reply_error(cl, id, "not-allowed", refusal);
+        client_iq_error(cl, id, "not-allowed", refusal);
         return;
     }
     limits_verdict_t verdict =
@@ -217,10 +205,10 @@ void register_handle(client_t *cl, elem_t *iq)
                  verdict == LIMITS_ADDRESS ? "c2s.registration-rate"
                                            : "c2s.registration-rate-total");
         jid_free(j);
-        reply_error(cl, id, "resource-constraint",
-                    verdict == LIMITS_ADDRESS
-                        ? "too many new accounts from your address; try again later"
-                        : "the server takes no more new accounts for now; try again later");
+        client_iq_error(cl, id, "resource-constraint",
+                        verdict == LIMITS_ADDRESS
+                            ? "too many new accounts from your address; try again later"
+                            : "the server takes no more new accounts for now; try again later");
         return;
     }
     reg_t *r = calloc(1, sizeof(*r));

@@ -48,8 +48,8 @@ void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *origina
     buf_t text = BUF_INIT;
     buf_printf(&text, "%s %s %s", receiving, originating, id);
     unsigned char mac[32];
-    if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->secret, sizeof s->secret, text.data, text.len,
-                         mac) < 0)
+    if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->secret, sizeof s->secret, text.data, text.len, mac) <
+        0)
         log_fatal("HMAC-SHA256 failed");
     buf_free(&text);
     static const char hex[] = "0123456789abcdef";
@@ -68,8 +68,8 @@ static void append_attr(buf_t *b, const char *name, const char *value)
     buf_appends(b, "'");
 }
 
-void s2s_dialback_xml(buf_t *b, const char *name, const char *from, const char *to,
-                      const char *id, const char *type, const char *key)
+void s2s_dialback_xml(buf_t *b, const char *name, const char *from, const char *to, const char *id,
+                      const char *type, const char *key)
 {
     buf_printf(b, "<db:%s", name);
     append_attr(b, "from", from);
@@ -286,8 +286,7 @@ static void configure(s2s_t *s, const config_t *cf)
      * that others may read is warned about: whoever knows the secret can
      * make our keys, and so speak for our domains); else random. */
     char *err = NULL;
-    char *secret =
-        config_secret(cf, "s2s.dialback-secret", "s2s.dialback-secret-file", -1, &err);
+    char *secret = config_secret(cf, "s2s.dialback-secret", "s2s.dialback-secret-file", -1, &err);
     if (err) log_fatal("%s", err);
     if (!secret) {
         if (!(secret = malloc(65))) log_fatal("out of memory");
@@ -317,8 +316,7 @@ static void listen_on(s2s_t *s, listener_t *l, bool *listening, const char *what
     int err = conn_listen(s->loop, l, addr, false, on_connection);
     if (err < 0) log_fatal("cannot listen on %s: %s", addr, uv_strerror(err));
     *listening = true;
-    log_notice("%s listening on %s%s", s->id, addr,
-               l == &s->listener_tls ? " (direct TLS)" : "");
+    log_notice("%s listening on %s%s", s->id, addr, l == &s->listener_tls ? " (direct TLS)" : "");
 }
 
 static void on_ready(comp_t *comp)

@@ -23,9 +23,7 @@ typedef struct qitem {
     struct qitem *next;
 } qitem_t;
 
-enum out_state {
-    O_RESOLVING, O_CONNECTING, O_OPENING, O_STARTTLS, O_SASL, O_DIALBACK, O_READY
-};
+enum out_state { O_RESOLVING, O_CONNECTING, O_OPENING, O_STARTTLS, O_SASL, O_DIALBACK, O_READY };
 
 typedef struct target {
     char addr[80]; /* "192.0.2.1:5269", "[2001:db8::1]:5269" */
@@ -39,20 +37,20 @@ struct out {
     conn_t *conn;
     xstream_t *xs;
     enum out_state state;
-    bool dead;              /* failing or closing: no new stanzas */
-    const char *condition;  /* bounce queued stanzas with this */
+    bool dead;             /* failing or closing: no new stanzas */
+    const char *condition; /* bounce queued stanzas with this */
     char stream_id[256];
     qitem_t *queue, **queue_tail;
-    size_t queued; /* bytes in queue */
-    bool sasl_done; /* SASL EXTERNAL succeeded: the restarted stream is ours */
-    uv_timer_t timer;       /* connect timeout, then idle timeout */
-    uint64_t last_sent;     /* loop time of the last stanza, for the idle timeout */
-    uint64_t serial;        /* the id of its resolver request */
-    target_t *targets;      /* from the resolver, in the order to try */
+    size_t queued;      /* bytes in queue */
+    bool sasl_done;     /* SASL EXTERNAL succeeded: the restarted stream is ours */
+    uv_timer_t timer;   /* connect timeout, then idle timeout */
+    uint64_t last_sent; /* loop time of the last stanza, for the idle timeout */
+    uint64_t serial;    /* the id of its resolver request */
+    target_t *targets;  /* from the resolver, in the order to try */
     int ntargets, next_target;
-    bool direct;            /* the current target wants TLS at once */
-    bool cert_checked;      /* TLS is up and the peer's certificate was checked */
-    bool cert_valid;        /* ...and it is valid for remote */
+    bool direct;         /* the current target wants TLS at once */
+    bool cert_checked;   /* TLS is up and the peer's certificate was checked */
+    bool cert_valid;     /* ...and it is valid for remote */
     pending_t *verifies; /* db:verify sent on this stream, unanswered */
     /* a db:verify link: it sends vkey for verifies's one id, then closes */
     bool is_verify;
@@ -168,8 +166,7 @@ static void finish(out_t *o)
 
 static void fail(out_t *o, const char *condition, const char *why)
 {
-    if (!o->dead)
-        log_info("s2s %s -> %s: %s", o->local, o->remote, why);
+    if (!o->dead) log_info("s2s %s -> %s: %s", o->local, o->remote, why);
     o->dead = true;
     if (!o->condition) o->condition = condition;
     if (o->conn)
@@ -325,8 +322,8 @@ static void x_stanza(void *ud, elem_t *st, const xstream_raw_t *raw)
         send_header(o);
     } else if (elem_is(st, NS_SASL, "failure") && o->state == O_SASL) {
         elem_t *cond = elem_first(st);
-        log_info("s2s %s -> %s: SASL EXTERNAL refused (%s), trying dialback", o->local,
-                 o->remote, cond ? cond->name : "?");
+        log_info("s2s %s -> %s: SASL EXTERNAL refused (%s), trying dialback", o->local, o->remote,
+                 cond ? cond->name : "?");
         authenticate(o);
     } else if (elem_is(st, NS_DIALBACK, "result") && !o->is_verify && o->state == O_DIALBACK) {
         const char *type = elem_attr(st, "type");
@@ -429,8 +426,7 @@ static void c_close(conn_t *c, const char *reason)
     if (reason && !o->dead) log_info("s2s %s -> %s: closed: %s", o->local, o->remote, reason);
     o->conn = NULL;
     /* Not connected yet: the resolver may have given more addresses. */
-    if (!o->dead && o->state == O_CONNECTING && o->next_target < o->ntargets &&
-        connect_next(o))
+    if (!o->dead && o->state == O_CONNECTING && o->next_target < o->ntargets && connect_next(o))
         return;
     finish(o);
 }
@@ -529,8 +525,9 @@ void out_resolved(s2s_t *s, const elem_t *answer)
         n++;
     const char *error = elem_attr(answer, "error");
     if (n == 0) {
-        fail(o, error && !strcmp(error, "timeout") ? "remote-server-timeout"
-                                                   : "remote-server-not-found",
+        fail(o,
+             error && !strcmp(error, "timeout") ? "remote-server-timeout"
+                                                : "remote-server-not-found",
              error ? error : "no address");
         return;
     }
@@ -549,8 +546,7 @@ void out_resolved(s2s_t *s, const elem_t *answer)
     if (!connect_next(o)) fail(o, "remote-server-not-found", "no address to connect to");
 }
 
-void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza,
-              size_t size)
+void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *stanza, size_t size)
 {
     out_t *o = NULL;
     const char *refused = NULL, *text = NULL;
@@ -642,8 +638,8 @@ void out_verify(s2s_t *s, uint64_t in_serial, const char *receiving, const char 
 
 void out_report(s2s_t *s, elem_t *list)
 {
-    static const char *const states[] = {"resolving", "connecting", "opening", "starttls",
-                                         "authenticating", "dialback", "ready"};
+    static const char *const states[] = {"resolving",      "connecting", "opening", "starttls",
+                                         "authenticating", "dialback",   "ready"};
     for (out_t *o = s->outs; o; o = o->next) {
         if (o->dead) continue;
         elem_t *e = elem_add(list, NULL, "out");
@@ -651,9 +647,10 @@ void out_report(s2s_t *s, elem_t *list)
         elem_set_attr(e, "remote", o->remote);
         elem_set_attr(e, "state", o->is_verify ? "verifying" : states[o->state]);
         elem_set_attr(e, "auth", o->sasl_done ? "certificate" : "dialback");
-        elem_set_attr(e, "tls", !o->conn || !conn_has_tls(o->conn) ? "none"
-                                : o->direct                         ? "direct"
-                                                                    : "starttls");
+        elem_set_attr(e, "tls",
+                      !o->conn || !conn_has_tls(o->conn) ? "none"
+                      : o->direct                        ? "direct"
+                                                         : "starttls");
         char n[32];
         snprintf(n, sizeof n, "%zu", o->queued + (o->conn ? conn_queued(o->conn) : 0));
         elem_set_attr(e, "queued", n);

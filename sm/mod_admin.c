@@ -70,7 +70,9 @@ static void kick(sm_t *sm, sm_pkt_t *pkt, const elem_t *cmd)
         sm_reply_error(sm, pkt, "jid-malformed");
     } else {
         char n[16];
-        snprintf(n, sizeof n, "%d", sm_end_user_sessions(sm, jid_bare(j), jid_has_resource(j) ? jid_resource(j) : NULL, "policy-violation"));
+        snprintf(n, sizeof n, "%d",
+                 sm_end_user_sessions(sm, jid_bare(j), jid_has_resource(j) ? jid_resource(j) : NULL,
+                                      "policy-violation"));
         log_notice("admin: %s kicked: %s session(s) ended", jid_full(j), n);
         elem_t *answer = elem_new(pkt->stanza->arena, NS_ADMIN, "kick");
         elem_set_attr(answer, "sessions", n);

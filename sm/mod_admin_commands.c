@@ -519,17 +519,25 @@ static void run_announce(adhoc_req_t *req, const elem_t *form)
 
 /* ---- accounts: roster, last login, registered count ------------------------ */
 
-static void on_roster(void *ud, const st_result_t *res)
+/* The answer of query_account() has the account's row, else the request
+ * failed (said to its requester). */
+static bool is_account_found(adhoc_req_t *req, const st_result_t *res)
 {
-    adhoc_req_t *req = ud;
     if (st_status(res) != ST_OK) {
         adhoc_fail(req, storage_condition(res), NULL);
-        return;
+        return false;
     }
     if (st_rows(res) == 0) {
         adhoc_fail(req, "item-not-found", "no such account");
-        return;
+        return false;
     }
+    return true;
+}
+
+static void on_roster(void *ud, const st_result_t *res)
+{
+    adhoc_req_t *req = ud;
+    if (!is_account_found(req, res)) return;
     elem_t *x = result_form(req);
     adhoc_field_add(x, "jid-single", "accountjid", NULL, st_text(res, 0, 0));
     elem_t *query = elem_add(x, NS_ROSTER, "query");
@@ -552,7 +560,8 @@ static void on_roster(void *ud, const st_result_t *res)
     adhoc_done(req, NULL, x);
 }
 
-static void run_user_roster(adhoc_req_t *req, const elem_t *form)
+/* A query about the form's accountjid (its bare JID is $1), answered to cb. */
+static void query_account(adhoc_req_t *req, const elem_t *form, const char *sql, st_cb cb)
 {
     jid_t *j = account_of(adhoc_sm(req), adhoc_value(form, "accountjid"), false);
     if (!j) {
@@ -560,25 +569,23 @@ static void run_user_roster(adhoc_req_t *req, const elem_t *form)
         return;
     }
     const char *params[] = {jid_bare(j)};
-    storage_query(sm_storage(adhoc_sm(req)),
+    storage_query(sm_storage(adhoc_sm(req)), sql, 1, params, cb, req);
+    jid_free(j);
+}
+
+static void run_user_roster(adhoc_req_t *req, const elem_t *form)
+{
+    query_account(req, form,
                   "SELECT a.owner, r.jid, r.name, r.subscription, r.ask, r.groups FROM auth a"
                   " LEFT JOIN roster_items r ON r.owner = a.owner WHERE a.owner = $1"
                   " ORDER BY r.jid",
-                  1, params, on_roster, req);
-    jid_free(j);
+                  on_roster);
 }
 
 static void on_lastlogin(void *ud, const st_result_t *res)
 {
     adhoc_req_t *req = ud;
-    if (st_status(res) != ST_OK) {
-        adhoc_fail(req, storage_condition(res), NULL);
-        return;
-    }
-    if (st_rows(res) == 0) {
-        adhoc_fail(req, "item-not-found", "no such account");
-        return;
-    }
+    if (!is_account_found(req, res)) return;
     char when[32] = "never";
     if (st_text(res, 0, 1)) {
         time_t t = (time_t)st_int(res, 0, 1);
@@ -594,15 +601,7 @@ static void on_lastlogin(void *ud, const st_result_t *res)
 
 static void run_user_lastlogin(adhoc_req_t *req, const elem_t *form)
 {
-    jid_t *j = account_of(adhoc_sm(req), adhoc_value(form, "accountjid"), false);
-    if (!j) {
-        adhoc_fail(req, "jid-malformed", "accountjid is not an account of this server");
-        return;
-    }
-    const char *params[] = {jid_bare(j)};
-    storage_query(sm_storage(adhoc_sm(req)), "SELECT owner, last_login FROM auth WHERE owner = $1",
-                  1, params, on_lastlogin, req);
-    jid_free(j);
+    query_account(req, form, "SELECT owner, last_login FROM auth WHERE owner = $1", on_lastlogin);
 }
 
 /* Accounts of the request's domain: LIKE '%@domain', the domain escaped. */

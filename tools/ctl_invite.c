@@ -118,12 +118,7 @@ int ctl_invite_main(const char *path, int argc, char **argv)
     c->is_reset = strcmp(argv[0], "reset") == 0;
     if (argc > 2 || (c->is_reset && argc != 2)) return CTL_USAGE;
     char *err = NULL;
-    if (!(c->config = config_load(path, &err))) {
-        fprintf(stderr, "hearthctl: %s\n", err);
-        free(err);
-        return 1;
-    }
-    log_open("hearthctl", "stderr", "warn");
+    if (!(c->config = ctl_config_load(path))) return 1;
     c->loop = uv_default_loop();
     if (daemon_switch_user(c->config, &err) < 0) {
         fprintf(stderr, "hearthctl: %s\n", err);

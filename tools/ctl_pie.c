@@ -76,13 +76,10 @@
 
 void pie_error(pie_t *p, const char *fmt, ...)
 {
-    fputs("hearthctl: ", stderr);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    ctl_vfail(&p->status, fmt, ap);
     va_end(ap);
-    p->status = 1;
 }
 
 static int usage(void)
@@ -94,84 +91,43 @@ static int usage(void)
 
 /* ---- telling the sm ------------------------------------------------------- */
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_notice_answer(void *ud, const elem_t *iq, ctl_problem_t problem, const char *detail)
 {
-    (void)h;
-}
-
-static void notify_finish(pie_t *p)
-{
-    if (p->comp) comp_free(p->comp);
-    p->comp = NULL;
-    if (p->is_timer_open) uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-    p->is_timer_open = false;
-}
-
-static void on_notify_timeout(uv_timer_t *t)
-{
-    pie_t *p = t->data;
-    /* No link by then: no router runs, so no sm has anything to forget. */
-    if (p->is_sent && p->answered < p->nnotices)
+    (void)iq, (void)detail;
+    pie_t *p = ud;
+    /* Bounced: no sm runs; no router: none either. Neither has anything
+     * to forget. */
+    if (problem == CTL_ANSWERED || problem == CTL_BOUNCED)
+        p->answered++;
+    else if (problem == CTL_NO_ANSWER)
+        p->unanswered++;
+    if (++p->done == p->nnotices && p->unanswered)
         fprintf(stderr,
                 "hearthctl: warning: the sm answered %d of %d notices about the imported "
                 "accounts: it may refuse stanzas to the others for 30 s, and sessions of "
                 "replaced ones last until they log out\n",
                 p->answered, p->nnotices);
-    notify_finish(p);
-}
-
-static void on_notify_ready(comp_t *comp)
-{
-    pie_t *p = comp_data(comp);
-    if (p->is_sent) return;
-    p->is_sent = true;
-    /* The link is up: time for the answers, a millisecond more each. */
-    uv_timer_start(&p->timer, on_notify_timeout, NOTIFY_TIMEOUT_MS + (uint64_t)p->nnotices, 0);
-    for (int i = 0; i < p->nnotices; i++) {
-        const char *action = p->notices[i], *jid = strchr(action, ' ') + 1,
-                   *domain = strrchr(jid, '@') + 1;
-        char id[32];
-        snprintf(id, sizeof id, "pie-%d", i);
-        arena_t *a = arena_new(0);
-        elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-        elem_set_attr(iq, "type", "set");
-        elem_set_attr(iq, "id", id);
-        elem_set_attr(iq, "from", p->id);
-        elem_set_attr(iq, "to", domain);
-        elem_t *cmd =
-            elem_add(iq, NS_ADMIN, strncmp(action, "created", 7) == 0 ? "created" : "deleted");
-        elem_set_attr(cmd, "jid", jid);
-        /* user= picks the shard that holds the account (DESIGN.md). */
-        comp_send_to(comp, domain, p->id, jid, iq);
-        arena_free(a);
-    }
-}
-
-static void on_notify_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
-{
-    (void)raw;
-    pie_t *p = comp_data(comp);
-    const elem_t *iq = elem_first(route);
-    bool is_bounce = pie_is(elem_attr(route, "type"), "error");
-    /* Answers count only from the sm (or the router's bounce: no sm). */
-    if (comp_route_role(route) != (is_bounce ? ROLE_ROUTER : ROLE_SM) || !iq) return;
-    const char *id = elem_attr(iq, "id");
-    if (!id || strncmp(id, "pie-", 4) != 0) return;
-    if (++p->answered == p->nnotices) uv_timer_start(&p->timer, on_notify_timeout, 0, 0);
 }
 
 void pie_notify_start(pie_t *p)
 {
-    if (!p->comp || p->nnotices == 0) {
-        notify_finish(p);
-        return;
+    if (!p->link || p->nnotices == 0) return;
+    p->is_asked = true;
+    for (int i = 0; i < p->nnotices; i++) {
+        const char *action = p->notices[i], *jid = strchr(action, ' ') + 1,
+                   *domain = strrchr(jid, '@') + 1;
+        ctl_request_t req = {
+            .to = domain,
+            .role = ROLE_SM,
+            .user = jid,
+            .is_set = true,
+            .name = strncmp(action, "created", 7) == 0 ? "created" : "deleted",
+            .jid = jid,
+            /* a millisecond more for each */
+            .timeout_ms = NOTIFY_TIMEOUT_MS + (uint64_t)p->nnotices,
+        };
+        ctl_link_ask(p->link, &req, on_notice_answer, p);
     }
-    comp_bind(p->comp, p->id, 0);
-    comp_start(p->comp);
-    uv_timer_init(p->loop, &p->timer);
-    p->timer.data = p;
-    p->is_timer_open = true;
-    uv_timer_start(&p->timer, on_notify_timeout, NOTIFY_TIMEOUT_MS, 0);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -236,19 +192,10 @@ int pie_main(const char *config_path, int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (argv[i][0] == '-' && argv[i][1]) return usage();
     char *err = NULL;
-    if (!(p->config = config_load(config_path, &err))) {
-        fprintf(stderr, "hearthctl: %s\n", err);
-        free(err);
-        return 1;
-    }
-    log_open("hearthctl", "stderr", "warn");
+    if (!(p->config = ctl_config_load(config_path))) return 1;
     LIBXML_TEST_VERSION
     p->loop = uv_default_loop();
-    static const comp_cb_t cb = {.on_ready = on_notify_ready, .on_route = on_notify_route};
-    if (!is_export && has_admin_account(p->config)) {
-        snprintf(p->id, sizeof p->id, "hearthctl-%ld", (long)getpid());
-        p->comp = comp_new_from_config(p->loop, p->config, p->id, ROLE_ADMIN, &cb, p);
-    }
+    if (!is_export) p->link = ctl_link_new(p->loop, p->config);
     if (open_files(p, argc, argv, is_export) < 0) goto done;
     /* As root, become the daemons' user before the store is opened. */
     if (daemon_switch_user(p->config, &err) < 0) {
@@ -268,7 +215,7 @@ int pie_main(const char *config_path, int argc, char **argv)
     uv_run(p->loop, UV_RUN_DEFAULT);
 
 done:
-    notify_finish(p);
+    if (!p->is_asked) ctl_link_free(p->link);
     if (p->st) storage_close(p->st, on_closed, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     uv_loop_close(p->loop);

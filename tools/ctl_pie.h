@@ -21,7 +21,6 @@
 #define NS_BLOCKING "urn:xmpp:blocking"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_XINCLUDE "http://www.w3.org/2001/XInclude"
-#define NS_ADMIN "urn:hearth:admin:1"
 
 #define PAGE_ROWS 100          /* accounts read at a time by export */
 #define PENDING_MAX 4096       /* a kept subscription request (sm/mod_roster.c) */
@@ -60,11 +59,9 @@ typedef struct pie {
     st_stmt_t *stmts;
     int imported, skipped, failed;
     /* telling the sm */
-    comp_t *comp;
-    char id[64];
-    uv_timer_t timer;
-    bool is_timer_open, is_sent;
-    int nnotices, answered;
+    ctl_link_t *link;
+    bool is_asked;
+    int nnotices, answered, unanswered, done;
     char **notices; /* "created BARE" or "deleted BARE" */
 } pie_t;
 

@@ -53,7 +53,6 @@
 #define SYSCONFDIR "/etc"
 #endif
 
-#define NS_ADMIN "urn:hearth:admin:1"
 #define MAX_PASSWORD 1023
 #define ROUTER_TIMEOUT_MS 5000 /* online, s2s: the answer */
 #define NOTIFY_TIMEOUT_MS 2000 /* deluser: best effort */
@@ -62,28 +61,26 @@ typedef struct ctl {
     uv_loop_t *loop;
     config_t *config;
     storage_t *st;
-    const char *owner; /* the account, prepared bare JID */
-    int status;        /* the exit status */
-    /* online, s2s, deluser: the router link */
-    comp_t *comp;
-    char id[64];
-    uv_timer_t timer;
-    bool is_timer_open;
-    bool is_answered;
+    const char *owner;         /* the account, prepared bare JID */
+    int status;                /* the exit status */
+    ctl_link_t *link;          /* online, s2s, and the notices to the sm (ctl_link.c) */
     const char *admin_request; /* "online", "s2s", "deleted" or "created" */
 } ctl_t;
 
-static void fail(ctl_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fail(ctl_t *c, const char *fmt, ...)
+void ctl_vfail(int *status, const char *fmt, va_list ap)
 {
     fputs("hearthctl: ", stderr);
-    va_list ap;
-    va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    *status = 1;
+}
+
+void ctl_fail(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ctl_vfail(status, fmt, ap);
     va_end(ap);
-    c->status = 1;
 }
 
 static int usage(void)
@@ -106,6 +103,20 @@ static int usage(void)
 }
 
 /* ---- arguments ------------------------------------------------------------ */
+
+config_t *ctl_config_load(const char *path)
+{
+    char *err = NULL;
+    config_t *config = config_load(path, &err);
+    if (!config) {
+        fprintf(stderr, "hearthctl: %s\n", err);
+        free(err);
+        return NULL;
+    }
+    /* The daemons' log may be a file; ours is the terminal. */
+    log_open("hearthctl", "stderr", "warn");
+    return config;
+}
 
 bool is_local_domain(const config_t *config, const char *domain)
 {
@@ -130,12 +141,12 @@ static char *account_of(ctl_t *c, const char *arg)
     jid_t *j = jid_new(text.data, text.len, &why);
     char *owner = NULL;
     if (!j)
-        fail(c, "%s: not a valid JID (%s)", text.data, why ? why : "invalid");
+        ctl_fail(&c->status, "%s: not a valid JID (%s)", text.data, why ? why : "invalid");
     else if (!jid_has_node(j) || jid_has_resource(j))
-        fail(c, "%s: an account is user@domain, without a resource", text.data);
+        ctl_fail(&c->status, "%s: an account is user@domain, without a resource", text.data);
     else if (!is_local_domain(c->config, jid_domain(j)))
-        fail(c, "%s: %s is not a domain of this server (see <domain> in %s)", text.data,
-             jid_domain(j), config_file(c->config));
+        ctl_fail(&c->status, "%s: %s is not a domain of this server (see <domain> in %s)",
+                 text.data, jid_domain(j), config_file(c->config));
     else if (!(owner = strdup(jid_bare(j))))
         log_fatal("out of memory");
     if (j) jid_free(j);
@@ -184,7 +195,7 @@ static char *password_of(ctl_t *c, const char *arg)
 {
     char *password = arg ? strdup(arg) : read_line("Password: ");
     if (!password) {
-        fail(c, "no password given (as an argument or on standard input)");
+        ctl_fail(&c->status, "no password given (as an argument or on standard input)");
         return NULL;
     }
     if (!arg && isatty(STDIN_FILENO)) {
@@ -192,13 +203,13 @@ static char *password_of(ctl_t *c, const char *arg)
         bool is_same = again && strcmp(again, password) == 0;
         wipe_free(again);
         if (!is_same) {
-            fail(c, "the passwords differ");
+            ctl_fail(&c->status, "the passwords differ");
             wipe_free(password);
             return NULL;
         }
     }
     if (!*password || strlen(password) > MAX_PASSWORD) {
-        fail(c, "a password is 1 to %d bytes", MAX_PASSWORD);
+        ctl_fail(&c->status, "a password is 1 to %d bytes", MAX_PASSWORD);
         wipe_free(password);
         return NULL;
     }
@@ -213,9 +224,9 @@ static void on_added(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
     if (st_status(res) == ST_CONSTRAINT)
-        fail(c, "%s already exists", c->owner);
+        ctl_fail(&c->status, "%s already exists", c->owner);
     else if (st_status(res) != ST_OK)
-        fail(c, "cannot add %s: %s", c->owner, st_error(res));
+        ctl_fail(&c->status, "cannot add %s: %s", c->owner, st_error(res));
     else {
         printf("added %s\n", c->owner);
         /* A running sm that knew the name did not exist forgets it now. */
@@ -227,9 +238,9 @@ static void on_password_set(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
     if (st_status(res) != ST_OK)
-        fail(c, "cannot change the password of %s: %s", c->owner, st_error(res));
+        ctl_fail(&c->status, "cannot change the password of %s: %s", c->owner, st_error(res));
     else if (st_changes(res) == 0)
-        fail(c, "%s: no such user", c->owner);
+        ctl_fail(&c->status, "%s: no such user", c->owner);
     else
         printf("changed the password of %s\n", c->owner);
 }
@@ -239,7 +250,7 @@ static void set_password(ctl_t *c, const char *password, bool is_new)
 {
     auth_keys_t keys;
     if (auth_keys_make(password, &keys) < 0) {
-        fail(c, "cannot derive keys from this password");
+        ctl_fail(&c->status, "cannot derive keys from this password");
         return;
     }
     auth_store(c->st, c->owner, &keys, is_new, is_new ? on_added : on_password_set, c);
@@ -250,7 +261,7 @@ static void on_users(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
     if (st_status(res) != ST_OK) {
-        fail(c, "cannot list the users: %s", st_error(res));
+        ctl_fail(&c->status, "cannot list the users: %s", st_error(res));
         return;
     }
     for (int r = 0; r < st_rows(res); r++)
@@ -261,7 +272,7 @@ static void on_deleted(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
     if (st_status(res) != ST_OK) {
-        fail(c, "cannot delete %s: %s", c->owner, st_error(res));
+        ctl_fail(&c->status, "cannot delete %s: %s", c->owner, st_error(res));
         return;
     }
     printf("deleted %s\n", c->owner);
@@ -273,9 +284,9 @@ static void on_user_checked(void *ud, const st_result_t *res)
 {
     ctl_t *c = ud;
     if (st_status(res) != ST_OK)
-        fail(c, "cannot read %s: %s", c->owner, st_error(res));
+        ctl_fail(&c->status, "cannot read %s: %s", c->owner, st_error(res));
     else if (st_rows(res) == 0)
-        fail(c, "%s: no such user", c->owner);
+        ctl_fail(&c->status, "%s: no such user", c->owner);
     else
         storage_delete_owner(c->st, c->owner, on_deleted, c);
 }
@@ -288,67 +299,6 @@ static bool is_notice(const ctl_t *c)
     return strcmp(c->admin_request, "deleted") == 0 || strcmp(c->admin_request, "created") == 0;
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-static void finish_link(ctl_t *c)
-{
-    if (c->comp) {
-        comp_free(c->comp);
-        c->comp = NULL;
-    }
-    if (c->is_timer_open) {
-        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-        c->is_timer_open = false;
-    }
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    ctl_t *c = t->data;
-    const char *router = config_get(c->config, "router.listen");
-    if (c->is_answered || strcmp(c->admin_request, "created") == 0)
-        ; /* done_soon(): the link closes outside its own callback; or no sm
-           * runs to tell of the new account, and none needs to be told */
-    else if (strcmp(c->admin_request, "deleted") != 0)
-        fail(c, "no answer from the %s through the router at %s: is Hearth running?",
-             strcmp(c->admin_request, "s2s") == 0 ? "s2s" : "sm", router);
-    else
-        fprintf(stderr,
-                "hearthctl: warning: the sm did not answer through the router at %s; sessions "
-                "of %s, if any, end when they log out\n",
-                router, c->owner);
-    finish_link(c);
-}
-
-/* The answer is in: close the link on the next loop turn. */
-static void done_soon(ctl_t *c)
-{
-    c->is_answered = true;
-    uv_timer_start(&c->timer, on_timeout, 0, 0);
-}
-
-static void on_ready(comp_t *comp)
-{
-    ctl_t *c = comp_data(comp);
-    bool is_about_owner = is_notice(c);
-    const char *to = strcmp(c->admin_request, "s2s") == 0 ? "s2s"
-                                                           : config_get(c->config, "domain");
-    arena_t *a = arena_new(0);
-    elem_t *iq = elem_new(a, NS_CLIENT, "iq");
-    elem_set_attr(iq, "type", is_about_owner ? "set" : "get");
-    elem_set_attr(iq, "id", c->admin_request);
-    elem_set_attr(iq, "from", c->id);
-    elem_set_attr(iq, "to", to);
-    elem_t *cmd = elem_add(iq, NS_ADMIN, c->admin_request);
-    if (is_about_owner) elem_set_attr(cmd, "jid", c->owner);
-    /* user= picks the shard that holds the account (DESIGN.md). */
-    comp_send_to(comp, to, c->id, is_about_owner ? c->owner : NULL, iq);
-    arena_free(a);
-}
-
 static void print_online(const elem_t *online)
 {
     int n = 0;
@@ -359,7 +309,7 @@ static void print_online(const elem_t *online)
         const char *show = elem_attr(s, "show");
         bool is_available = available && strcmp(available, "true") == 0;
         printf("%s\t%s\t%s\t%s\n", jid ? jid : "?", c2s ? c2s : "?",
-               !is_available ? "unavailable"
+               !is_available   ? "unavailable"
                : show && *show ? show
                                : "available",
                priority ? priority : "0");
@@ -383,50 +333,38 @@ static void print_s2s(const elem_t *list)
     if (n == 0) fprintf(stderr, "no stream to or from other servers\n");
 }
 
-static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
+static void on_answer(void *ud, const elem_t *iq, ctl_problem_t problem, const char *detail)
 {
-    (void)raw;
-    ctl_t *c = comp_data(comp);
-    elem_t *iq = elem_first(route);
-    const char *route_type = elem_attr(route, "type");
-    bool is_bounce = route_type && strcmp(route_type, "error") == 0;
-    /* Answers count only from the daemon asked (or the router's bounce). */
-    comp_role_t asked = strcmp(c->admin_request, "s2s") == 0 ? ROLE_S2S : ROLE_SM;
-    if (comp_route_role(route) != (is_bounce ? ROLE_ROUTER : asked)) return;
-    if (is_bounce && is_notice(c)) {
-        done_soon(c); /* no sm runs: nothing to tell */
-        return;
-    }
-    if (is_bounce) {
-        /* The router found nobody bound to the name. */
-        if (strcmp(c->admin_request, "s2s") == 0)
-            fail(c, "nobody serves s2s (router: %s): is hearth-s2s running?",
-                 elem_attr(route, "error"));
-        else
-            fail(c, "no sm serves %s (router: %s): is hearth-sm running?",
-                 config_get(c->config, "domain"), elem_attr(route, "error"));
-        done_soon(c);
-        return;
-    }
-    if (c->is_answered || !iq || strcmp(iq->name, "iq") != 0) return;
-    const char *id = elem_attr(iq, "id"), *type = elem_attr(iq, "type");
-    if (!id || strcmp(id, c->admin_request) != 0 || !type) return;
-    if (strcmp(type, "result") == 0) {
-        const elem_t *list = elem_child(iq, NS_ADMIN, c->admin_request);
-        if (is_notice(c))
-            ;
-        else if (!list)
-            fail(c, "the answer has no list");
-        else if (strcmp(c->admin_request, "online") == 0)
-            print_online(list);
-        else
-            print_s2s(list);
+    ctl_t *c = ud;
+    bool is_s2s = strcmp(c->admin_request, "s2s") == 0;
+    const char *router = config_get(c->config, "router.listen");
+    if (is_notice(c)) {
+        /* No sm runs (bounced), or none needs telling of a new account. */
+        if ((problem == CTL_NO_ANSWER || problem == CTL_NO_ROUTER) &&
+            strcmp(c->admin_request, "deleted") == 0)
+            fprintf(stderr,
+                    "hearthctl: warning: the sm did not answer through the router at %s; "
+                    "sessions of %s, if any, end when they log out\n",
+                    router, c->owner);
+    } else if (problem == CTL_BOUNCED && is_s2s) {
+        ctl_fail(&c->status, "nobody serves s2s (router: %s): is hearth-s2s running?", detail);
+    } else if (problem == CTL_BOUNCED) {
+        ctl_fail(&c->status, "no sm serves %s (router: %s): is hearth-sm running?",
+                 config_get(c->config, "domain"), detail);
+    } else if (problem != CTL_ANSWERED) {
+        ctl_fail(&c->status, "no answer from the %s through the router at %s: is Hearth running?",
+                 is_s2s ? "s2s" : "sm", router);
+    } else if (ctl_link_error(iq)) {
+        ctl_fail(&c->status, "the request was refused: %s", ctl_link_error(iq));
     } else {
-        const elem_t *error = elem_child(iq, NULL, "error");
-        const elem_t *condition = error ? elem_first(error) : NULL;
-        fail(c, "the request was refused: %s", condition ? condition->name : "error");
+        const elem_t *list = ctl_link_answer(iq, c->admin_request);
+        if (!list)
+            ctl_fail(&c->status, "the answer has no list");
+        else if (is_s2s)
+            print_s2s(list);
+        else
+            print_online(list);
     }
-    done_soon(c);
 }
 
 /* Is there a router account for hearthctl (role admin, or the shared one of
@@ -441,31 +379,27 @@ bool has_admin_account(const config_t *config)
     return shared && *shared;
 }
 
-/* The router link, made before the switch of user: its secret may be
- * root's. Connected only when a request needs it. */
-static void prepare_link(ctl_t *c)
-{
-    static const comp_cb_t cb = {.on_ready = on_ready, .on_route = on_route};
-    if (!has_admin_account(c->config)) return;
-    snprintf(c->id, sizeof c->id, "hearthctl-%ld", (long)getpid());
-    c->comp = comp_new_from_config(c->loop, c->config, c->id, ROLE_ADMIN, &cb, c);
-}
-
 static void ask_daemon(ctl_t *c, const char *request)
 {
     c->admin_request = request;
-    if (!c->comp) {
+    if (!c->link) {
         if (!is_notice(c))
-            fail(c, "no router account of role admin in %s (router/account role='admin')",
-                 config_file(c->config));
+            ctl_fail(&c->status,
+                     "no router account of role admin in %s (router/account role='admin')",
+                     config_file(c->config));
         return;
     }
-    comp_bind(c->comp, c->id, 0);
-    comp_start(c->comp);
-    uv_timer_init(c->loop, &c->timer);
-    c->timer.data = c;
-    c->is_timer_open = true;
-    uv_timer_start(&c->timer, on_timeout, is_notice(c) ? NOTIFY_TIMEOUT_MS : ROUTER_TIMEOUT_MS, 0);
+    bool is_s2s = strcmp(request, "s2s") == 0;
+    ctl_request_t req = {
+        .to = is_s2s ? "s2s" : config_get(c->config, "domain"),
+        .role = is_s2s ? ROLE_S2S : ROLE_SM,
+        .user = is_notice(c) ? c->owner : NULL,
+        .is_set = is_notice(c),
+        .name = request,
+        .jid = is_notice(c) ? c->owner : NULL,
+        .timeout_ms = is_notice(c) ? NOTIFY_TIMEOUT_MS : ROUTER_TIMEOUT_MS,
+    };
+    ctl_link_ask(c->link, &req, on_answer, c);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -510,21 +444,17 @@ int main(int argc, char **argv)
 
     ctl_t ctl = {0}, *c = &ctl;
     char *err = NULL;
-    if (!(c->config = config_load(path, &err))) {
-        fprintf(stderr, "hearthctl: %s\n", err);
-        free(err);
-        return 1;
-    }
-    /* The daemons' log may be a file; ours is the terminal. */
-    log_open("hearthctl", "stderr", "warn");
+    if (!(c->config = ctl_config_load(path))) return 1;
     c->loop = uv_default_loop();
-    if (!is_users && !is_passwd) prepare_link(c);
+    /* The router link, made before the switch of user: its secret may be
+     * root's. Connected only when a request needs it. */
+    if (!is_users && !is_passwd) c->link = ctl_link_new(c->loop, c->config);
     /* As root, become the daemons' user before the store is opened: what
      * SQLite creates there (-wal, -shm) must stay theirs. */
     if (daemon_switch_user(c->config, &err) < 0) {
         fprintf(stderr, "hearthctl: %s\n", err);
         free(err);
-        finish_link(c);
+        ctl_link_free(c->link);
         uv_run(c->loop, UV_RUN_DEFAULT);
         uv_loop_close(c->loop);
         config_free(c->config);
@@ -542,7 +472,7 @@ int main(int argc, char **argv)
         ask_daemon(c, cmd);
     } else {
         if (!(c->st = storage_open(c->loop, c->config, &err))) {
-            fail(c, "cannot open the store: %s", err);
+            ctl_fail(&c->status, "cannot open the store: %s", err);
             free(err);
             goto done;
         }
@@ -559,7 +489,7 @@ int main(int argc, char **argv)
     uv_run(c->loop, UV_RUN_DEFAULT);
 
 done:
-    finish_link(c);
+    if (c->link && !c->admin_request) ctl_link_free(c->link);
     if (c->st) storage_close(c->st, on_closed, NULL);
     uv_run(c->loop, UV_RUN_DEFAULT);
     uv_loop_close(c->loop);

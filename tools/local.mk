@@ -4,7 +4,7 @@ tools_hearthctl_SOURCES = tools/hearthctl.c
 tools_hearthctl_SOURCES += tools/ctl_check.h tools/ctl_check.c tools/ctl_check_tls.c tools/ctl_check_net.c
 tools_hearthctl_SOURCES += tools/hearthctl.h tools/ctl_pie.h tools/ctl_pie.c tools/ctl_pie_export.c \
 	tools/ctl_pie_import.c tools/ctl_pie_check.c
-tools_hearthctl_SOURCES += tools/ctl_account.c
+tools_hearthctl_SOURCES += tools/ctl_account.c tools/ctl_link.c
 tools_hearthctl_SOURCES += tools/ctl_invite.c
 tools_hearthctl_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)
 tools_hearthctl_LDADD += $(CARES_LIBS)

@@ -169,6 +169,18 @@ def write_config(path, settings):
     return path
 
 
+def wait_for(pred, what="condition", timeout=10):
+    """pred()'s first true value, asked every 50 ms; fails naming what when
+    none comes within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"never true within {timeout}s: {what}")
+
+
 def tail(path, lines=40):
     """The last lines of a file, for failure messages."""
     try:

@@ -8,12 +8,11 @@ on SQLite and on PostgreSQL."""
 import datetime
 import os
 import subprocess
-import time
 
 import pytest
 from slixmpp.exceptions import IqError, IqTimeout
 
-from hearth_env import BUILDDIR
+from hearth_env import BUILDDIR, wait_for
 from xmpp_client import Client, ClientError, register
 
 COMMANDS = "http://jabber.org/protocol/commands"
@@ -118,13 +117,6 @@ def login_fails_with(server, jid, password):
     return None
 
 
-def wait_for(condition, what, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never true within {timeout}s: {what}")
 
 
 # ---- the framework (XEP-0050) ---------------------------------------------------

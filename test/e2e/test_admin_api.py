@@ -10,13 +10,12 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.parse
 
 import pytest
 import yaml
 
-from hearth_env import SRCDIR, Server, binary, free_port, write_config
+from hearth_env import SRCDIR, Server, binary, free_port, write_config, wait_for
 from xmpp_client import Client, ClientError
 
 TOKEN = "s3cret-token-for-the-tests"
@@ -65,14 +64,6 @@ def api_server(hearth_env, tmp_path):
     return server
 
 
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def login(server, user, password=PASSWORD, **kw):

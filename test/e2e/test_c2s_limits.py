@@ -468,12 +468,14 @@ def test_thousands_of_slow_connections_from_one_address_are_refused_at_once(serv
 
     def attack():  # 5,000 connections, each one byte of a stream header at a time
         header = b"<?xml version='1.0'?><stream:stream"
+        started = time.monotonic()
         for _ in range(5000):
             s = socket.socket()
             s.settimeout(10)
             s.connect((server.host, server.port))
             s.setblocking(False)
             sockets.append(s)
+        result["connecting"] = time.monotonic() - started
         sel = selectors.DefaultSelector()
         for s in sockets:
             sel.register(s, selectors.EVENT_READ)
@@ -512,9 +514,13 @@ def test_thousands_of_slow_connections_from_one_address_are_refused_at_once(serv
     for s in sockets:
         s.close()
 
-    assert result.get("refused", 0) >= 5000 - 20, \
+    # 20 pending at a time; on a slow machine the first ones reach
+    # c2s.header-timeout (3 s) while the others still connect, and each
+    # such window frees 20 places
+    admitted = 20 * (1 + int(result.get("connecting", 0) // 3))
+    assert result.get("refused", 0) >= 5000 - admitted, \
         f"only {result.get('refused')} of 5000 connections were refused at once " \
-        f"(c2s.max-pending-per-ip is 20)"
+        f"(c2s.max-pending-per-ip is 20; connecting took {result.get('connecting', 0):.1f} s)"
     assert result.get("closed") == 5000, \
         f"{5000 - result.get('closed', 0)} slow connections still open after c2s.header-timeout"
     assert fds_after <= fds_before + 10, \

@@ -16,7 +16,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hearth_env import Daemon, Server, free_port, self_signed
+from hearth_env import Server, free_port, self_signed, wait_for
 from xmpp_client import Client, ClientError
 
 PASSWORD = "correct horse"
@@ -90,14 +90,6 @@ def delta(before, after, name, **labels):
     return after.get(name, **labels) - before.get(name, **labels)
 
 
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 @pytest.fixture

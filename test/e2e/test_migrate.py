@@ -12,11 +12,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hearth_env import BUILDDIR, Env, Server, accepts, free_port, self_signed, tail
-from xmpp_client import Client, ClientError
+from hearth_env import BUILDDIR, Env, Server, self_signed, tail, wait_for
+from prosody_env import PROSODY, ProsodyBase
+from xmpp_client import befriend, Client, ClientError
 
-PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
-PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
 MIGRATOR = shutil.which("prosody-migrator") or "/usr/bin/prosody-migrator"
 PIE = "urn:xmpp:pie:0"
 ROSTER = "jabber:iq:roster"
@@ -60,30 +59,8 @@ def result(client, stanza):
     return children[0] if children else None
 
 
-def befriend(a, b):
-    """Subscriptions both ways; waits until both rosters say both."""
-    a.send_presence(pto=b.jid.bare, ptype="subscribe")
-    b.send_presence(pto=a.jid.bare, ptype="subscribed")
-    b.send_presence(pto=a.jid.bare, ptype="subscribe")
-    a.send_presence(pto=b.jid.bare, ptype="subscribed")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ra, rb = a.roster_get(), b.roster_get()
-        if (ra.get(b.jid.bare, {}).get("subscription") == "both"
-                and rb.get(a.jid.bare, {}).get("subscription") == "both"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no mutual subscription: {a.jid.bare}: {ra}, {b.jid.bare}: {rb}")
 
 
-def wait_for(what, pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never true within {timeout}s: {what}")
 
 
 VCARD_SET = ("<iq type='set'><vCard xmlns='vcard-temp'><FN>Alice Liddell</FN>"
@@ -142,8 +119,9 @@ def populate(server):
         carol.disconnect()
         alice.send_message(f"carol@{d}", "first, while you were out")
         alice.send_message(f"carol@{d}", "second <&> one")
-        wait_for("two offline messages stored", lambda: server.env.sql(
-            f"SELECT COUNT(*) FROM offline WHERE owner = 'carol@{d}'") == [["2"]])
+        wait_for(lambda: server.env.sql(
+            f"SELECT COUNT(*) FROM offline WHERE owner = 'carol@{d}'") == [["2"]],
+            "two offline messages stored")
     finally:
         for c in clients:
             c.disconnect()
@@ -347,23 +325,14 @@ MIGRATOR_DATA = ("package.path='/usr/lib/prosody/?.lua;'..package.path;"
                  "require'core.configmanager'.set('*','data_path',{path!r})")
 
 
-class Prosody:
+class Prosody(ProsodyBase):
     """A private Prosody for one domain, c2s only, as root of the test."""
 
     def __init__(self, tmpdir, domain):
-        self.dir = str(tmpdir)
-        self.data = os.path.join(self.dir, "data")
-        os.makedirs(self.data, exist_ok=True)
-        self.domain = domain
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.tls_port = self.port
+        super().__init__(tmpdir, domain)
         self.cert_path, key = self_signed(self.dir, domain)
-        self.log = os.path.join(self.dir, "prosody.log")
-        self.config = os.path.join(self.dir, "prosody.cfg.lua")
         ssl = f'ssl = {{ certificate = "{self.cert_path}"; key = "{key}" }}'
-        with open(self.config, "w") as f:
-            f.write(f"""
+        self.write_config(f"""
 daemonize = false
 run_as_root = true
 pidfile = "{self.dir}/prosody.pid"
@@ -384,34 +353,6 @@ modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "presence"; "posix"; 
 VirtualHost "{domain}"
     {ssl}
 """)
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([PROSODY, "--config", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "stdout"), "wb"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prosody exited {self.proc.returncode}:\n{tail(self.log)}")
-            if accepts(self.host, self.port):
-                return self
-            time.sleep(0.1)
-        raise AssertionError(f"prosody does not listen\n{tail(self.log)}")
-
-    def register(self, user, password):
-        subprocess.run([PROSODYCTL, "--config", self.config, "register", user, self.domain,
-                        password], check=True, capture_output=True, timeout=30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
     def export(self, outdir):
         """prosody-migrator from internal storage to XEP-0227 files in
@@ -481,8 +422,9 @@ def test_migration_from_prosody(tmp_path):
 
         # a PLAIN login adds the SHA-256 keys; SCRAM-SHA-256 works from then on
         login(hearth, "bob", "prosody-bob", mechanism="PLAIN").disconnect()
-        wait_for("bob's SCRAM-SHA-256 keys stored", lambda: hearth.env.sql(
-            f"SELECT sha256_stored IS NOT NULL FROM auth WHERE owner = 'bob@{domain}'") == [["1"]])
+        wait_for(lambda: hearth.env.sql(
+            f"SELECT sha256_stored IS NOT NULL FROM auth WHERE owner = 'bob@{domain}'") == [["1"]],
+            "bob's SCRAM-SHA-256 keys stored")
         login(hearth, "bob", "prosody-bob", mechanism="SCRAM-SHA-256").disconnect()
         login(hearth, "bob", "prosody-bob", mechanism="SCRAM-SHA-1").disconnect()
     except Exception:

@@ -16,23 +16,15 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Daemon, Router, Server, accepts, free_port, self_signed, tail
+from hearth_env import BUILDDIR, Daemon, Router, Server, accepts, free_port, self_signed, tail, wait_for
 from xmpp_client import Client, ClientError
 
 PASSWORD = "correct horse"
 
 
-def wait_for(condition, what, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 def log_has(daemon, text, mark=0):

@@ -11,19 +11,14 @@ module; Hearth's s2s.auth=certificate) and authenticate with SASL
 EXTERNAL (XEP-0178)."""
 import os
 import re
-import shutil
-import subprocess
-import time
 from types import SimpleNamespace
 
 import pytest
 
-from hearth_env import (Daemon, Env, Server, TestCA, accepts, free_port, is_built, self_signed,
-                        tail)
+from hearth_env import Daemon, Env, Server, TestCA, free_port, is_built, self_signed, tail
+from prosody_env import PROSODY, ProsodyBase
 from xmpp_client import Client
 
-PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
-PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
 
 pytestmark = [
     pytest.mark.skipif(not is_built("s2s"), reason="hearth-s2s is not built"),
@@ -56,19 +51,14 @@ end
 """
 
 
-class Prosody:
+class Prosody(ProsodyBase):
     def __init__(self, tmpdir, domain, hearth_domain, hearth_port, ca=None,
                  hearth_tls_port=None):
         """ca: a TestCA that issues Prosody's certificate and that Prosody
         trusts, requiring valid certificates; None: self-signed, dialback.
         hearth_tls_port: Hearth's direct TLS port, which Prosody then uses
         (XEP-0368), and Prosody takes direct TLS on s2s_tls_port too."""
-        self.dir = str(tmpdir)
-        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
-        self.domain = domain
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.tls_port = self.port
+        super().__init__(tmpdir, domain)
         self.s2s_port = free_port()
         self.s2s_tls_port = free_port() if hearth_tls_port else None
         if ca:
@@ -85,10 +75,7 @@ class Prosody:
                           ([str(hearth_tls_port)] if hearth_tls_port else []))
         with open(os.path.join(self.dir, "mod_hearth_route.lua"), "w") as f:
             f.write(PLUGIN)
-        self.log = os.path.join(self.dir, "prosody.log")
-        self.config = os.path.join(self.dir, "prosody.cfg.lua")
-        with open(self.config, "w") as f:
-            f.write(f"""
+        self.write_config(f"""
 daemonize = false
 run_as_root = true
 pidfile = "{self.dir}/prosody.pid"
@@ -114,35 +101,9 @@ ssl = {{ {ssl} }}
 VirtualHost "{domain}"
     ssl = {{ {ssl} }}
 """)
-        self.proc = None
 
-    def start(self):
-        self.proc = subprocess.Popen([PROSODY, "--config", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "stdout"), "wb"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prosody exited {self.proc.returncode}:\n"
-                                     f"{tail(os.path.join(self.dir, 'stdout'))}\n{tail(self.log)}")
-            if accepts(self.host, self.port) and accepts(self.host, self.s2s_port):
-                return self
-            time.sleep(0.1)
-        raise AssertionError(f"prosody does not listen\n{tail(self.log)}")
-
-    def register(self, user, password):
-        subprocess.run([PROSODYCTL, "--config", self.config, "register", user, self.domain,
-                        password], check=True, capture_output=True, timeout=30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def ports(self):
+        return [self.port, self.s2s_port]
 
 
 @pytest.fixture(params=["dialback", "certificate", "direct-tls"])

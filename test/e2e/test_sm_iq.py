@@ -15,7 +15,7 @@ import pytest
 
 from hearth_env import BUILDDIR, binary
 from testcomp import Component
-from xmpp_client import Client, ClientError
+from xmpp_client import befriend, Client, ClientError
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -72,21 +72,6 @@ def error_of(client, stanza):
     return condition(answer)
 
 
-def befriend(a, b):
-    """A full subscription handshake both ways; waits until both rosters
-    say both."""
-    a.send_presence(pto=b.jid.bare, ptype="subscribe")
-    b.send_presence(pto=a.jid.bare, ptype="subscribed")
-    b.send_presence(pto=a.jid.bare, ptype="subscribe")
-    a.send_presence(pto=b.jid.bare, ptype="subscribed")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        ra, rb = a.roster_get(), b.roster_get()
-        if (ra.get(b.jid.bare, {}).get("subscription") == "both"
-                and rb.get(a.jid.bare, {}).get("subscription") == "both"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no mutual subscription: {a.jid.bare}: {ra}, {b.jid.bare}: {rb}")
 
 
 def no_stanza(client, pred, seconds=0.7):

@@ -442,3 +442,20 @@ class Client:
 def register(server, jid, password, **kw):
     """Create an account with XEP-0077, log in once, log out."""
     Client(server, jid, password, register=True, **kw).connect().disconnect()
+
+
+def befriend(a, b, timeout=10):
+    """A full subscription handshake both ways between two Clients; waits
+    until both rosters say both."""
+    a.send_presence(pto=b.jid.bare, ptype="subscribe")
+    b.send_presence(pto=a.jid.bare, ptype="subscribed")
+    b.send_presence(pto=a.jid.bare, ptype="subscribe")
+    a.send_presence(pto=b.jid.bare, ptype="subscribed")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ra, rb = a.roster_get(), b.roster_get()
+        if (ra.get(b.jid.bare, {}).get("subscription") == "both"
+                and rb.get(a.jid.bare, {}).get("subscription") == "both"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no mutual subscription: {a.jid.bare}: {ra}, {b.jid.bare}: {rb}")
