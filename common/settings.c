@@ -156,6 +156,8 @@ const cfg_setting_t cfg_settings[] = {
         "ad-hoc command sessions (XEP-0050) one user may have open at a time"),
     DURATION("sm.adhoc-timeout", "10m",
              "an ad-hoc command session left this long without a reply is forgotten"),
+    INT("sm.user-invites", "0", 0, 1000,
+        "unexpired invitations (XEP-0401) each user may make from a client; 0: only administrators"),
 
     /* resolver (resolver/) */
     SECTION("resolver", false, "DNS lookups for s2s (hearth-resolver)"),

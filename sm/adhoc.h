@@ -3,9 +3,10 @@
  *
  * A module hands adhoc_register() a table of commands; mod_adhoc lists
  * them in disco#items of the node http://jabber.org/protocol/commands of
- * the server's JID, and runs them. Every command registered so far is an
- * administrator's: only a session of a bare JID listed in sm.admin sees it
- * listed or may execute it; everyone else gets forbidden.
+ * the server's JID, and runs them. A command is an administrator's (only
+ * a session of a bare JID listed in sm.admin sees it listed or may execute
+ * it; everyone else gets forbidden) unless is_for_users: then every
+ * session of this server may.
  *
  * A command has one form or none. Without one (ask NULL), execute runs it
  * at once. With one, execute answers status='executing' with the form that
@@ -33,6 +34,8 @@ typedef struct adhoc_cmd {
     /* Run the command: form is the submitted <x type='submit'/>, NULL for
      * a command without form. Answers with adhoc_done or adhoc_fail. */
     void (*run)(adhoc_req_t *req, const elem_t *form);
+    /* Every user of this server may run it (else administrators only). */
+    bool is_for_users;
 } adhoc_cmd_t;
 
 /* Offer the commands of a table ending with {NULL}; the table must outlive

@@ -6,13 +6,15 @@
  * http://jabber.org/protocol/commands; disco#items of that node lists the
  * commands the asker may run (its disco#info: automation/command-list),
  * disco#info of a command's node describes it (automation/command-node)
- * to those who may run it. The commands are administrators': a request
- * counts as an administrator's only when it comes from one of this sm's
- * sessions (SM_CHAIN_IN_SESS: a route a c2s sent with the session's sid,
- * its from stamped by the core) whose bare JID is listed in sm.admin. A
- * command from anywhere else (another server, a component, another shard,
- * an IQ to the server's full JID) reaches SM_CHAIN_IN_SERVER and is
- * refused like a non-administrator's: forbidden, and an empty list.
+ * to those who may run it. A command is an administrator's unless its
+ * table entry says it is for users (is_for_users). A request counts as a
+ * user's only when it comes from one of this sm's sessions
+ * (SM_CHAIN_IN_SESS: a route a c2s sent with the session's sid, its from
+ * stamped by the core), and as an administrator's when that session's
+ * bare JID is listed in sm.admin. A command from anywhere else (another
+ * server, a component, another shard, an IQ to the server's full JID)
+ * reaches SM_CHAIN_IN_SERVER and may run nothing: forbidden, and an empty
+ * list.
  *
  * Flow (XEP-0050, "Executing Commands"): execute without sessionid runs
  * a command without form at once (status completed), or opens a command
@@ -54,6 +56,10 @@ struct adhoc_req {
     arena_t *arena;
 };
 
+/* Who asks: one of our sessions, an administrator's or another user's,
+ * or anyone else (another server, a component, another shard). */
+typedef enum asker { ASKER_OTHER, ASKER_USER, ASKER_ADMIN } asker_t;
+
 static const adhoc_cmd_t *tables[MAX_TABLES];
 static int ntables;
 static char **admins; /* prepared bare JIDs, NULL-terminated */
@@ -66,6 +72,13 @@ void adhoc_register(sm_t *sm, const adhoc_cmd_t *cmds)
     (void)sm;
     if (ntables == MAX_TABLES) log_fatal("adhoc: more than %d command tables", MAX_TABLES);
     tables[ntables++] = cmds;
+}
+
+/* An administrator runs every command; a user of this server those for
+ * users; anyone else none. */
+static bool may_run(const adhoc_cmd_t *cmd, asker_t asker)
+{
+    return asker == ASKER_ADMIN || (asker == ASKER_USER && cmd->is_for_users);
 }
 
 static const adhoc_cmd_t *find_command(const char *node)
@@ -358,7 +371,7 @@ static bool is_action(const char *a)
     return false;
 }
 
-static void on_command(sm_t *sm, sm_pkt_t *pkt, const elem_t *command, bool is_allowed)
+static void on_command(sm_t *sm, sm_pkt_t *pkt, const elem_t *command, asker_t asker)
 {
     if (strcmp(pkt->type, "set") != 0) {
         sm_reply_error(sm, pkt, "bad-request");
@@ -370,7 +383,7 @@ static void on_command(sm_t *sm, sm_pkt_t *pkt, const elem_t *command, bool is_a
         sm_reply_error(sm, pkt, "item-not-found");
         return;
     }
-    if (!is_allowed) {
+    if (!may_run(cmd, asker)) {
         log_info("adhoc: %s may not run %s", jid_full(pkt->from), node);
         sm_reply_error(sm, pkt, "forbidden");
         return;
@@ -391,7 +404,7 @@ static void on_command(sm_t *sm, sm_pkt_t *pkt, const elem_t *command, bool is_a
 }
 
 /* disco#items of the commands node, disco#info of a command's node. */
-static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allowed)
+static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, asker_t asker)
 {
     bool is_items = elem_is(query, NS_DISCO_ITEMS, "query");
     if (!is_items && !elem_is(query, NS_DISCO_INFO, "query")) return false;
@@ -405,9 +418,10 @@ static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allow
     const char *domain = pkt->to ? jid_domain(pkt->to) : sm_domain(sm);
     elem_t *reply = elem_new(pkt->stanza->arena, query->ns, "query");
     elem_set_attr(reply, "node", node);
-    if (is_items && is_allowed) {
+    if (is_items) {
         for (int t = 0; t < ntables; t++)
             for (const adhoc_cmd_t *c = tables[t]; c->node; c++) {
+                if (!may_run(c, asker)) continue;
                 elem_t *item = elem_add(reply, NULL, "item");
                 elem_set_attr(item, "jid", domain);
                 elem_set_attr(item, "node", c->node);
@@ -420,7 +434,7 @@ static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allow
         elem_set_attr(id, "type", "command-list");
     } else if (!is_items) {
         /* The same: a command's node, to those who may run it. */
-        if (!is_allowed) {
+        if (!may_run(cmd, asker)) {
             sm_reply_error(sm, pkt, "forbidden");
             return true;
         }
@@ -435,17 +449,17 @@ static bool on_disco(sm_t *sm, sm_pkt_t *pkt, const elem_t *query, bool is_allow
     return true;
 }
 
-static sm_verdict_t handle(sm_t *sm, sm_pkt_t *pkt, bool is_allowed)
+static sm_verdict_t handle(sm_t *sm, sm_pkt_t *pkt, asker_t asker)
 {
     if (strcmp(pkt->kind, "iq") != 0) return SM_PASS;
     if (strcmp(pkt->type, "get") != 0 && strcmp(pkt->type, "set") != 0) return SM_PASS;
     const elem_t *payload = elem_first(pkt->stanza);
     if (!payload) return SM_PASS;
     if (elem_is(payload, NS_COMMANDS, "command")) {
-        on_command(sm, pkt, payload, is_allowed);
+        on_command(sm, pkt, payload, asker);
         return SM_HANDLED;
     }
-    return on_disco(sm, pkt, payload, is_allowed) ? SM_HANDLED : SM_PASS;
+    return on_disco(sm, pkt, payload, asker) ? SM_HANDLED : SM_PASS;
 }
 
 /* One of our sessions, to the server's bare JID (a local domain), or with
@@ -455,13 +469,13 @@ static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
     if (pkt->to && (jid_has_node(pkt->to) || jid_has_resource(pkt->to) ||
                     !sm_is_local(sm, jid_domain(pkt->to))))
         return SM_PASS;
-    return handle(sm, pkt, is_admin(pkt->sess->jid));
+    return handle(sm, pkt, is_admin(pkt->sess->jid) ? ASKER_ADMIN : ASKER_USER);
 }
 
-/* Anyone else, to the server: never an administrator. */
+/* Anyone else, to the server: neither an administrator nor a user. */
 static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
 {
-    return handle(sm, pkt, false);
+    return handle(sm, pkt, ASKER_OTHER);
 }
 
 static void load_admins(sm_t *sm)

@@ -17,6 +17,7 @@ void mod_register_init(sm_t *sm);
 void mod_admin_init(sm_t *sm);
 void mod_adhoc_init(sm_t *sm);
 void mod_admin_commands_init(sm_t *sm);
+void mod_invite_init(sm_t *sm);
 
 /* One line per module, so that adding one is a one-line change. */
 /* clang-format off */
@@ -36,6 +37,7 @@ const sm_module_t sm_modules[] = {
     {"admin", mod_admin_init},
     {"adhoc", mod_adhoc_init},
     {"admin_commands", mod_admin_commands_init},
+    {"invite", mod_invite_init},
     {NULL, NULL},
 };
 /* clang-format on */

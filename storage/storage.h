@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "config.h"
 #include "sasl.h"
 
@@ -132,5 +133,17 @@ int storage_schema_version(const config_t *config, int *version, int *expected, 
 int token_new(char out[TOKEN_LEN + 1]);
 /* The hash kept in tokens.hash: SHA-256, hex. 0, or -1 if GnuTLS fails. */
 int token_hash(const char *token, char out[65]);
+typedef struct token_row {
+    const char *hash;    /* token_hash() of the token */
+    const char *kind;    /* "invite" or "reset" */
+    const char *domain;  /* where it registers, prepared */
+    const char *owner;   /* the account it is for, or NULL (any name) */
+    const char *inviter; /* the user who made it, or NULL (an administrator) */
+    long long expires;   /* unix seconds */
+} token_row_t;
+/* Store a token, and delete the expired ones, in one transaction. */
+void token_store(storage_t *st, const token_row_t *row, st_cb cb, void *ud);
+/* Append xmpp:JID?ACTION;preauth=TOKEN[;ibr=y] (RFC 5122, XEP-0401). */
+void token_uri(buf_t *b, const char *jid, const char *action, const char *token, bool is_ibr);
 
 #endif

@@ -1,9 +1,11 @@
 /* token.c — the one-time tokens of the tokens collection (hearthctl invite
- * and reset, checked by c2s): made here, and stored only as a hash, so
- * that a copy of the store lets nobody register. */
+ * and reset, the invitation commands of sm/mod_invite.c, checked by c2s):
+ * made here, stored only as a hash, so that a copy of the store lets
+ * nobody register, and handed out as XMPP URIs (RFC 5122, XEP-0401). */
 #include <gnutls/crypto.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "storage.h"
 
@@ -29,4 +31,41 @@ int token_hash(const char *token, char out[65])
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
     return 0;
+}
+
+void token_store(storage_t *st, const token_row_t *row, st_cb cb, void *ud)
+{
+    char now[24], expires[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(expires, sizeof expires, "%lld", row->expires);
+    const char *params[] = {row->hash, row->kind, row->domain, row->owner, expires, row->inviter};
+    const char *expired[] = {now};
+    /* nothing else deletes expired tokens */
+    st_stmt_t stmts[] = {
+        {"DELETE FROM tokens WHERE expires <= $1", 1, expired},
+        {"INSERT INTO tokens (hash, kind, domain, owner, expires, inviter) "
+         "VALUES ($1, $2, $3, $4, $5, $6)",
+         6, params},
+    };
+    storage_tx(st, 2, stmts, cb, ud);
+}
+
+/* RFC 5122 §2.2: a JID in an XMPP URI, each byte outside the unreserved
+ * characters and '@' percent-encoded. */
+static void uri_jid(buf_t *b, const char *jid)
+{
+    for (const unsigned char *p = (const unsigned char *)jid; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~@", *p))
+            buf_printf(b, "%c", *p);
+        else
+            buf_printf(b, "%%%02X", *p);
+    }
+}
+
+void token_uri(buf_t *b, const char *jid, const char *action, const char *token, bool is_ibr)
+{
+    buf_appends(b, "xmpp:");
+    uri_jid(b, jid);
+    buf_printf(b, "?%s;preauth=%s%s", action, token, is_ibr ? ";ibr=y" : "");
 }

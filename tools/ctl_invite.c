@@ -36,19 +36,6 @@ typedef struct invite {
     int status;
 } invite_t;
 
-/* RFC 5122 §2.2: a JID in an XMPP URI, each byte outside the unreserved
- * characters and '@' percent-encoded. */
-static void uri_jid(buf_t *b, const char *jid)
-{
-    for (const unsigned char *p = (const unsigned char *)jid; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~@", *p))
-            buf_printf(b, "%c", *p);
-        else
-            buf_printf(b, "%%%02X", *p);
-    }
-}
-
 static void on_stored(void *ud, const st_result_t *res)
 {
     invite_t *c = ud;
@@ -58,30 +45,22 @@ static void on_stored(void *ud, const st_result_t *res)
         return;
     }
     buf_t uri = BUF_INIT;
-    buf_appends(&uri, "xmpp:");
-    uri_jid(&uri, c->jid ? jid_bare(c->jid) : c->domain);
-    buf_printf(&uri, "?register;preauth=%s", c->token);
+    token_uri(&uri, c->jid ? jid_bare(c->jid) : c->domain, "register", c->token, false);
     printf("%s\n%s\n", c->token, uri.data);
     buf_free(&uri);
 }
 
-/* The new token, and expired ones gone (nothing else deletes them). */
 static void store_token(invite_t *c)
 {
-    char now[24], expires[24];
-    long long t = (long long)time(NULL);
-    snprintf(now, sizeof now, "%lld", t);
-    snprintf(expires, sizeof expires, "%lld",
-             t + (long long)(config_ms(c->config, "c2s.token-expiry") / 1000));
-    const char *params[] = {c->hash, c->is_reset ? "reset" : "invite", c->domain,
-                            c->jid ? jid_bare(c->jid) : NULL, expires};
-    const char *expired[] = {now};
-    st_stmt_t stmts[] = {
-        {"DELETE FROM tokens WHERE expires <= $1", 1, expired},
-        {"INSERT INTO tokens (hash, kind, domain, owner, expires) VALUES ($1, $2, $3, $4, $5)", 5,
-         params},
+    token_row_t row = {
+        .hash = c->hash,
+        .kind = c->is_reset ? "reset" : "invite",
+        .domain = c->domain,
+        .owner = c->jid ? jid_bare(c->jid) : NULL,
+        .expires =
+            (long long)time(NULL) + (long long)(config_ms(c->config, "c2s.token-expiry") / 1000),
     };
-    storage_tx(c->st, 2, stmts, on_stored, c);
+    token_store(c->st, &row, on_stored, c);
 }
 
 /* invite JID: no such account yet; reset JID: the account exists. */

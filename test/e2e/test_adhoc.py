@@ -25,7 +25,8 @@ XEP_0133_NODES = [
     "get-online-users-num", "get-online-users-list", "get-online-users", "announce", "set-motd",
     "edit-motd", "delete-motd",
 ]
-ALL_NODES = [ADMIN + n for n in XEP_0133_NODES] + ["urn:hearth:admin#stats"]
+ALL_NODES = [ADMIN + n for n in XEP_0133_NODES] + ["urn:hearth:admin#stats",
+                                                  "urn:xmpp:invite#create-account"]
 
 pytestmark = pytest.mark.server(**{"sm.admin": "admin@localhost", "sm.adhoc-sessions": "3"})
 

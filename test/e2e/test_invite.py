@@ -13,6 +13,7 @@ import pytest
 from slixmpp.exceptions import IqError, IqTimeout
 
 from hearth_env import BUILDDIR
+from test_adhoc import command_nodes, commander, error_of, run, send_command, values
 from xmpp_client import Client, ClientError, register
 
 pytestmark = pytest.mark.server(**{"c2s.registration": "false"})
@@ -195,3 +196,62 @@ def test_hearthctl_invite_and_reset_refuse_bad_input(server):
         proc = hearthctl(server, *args)
         assert proc.returncode == 2 and "usage:" in proc.stderr, (args, proc)
     assert server.env.sql("SELECT count(*) FROM tokens") == [["0"]]
+
+
+# ---- invitations from a client (ad-hoc commands, XEP-0401) -----------------------
+
+def inviter(server, jid, password="pw"):
+    """A logged-in client able to run commands; its account made first."""
+    proc = hearthctl(server, "adduser", jid, password)
+    assert proc.returncode == 0, proc.stderr
+    return commander(server, jid, password, register_first=False)
+
+
+def invitation(answer):
+    """(uri, expire) of an invitation command's result."""
+    form = values(answer)
+    assert form.get("FORM_TYPE") in ("urn:xmpp:invite#invitation", ["urn:xmpp:invite#invitation"]), form
+    return form["uri"], form["expire"]
+
+
+@pytest.mark.server(**{"c2s.registration": "false", "sm.user-invites": "2"})
+def test_a_users_invitation_lets_one_person_register(server):
+    with inviter(server, "romeo@localhost") as romeo:
+        assert "urn:xmpp:invite#invite" in command_nodes(romeo)
+        uri, expire = invitation(run(romeo, "urn:xmpp:invite#invite"))
+        m = re.fullmatch(r"xmpp:romeo@localhost\?roster;preauth=([0-9a-f]{32});ibr=y", uri)
+        assert m, uri
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expire), expire
+        assert joins(server, "juliet@localhost", "pw", m[1]) is None
+        assert logs_in(server, "juliet@localhost", "pw")
+        assert joins(server, "tybalt@localhost", "pw", m[1]) == "item-not-found"
+        # two unexpired invitations at most: the used one is gone, so two more
+        run(romeo, "urn:xmpp:invite#invite")
+        run(romeo, "urn:xmpp:invite#invite")
+        condition, _ = error_of(send_command(romeo, "urn:xmpp:invite#invite"))
+        assert condition == "resource-constraint"
+
+
+def test_users_do_not_invite_unless_user_invites_is_set(server):
+    with inviter(server, "romeo@localhost") as romeo:
+        assert command_nodes(romeo) == []
+        condition, _ = error_of(send_command(romeo, "urn:xmpp:invite#invite"))
+        assert condition == "item-not-found"
+        condition, _ = error_of(send_command(romeo, "urn:xmpp:invite#create-account"))
+        assert condition == "forbidden"
+
+
+@pytest.mark.server(**{"c2s.registration": "false", "sm.admin": "admin@localhost"})
+def test_an_administrators_account_invitation_names_the_account(server):
+    with inviter(server, "admin@localhost") as admin:
+        uri, _ = invitation(run(admin, "urn:xmpp:invite#create-account", {"username": "Mercutio"}))
+        m = re.fullmatch(r"xmpp:mercutio@localhost\?register;preauth=([0-9a-f]{32})", uri)
+        assert m, uri
+        assert joins(server, "benvolio@localhost", "pw", m[1]) == "not-allowed"
+        assert joins(server, "mercutio@localhost", "pw", m[1]) is None
+        # an account that exists
+        answer = send_command(admin, "urn:xmpp:invite#create-account")
+        answer = send_command(admin, "urn:xmpp:invite#create-account", action="complete",
+                              sessionid=answer["command"]["sessionid"],
+                              fields={"username": "mercutio"})
+        assert error_of(answer)[0] == "conflict"
