@@ -31,3 +31,11 @@ etc/systemd/tmpfiles/hearth.conf: $(top_srcdir)/etc/systemd/hearth-tmpfiles.conf
 
 # make install, the units, the man pages; readiness and SIGHUP.
 EXTRA_DIST += test/e2e/test_install.py test/e2e/test_reload.py
+
+# etc/logrotate/: the rotation of hearthd's log files.
+logrotatedir = $(sysconfdir)/logrotate.d
+logrotate_DATA = etc/logrotate/hearth
+EXTRA_DIST += etc/logrotate/hearth.in
+CLEANFILES += etc/logrotate/hearth
+etc/logrotate/hearth: $(top_srcdir)/etc/logrotate/hearth.in Makefile
+	$(AM_V_GEN)mkdir -p etc/logrotate && $(do_subst) < $(top_srcdir)/etc/logrotate/hearth.in > $@

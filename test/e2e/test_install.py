@@ -232,3 +232,12 @@ def test_hearthctl_page_lists_every_subcommand(installed, tmp_path):
     described = set(re.findall(r"^ {7}([a-z0-9-]+)\b", text, re.M))
     missing = sorted(commands - described)
     assert not missing, f"hearthctl(8) does not describe {missing}"
+
+
+def test_the_logrotate_file_names_the_default_log_directory(installed):
+    path = under(installed, "sysconfdir", "logrotate.d", "hearth")
+    with open(path) as f:
+        text = f.read()
+    _, dirs = installed
+    assert f"{dirs['localstatedir']}/lib/hearth/log/*.log {{" in text, text
+    assert "copytruncate" in text, text

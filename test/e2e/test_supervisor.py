@@ -182,3 +182,28 @@ def test_template_documents_every_setting_with_its_default():
     assert not unknown, f"the template has settings settings.c lacks: {unknown}"
     wrong = {p: (documented[p], d) for p, d in table.items() if d and documented[p] != d}
     assert not wrong, f"template values that are not the defaults (template, default): {wrong}"
+
+
+def test_logrotate_rotates_the_logs_and_the_daemons_write_on(started, tmp_path):
+    """The installed logrotate file (etc/logrotate/hearth), pointed at this
+    test's log directory: the logs are rotated in place (copytruncate), and
+    the router, whose log hearthd opened once, goes on writing to router.log."""
+    logdir = os.path.join(started.statedir, "log")
+    router_log = os.path.join(logdir, "router.log")
+    with open(os.path.join(BUILDDIR, "etc", "logrotate", "hearth")) as f:
+        text = f.read()
+    text, n = re.subn(r"^\S+/log/\*\.log \{", f"{logdir}/*.log {{", text, flags=re.M)
+    assert n == 1, text
+    conf = tmp_path / "hearth.logrotate"
+    conf.write_text(text)
+    p = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "logrotate.status"), str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    with open(router_log + ".1") as f:
+        assert "listening" in f.read()
+    assert accepts("127.0.0.1", started.port)  # the router logs the connection
+    deadline = time.monotonic() + 10
+    while "connection from" not in open(router_log).read():
+        assert time.monotonic() < deadline, "nothing written to router.log after the rotation"
+        time.sleep(0.05)
+    assert os.path.exists(os.path.join(logdir, "hearthd.log.1"))
