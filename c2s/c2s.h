@@ -238,6 +238,8 @@ void preauth_claim(client_t *cl, const char *bare, preauth_cb cb, void *ud);
 void preauth_unclaim(client_t *cl);
 /* The registration succeeded: the token is gone. */
 void preauth_used(client_t *cl);
+/* The user whose invitation the accepted token is, or NULL. */
+const char *preauth_inviter(const client_t *cl);
 void preauth_free(client_t *cl);
 
 /* session.c */
@@ -250,7 +252,7 @@ void session_route(c2s_t *c2s, elem_t *route);
 void session_bind_timeout(client_t *cl);
 /* An account was created by registration: the sm of its domain is told,
  * so that it stops answering for it as for a nonexistent one. */
-void session_account_created(c2s_t *c2s, const char *domain, const char *bare);
+void session_account_created(c2s_t *c2s, const char *domain, const char *bare, const char *inviter);
 /* The client is gone: tell the sm, drop the cid. */
 void session_client_gone(client_t *cl);
 /* The sm of a domain came or went. */

@@ -10,7 +10,10 @@
  * as XEP-0445 asks) or for another domain is item-not-found; a known one is
  * an empty result, and the stream may then register (register.c):
  *  - an invitation: one new account, of the name it was made for if it
- *    names one (another name is not-allowed);
+ *    names one (another name is not-allowed); a user's invitation (made
+ *    with urn:xmpp:invite#invite, sm/mod_invite.c) names its inviter, and
+ *    the new account and the inviter are then subscribed to each other
+ *    (session_account_created);
  *  - a reset: the account it was made for, which gets the new password of
  *    the registration (an UPDATE of its keys) without the old one.
  * A token is used up by the registration that succeeds with it: it is
@@ -36,6 +39,7 @@ struct preauth {
     char hash[65];
     bool is_reset;     /* else an invitation */
     char *owner;       /* the account it is for, or NULL */
+    char *inviter;     /* the user whose invitation it is, or NULL */
     long long expires; /* of the token, kept to put it back */
     bool is_accepted;
     bool is_looking; /* the lookup in flight */
@@ -76,6 +80,7 @@ void preauth_free(client_t *cl)
     preauth_t *p = cl->preauth;
     if (!p) return;
     free(p->owner);
+    free(p->inviter);
     free(p->iq_id);
     free(p);
     cl->preauth = NULL;
@@ -101,6 +106,8 @@ static void on_looked_up(void *ud, const st_result_t *res)
         const char *owner = st_text(res, 0, 1);
         if (owner && !(p->owner = strdup(owner))) log_fatal("out of memory");
         p->expires = st_int(res, 0, 2);
+        const char *inviter = st_text(res, 0, 3);
+        if (inviter && !(p->inviter = strdup(inviter))) log_fatal("out of memory");
         log_info("%s (%s): %s token accepted%s%s", cl->c2s->id, client_peer(cl),
                  p->is_reset ? "a reset" : "an invitation", owner ? " for " : "",
                  owner ? owner : "");
@@ -137,7 +144,7 @@ void preauth_handle(client_t *cl, elem_t *iq)
     p->is_looking = true;
     client_ref(cl);
     storage_query(cl->c2s->storage,
-                  "SELECT kind, owner, expires FROM tokens"
+                  "SELECT kind, owner, expires, inviter FROM tokens"
                   " WHERE hash = $1 AND domain = $2 AND expires > $3",
                   3, params, on_looked_up, p);
 }
@@ -219,11 +226,17 @@ void preauth_unclaim(client_t *cl)
     snprintf(expires, sizeof expires, "%lld", p->expires);
     char *hash = strdup(p->hash);
     if (!hash) log_fatal("out of memory");
-    const char *params[] = {hash, p->is_reset ? "reset" : "invite", cl->domain, p->owner, expires};
+    const char *params[] = {
+        hash, p->is_reset ? "reset" : "invite", cl->domain, p->owner, expires, p->inviter};
     storage_query(cl->c2s->storage,
-                  "INSERT INTO tokens (hash, kind, domain, owner, expires)"
-                  " VALUES ($1, $2, $3, $4, $5)",
-                  5, params, on_unclaimed, hash);
+                  "INSERT INTO tokens (hash, kind, domain, owner, expires, inviter)"
+                  " VALUES ($1, $2, $3, $4, $5, $6)",
+                  6, params, on_unclaimed, hash);
+}
+
+const char *preauth_inviter(const client_t *cl)
+{
+    return preauth_is_accepted(cl) ? cl->preauth->inviter : NULL;
 }
 
 void preauth_used(client_t *cl)

@@ -84,7 +84,8 @@ static void on_inserted(void *ud, const st_result_t *res)
     /* The sm learns of the account even if its maker has hung up. */
     bool is_reset = preauth_is_reset(cl);
     if (st == ST_OK && is_reset && st_changes(res) == 0) st = ST_FAILED; /* the account is gone */
-    if (st == ST_OK && !is_reset) session_account_created(cl->c2s, cl->domain, r->bare);
+    if (st == ST_OK && !is_reset)
+        session_account_created(cl->c2s, cl->domain, r->bare, preauth_inviter(cl));
     if (st == ST_OK)
         preauth_used(cl);
     else if (st == ST_CONSTRAINT)

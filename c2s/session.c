@@ -148,18 +148,29 @@ static int send_session(c2s_t *c2s, const char *domain, const char *user, const 
     return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
 }
 
-void session_account_created(c2s_t *c2s, const char *domain, const char *bare)
+/* <account action=ACTION jid=JID [contact=CONTACT]/> to JID's shard. */
+static int send_account(c2s_t *c2s, const char *domain, const char *action, const char *jid,
+                        const char *contact)
 {
     buf_t *b = &c2s->scratch;
     buf_reset(b);
     buf_appends(b, "<route");
     attr(b, "to", domain);
     attr(b, "from", c2s->id);
-    attr(b, "user", bare);
-    buf_appends(b, "><account xmlns='" NS_HEARTH_SESSION "' action='created'");
-    attr(b, "jid", bare);
+    attr(b, "user", jid);
+    buf_appends(b, "><account xmlns='" NS_HEARTH_SESSION "'");
+    attr(b, "action", action);
+    attr(b, "jid", jid);
+    if (contact) attr(b, "contact", contact);
     buf_appends(b, "/></route>");
-    if (!c2s->comp || comp_send_raw(c2s->comp, b->data, b->len) < 0)
+    return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
+}
+
+void session_account_created(c2s_t *c2s, const char *domain, const char *bare, const char *inviter)
+{
+    const char *at = inviter ? strrchr(inviter, '@') : NULL;
+    if (send_account(c2s, domain, "created", bare, inviter) < 0 ||
+        (at && send_account(c2s, at + 1, "invited", inviter, bare) < 0))
         log_info("%s: router link down: the sm is not told of the new account %s", c2s->id, bare);
 }
 

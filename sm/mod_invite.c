@@ -3,10 +3,12 @@
  *
  *  - urn:xmpp:invite#invite, for every user when sm.user-invites is above
  *    0: a link with which one person registers here (XEP-0445), even with
- *    c2s.registration off: xmpp:INVITER?roster;preauth=TOKEN;ibr=y. Their
- *    client then asks the inviter for a subscription, which the inviter
- *    approves as any other (the token does not approve it by itself). A
- *    user has at most sm.user-invites unexpired invitations
+ *    c2s.registration off: xmpp:INVITER?roster;preauth=TOKEN;ibr=y. The
+ *    new account and the inviter are then subscribed to each other
+ *    (c2s/preauth.c tells both sm shards; mod_roster does it). Someone who
+ *    has an account already and asks the inviter for a subscription with
+ *    the token (XEP-0379) is asked like anyone else: the token does not
+ *    approve it. A user has at most sm.user-invites unexpired invitations
  *    (resource-constraint beyond).
  *  - urn:xmpp:invite#create-account, for administrators: the same as
  *    hearthctl invite, from a client: a form with an optional username

@@ -605,6 +605,70 @@ static sm_verdict_t on_session_end(sm_t *sm, sm_pkt_t *pkt)
     return SM_PASS;
 }
 
+/* ---- invitations (XEP-0401) ---------------------------------------------- */
+
+/* The op on r is over; a roster of a user without sessions leaves memory. */
+static void befriend_done(sm_t *sm, roster_t *r)
+{
+    char *owner = strdup(r->owner);
+    if (!owner) log_fatal("out of memory");
+    roster_done(sm, r);
+    if (!sm_sessions(sm, owner)) roster_forget_if_idle(sm, owner);
+    free(owner);
+}
+
+/* Someone registered with a user's invitation: the inviter and the new
+ * account are subscribed to each other (XEP-0401, "Redeeming a User
+ * Invitation": both rosters end at both). Each shard does its own user's
+ * half (the c2s tells both, sm/session.c), pushed to its sessions; their
+ * presence flows at the next available presence, like any contacts'. A
+ * full roster keeps its items as they are, and is logged. */
+static void befriend_saved(sm_t *sm, roster_t *r, void *ud, st_status_t status)
+{
+    char *contact = ud;
+    ritem_t *it = roster_find(r, contact);
+    if (status != ST_OK)
+        log_warn("invite: %s and %s not subscribed to each other: %s", r->owner, contact,
+                 store_condition(status));
+    else if (it)
+        push(sm, r, it, false);
+    free(contact);
+    befriend_done(sm, r);
+}
+
+static void befriend_op(sm_t *sm, roster_t *r, void *ud)
+{
+    char *contact = ud;
+    ritem_t *it = r->is_loaded ? roster_find(r, contact) : NULL;
+    if (r->is_loaded && !it && has_room(r)) it = roster_add(r, contact);
+    if (!it) {
+        log_warn("invite: %s's roster %s: %s not added", r->owner,
+                 r->is_loaded ? "is full" : "did not load", contact);
+        free(contact);
+        befriend_done(sm, r);
+        return;
+    }
+    it->sub = SUB_TO | SUB_FROM;
+    it->ask = false;
+    it->preapproved = false;
+    ritem_set(&it->pending_in, NULL);
+    roster_save(sm, r, it, false, befriend_saved, contact);
+}
+
+static sm_verdict_t on_account(sm_t *sm, sm_pkt_t *pkt)
+{
+    const char *text = elem_attr(pkt->stanza, "contact");
+    jid_t *contact = text ? jid_new(text, strlen(text), NULL) : NULL;
+    if (contact && jid_has_node(contact) && !jid_has_resource(contact) &&
+        strcmp(jid_bare(contact), jid_bare(pkt->from)) != 0) {
+        char *copy = strdup(jid_bare(contact));
+        if (!copy) log_fatal("out of memory");
+        roster_with(sm, jid_bare(pkt->from), befriend_op, copy);
+    }
+    jid_free(contact);
+    return SM_PASS;
+}
+
 void mod_roster_init(sm_t *sm); /* listed in modules.c */
 
 void mod_roster_init(sm_t *sm)
@@ -616,5 +680,6 @@ void mod_roster_init(sm_t *sm)
     sm_hook(sm, SM_CHAIN_SESS_START, 200, on_session_start);
     /* After mod_presence's broadcast, which reads the roster. */
     sm_hook(sm, SM_CHAIN_SESS_END, 900, on_session_end);
+    sm_hook(sm, SM_CHAIN_ACCOUNT, 200, on_account);
     sm_feature(sm, NS_ROSTER);
 }

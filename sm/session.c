@@ -15,7 +15,12 @@
  * created by in-band registration, so that the sm stops answering for it
  * as for a nonexistent one (the negative cache of deliver.c):
  *   <account xmlns='urn:hearth:session:1' action='created' jid='BARE'/>
- * routed to the account's domain with user='BARE' (its shard). */
+ * routed to the account's domain with user='BARE' (its shard); with
+ * contact='INVITER' when it registered with a user's invitation (XEP-0401),
+ * and then also, to the inviter's shard (user='INVITER'),
+ *   <account xmlns='urn:hearth:session:1' action='invited' jid='INVITER'
+ *            contact='BARE'/>
+ * so that each shard subscribes its own user to the other (mod_roster). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -258,17 +263,31 @@ sess_t *sess_of_route(sm_t *sm, const elem_t *route)
     return s;
 }
 
-/* <account action='created' jid='BARE'/>: c2s registered an account. */
-static void account_event(sm_t *sm, const char *c2s, const elem_t *req)
+/* <account action='created' jid='BARE' [contact='BARE']/>: c2s registered
+ * an account (with the invitation of contact); <account action='invited'
+ * jid='BARE' contact='BARE'/>: someone registered with jid's invitation
+ * (XEP-0401). Modules hear of both on SM_CHAIN_ACCOUNT. */
+static void account_event(sm_t *sm, const char *c2s, elem_t *req)
 {
     const char *action = elem_attr(req, "action"), *text = elem_attr(req, "jid");
     jid_t *j = text ? jid_new(text, strlen(text), NULL) : NULL;
-    if (action && strcmp(action, "created") == 0 && j && jid_has_node(j) && !jid_has_resource(j) &&
-        sm_is_local(sm, jid_domain(j)))
-        sm_account_created(sm, jid_bare(j));
-    else
+    bool is_created = action && strcmp(action, "created") == 0;
+    bool is_invited = action && strcmp(action, "invited") == 0;
+    if (!(is_created || is_invited) || !j || !jid_has_node(j) || jid_has_resource(j) ||
+        !sm_is_local(sm, jid_domain(j))) {
         log_warn("%s: account event '%s' for '%s' not understood", c2s, action ? action : "",
                  text ? text : "");
+        jid_free(j);
+        return;
+    }
+    if (is_created) sm_account_created(sm, jid_bare(j));
+    elem_t *event = elem_copy(arena_new(0), req);
+    elem_set_attr(event, "from", jid_bare(j));
+    sm_pkt_t *pkt = sm_pkt_new(sm, event);
+    if (pkt) {
+        sm_chain_run(sm, SM_CHAIN_ACCOUNT, pkt);
+        sm_pkt_release(pkt);
+    }
     jid_free(j);
 }
 

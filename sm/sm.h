@@ -82,6 +82,12 @@ typedef enum sm_chain {
      * session is pkt->sess; it still exists during the hook. */
     SM_CHAIN_SESS_START,
     SM_CHAIN_SESS_END,
+    /* An account event a c2s reported: pkt->stanza is its <account
+     * xmlns='urn:hearth:session:1' action='created|invited' jid='BARE'
+     * [contact='BARE']/>, from its jid: an account made by in-band
+     * registration (contact: the user whose invitation it used), or the
+     * user whose invitation someone used (contact: the new account). */
+    SM_CHAIN_ACCOUNT,
     SM_CHAINS
 } sm_chain_t;
 

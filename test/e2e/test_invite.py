@@ -222,8 +222,24 @@ def test_a_users_invitation_lets_one_person_register(server):
         m = re.fullmatch(r"xmpp:romeo@localhost\?roster;preauth=([0-9a-f]{32});ibr=y", uri)
         assert m, uri
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expire), expire
+        romeo.roster_get()  # romeo's session gets roster pushes
+        romeo.send_presence()
         assert joins(server, "juliet@localhost", "pw", m[1]) is None
-        assert logs_in(server, "juliet@localhost", "pw")
+        # XEP-0401: the two are subscribed to each other, romeo told at once
+        push = romeo.wait_iq(lambda s: s["type"] == "set" and s.xml.find(
+            "{jabber:iq:roster}query/{jabber:iq:roster}item[@jid='juliet@localhost']") is not None,
+            timeout=10)
+        item = push.xml.find("{jabber:iq:roster}query/{jabber:iq:roster}item")
+        assert item.get("subscription") == "both", push
+        juliet = Client(server, "juliet@localhost", "pw").connect()
+        try:
+            assert juliet.roster_get().get("romeo@localhost", {}).get("subscription") == "both"
+            juliet.send_presence()
+            romeo.wait_presence(lambda p: p["from"].bare == "juliet@localhost" and
+                                p["type"] == "available", timeout=10)
+            juliet.wait_presence(lambda p: p["from"].bare == "romeo@localhost", timeout=10)
+        finally:
+            juliet.disconnect()
         assert joins(server, "tybalt@localhost", "pw", m[1]) == "item-not-found"
         # two unexpired invitations at most: the used one is gone, so two more
         run(romeo, "urn:xmpp:invite#invite")
