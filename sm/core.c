@@ -246,6 +246,23 @@ const config_t *sm_config(const sm_t *sm)
     return sm->config;
 }
 
+void sm_at_stop(sm_t *sm, void (*fn)(sm_t *sm))
+{
+    if (sm->nat_stop == SM_AT_STOP_MAX) log_fatal("more than %d sm_at_stop calls", SM_AT_STOP_MAX);
+    sm->at_stop[sm->nat_stop++] = fn;
+}
+
+void sm_run_at_stop(sm_t *sm)
+{
+    for (int i = 0; i < sm->nat_stop; i++)
+        sm->at_stop[i](sm);
+}
+
+bool sm_is_stopping(const sm_t *sm)
+{
+    return sm->is_stopping;
+}
+
 uv_loop_t *sm_loop(sm_t *sm)
 {
     return sm->loop;

@@ -17,6 +17,8 @@ typedef struct chain {
     int n;
 } chain_t;
 
+#define SM_AT_STOP_MAX 8
+
 struct sm {
     uv_loop_t *loop;
     const config_t *config;
@@ -27,6 +29,8 @@ struct sm {
     int ndomains;
     int shards; /* sm.shards */
     bool is_stopping;
+    void (*at_stop[SM_AT_STOP_MAX])(sm_t *sm); /* sm_at_stop() */
+    int nat_stop;
 
     chain_t chains[SM_CHAINS];
     const char **features; /* NULL-terminated */
@@ -72,6 +76,8 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *request);
 sess_t *sess_of_route(sm_t *sm, const elem_t *route);
 void sess_end_c2s(sm_t *sm, const char *c2s);
 void sess_end_all(sm_t *sm);
+/* The sm stops: what modules asked with sm_at_stop(), store still open. */
+void sm_run_at_stop(sm_t *sm);
 
 /* Delivery (deliver.c). */
 /* A stanza from a session, from stamped. */

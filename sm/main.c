@@ -45,6 +45,7 @@ static void on_stop(void *ud)
     metrics_close();
     sm_api_stop();
     sess_end_all(sm);
+    sm_run_at_stop(sm);
     storage_close(sm->st, on_storage_closed, sm);
 }
 

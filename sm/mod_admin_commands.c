@@ -788,44 +788,141 @@ static sm_verdict_t on_user_message(sm_t *sm, sm_pkt_t *pkt)
 
 /* ---- last login, and no session for a disabled account ------------------ */
 
+/* Every session start records the account's login time, and ends the
+ * session if the account was disabled after c2s read its keys. The writes
+ * are grouped: the logins of up to LOGIN_DELAY_MS go in one transaction
+ * (at most LOGIN_BATCH_MAX, one transaction in flight at a time), so that
+ * a burst of logins costs the store a few transactions, not one each; the
+ * sm's stop writes what waits. The transaction's last statement lists
+ * which of its accounts are disabled; its IN list is padded to a power of
+ * two (repeating its last account), so that the store's statement cache
+ * sees few texts. */
+#define LOGIN_BATCH_MAX 512
+#define LOGIN_DELAY_MS 1000
+
 typedef struct login {
-    sm_t *sm;
     char *owner;
     char sid[33];
 } login_t;
 
-/* No row changed: the account was disabled (or removed) after c2s read
- * its keys for this login: end the session. */
-static void on_login_stored(void *ud, const st_result_t *res)
+typedef struct login_batch {
+    sm_t *sm;
+    int n;
+    login_t logins[];
+} login_batch_t;
+
+static login_t *logins_waiting;
+static int nwaiting, waiting_cap;
+static bool is_storing_logins;
+static uv_timer_t login_timer;
+
+static void store_logins(sm_t *sm);
+
+static void on_login_timer(uv_timer_t *t)
 {
-    login_t *l = ud;
-    if (st_status(res) != ST_OK) {
-        log_warn("admin commands: cannot store the login time of %s: %s", l->owner, st_error(res));
-    } else if (st_changes(res) == 0) {
-        for (sess_t *s = sm_sessions(l->sm, l->owner); s; s = s->next)
-            if (strcmp(s->sid, l->sid) == 0) {
-                log_notice("admin commands: %s is disabled: session %s ended", l->owner, l->sid);
-                sm_end_session(l->sm, s, "not-authorized");
-                break;
-            }
+    if (!is_storing_logins && nwaiting > 0) store_logins(t->data);
+}
+
+/* Logins wait: store them within LOGIN_DELAY_MS, or now when enough. */
+static void schedule_logins(sm_t *sm)
+{
+    if (is_storing_logins || nwaiting == 0) return;
+    if (nwaiting >= LOGIN_BATCH_MAX)
+        store_logins(sm);
+    else if (!uv_is_active((uv_handle_t *)&login_timer))
+        uv_timer_start(&login_timer, on_login_timer, LOGIN_DELAY_MS, 0);
+}
+
+static void on_logins_stored(void *ud, const st_result_t *res)
+{
+    login_batch_t *b = ud;
+    sm_t *sm = b->sm;
+    is_storing_logins = false;
+    if (st_status(res) != ST_OK)
+        log_warn("admin commands: cannot store the login time of %d account(s): %s", b->n,
+                 st_error(res));
+    for (int r = 0; st_status(res) == ST_OK && r < st_rows(res); r++) {
+        const char *owner = st_text(res, r, 0);
+        for (int i = 0; owner && i < b->n; i++) {
+            if (strcmp(b->logins[i].owner, owner) != 0) continue;
+            for (sess_t *s = sm_sessions(sm, owner); s; s = s->next)
+                if (strcmp(s->sid, b->logins[i].sid) == 0) {
+                    log_notice("admin commands: %s is disabled: session %s ended", owner,
+                               b->logins[i].sid);
+                    sm_end_session(sm, s, "not-authorized");
+                    break;
+                }
+        }
     }
-    free(l->owner);
-    free(l);
+    for (int i = 0; i < b->n; i++)
+        free(b->logins[i].owner);
+    free(b);
+    if (!sm_is_stopping(sm)) schedule_logins(sm);
+}
+
+static void store_logins(sm_t *sm)
+{
+    uv_timer_stop(&login_timer);
+    int n = nwaiting < LOGIN_BATCH_MAX ? nwaiting : LOGIN_BATCH_MAX, padded = 1;
+    while (padded < n)
+        padded *= 2;
+    login_batch_t *b = malloc(sizeof *b + (size_t)n * sizeof(login_t));
+    st_stmt_t *stmts = calloc((size_t)n + 1, sizeof *stmts);
+    const char **params = calloc((size_t)(2 * n + padded), sizeof *params);
+    if (!b || !stmts || !params) log_fatal("out of memory");
+    b->sm = sm;
+    b->n = n;
+    memcpy(b->logins, logins_waiting, (size_t)n * sizeof(login_t));
+    nwaiting -= n;
+    memmove(logins_waiting, logins_waiting + n, (size_t)nwaiting * sizeof(login_t));
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    buf_t sql = BUF_INIT;
+    buf_appends(&sql, "SELECT DISTINCT owner FROM auth WHERE disabled <> 0 AND owner IN (");
+    const char **in = params + 2 * n;
+    for (int i = 0; i < padded; i++) {
+        in[i] = b->logins[i < n ? i : n - 1].owner;
+        buf_printf(&sql, "%s$%d", i ? ", " : "", i + 1);
+    }
+    buf_appends(&sql, ")");
+    for (int i = 0; i < n; i++) {
+        params[2 * i] = b->logins[i].owner;
+        params[2 * i + 1] = now;
+        stmts[i] = (st_stmt_t){"UPDATE auth SET last_login = $2 WHERE owner = $1 AND disabled = 0",
+                               2, params + 2 * i};
+    }
+    stmts[n] = (st_stmt_t){sql.data, padded, in};
+    is_storing_logins = true;
+    storage_tx(sm_storage(sm), n + 1, stmts, on_logins_stored, b);
+    buf_free(&sql);
+    free(stmts);
+    free(params);
 }
 
 static sm_verdict_t on_sess_start(sm_t *sm, sm_pkt_t *pkt)
 {
-    char now[24];
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    login_t *l = calloc(1, sizeof *l);
-    if (!l || !(l->owner = strdup(jid_bare(pkt->sess->jid)))) log_fatal("out of memory");
-    l->sm = sm;
+    if (nwaiting == waiting_cap) {
+        waiting_cap = waiting_cap ? 2 * waiting_cap : 64;
+        logins_waiting = realloc(logins_waiting, (size_t)waiting_cap * sizeof(login_t));
+        if (!logins_waiting) log_fatal("out of memory");
+    }
+    login_t *l = &logins_waiting[nwaiting++];
+    if (!(l->owner = strdup(jid_bare(pkt->sess->jid)))) log_fatal("out of memory");
     memcpy(l->sid, pkt->sess->sid, sizeof l->sid);
-    const char *params[] = {l->owner, now};
-    storage_query(sm_storage(sm),
-                  "UPDATE auth SET last_login = $2 WHERE owner = $1 AND disabled = 0", 2, params,
-                  on_login_stored, l);
+    schedule_logins(sm);
     return SM_PASS;
+}
+
+/* The sm stops (its sessions ended, the store still open): what waits is
+ * written now, in as many transactions as it takes, and the timer goes. */
+static void at_stop(sm_t *sm)
+{
+    uv_timer_stop(&login_timer);
+    while (nwaiting > 0) {
+        is_storing_logins = false;
+        store_logins(sm);
+    }
+    uv_close((uv_handle_t *)&login_timer, NULL);
 }
 
 /* ---- the table --------------------------------------------------------------- */
@@ -863,6 +960,9 @@ void mod_admin_commands_init(sm_t *sm)
     storage_query(sm_storage(sm), "SELECT domain, text FROM motd", 0, NULL, on_motds_loaded, NULL);
     sm_hook(sm, SM_CHAIN_AVAILABLE, 600, on_available);
     sm_hook(sm, SM_CHAIN_SESS_START, 600, on_sess_start);
+    uv_timer_init(sm_loop(sm), &login_timer);
+    login_timer.data = sm;
+    sm_at_stop(sm, at_stop);
     sm_hook(sm, SM_CHAIN_IN_SESS, 50, on_sess_message);
     sm_hook(sm, SM_CHAIN_IN_USER, 50, on_user_message);
 }

@@ -170,6 +170,12 @@ const char *sm_domain(const sm_t *sm);
 storage_t *sm_storage(sm_t *sm);
 const config_t *sm_config(const sm_t *sm);
 uv_loop_t *sm_loop(sm_t *sm);
+/* The sm is stopping: once its sessions are ended and fn (below) ran, the
+ * store takes no new work. */
+bool sm_is_stopping(const sm_t *sm);
+/* Call fn when the sm stops, after its sessions ended and before the store
+ * closes (a module writes what it held back, stops its timers). */
+void sm_at_stop(sm_t *sm, void (*fn)(sm_t *sm));
 
 /* Accounts (account.c), for every asker (XEP-0077, the admin API): the
  * store's keys and the core's account cache changed together. done runs
