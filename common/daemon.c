@@ -7,17 +7,18 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
-#include <unistd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -274,13 +275,27 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     umask(077);
     while ((opt = getopt_long(argc, argv, "c:i:tVh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': file = optarg; break;
-        case 'i': d->id = optarg; break;
-        case 't': check_only = 1; break;
-        case 'g': get = optarg; break;
-        case 'V': printf("hearth-%s %s\n", d->name, PACKAGE_VERSION); exit(0);
-        case 'h': usage(d->name, stdout); exit(0);
-        default: usage(d->name, stderr); exit(2);
+        case 'c':
+            file = optarg;
+            break;
+        case 'i':
+            d->id = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'g':
+            get = optarg;
+            break;
+        case 'V':
+            printf("hearth-%s %s\n", d->name, PACKAGE_VERSION);
+            exit(0);
+        case 'h':
+            usage(d->name, stdout);
+            exit(0);
+        default:
+            usage(d->name, stderr);
+            exit(2);
         }
     }
     if (optind < argc) {
@@ -331,6 +346,8 @@ void daemon_init(daemon_ctx_t *d, int argc, char **argv)
     watch_signal(d, &d->sig_hup, SIGHUP);
 }
 
+static void start_heartbeat(daemon_ctx_t *d);
+
 void daemon_drop_privileges(daemon_ctx_t *d)
 {
     run_as_t who = {.is_root = true};
@@ -339,38 +356,108 @@ void daemon_drop_privileges(daemon_ctx_t *d)
     /* The group that may read the config: the one the daemon will run with. */
     warn_if_config_exposed(config_file(d->config),
                            geteuid() == 0 && !who.is_root ? who.gid : getegid());
-    if (geteuid() != 0 || who.is_root) return;
-    give_router_socket(d, &who);
-    if (daemon_switch_user(d->config, &err) < 0) log_fatal("%s", err);
-    log_info("running as %s (uid %u, gid %u)", who.name, (unsigned)who.uid, (unsigned)who.gid);
+    if (geteuid() == 0 && !who.is_root) {
+        give_router_socket(d, &who);
+        if (daemon_switch_user(d->config, &err) < 0) log_fatal("%s", err);
+        log_info("running as %s (uid %u, gid %u)", who.name, (unsigned)who.uid, (unsigned)who.gid);
+    }
+    start_heartbeat(d); /* its file is the user's */
 }
 
-void daemon_ready(void)
+/* One datagram to $NOTIFY_SOCKET (systemd's sd_notify protocol); a
+ * failure is logged. */
+static void notify_systemd(const char *msg)
 {
-    static bool is_sent;
     const char *name = getenv("NOTIFY_SOCKET");
-    if (is_sent || !name || !*name) return;
-    is_sent = true;
+    if (!name || !*name) return;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t len = strlen(name);
     if ((name[0] != '/' && name[0] != '@') || len >= sizeof sa.sun_path) {
-        log_warn("NOTIFY_SOCKET %s is not a socket path or an @abstract name: readiness not sent",
-                 name);
+        log_warn("NOTIFY_SOCKET %s is not a socket path or an @abstract name: %s not sent", name,
+                 msg);
         return;
     }
     memcpy(sa.sun_path, name, len);
     if (name[0] == '@') sa.sun_path[0] = '\0';
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    static const char ready[] = "READY=1";
-    if (fd < 0 || sendto(fd, ready, sizeof ready - 1, MSG_NOSIGNAL | MSG_DONTWAIT,
-                         (const struct sockaddr *)&sa,
-                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        log_warn("cannot tell NOTIFY_SOCKET %s that we are ready: %s", name, strerror(errno));
+    if (fd < 0 ||
+        sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT, (const struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_warn("cannot send %s to NOTIFY_SOCKET %s: %s", msg, name, strerror(errno));
     if (fd >= 0) close(fd);
+}
+
+void daemon_ready(void)
+{
+    static bool is_sent;
+    if (is_sent) return;
+    is_sent = true;
+    notify_systemd("READY=1");
+}
+
+/* ---- the watchdog's heartbeat (daemon.h, "Liveness") ---------------------- */
+
+static void on_touched(uv_fs_t *req)
+{
+    daemon_ctx_t *d = req->data;
+    if (req->result < 0 && d->has_heartbeat)
+        log_warn("cannot touch the heartbeat file: %s", uv_strerror((int)req->result));
+    uv_fs_req_cleanup(req);
+    d->is_touching = false;
+    if (!d->has_heartbeat && d->heartbeat_fd >= 0) { /* daemon_done came meanwhile */
+        close(d->heartbeat_fd);
+        d->heartbeat_fd = -1;
+    }
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    daemon_ctx_t *d = t->data;
+    if (d->is_systemd_watchdog) notify_systemd("WATCHDOG=1");
+    if (d->heartbeat_fd < 0 || d->is_touching) return;
+    double now = (double)time(NULL);
+    d->heartbeat_req.data = d;
+    d->is_touching =
+        uv_fs_futime(d->loop, &d->heartbeat_req, d->heartbeat_fd, now, now, on_touched) == 0;
+}
+
+static void start_heartbeat(daemon_ctx_t *d)
+{
+    uint64_t watchdog = config_ms(d->config, "supervisor.watchdog"), period = 0;
+    d->heartbeat_fd = -1;
+    if (watchdog > 0) {
+        char dir[4096], path[4200];
+        snprintf(dir, sizeof dir, "%s/heartbeat", config_get(d->config, "statedir"));
+        snprintf(path, sizeof path, "%s/%s", dir, d->id);
+        if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+            (d->heartbeat_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+            log_warn("%s: %s: hearthd's watchdog will find this daemon dead", path,
+                     strerror(errno));
+        period = watchdog / 3;
+    }
+    const char *usec = getenv("WATCHDOG_USEC");
+    uint64_t systemd_ms = usec ? strtoull(usec, NULL, 10) / 1000 : 0;
+    if (systemd_ms > 0) {
+        d->is_systemd_watchdog = true;
+        if (!period || systemd_ms / 2 < period) period = systemd_ms / 2;
+    }
+    if (!period) return;
+    if (period < 100) period = 100;
+    uv_timer_init(d->loop, &d->heartbeat);
+    d->heartbeat.data = d;
+    uv_timer_start(&d->heartbeat, on_heartbeat, 0, period);
+    uv_unref((uv_handle_t *)&d->heartbeat); /* never what keeps a stopping loop alive */
+    d->has_heartbeat = true;
 }
 
 void daemon_done(daemon_ctx_t *d)
 {
+    if (d->has_heartbeat) {
+        d->has_heartbeat = false;
+        uv_close((uv_handle_t *)&d->heartbeat, NULL);
+        if (!d->is_touching && d->heartbeat_fd >= 0) close(d->heartbeat_fd);
+        if (!d->is_touching) d->heartbeat_fd = -1;
+    }
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);

@@ -27,6 +27,13 @@
  * when the variable is unset. The router calls it once it listens, the
  * others once they are logged in to the router.
  *
+ * Liveness. Once its privileges are dropped, a daemon proves its loop
+ * turns: every supervisor.watchdog / 3 it sets the time of
+ * STATEDIR/heartbeat/ID (asynchronously, on the thread pool), which
+ * hearthd reads to kill and restart a daemon that stopped answering; and
+ * under systemd with WatchdogSec (WATCHDOG_USEC set), it sends
+ * "WATCHDOG=1" to $NOTIFY_SOCKET every half of that period.
+ *
  * Privileges (docs: the `user` setting). Every daemon runs with umask 077,
  * so what it creates (the store, its -wal and -shm, keys, logs) is the
  * owner's only. A daemon started as root becomes `user` (default hearth)
@@ -58,6 +65,11 @@ typedef struct daemon_ctx {
     int (*on_reload)(void *ud, const config_t *fresh, char **err);
     void *ud;
     uv_signal_t sig_term, sig_int, sig_hup;
+    /* the watchdog's heartbeat (daemon_drop_privileges) */
+    uv_timer_t heartbeat;
+    uv_fs_t heartbeat_req;
+    int heartbeat_fd;
+    bool has_heartbeat, is_touching, is_systemd_watchdog;
 } daemon_ctx_t;
 
 /* Parse options, load and validate the config, open the log, install the

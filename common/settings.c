@@ -229,6 +229,8 @@ const cfg_setting_t cfg_settings[] = {
     /* supervisor (tools/hearthd) */
     SECTION("supervisor", false, "the hearthd supervisor"),
     STRING("supervisor.logdir", "", "directory for one log file per daemon (default: statedir/log)"),
+    DURATION("supervisor.watchdog", "30s",
+             "a daemon whose loop has not turned for this long is killed and restarted; 0 never"),
     STRINGS("supervisor.daemon", NULL,
             "a daemon to run, e.g. router or c2s (default: every one installed)"),
 

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hearth_env import BUILDDIR, SRCDIR, accepts, binary, tail
+from hearth_env import BUILDDIR, SRCDIR, accepts, binary, tail, wait_for
 
 HEARTHD = os.path.join(BUILDDIR, "tools", "hearthd")
 TEMPLATE = os.path.join(SRCDIR, "etc", "hearth.xml")
@@ -26,7 +26,7 @@ def hearthd(config, *args, timeout=60):
 def router_pid(config):
     """The router's pid as `hearthd status` shows it, or None."""
     _, out = hearthd(config, "status")
-    m = re.search(r"^router: running \(pid (\d+)\)$", out, re.M)
+    m = re.search(r"^router: running \(pid (\d+)\)", out, re.M)
     return int(m[1]) if m else None
 
 
@@ -207,3 +207,45 @@ def test_logrotate_rotates_the_logs_and_the_daemons_write_on(started, tmp_path):
         assert time.monotonic() < deadline, "nothing written to router.log after the rotation"
         time.sleep(0.05)
     assert os.path.exists(os.path.join(logdir, "hearthd.log.1"))
+
+
+def test_a_hung_daemon_is_killed_and_restarted_by_the_watchdog(supervised):
+    """supervisor.watchdog: a router stopped with SIGSTOP touches its
+    heartbeat no more; hearthd kills it and starts a new one."""
+    supervised.write_config(**{"supervisor.daemon": ["router"], "supervisor.watchdog": "2s"})
+    status, out = hearthd(supervised.config_path, "start")
+    assert status == 0, out
+    heartbeat = os.path.join(supervised.statedir, "heartbeat", "router")
+    wait_for(lambda: os.path.exists(heartbeat), "the router's heartbeat file")
+    old = router_pid(supervised.config_path)
+    os.kill(old, signal.SIGSTOP)
+    new = wait_for(lambda: (lambda p: p if p and p != old else None)(
+        router_pid(supervised.config_path)), "a new router after the watchdog", timeout=15)
+    assert new != old
+    wait_for(lambda: accepts("127.0.0.1", supervised.port), "the new router listening")
+    log = tail(supervised.hearthd_log, 80)
+    assert f"router (pid {old}) has not shown life for 2s (supervisor.watchdog): killing it" in log, log
+    assert f"router (pid {old}) killed by SIGKILL" in log, log
+
+
+def test_a_router_that_runs_is_not_killed_by_the_watchdog(supervised):
+    supervised.write_config(**{"supervisor.daemon": ["router"], "supervisor.watchdog": "1s"})
+    status, out = hearthd(supervised.config_path, "start")
+    assert status == 0, out
+    pid = router_pid(supervised.config_path)
+    deadline = time.monotonic() + 4  # four watchdog periods
+    while time.monotonic() < deadline:
+        assert router_pid(supervised.config_path) == pid, tail(supervised.hearthd_log)
+        time.sleep(0.5)
+    assert "has not shown life" not in tail(supervised.hearthd_log, 80)
+
+
+def test_status_tells_of_a_daemon_that_keeps_failing(supervised, tmp_path):
+    supervised.write_config(**{"supervisor.daemon": ["router", "sm"],
+                               "storage.sqlite": str(tmp_path / "missing" / "dir" / "hearth.sqlite")})
+    status, out = hearthd(supervised.config_path, "start")
+    assert status == 0, out
+    pattern = (r"^sm: (stopped|running \(pid \d+\)) \(failed ([2-9]|\d\d+) times in a row, last "
+               r"exited with status 1 after \d+s; see .*sm\.log\)$")
+    wait_for(lambda: re.search(pattern, hearthd(supervised.config_path, "status")[1], re.M),
+             "hearthd status saying sm keeps failing", timeout=15)
