@@ -699,6 +699,14 @@ void config_free(config_t *c)
 
 /* ---- lookups ----------------------------------------------------------- */
 
+const char *config_sqlite_file(const config_t *c, char *buf, size_t size)
+{
+    const char *file = config_get(c, "storage.sqlite");
+    if (file && *file) return file;
+    snprintf(buf, size, "%s/hearth.sqlite", config_get(c, "statedir"));
+    return buf;
+}
+
 const char *config_get(const config_t *c, const char *path)
 {
     const cfg_setting_t *s = must_find(path);

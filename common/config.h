@@ -55,6 +55,9 @@ void config_free(config_t *c);
  * Asking for a path that is not in the table is a programming error and
  * fatal. */
 const char *config_get(const config_t *c, const char *path);
+/* The SQLite store's file: storage.sqlite, else STATEDIR/hearth.sqlite
+ * (written into buf, of size bytes). */
+const char *config_sqlite_file(const config_t *c, char *buf, size_t size);
 long long config_int(const config_t *c, const char *path);
 bool config_bool(const config_t *c, const char *path);
 unsigned long long config_size(const config_t *c, const char *path);

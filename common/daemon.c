@@ -215,12 +215,8 @@ static int prepare_statedir(const config_t *c, const run_as_t *who, char **err)
 static void give_store(const config_t *c, const run_as_t *who)
 {
     if (strcmp(config_get(c, "storage.driver"), "sqlite") != 0) return;
-    const char *file = config_get(c, "storage.sqlite");
-    char base[4096];
-    if (file && *file)
-        snprintf(base, sizeof base, "%s", file);
-    else
-        snprintf(base, sizeof base, "%s/hearth.sqlite", config_get(c, "statedir"));
+    char buf[4096];
+    const char *base = config_sqlite_file(c, buf, sizeof buf);
     static const char *const suffixes[] = {"", "-wal", "-shm"};
     for (int i = 0; i < 3; i++) {
         char path[4200];

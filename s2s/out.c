@@ -553,12 +553,12 @@ void out_send(s2s_t *s, const char *local, const char *remote, const elem_t *sta
     char why[JID_STRING_MAX + 96];
     if (s2s_policy(s, remote) == AUTH_BLOCK) {
         refused = "not-allowed";
-    } else if (s2s_is_unserved_subdomain(s, remote)) {
-        /* RFC 6120 §8.3.3.19: the service does not exist here */
+    } else if (!(o = stream_for(s, local, remote)) && s2s_is_unserved_subdomain(s, remote)) {
+        /* RFC 6120 §8.3.3.19: the service does not exist here (checked
+         * only where a stream would be made: such a domain never has one) */
         snprintf(why, sizeof why, "%s is not served here: no component is bound to it", remote);
         refused = "service-unavailable", text = why;
     } else {
-        o = stream_for(s, local, remote);
         char key[2 * JID_STRING_MAX];
         if (!o && !s->is_stopping && (o = out_new(s, local, remote)))
             map_put(&s->out_by_pair, pair_key(key, local, remote), o);

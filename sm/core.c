@@ -165,9 +165,7 @@ void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
         log_debug("router link down: stanza for %s dropped", jid_full(sess->jid));
 }
 
-/* An answer to pkt: straight to the asking session when it is one of ours,
- * else delivered like any stanza. Takes the arena of answer. */
-static void answer(sm_t *sm, sm_pkt_t *pkt, elem_t *answer)
+void sm_send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer)
 {
     sess_t *s = jid_has_resource(pkt->from) ? sm_session(sm, pkt->from) : NULL;
     if (s)
@@ -184,7 +182,7 @@ void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition)
         arena_free(e->arena);
         return;
     }
-    answer(sm, pkt, e);
+    sm_send_answer(sm, pkt, e);
 }
 
 void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload)
@@ -198,7 +196,7 @@ void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload)
      * result goes without a from. */
     if (pkt->to) elem_set_attr(iq, "from", jid_full(pkt->to));
     if (payload) elem_add_copy(iq, payload);
-    answer(sm, pkt, iq);
+    sm_send_answer(sm, pkt, iq);
 }
 
 /* ---- lookups ---------------------------------------------------------- */

@@ -98,18 +98,6 @@ static bool is_admin(const jid_t *jid)
 
 /* ---- answers ------------------------------------------------------------- */
 
-/* Send a finished answer to the requester (its session, when it is one of
- * ours) and free its arena. */
-static void send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer)
-{
-    sess_t *s = jid_has_resource(pkt->from) ? sm_session(sm, pkt->from) : NULL;
-    if (s)
-        sm_send_to_sess(sm, s, answer);
-    else
-        sm_deliver(sm, answer);
-    arena_free(answer->arena);
-}
-
 /* A stanza error with a XEP-0050 condition beside the RFC 6120 one. */
 static void reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition, const char *specific)
 {
@@ -119,7 +107,7 @@ static void reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition, const ch
         return;
     }
     if (specific) elem_add(elem_child(e, NULL, "error"), NS_COMMANDS, specific);
-    send_answer(sm, pkt, e);
+    sm_send_answer(sm, pkt, e);
 }
 
 static elem_t *command_elem(arena_t *a, const adhoc_cmd_t *cmd, const char *sessionid,
@@ -168,7 +156,7 @@ void adhoc_fail(adhoc_req_t *req, const char *condition, const char *text)
 {
     elem_t *e = elem_copy(arena_new(0), req->pkt->stanza);
     if (xmpp_stanza_error(e, condition, text) == 0)
-        send_answer(req->sm, req->pkt, e);
+        sm_send_answer(req->sm, req->pkt, e);
     else
         arena_free(e->arena);
     req_free(req);

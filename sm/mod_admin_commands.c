@@ -918,10 +918,8 @@ static sm_verdict_t on_sess_start(sm_t *sm, sm_pkt_t *pkt)
 static void at_stop(sm_t *sm)
 {
     uv_timer_stop(&login_timer);
-    while (nwaiting > 0) {
-        is_storing_logins = false;
+    while (nwaiting > 0)
         store_logins(sm);
-    }
     uv_close((uv_handle_t *)&login_timer, NULL);
 }
 

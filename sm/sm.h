@@ -124,6 +124,10 @@ void sm_deliver(sm_t *sm, const elem_t *stanza);
 void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza);
 /* Answer pkt's stanza with a stanza error (nothing for an error). */
 void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition);
+/* Send an answer to pkt (built by the caller): straight to the asking
+ * session when it is one of ours, else delivered like any stanza. Takes
+ * the arena of answer. */
+void sm_send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer);
 /* An IQ result for pkt's IQ (to/from swapped, same id), with payload (may
  * be NULL) as its child; sent to the session or delivered. */
 void sm_reply_result(sm_t *sm, sm_pkt_t *pkt, const elem_t *payload);

@@ -44,12 +44,8 @@ static const char *first_line(char *buf, size_t size, const char *message)
 
 static int sqlite_version(const config_t *config, int *version, char **err)
 {
-    const char *file = config_get(config, "storage.sqlite");
-    char path[4096];
-    if (file && *file)
-        snprintf(path, sizeof path, "%s", file);
-    else
-        snprintf(path, sizeof path, "%s/hearth.sqlite", config_get(config, "statedir"));
+    char buf[4096];
+    const char *path = config_sqlite_file(config, buf, sizeof buf);
     if (access(path, F_OK) < 0) return 1;
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);

@@ -408,12 +408,9 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
     sq->loop = loop;
     sq->queue_tail = &sq->queue;
     sq->work.data = sq;
-    const char *file = config_get(config, "storage.sqlite");
-    if (file && *file) {
-        if (!(sq->path = strdup(file))) log_fatal("out of memory");
-    } else if (asprintf(&sq->path, "%s/hearth.sqlite", config_get(config, "statedir")) < 0) {
+    char file[4096];
+    if (!(sq->path = strdup(config_sqlite_file(config, file, sizeof file))))
         log_fatal("out of memory");
-    }
 
     bool existed = access(sq->path, F_OK) == 0;
     make_private(sq->path);

@@ -328,21 +328,13 @@ static void check_accounts(check_t *k)
 
 /* ---- the store ------------------------------------------------------------ */
 
-static const char *sqlite_path(const check_t *k, char *buf, size_t size)
-{
-    const char *file = config_get(k->config, "storage.sqlite");
-    if (file && *file) return file;
-    snprintf(buf, size, "%s/hearth.sqlite", config_get(k->config, "statedir"));
-    return buf;
-}
-
 static void check_store(check_t *k)
 {
     int version = 0, expected = 0;
     char *err = NULL, path[4200];
     bool is_sqlite = strcmp(config_get(k->config, "storage.driver"), "sqlite") == 0;
-    const char *where =
-        is_sqlite ? sqlite_path(k, path, sizeof path) : config_get(k->config, "storage.pgsql");
+    const char *where = is_sqlite ? config_sqlite_file(k->config, path, sizeof path)
+                                  : config_get(k->config, "storage.pgsql");
     int rc = storage_schema_version(k->config, &version, &expected, &err);
     if (rc == 1)
         check_note(k, "store %s does not exist yet: the sm creates it at its first start", where);
@@ -398,7 +390,7 @@ static void check_modes(check_t *k)
     }
     if (strcmp(config_get(k->config, "storage.driver"), "sqlite") == 0) {
         char path[4200];
-        const char *file = sqlite_path(k, path, sizeof path);
+        const char *file = config_sqlite_file(k->config, path, sizeof path);
         if (stat(file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
             check_warning(k,
                           "store %s is readable by group or others (mode %04o): it holds the "

@@ -8,6 +8,8 @@
                 .password .user .config_path .pid .log (path of its log)
                 .log_tail() .restart() .stop()
 
+    dns         a real dnsmasq on a free loopback port (hearth_env.Dns)
+
     server      a whole Hearth for clients (hearth_env.Server): router, sm and
                 c2s for domain "localhost", registration on, started.
                 .port (STARTTLS) .tls_port (direct TLS) .c2s_ports[i]
@@ -45,7 +47,16 @@ import contextlib
 
 import pytest
 
-from hearth_env import BUILDDIR, Env, Router, Server, pg_cluster, pg_missing, stop_pg_cluster
+from hearth_env import BUILDDIR, Dns, Env, Router, Server, pg_cluster, pg_missing, stop_pg_cluster
+
+
+@pytest.fixture
+def dns(tmp_path):
+    """A real dnsmasq on a free loopback port (hearth_env.Dns), stopped at
+    teardown."""
+    d = Dns(tmp_path)
+    yield d
+    d.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hearth_env import BUILDDIR, DNSMASQ, Dns, Router, accepts, free_port
+from hearth_env import BUILDDIR, DNSMASQ, Router, accepts, free_port
 
 cryptography = pytest.importorskip("cryptography", reason="python3-cryptography is not installed")
 from cryptography import x509  # noqa: E402
@@ -452,11 +452,6 @@ needs_dnsmasq = pytest.mark.skipif(not os.path.exists(DNSMASQ),
                                    reason="dnsmasq is not installed (Debian: dnsmasq-base)")
 
 
-@pytest.fixture
-def dns(tmp_path):
-    d = Dns(tmp_path)
-    yield d
-    d.stop()
 
 
 DNS_WORDS = ("can't find you", "does not resolve", "in DNS", "SRV target")

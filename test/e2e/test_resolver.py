@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hearth_env import BUILDDIR, DNSMASQ, Dns, Router
+from hearth_env import BUILDDIR, DNSMASQ, Router
 from testcomp import Component
 
 NS = "urn:hearth:resolver:1"
@@ -19,11 +19,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(DNSMASQ),
                                 reason="dnsmasq is not installed (Debian: dnsmasq-base)")
 
 
-@pytest.fixture
-def dns(tmp_path):
-    d = Dns(tmp_path)
-    yield d
-    d.stop()
 
 
 @pytest.fixture
