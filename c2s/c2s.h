@@ -16,6 +16,7 @@
  *   preauth.c   XEP-0445 tokens: registration by invitation, password reset
  *   session.c   resource binding, the session protocol with the sm, routing
  *               stanzas both ways, the table of connection ids
+ *   hold.c      what sessions send while their sm (or the router) is away
  *   addr.c      client addresses: their keys, and the connections (and
  *               those not yet authenticated) each holds in this process
  *   limits.c    what every c2s of the host shares: each address's login
@@ -36,12 +37,14 @@
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
 #define NS_SASL_CB "urn:xmpp:sasl-cb:0"
 #define NS_PING "urn:xmpp:ping"
+#define NS_ROSTER "jabber:iq:roster"
 #define NS_STANZAS NS_STANZA_ERRORS
 
 typedef struct c2s c2s_t;
 typedef struct client client_t;
 typedef struct addr addr_t;
 typedef struct limits limits_t;
+typedef struct held held_t; /* one route waiting for the sm (hold.c) */
 
 /* A client address as the limits count it: an IPv4 address as ::ffff:a.b.c.d,
  * an IPv6 address cut to its first c2s.ipv6-prefix bits (a /64: one
@@ -88,6 +91,10 @@ struct client {
     uint64_t cid_num;
     client_t *cid_next; /* c2s->by_cid chain */
     char *sid;          /* the sm's session id once started */
+    char *presence;     /* its last broadcast available presence, as routed; or NULL */
+    size_t presence_len;
+    bool is_interested; /* has asked for its roster (a resume says so) */
+    bool is_parked;     /* gone, its session's end held for the sm (hold.c) */
     char *bind_iq_id;   /* the bind IQ waiting for the sm */
     /* timers: one uv_timer_t, armed at the earliest deadline below */
     uv_timer_t timer;
@@ -115,6 +122,10 @@ struct addr {
 typedef struct domain_state {
     const char *name;
     bool is_available; /* the router advertises the sm's name */
+    bool needs_resume; /* the sm was away: its sessions are re-announced when it is back */
+    uint64_t away_since;        /* loop ms */
+    held_t *held, *held_tail;   /* routes waiting for the sm, in order */
+    size_t held_bytes;
 } domain_state_t;
 
 struct c2s {
@@ -139,6 +150,8 @@ struct c2s {
     limits_t *limits;
     uv_timer_t stop_timer; /* the end of a shutdown */
     uv_timer_t trim;       /* returns released parsers' pages to the system */
+    uv_timer_t hold_timer; /* expires held routes (hold.c) */
+    size_t held_bytes;     /* in all domains */
     bool is_stopping;
     buf_t scratch;
     /* settings */
@@ -149,6 +162,8 @@ struct c2s {
     unsigned max_auth_failures;
     uint64_t ping_interval, idle_timeout, bind_timeout, idle_release;
     uint64_t header_timeout, auth_timeout;
+    size_t hold_max;
+    uint64_t hold_time;
 };
 
 /* main.c: return released memory to the system soon (once per batch). */
@@ -253,12 +268,33 @@ void session_bind_timeout(client_t *cl);
 /* An account was created by registration: the sm of its domain is told,
  * so that it stops answering for it as for a nonexistent one. */
 void session_account_created(c2s_t *c2s, const char *domain, const char *bare, const char *inviter);
-/* The client is gone: tell the sm, drop the cid. */
+/* The client is gone: tell the sm (or hold the end: hold.c), drop the cid. */
 void session_client_gone(client_t *cl);
+/* The session is over here: its sid and cid are dropped. */
+void session_forget(client_t *cl);
+/* Re-announce cl's session to its sm (action='resume'); -1 if the link is
+ * down. */
+int session_resume(client_t *cl);
 /* The sm of a domain came or went. */
 void session_domain_advert(c2s_t *c2s, const char *name, bool available);
-/* The router link went down: sessions are lost. */
+/* The router link went down, or is up again: sessions wait for it. */
 void session_router_down(c2s_t *c2s);
+void session_router_up(c2s_t *c2s);
+/* hold.c */
+typedef enum hold_result { HOLD_SENT, HOLD_HELD, HOLD_REFUSED } hold_result_t;
+void hold_init(c2s_t *c2s);
+void hold_close(c2s_t *c2s);
+/* One route of cl's session (is_end: its action='end'): sent to the sm
+ * now, or held while the sm is away; refused when it is full or the sm has
+ * been away past c2s.hold-time (an end is always held). */
+hold_result_t hold_send(client_t *cl, const char *data, size_t len, bool is_end);
+/* The sm of d went away (the advert, or the router link). */
+void hold_domain_away(c2s_t *c2s, domain_state_t *d);
+/* The sm of d is there and we are bound: resume d's sessions if it was
+ * away, then send what was held, in order. */
+void hold_flush(c2s_t *c2s, domain_state_t *d);
+/* Drop everything held (stopping). */
+void hold_free_all(c2s_t *c2s);
 void session_table_free(c2s_t *c2s);
 
 /* addr.c */

@@ -85,6 +85,7 @@ static void client_free(client_t *cl)
     if (cl->jid) jid_free(cl->jid);
     free(cl->user);
     free(cl->sid);
+    free(cl->presence);
     free(cl->bind_iq_id);
     uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
 }

@@ -1,7 +1,7 @@
 # c2s/: client connections (included from Makefile.am).
 sbin_PROGRAMS += c2s/hearth-c2s
 c2s_hearth_c2s_SOURCES = c2s/c2s.h c2s/main.c c2s/client.c c2s/auth.c c2s/register.c \
-	c2s/session.c c2s/addr.c c2s/limits.c c2s/saslmsg.c
+	c2s/session.c c2s/hold.c c2s/addr.c c2s/limits.c c2s/saslmsg.c
 c2s_hearth_c2s_SOURCES += c2s/metrics.c
 c2s_hearth_c2s_SOURCES += c2s/preauth.c
 c2s_hearth_c2s_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)

@@ -62,6 +62,8 @@ static void set_limits(c2s_t *c, const config_t *cf)
     c->idle_release = config_ms(cf, "c2s.idle-release");
     c->header_timeout = config_ms(cf, "c2s.header-timeout");
     c->auth_timeout = config_ms(cf, "c2s.auth-timeout");
+    c->hold_max = config_size(cf, "c2s.hold-max");
+    c->hold_time = config_ms(cf, "c2s.hold-time");
 }
 
 static void configure(c2s_t *c, const config_t *cf)
@@ -163,12 +165,12 @@ static void on_ready(comp_t *comp)
     c2s_t *c = comp_data(comp);
     log_info("%s: connected to the router", c->id);
     daemon_ready();
+    session_router_up(c);
 }
 
 static void on_down(comp_t *comp)
 {
     c2s_t *c = comp_data(comp);
-    log_warn("%s: lost the router; ending the sessions", c->id);
     session_router_down(c);
 }
 
@@ -249,6 +251,7 @@ static void on_stop_timeout(uv_timer_t *t)
     client_abort_all(c);
     uv_close((uv_handle_t *)&c->stop_timer, NULL);
     uv_close((uv_handle_t *)&c->trim, NULL);
+    hold_close(c);
 }
 
 static void on_stop(void *ud)
@@ -261,6 +264,7 @@ static void on_stop(void *ud)
         conn_listener_close(&c->listeners[i]);
     metrics_close();
     client_close_all(c, "system-shutdown");
+    hold_free_all(c);
     uv_timer_start(&c->stop_timer, on_stop_timeout, 1000, 0);
     comp_free(c->comp);
     c->comp = NULL;
@@ -304,6 +308,7 @@ int main(int argc, char **argv)
     c->stop_timer.data = c;
     uv_timer_init(c->loop, &c->trim);
     c->trim.data = c;
+    hold_init(c);
 
     comp_bind(c->comp, c->id, 0);
     comp_start(c->comp);

@@ -33,10 +33,27 @@
  *
  * action='ended' from the sm (resource conflict, account removed, kick)
  * closes the stream with the reason as stream error. The client leaving
- * sends action='end'. When the sm's domain is no longer advertised by the
- * router, or the router link is lost, the sessions are gone: those clients
- * get the stream error <reset/> (RFC 6120 §4.9.3.16: log in again) and
- * reconnect. */
+ * sends action='end'.
+ *
+ * Sessions outlive a restart of the router or the sm. When the router link
+ * is lost, or the sm's domain is no longer advertised, the clients stay
+ * connected and what their sessions send is held (hold.c). When the domain
+ * is advertised again and this c2s is bound, every session of the domain
+ * is re-announced, before anything held is sent:
+ *   <session action='resume' jid='FULL' cid='…' sid='…' [roster='true']>
+ *     [the session's last broadcast available presence, in jabber:client]
+ *   </session>
+ * routed like its stanzas (user='BARE', cid, sid). roster='true': the
+ * client has asked for its roster (it gets roster pushes). An sm that
+ * still has the session keeps it; one that restarted rebuilds it with that
+ * sid (sm/session.c). In turn the sm asks about the sessions it holds here,
+ * in batches:
+ *   <session action='check'><held jid='FULL' cid='…' sid='…'/>…</session>
+ * and each one that is not held here any more is answered action='end',
+ * as if its client had just left (so no session outlives its client as a
+ * ghost); then, routed with the user of the batch's first session (so it
+ * reaches the shard that asked), <session action='checked'/>: the ends
+ * are all sent. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +345,47 @@ static bool is_to_server(const client_t *cl, const char *to)
     return !to || strcmp(to, cl->domain) == 0;
 }
 
+/* What a resume tells the sm of the session (the header): its broadcast
+ * presence (the bytes about to be routed) and its interest in the roster. */
+static void remember(client_t *cl, const elem_t *stanza, const char *data, size_t len)
+{
+    if (strcmp(stanza->name, "presence") == 0) {
+        const char *type = elem_attr(stanza, "type");
+        if (elem_attr(stanza, "to") || (type && strcmp(type, "unavailable") != 0)) return;
+        free(cl->presence);
+        cl->presence = NULL;
+        cl->presence_len = 0;
+        if (type) return;
+        if (!(cl->presence = malloc(len))) log_fatal("out of memory");
+        memcpy(cl->presence, data, len);
+        cl->presence_len = len;
+    } else if (!cl->is_interested && strcmp(stanza->name, "iq") == 0 &&
+               strcmp(elem_attr(stanza, "type"), "get") == 0 &&
+               elem_child(stanza, NS_ROSTER, "query") &&
+               (is_to_server(cl, elem_attr(stanza, "to")) ||
+                strcmp(elem_attr(stanza, "to"), cl->user) == 0)) {
+        cl->is_interested = true;
+    }
+}
+
+int session_resume(client_t *cl)
+{
+    c2s_t *c2s = cl->c2s;
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+    buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
+    attr(b, "action", "resume");
+    attr(b, "jid", jid_full(cl->jid));
+    attr(b, "cid", cl->cid);
+    attr(b, "sid", cl->sid);
+    if (cl->is_interested) attr(b, "roster", "true");
+    buf_appends(b, ">");
+    if (cl->presence) buf_append(b, cl->presence, cl->presence_len);
+    buf_appends(b, "</session></route>");
+    return comp_send_raw(c2s->comp, b->data, b->len);
+}
+
 void session_stanza(client_t *cl, elem_t *stanza)
 {
     c2s_t *c2s = cl->c2s;
@@ -370,9 +428,11 @@ void session_stanza(client_t *cl, elem_t *stanza)
     buf_t *b = &c2s->scratch;
     buf_reset(b);
     route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+    size_t at = b->len;
     elem_serialize_stanza(stanza, NS_CLIENT, b);
+    remember(cl, stanza, b->data + at, b->len - at);
     buf_appends(b, "</route>");
-    if (!c2s->comp || comp_send_raw(c2s->comp, b->data, b->len) < 0)
+    if (hold_send(cl, b->data, b->len, false) == HOLD_REFUSED)
         client_error_reply(cl, stanza, "service-unavailable", NULL);
 }
 
@@ -401,8 +461,55 @@ static void handle_bounce(c2s_t *c2s, client_t *cl, elem_t *payload)
         }
         return;
     }
-    /* One of the client's stanzas came back: the sm is gone. */
-    if (xmpp_stanza_error(payload, "service-unavailable", NULL) == 0) client_send(cl, payload);
+    /* One of the client's stanzas came back: the sm went away after it was
+     * sent. It waits for the sm like what the client sends now. */
+    if (cl->state == CL_BOUND && cl->sid) {
+        buf_t *b = &c2s->scratch;
+        buf_reset(b);
+        route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+        elem_serialize_stanza(payload, NS_CLIENT, b);
+        buf_appends(b, "</route>");
+        if (hold_send(cl, b->data, b->len, false) != HOLD_REFUSED) return;
+    }
+    elem_set_attr(payload, "from", NULL);
+    client_error_reply(cl, payload, "service-unavailable", NULL);
+}
+
+/* The sm asks which of its sessions here are still held: each that is
+ * not is ended (the header). A parked one is: its end is on its way. */
+static void check_held(c2s_t *c2s, const elem_t *check)
+{
+    unsigned n = 0, gone = 0;
+    char domain[JID_STRING_MAX] = "", user[JID_STRING_MAX] = "";
+    for (elem_t *h = elem_child(check, NS_HEARTH_SESSION, "held"); h;
+         h = elem_next(h, NS_HEARTH_SESSION, "held")) {
+        const char *jid = elem_attr(h, "jid"), *cid = elem_attr(h, "cid"), *sid = elem_attr(h, "sid");
+        jid_t *j = jid && cid && sid ? jid_new(jid, strlen(jid), NULL) : NULL;
+        if (!j) continue;
+        n++;
+        if (!*user) {
+            snprintf(domain, sizeof domain, "%s", jid_domain(j));
+            snprintf(user, sizeof user, "%s", jid_bare(j));
+        }
+        client_t *cl = table_find(c2s, cid);
+        bool is_held =
+            cl && cl->sid && strcmp(cl->sid, sid) == 0 && (client_is_open(cl) || cl->is_parked);
+        if (!is_held && send_session(c2s, jid_domain(j), jid_bare(j), cid, "end", NULL, sid) == 0)
+            gone++;
+        jid_free(j);
+    }
+    /* After the ends, on the same way: the sm knows it has them all. */
+    if (*user) {
+        buf_t *b = &c2s->scratch;
+        buf_reset(b);
+        buf_appends(b, "<route");
+        attr(b, "to", domain);
+        attr(b, "from", c2s->id);
+        attr(b, "user", user);
+        buf_appends(b, "><session xmlns='" NS_HEARTH_SESSION "' action='checked'/></route>");
+        comp_send_raw(c2s->comp, b->data, b->len);
+    }
+    log_info("%s: the sm asked about %u sessions: %u are not held here, ended", c2s->id, n, gone);
 }
 
 static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t *session)
@@ -421,6 +528,8 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
                  condition);
         bind_error(cl, condition, NULL);
         bind_reset(cl);
+    } else if (strcmp(action, "check") == 0) {
+        check_held(c2s, session);
     } else if (strcmp(action, "ended") == 0) {
         if (!cl || !client_is_open(cl)) return;
         const char *sid = elem_attr(session, "sid");
@@ -487,26 +596,30 @@ void session_route(c2s_t *c2s, elem_t *route)
 
 /* ---- the end of sessions -------------------------------------------------- */
 
-void session_client_gone(client_t *cl)
+void session_forget(client_t *cl)
 {
-    if (cl->sid && cl->state == CL_BOUND)
-        send_session(cl->c2s, cl->domain, cl->user, cl->cid, "end", NULL, cl->sid);
     free(cl->sid);
     cl->sid = NULL;
     table_remove(cl->c2s, cl);
 }
 
-/* End the sessions of a domain (NULL: every domain): they are gone. */
-static void end_sessions(c2s_t *c2s, const char *domain, const char *why)
+void session_client_gone(client_t *cl)
 {
-    for (client_t *cl = c2s->clients; cl; cl = cl->next) {
-        if (!client_is_open(cl) || (cl->state != CL_BOUND && cl->state != CL_BINDING)) continue;
-        if (domain && strcmp(cl->domain, domain) != 0) continue;
-        free(cl->sid);
-        cl->sid = NULL;
-        table_remove(c2s, cl);
-        client_fail(cl, "reset", why);
+    if (cl->sid && cl->state == CL_BOUND) {
+        buf_t *b = &cl->c2s->scratch;
+        buf_reset(b);
+        route_open(b, cl->c2s, cl->domain, cl->user, cl->cid, cl->sid);
+        buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='end'");
+        attr(b, "cid", cl->cid);
+        attr(b, "sid", cl->sid);
+        buf_appends(b, "/></route>");
+        /* Held: parked until the end goes out (hold.c). */
+        if (hold_send(cl, b->data, b->len, true) == HOLD_HELD) {
+            cl->is_parked = true;
+            return;
+        }
     }
+    session_forget(cl);
 }
 
 void session_domain_advert(c2s_t *c2s, const char *name, bool available)
@@ -514,15 +627,28 @@ void session_domain_advert(c2s_t *c2s, const char *name, bool available)
     domain_state_t *d = c2s_domain(c2s, name);
     if (!d) return;
     if (d->is_available && !available) {
-        log_warn("%s: the session manager of %s went away; ending its sessions", c2s->id, name);
-        end_sessions(c2s, d->name, "the session manager restarted");
+        log_warn("%s: the session manager of %s went away; its sessions wait for it", c2s->id,
+                 name);
+        hold_domain_away(c2s, d);
     }
     d->is_available = available;
+    if (available) hold_flush(c2s, d);
 }
 
 void session_router_down(c2s_t *c2s)
 {
-    for (int i = 0; i < c2s->ndomains; i++)
+    unsigned n = 0;
+    for (client_t *cl = c2s->clients; cl; cl = cl->next)
+        n += cl->sid && cl->state == CL_BOUND;
+    for (int i = 0; i < c2s->ndomains; i++) {
+        hold_domain_away(c2s, &c2s->domains[i]);
         c2s->domains[i].is_available = false;
-    end_sessions(c2s, NULL, "lost the router");
+    }
+    log_warn("%s: lost the router; %u sessions wait for it", c2s->id, n);
+}
+
+void session_router_up(c2s_t *c2s)
+{
+    for (int i = 0; i < c2s->ndomains; i++)
+        hold_flush(c2s, &c2s->domains[i]);
 }

@@ -53,6 +53,12 @@ const cfg_setting_t cfg_settings[] = {
     SIZE("c2s.max-queue", "1M",
          "bytes waiting for a client that does not read them, beyond which it is disconnected "
          "(policy-violation); at least c2s.max-stanza"),
+    SIZE("c2s.hold-max", "8M",
+         "bytes of stanzas one c2s process holds for its sessions while their session manager "
+         "or the router restarts; past it they are answered service-unavailable"),
+    DURATION("c2s.hold-time", "60s",
+             "how long stanzas wait for a session manager (or router) that is away before they "
+             "are answered service-unavailable"),
     INT("c2s.max-connections", "100000", 1, 10000000, "client connections per c2s process"),
     INT("c2s.max-connections-per-ip", "100", 1, 10000000,
         "client connections from one address (IPv6: one c2s.ipv6-prefix) per c2s process"),
@@ -135,6 +141,12 @@ const cfg_setting_t cfg_settings[] = {
     SECTION("sm", false, "the session manager: sessions, presence, roster, offline messages"),
     INT("sm.shards", "1", 1, 1024,
         "sm processes sharing the users; with more than one, stanzas between users go through the router"),
+    DURATION("sm.c2s-grace", "10s",
+             "how long the sm keeps the sessions of a c2s process it lost sight of (the router "
+             "restarting) for that c2s to come back, before it ends them"),
+    SIZE("sm.hold-max", "8M",
+         "bytes of stanzas the sm holds for the sessions of c2s processes it lost sight of; "
+         "past it they are dropped"),
     INT("sm.offline-quota", "1000", 0, 1000000,
         "messages kept for one offline user; a full queue answers service-unavailable"),
     SIZE("sm.vcard-max", "64k", "largest vCard a user may store (XEP-0054), serialized"),

@@ -3,9 +3,10 @@
  * A route from a native link is forwarded as the bytes it arrived in: the
  * router reads the route's attributes (to, from, user) and never parses or
  * copies its payload into a tree. The destination is the link bound to `to`
- * (names_pick() for a shard), else the default route; with neither, the
- * packet goes back to its sender as <route type='error' error='not-found'>
- * with the payload intact. A link may only send from a name it bound (the
+ * (names_pick() for a shard), else the default route (never for a name of
+ * this server's own daemons: a local domain, c2s-N, s2s, resolver); with
+ * neither, the packet goes back to its sender as <route type='error'
+ * error='not-found'> with the payload intact. A link may only send from a name it bound (the
  * default-route holder, s2s, speaks for remote domains too).
  *
  * Roles. Every route delivered to a native link starts
@@ -180,7 +181,11 @@ void route_packet(router_t *r, link_t *from, elem_t *route, const xstream_raw_t 
     }
     const char *to = elem_attr(route, "to");
     name_t *n = to ? names_find(r, to) : NULL;
-    if (!n) n = r->default_route;
+    /* A name of this server (a local domain, c2s-N, ...) nobody holds now
+     * is not a remote domain: its daemon is restarting, and the sender,
+     * told so, keeps or re-routes the packet (DESIGN.md: sessions outlive
+     * a restart); s2s would only drop it. */
+    if (!n && to && !accounts_is_reserved(r, to)) n = r->default_route;
     if (!n) {
         bounce(r, from, route, raw, "not-found");
         return;

@@ -161,6 +161,7 @@ void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
     buf_appends(b, "</route>");
     int kind = metric_kind(stanza->name);
     if (kind >= 0) metric_inc(&sm_metrics.to_sess[kind]);
+    if (sm->away && hold_route(sm, sess, b->data, b->len)) return;
     if (comp_send_raw(sm->comp, b->data, b->len) < 0)
         log_debug("router link down: stanza for %s dropped", jid_full(sess->jid));
 }
@@ -290,8 +291,20 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
         sm->components[i] = sm->components[--sm->ncomponents];
         sm->components[sm->ncomponents] = NULL;
     }
-    /* DESIGN.md: a c2s that went away took its clients with it. */
-    if (!available) sess_end_c2s(sm, name);
+    /* DESIGN.md: a c2s that went away took its clients with it; one seen
+     * again is asked about the sessions we kept for it (hold.c). Before
+     * on_ready our own binds are not through: main.c's on_ready does it. */
+    if (!available)
+        hold_c2s_gone(sm, name);
+    else if (comp_is_ready(sm->comp))
+        hold_c2s_back(sm, name);
+}
+
+bool sm_is_advertised(const sm_t *sm, const char *name)
+{
+    for (int i = 0; i < sm->ncomponents; i++)
+        if (strcmp(sm->components[i], name) == 0) return true;
+    return false;
 }
 
 void sm_refuse(comp_role_t role, const char *sender, const char *why)

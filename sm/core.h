@@ -19,6 +19,8 @@ typedef struct chain {
 
 #define SM_AT_STOP_MAX 8
 
+typedef struct away away_t;
+
 struct sm {
     uv_loop_t *loop;
     const config_t *config;
@@ -45,6 +47,12 @@ struct sm {
     unsigned long nsessions;
     char **components; /* advertised names, NULL-terminated */
     int ncomponents;
+    bool was_down;     /* the router link was lost since the last on_ready */
+
+    away_t *away;        /* c2s instances out of sight (hold.c) */
+    size_t held_bytes, hold_max;
+    uint64_t c2s_grace;  /* ms */
+    uv_timer_t hold_timer;
 
     buf_t out; /* scratch for serializing routes */
 };
@@ -74,7 +82,34 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *request);
 /* The session a client route names (by sid, checked against from and
  * cid), or NULL. */
 sess_t *sess_of_route(sm_t *sm, const elem_t *route);
-void sess_end_c2s(sm_t *sm, const char *c2s);
+/* End every session on a c2s (why: the log's reason). */
+void sess_end_c2s(sm_t *sm, const char *c2s, const char *why);
+/* Does any session live on that c2s? */
+bool sess_on_c2s(sm_t *sm, const char *c2s);
+/* Ask a c2s which of our sessions on it it still holds (session.c); how
+ * many batches were sent. */
+unsigned sess_check_c2s(sm_t *sm, const char *c2s);
+/* Is the name advertised by the router now? */
+bool sm_is_advertised(const sm_t *sm, const char *name);
+
+/* hold.c: c2s instances out of sight and what waits for them. */
+void hold_init(sm_t *sm);
+void hold_close(sm_t *sm);
+/* Keep the sessions of c2s and hold what is sent to them. */
+void hold_c2s_away(sm_t *sm, const char *c2s);
+/* A route for a session: held (true) when its c2s is away. */
+bool hold_route(sm_t *sm, const sess_t *sess, const char *data, size_t len);
+/* c2s is advertised again: check its sessions; once it answered every
+ * batch (hold_c2s_checked), send what was held. */
+void hold_c2s_back(sm_t *sm, const char *c2s);
+void hold_c2s_checked(sm_t *sm, const char *c2s);
+/* c2s went away for good: its sessions end; held messages go anew. */
+void hold_c2s_gone(sm_t *sm, const char *c2s);
+/* The router link is up again: the c2s it advertises are back. */
+void hold_linked(sm_t *sm);
+/* A message that could not reach its session: delivered again as if it
+ * came from the router now (deliver.c). */
+void deliver_again(sm_t *sm, const elem_t *message);
 void sess_end_all(sm_t *sm);
 /* The sm stops: what modules asked with sm_at_stop(), store still open. */
 void sm_run_at_stop(sm_t *sm);
@@ -97,5 +132,7 @@ void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *stanza);
  * ACCOUNT_ABSENT_TTL or until sm_account_created(). */
 typedef void (*account_cb)(sm_t *sm, void *ud, int exists);
 void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud);
+/* The same, always asking the store (a session proves nothing). */
+void sm_account_verify(sm_t *sm, const char *bare, account_cb cb, void *ud);
 
 #endif

@@ -110,6 +110,16 @@ void sm_account_check(sm_t *sm, const char *bare, account_cb cb, void *ud)
         cb(sm, ud, 0);
         return;
     }
+    sm_account_verify(sm, bare, cb, ud);
+}
+
+void sm_account_verify(sm_t *sm, const char *bare, account_cb cb, void *ud)
+{
+    check_t *c = map_get(&sm->checking, bare);
+    if (c) {
+        check_wait(c, cb, ud);
+        return;
+    }
     metric_inc(&sm_metrics.account_misses);
     size_t len = strlen(bare);
     c = calloc(1, sizeof(*c) + len + 1);
@@ -442,8 +452,35 @@ void deliver_inbound(sm_t *sm, elem_t *payload, comp_role_t role, const char *se
     sm_pkt_release(pkt);
 }
 
+void deliver_again(sm_t *sm, const elem_t *message)
+{
+    sm_pkt_t *pkt = sm_pkt_new(sm, take(message));
+    if (!pkt) return;
+    send_on(sm, pkt, true);
+    sm_pkt_release(pkt);
+}
+
+/* A stanza for a session came back: its c2s is not at the router (it is
+ * reconnecting, or gone and not yet advertised so). The session's stanzas
+ * wait for it (hold.c); with no session left there, a message goes anew. */
+static void session_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
+{
+    const char *c2s = elem_attr(route, "from"), *sid = elem_attr(route, "sid");
+    sess_t *s = sid ? map_get(&sm->sessions_by_sid, sid) : NULL;
+    if (c2s && s && strcmp(s->c2s, c2s) == 0) {
+        hold_c2s_away(sm, c2s);
+        sm_send_to_sess(sm, s, payload);
+    } else if (is(payload->name, "message") && !is(elem_attr(payload, "type"), "error")) {
+        deliver_again(sm, payload);
+    }
+}
+
 void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
 {
+    if (elem_attr(route, "cid") && is_stanza_name(payload->name)) {
+        session_bounced(sm, route, payload);
+        return;
+    }
     if (elem_attr(route, "cid") || !is_stanza_name(payload->name)) {
         log_debug("stanza for %s came back (%s): dropped",
                   elem_attr(route, "from") ? elem_attr(route, "from") : "?",

@@ -14,12 +14,27 @@ static void on_ready(comp_t *c)
     sm_t *sm = comp_data(c);
     log_notice("%s linked to the router, serving %d domain(s)", sm->id, sm->ndomains);
     daemon_ready();
+    if (sm->was_down) hold_linked(sm);
+    sm->was_down = false;
 }
 
+static void keep_sessions_of(sess_t *s, void *ud)
+{
+    hold_c2s_away(ud, s->c2s);
+}
+
+/* The sessions stay; so do the c2s they are on, out of sight until the
+ * router advertises them again (hold.c). */
 static void on_down(comp_t *c)
 {
-    (void)c;
-    log_warn("router link lost; reconnecting");
+    sm_t *sm = comp_data(c);
+    log_warn("router link lost; reconnecting (%lu sessions kept)", sm->nsessions);
+    sm->was_down = true;
+    for (int i = 0; i < sm->ncomponents; i++)
+        free(sm->components[i]);
+    sm->ncomponents = 0;
+    if (sm->components) sm->components[0] = NULL;
+    sm_each_session(sm, keep_sessions_of, sm);
 }
 
 static void on_bind_error(comp_t *c, const char *name, const char *error)
@@ -45,6 +60,7 @@ static void on_stop(void *ud)
     metrics_close();
     sm_api_stop();
     sess_end_all(sm);
+    hold_close(sm);
     sm_run_at_stop(sm);
     storage_close(sm->st, on_storage_closed, sm);
 }
@@ -77,6 +93,7 @@ int main(int argc, char **argv)
     map_init(&sm->accounts);
     map_init(&sm->checking);
     map_init(&sm->absent);
+    hold_init(sm);
 
     static const comp_cb_t cb = {
         .on_ready = on_ready,

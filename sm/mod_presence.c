@@ -304,8 +304,10 @@ static sm_verdict_t on_user_stanza(sm_t *sm, sm_pkt_t *pkt)
 
 static sm_verdict_t on_session_end(sm_t *sm, sm_pkt_t *pkt)
 {
-    /* RFC 6121 §4.5.2 / §4.6.3: lost or closed, it becomes unavailable. */
-    go_unavailable(sm, pkt->sess, NULL);
+    /* RFC 6121 §4.5.2 / §4.6.3: lost or closed, it becomes unavailable;
+     * not when the sm stops: its c2s keeps the client, and the next sm
+     * rebuilds the session from it (session.c), presence and all. */
+    if (!sm_is_stopping(sm)) go_unavailable(sm, pkt->sess, NULL);
     return SM_PASS;
 }
 

@@ -20,11 +20,31 @@
  * and then also, to the inviter's shard (user='INVITER'),
  *   <account xmlns='urn:hearth:session:1' action='invited' jid='INVITER'
  *            contact='BARE'/>
- * so that each shard subscribes its own user to the other (mod_roster). */
+ * so that each shard subscribes its own user to the other (mod_roster).
+ *
+ * Reconciliation (sessions outlive a restart of the router or the sm;
+ * c2s/session.c tells the c2s side). A c2s that lost sight of us
+ * re-announces each session it holds:
+ *   <session action='resume' jid='FULL' cid='…' sid='…' [roster='true']>
+ *     [its last broadcast available presence]</session>
+ * A session we have (same sid, c2s and cid) is kept as it is. One we do
+ * not have (this sm restarted) is rebuilt with that sid: SM_CHAIN_SESS_START
+ * runs, roster='true' makes it interested, and its presence goes through
+ * the core as if the client had just sent it (broadcast, and probes that
+ * bring the client its contacts' presence anew); its account is checked
+ * after, and the session ends with not-authorized if it is gone. A resume
+ * whose full JID has a newer session is answered ended/conflict. In turn,
+ * when we see a c2s again (hold.c), we ask it about our sessions there:
+ *   <session action='check'><held jid='FULL' cid='…' sid='…'/>…</session>
+ * in batches of CHECK_BATCH, routed to it; it answers action='end' for
+ * each one it no longer holds, then action='checked' (hold.c waits for
+ * that before it sends what it held for the c2s). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
+
+#define CHECK_BATCH 256
 
 typedef struct start {
     char *c2s, *cid;
@@ -231,7 +251,7 @@ static void start(sm_t *sm, const char *c2s, elem_t *req)
  * session ended meanwhile): tell it the session is over, so that its
  * client is not left talking to nobody. */
 static void end_unknown(sm_t *sm, const char *c2s, const char *cid, const char *sid,
-                        const char *user)
+                        const char *user, const char *reason)
 {
     jid_t *jid = user ? jid_new(user, strlen(user), NULL) : NULL;
     if (!jid || !sm_is_local(sm, jid_domain(jid))) {
@@ -241,7 +261,7 @@ static void end_unknown(sm_t *sm, const char *c2s, const char *cid, const char *
     arena_t *a = arena_new(0);
     elem_t *e = elem_new(a, NS_HEARTH_SESSION, "session");
     elem_set_attr(e, "action", "ended");
-    elem_set_attr(e, "reason", "reset");
+    elem_set_attr(e, "reason", reason);
     elem_set_attr(e, "cid", cid);
     if (sid) elem_set_attr(e, "sid", sid);
     send_session(sm, c2s, cid, jid, e);
@@ -257,10 +277,102 @@ sess_t *sess_of_route(sm_t *sm, const elem_t *route)
     if (!s || !cid || !c2s || strcmp(s->cid, cid) != 0 || strcmp(s->c2s, c2s) != 0) {
         log_info("route from %s for %s, no such session of it: dropped", c2s ? c2s : "?",
                  cid ? cid : "?");
-        if (c2s && cid) end_unknown(sm, c2s, cid, sid, elem_attr(route, "user"));
+        if (c2s && cid) end_unknown(sm, c2s, cid, sid, elem_attr(route, "user"), "reset");
         return NULL;
     }
     return s;
+}
+
+/* The account of a rebuilt session, checked after the fact. */
+static void resume_checked(sm_t *sm, void *ud, int exists)
+{
+    char *sid = ud;
+    sess_t *s = map_get(&sm->sessions_by_sid, sid);
+    if (s && exists == 0) sm_end_session(sm, s, "not-authorized");
+    free(sid);
+}
+
+static void resume(sm_t *sm, const char *c2s, elem_t *req)
+{
+    const char *cid = elem_attr(req, "cid"), *sid = elem_attr(req, "sid");
+    const char *jid_text = elem_attr(req, "jid");
+    jid_t *jid = jid_text ? jid_new(jid_text, strlen(jid_text), NULL) : NULL;
+    if (!cid || !sid || strlen(sid) != sizeof(((sess_t *)0)->sid) - 1 || !jid ||
+        !jid_has_node(jid) || !jid_has_resource(jid) || !sm_is_local(sm, jid_domain(jid))) {
+        log_warn("%s: a resume without a valid jid, cid and sid dropped", c2s);
+        jid_free(jid);
+        return;
+    }
+    sess_t *s = map_get(&sm->sessions_by_sid, sid);
+    if (s && strcmp(s->c2s, c2s) == 0 && strcmp(s->cid, cid) == 0 &&
+        strcmp(jid_full(s->jid), jid_full(jid)) == 0) {
+        jid_free(jid); /* kept as it is */
+        return;
+    }
+    sess_t *newer = sm_session(sm, jid);
+    if (s || newer) {
+        log_info("session %s of %s on %s not resumed: %s", sid, jid_full(jid), cid,
+                 s ? "its sid names another session" : "a newer session has its resource");
+        end_unknown(sm, c2s, cid, sid, jid_bare(jid), "conflict");
+        jid_free(jid);
+        return;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->c2s = strdup(c2s)) || !(s->cid = strdup(cid))) log_fatal("out of memory");
+    s->jid = jid;
+    memcpy(s->sid, sid, sizeof s->sid);
+    const char *roster = elem_attr(req, "roster");
+    s->is_interested = roster && strcmp(roster, "true") == 0;
+    sess_add(sm, s);
+    log_info("session %s of %s on %s rebuilt from its c2s", s->sid, jid_full(s->jid), s->cid);
+    sm_pkt_t *p = session_pkt(sm, s, req, NULL, NULL);
+    sm_chain_run(sm, SM_CHAIN_SESS_START, p);
+    sm_pkt_release(p);
+    char *copy = strdup(sid);
+    if (!copy) log_fatal("out of memory");
+    elem_t *presence = elem_child(req, NS_CLIENT, "presence");
+    if (presence && map_get(&sm->sessions_by_sid, copy)) deliver_from_sess(sm, s, presence);
+    s = map_get(&sm->sessions_by_sid, copy);
+    if (s)
+        sm_account_verify(sm, jid_bare(s->jid), resume_checked, copy);
+    else
+        free(copy);
+}
+
+unsigned sess_check_c2s(sm_t *sm, const char *c2s)
+{
+    buf_t *b = &sm->out;
+    unsigned n = 0, in_batch = 0, batches = 0;
+    map_iter_t it;
+    map_iter_init(&it, &sm->sessions_by_sid);
+    for (const sess_t *s; (s = map_iter_next(&it, NULL));) {
+        if (strcmp(s->c2s, c2s) != 0) continue;
+        if (in_batch == 0) {
+            buf_reset(b);
+            buf_appends(b, "<route to='");
+            xml_escape(b, c2s, strlen(c2s), true);
+            buf_appends(b, "' from='");
+            xml_escape(b, sm_domain(sm), strlen(sm_domain(sm)), true);
+            buf_appends(b, "'><session xmlns='" NS_HEARTH_SESSION "' action='check'>");
+        }
+        buf_appends(b, "<held jid='");
+        xml_escape(b, jid_full(s->jid), strlen(jid_full(s->jid)), true);
+        buf_appends(b, "' cid='");
+        xml_escape(b, s->cid, strlen(s->cid), true);
+        buf_printf(b, "' sid='%s'/>", s->sid);
+        n++;
+        if (++in_batch == CHECK_BATCH) {
+            buf_appends(b, "</session></route>");
+            batches += comp_send_raw(sm->comp, b->data, b->len) == 0;
+            in_batch = 0;
+        }
+    }
+    if (in_batch) {
+        buf_appends(b, "</session></route>");
+        batches += comp_send_raw(sm->comp, b->data, b->len) == 0;
+    }
+    if (n) log_info("asked %s about its %u sessions", c2s, n);
+    return batches;
 }
 
 /* <account action='created' jid='BARE' [contact='BARE']/>: c2s registered
@@ -305,6 +417,10 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *req)
     }
     if (strcmp(action, "start") == 0) {
         start(sm, c2s, req);
+    } else if (strcmp(action, "resume") == 0) {
+        resume(sm, c2s, req);
+    } else if (strcmp(action, "checked") == 0) {
+        hold_c2s_checked(sm, c2s);
     } else if (strcmp(action, "end") == 0) {
         const char *sid = elem_attr(req, "sid") ? elem_attr(req, "sid") : elem_attr(route, "sid");
         const char *cid = elem_attr(req, "cid") ? elem_attr(req, "cid") : elem_attr(route, "cid");
@@ -344,12 +460,21 @@ static void end_matching(sm_t *sm, const char *c2s, const char *reason)
     if (n) log_notice("%zu sessions ended: %s", n, reason);
 }
 
-void sess_end_c2s(sm_t *sm, const char *c2s)
+void sess_end_c2s(sm_t *sm, const char *c2s, const char *why)
 {
-    end_matching(sm, c2s, "c2s gone");
+    end_matching(sm, c2s, why);
+}
+
+bool sess_on_c2s(sm_t *sm, const char *c2s)
+{
+    map_iter_t it;
+    map_iter_init(&it, &sm->sessions_by_sid);
+    for (const sess_t *s; (s = map_iter_next(&it, NULL));)
+        if (strcmp(s->c2s, c2s) == 0) return true;
+    return false;
 }
 
 void sess_end_all(sm_t *sm)
 {
-    end_matching(sm, NULL, "sm stopping");
+    end_matching(sm, NULL, "sm stopping (its c2s keeps the client for the next sm)");
 }

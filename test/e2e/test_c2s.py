@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from hearth_env import wait_for
 from xmpp_client import Client, ClientError
 
 PASSWORD = "correct horse"
@@ -345,13 +346,44 @@ def test_bind_when_the_sm_does_not_answer_is_internal_server_error(server):
     login(server, "alice", register=False).disconnect()
 
 
-def test_sm_going_away_resets_its_streams(server):
+PING = "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+
+def wait_c2s_log(server, text):
+    def seen():
+        with open(server.c2s[0].log, errors="replace") as f:
+            return text in f.read()
+    wait_for(seen, f"c2s logging {text!r}")
+
+
+@pytest.mark.server(**{"c2s.hold-time": "1s"})
+def test_sm_going_away_keeps_its_streams_and_past_hold_time_answers_service_unavailable(server):
     c = login(server, "alice")
     server.sm.stop()
-    assert c.wait_disconnected(5), "still connected after the sm went away"
-    assert c.stream_error == "reset"
+    wait_c2s_log(server, "went away")
+    answer = c.iq(PING, timeout=5)  # held, then answered when hold-time is over
+    assert answer["type"] == "error" and answer["error"]["condition"] == "service-unavailable"
+    assert not c.disconnected.is_set(), f"disconnected: {c.stream_error}"
     server.start_sm()
-    login(server, "alice", register=False).disconnect()
+    assert c.iq(PING)["type"] == "result"
+    c.disconnect()
+
+
+@pytest.mark.server(**{"c2s.hold-max": "2k"})
+def test_what_the_c2s_holds_for_an_absent_sm_is_bounded_by_hold_max(server):
+    alice, bob = login(server, "alice"), login(server, "bob")
+    server.sm.stop()
+    wait_c2s_log(server, "went away")
+    for i in range(20):
+        alice.send_message(bob.bound_jid, f"{i:02d} " + "x" * 200)
+    refused = alice.wait_message(lambda m: m["type"] == "error", timeout=5)
+    assert refused["error"]["condition"] == "service-unavailable"
+    server.start_sm()
+    first = bob.wait_message(lambda m: m["body"].startswith("00 "), timeout=10)
+    assert first, "what was held before the limit is delivered"
+    assert not alice.disconnected.is_set() and not bob.disconnected.is_set()
+    alice.disconnect()
+    bob.disconnect()
 
 
 # ---- stanzas after binding ------------------------------------------------------------------

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hearth_env import BUILDDIR, Server
+from hearth_env import BUILDDIR, Server, wait_for
 from testcomp import Component
 
 NS_SESSION = "urn:hearth:session:1"
@@ -149,7 +149,7 @@ def test_stanza_with_a_wrong_sid_is_dropped_and_the_connection_told_to_end(sm_se
     c.comp.expect_none(lambda line: "id='p1'" in line or 'id="p1"' in line, within=1.0)
 
 
-def test_sessions_do_not_survive_an_sm_restart(sm_server, c2s):
+def test_a_session_nobody_resumes_after_an_sm_restart_is_ended(sm_server, c2s):
     add_account(sm_server.env, "alice@localhost")
     c = c2s()
     c.start("alice@localhost/phone", "c2s-1:1")
@@ -158,6 +158,98 @@ def test_sessions_do_not_survive_an_sm_restart(sm_server, c2s):
     c.route("c2s-1:1", "alice@localhost", "<presence xmlns='jabber:client'/>")
     ended = c.expect_session("c2s-1:1", lambda s: s.get("action") == "ended", timeout=10)
     assert ended.get("reason") == "reset"
+
+
+PING = "<iq xmlns='jabber:client' type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+
+def resume(c, full, cid, sid=None, presence=""):
+    bare = full.split("/")[0]
+    sid = sid or c.sids[cid]
+    c.comp.cmd(f"raw <route to='localhost' from='{c.ident}' user='{bare}' cid='{cid}' sid='{sid}'>"
+               f"<session xmlns='{NS_SESSION}' action='resume' jid='{full}' cid='{cid}' sid='{sid}'>"
+               f"{presence}</session></route>")
+
+
+def test_a_resumed_session_is_rebuilt_by_a_new_sm_with_its_sid(sm_server, c2s):
+    add_account(sm_server.env, "alice@localhost")
+    c = c2s()
+    c.start("alice@localhost/phone", "c2s-1:1")
+    sm_server.sm.stop()
+    sm_server.start_sm()
+    resume(c, "alice@localhost/phone", "c2s-1:1", presence="<presence xmlns='jabber:client'/>")
+    c.route("c2s-1:1", "alice@localhost", PING.format(id="after"))
+    answer = c.expect_stanza("c2s-1:1", "iq", lambda s: s.get("id") == "after", timeout=10)
+    assert answer.get("type") == "result"
+
+
+def test_a_resume_for_a_resource_a_newer_session_took_is_ended_conflict(sm_server, c2s):
+    add_account(sm_server.env, "alice@localhost")
+    one, two = c2s("c2s-1"), c2s("c2s-2")
+    one.start("alice@localhost/phone", "c2s-1:1")
+    sm_server.sm.stop()
+    sm_server.start_sm()
+    two.start("alice@localhost/phone", "c2s-2:1")
+    resume(one, "alice@localhost/phone", "c2s-1:1")
+    ended = one.expect_session("c2s-1:1", lambda s: s.get("action") == "ended")
+    assert ended.get("reason") == "conflict"
+    two.route("c2s-2:1", "alice@localhost", PING.format(id="newer"))
+    assert two.expect_stanza("c2s-2:1", "iq", lambda s: s.get("id") == "newer").get("type") == "result"
+
+
+def test_a_resume_for_a_deleted_account_is_ended_not_authorized(sm_server, c2s):
+    add_account(sm_server.env, "alice@localhost")
+    c = c2s()
+    c.start("alice@localhost/phone", "c2s-1:1")
+    sm_server.sm.stop()
+    sm_server.env.sql("DELETE FROM auth WHERE owner = 'alice@localhost'")
+    sm_server.start_sm()
+    resume(c, "alice@localhost/phone", "c2s-1:1")
+    ended = c.expect_session("c2s-1:1", lambda s: s.get("action") == "ended", timeout=10)
+    assert ended.get("reason") == "not-authorized"
+
+
+def test_after_a_router_restart_the_sm_asks_each_c2s_about_its_sessions(sm_server, c2s):
+    """The ghost-session fix: the sm kept its sessions through the router's
+    restart and asks the c2s which it still holds; the one it ends is
+    gone, the other one stays."""
+    add_account(sm_server.env, "alice@localhost")
+    add_account(sm_server.env, "bob@localhost")
+    c = c2s()
+    c.start("alice@localhost/phone", "c2s-1:1")
+    c.start("bob@localhost/desk", "c2s-1:2")
+    sm_server.router.restart()
+    c.comp.expect("ready", timeout=15)
+    check = c.expect_route(lambda r: r.find(f"{{{NS_SESSION}}}session") is not None
+                           and r.find(f"{{{NS_SESSION}}}session").get("action") == "check",
+                           timeout=15)
+    held = {h.get("cid"): h.get("sid") for h in check.iter(f"{{{NS_SESSION}}}held")}
+    assert held == {"c2s-1:1": c.sids["c2s-1:1"], "c2s-1:2": c.sids["c2s-1:2"]}
+    c.end("c2s-1:2", "bob@localhost")
+    c.comp.cmd(f"raw <route to='localhost' from='c2s-1' user='alice@localhost'>"
+               f"<session xmlns='{NS_SESSION}' action='checked'/></route>")
+    c.route("c2s-1:1", "alice@localhost", PING.format(id="kept"))
+    assert c.expect_stanza("c2s-1:1", "iq", lambda s: s.get("id") == "kept").get("type") == "result"
+    c.route("c2s-1:2", "bob@localhost", PING.format(id="gone"))
+    ended = c.expect_session("c2s-1:2", lambda s: s.get("action") == "ended")
+    assert ended.get("sid") == c.sids["c2s-1:2"]
+
+
+def test_a_c2s_that_does_not_come_back_after_a_router_restart_loses_its_sessions(hearth_env):
+    server = Server(hearth_env, c2s=0, **{"sm.c2s-grace": "1s"})
+    server.router.start()
+    server.start_sm()
+    add_account(hearth_env, "alice@localhost")
+    c = FakeC2s(server, "c2s-1")
+    c.start("alice@localhost/phone", "c2s-1:1")
+    server.router.stop()
+    c.close()  # it went away while the router was down: nobody told the sm
+    server.router.start()
+
+    def ended():
+        with open(server.sm.log, errors="replace") as f:
+            return "ended: c2s did not come back" in f.read()
+    wait_for(ended, "the session ended after sm.c2s-grace")
 
 
 def test_client_stanza_from_is_stamped_with_the_session_jid(sm_server, c2s):

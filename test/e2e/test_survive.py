@@ -1,0 +1,187 @@
+"""Sessions outlive a restart of the router or the sm (DESIGN.md, "The
+session protocol"; c2s/session.c and sm/session.c tell the reconciliation):
+real router, sm and two c2s processes, python3-slixmpp clients. A daemon is
+killed with SIGKILL (nothing it could say on the way out) and started
+again by the test; every assertion is about what the clients see: nobody
+is disconnected, what was sent meanwhile arrives once, presence and roster
+pushes go on, and a client that left while the router was away is not
+left a ghost."""
+import os
+import signal
+
+import pytest
+
+from hearth_env import wait_for
+from xmpp_client import Client, befriend
+
+PASSWORD = "correct horse"
+
+
+def login(server, user, c2s=0, register=True):
+    return Client(server, f"{user}@localhost", PASSWORD, register=register,
+                  port=server.c2s_ports[c2s]).connect()
+
+
+def kill(daemon):
+    """SIGKILL, as a crash: the daemon says nothing on its way out."""
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+    daemon.proc = None
+
+
+def restart_router(server):
+    """A new router; back once the sm has bound the domain and every c2s its id."""
+    mark = os.path.getsize(server.router.log)
+    server.router.start()
+    server.wait_router_log(" bound localhost", mark)
+    for d in server.c2s:
+        if d.is_running():
+            server.wait_router_log(f" bound {d.ident}", mark)
+
+
+def logged(daemon, text, mark=0):
+    """Wait until daemon's log holds text after byte offset mark."""
+    def seen():
+        with open(daemon.log, errors="replace") as f:
+            f.seek(mark)
+            return text in f.read()
+    wait_for(seen, f"{daemon.ident or daemon.name} logging {text!r}")
+
+
+def size(daemon):
+    return os.path.getsize(daemon.log)
+
+
+def bodies(client, body):
+    return [m for m in client.received if m.name == "message" and m["body"] == body]
+
+
+def assert_connected(*clients):
+    for c in clients:
+        assert not c.disconnected.is_set(), f"{c.jid} was disconnected: {c.stream_error}"
+
+
+def unavailable_from(client, who):
+    return client.wait_presence(lambda p: p["type"] == "unavailable"
+                                and p["from"].bare == who.jid.bare, timeout=15)
+
+
+@pytest.fixture
+def pair(hearth_env):
+    """A server with two c2s processes; alice on c2s-1, bob on c2s-2,
+    subscribed to each other."""
+    from hearth_env import Server
+    server = Server(hearth_env, c2s=2, **{"sm.c2s-grace": "3s"}).start()
+    alice, bob = login(server, "alice", 0), login(server, "bob", 1)
+    befriend(alice, bob)
+    alice.send_presence()
+    bob.send_presence()
+    alice.wait_presence(lambda p: p["from"] == bob.bound_jid and p["type"] == "available")
+    bob.wait_presence(lambda p: p["from"] == alice.bound_jid and p["type"] == "available")
+    yield server, alice, bob
+    for c in (alice, bob):
+        c.disconnect()
+
+
+def test_a_router_crash_logs_nobody_out_and_what_was_sent_meanwhile_arrives_once(pair):
+    server, alice, bob = pair
+    mark = size(server.c2s[0])
+    kill(server.router)
+    # Once c2s-1 knows (what it wrote before is in flight: not this test's).
+    logged(server.c2s[0], "lost the router", mark)
+    alice.send_message(bob.bound_jid, "while the router was away")
+    restart_router(server)
+    assert bob.wait_message(lambda m: m["body"] == "while the router was away", timeout=10)
+    alice.send_message(bob.bound_jid, "after")
+    bob.wait_message(lambda m: m["body"] == "after")
+    bob.send_message(alice.bound_jid, "and back")
+    alice.wait_message(lambda m: m["body"] == "and back")
+    assert len(bodies(bob, "while the router was away")) == 1
+    assert_connected(alice, bob)
+
+
+def test_an_sm_crash_logs_nobody_out_and_the_sessions_are_rebuilt(pair):
+    server, alice, bob = pair
+    mark = size(server.c2s[0])
+    kill(server.sm)
+    logged(server.c2s[0], "went away", mark)
+    alice.send_message(bob.bound_jid, "while the sm was away")
+    server.start_sm()
+    assert bob.wait_message(lambda m: m["body"] == "while the sm was away", timeout=10)
+    assert len(bodies(bob, "while the sm was away")) == 1
+    assert_connected(alice, bob)
+    # The rebuilt sessions are available: a new session of a contact's
+    # gets their presence (the probe is answered from the new sm).
+    carol = login(server, "carol", 0)
+    try:
+        befriend(carol, alice)
+        carol.send_presence()
+        carol.wait_presence(lambda p: p["from"] == alice.bound_jid and p["type"] == "available")
+    finally:
+        carol.disconnect()
+    # alice's session still gets roster pushes (it had asked for its roster).
+    answer = alice.iq("<iq type='set'><query xmlns='jabber:iq:roster'>"
+                      "<item jid='dave@localhost' name='Dave'/></query></iq>")
+    assert answer["type"] == "result"
+    alice.wait_iq(lambda s: s["type"] == "set" and "dave@localhost" in s["roster"]["items"])
+
+
+def test_an_sm_restart_is_not_an_unavailable_presence_to_contacts(pair):
+    server, alice, bob = pair
+    server.sm.stop()
+    server.start_sm()
+    alice.send_message(bob.bound_jid, "still here")
+    bob.wait_message(lambda m: m["body"] == "still here")
+    assert not [p for p in bob.received if p.name == "presence" and p["type"] == "unavailable"
+                and p["from"] == alice.bound_jid], "bob was told alice left"
+    assert_connected(alice, bob)
+
+
+def test_who_left_while_the_router_was_away_is_no_ghost(pair):
+    """The issue's case: two users on, the router killed, only one back.
+    The other is seen unavailable, and a message to them is kept offline,
+    not dropped."""
+    server, alice, bob = pair
+    mark = size(server.c2s[1])
+    kill(server.router)
+    logged(server.c2s[1], "lost the router", mark)
+    bob.disconnect()
+    restart_router(server)
+    unavailable_from(alice, bob)
+    alice.send_message(bob.jid.bare, "for later")
+    back = login(server, "bob", 1, register=False)
+    try:
+        back.send_presence()
+        back.wait_message(lambda m: m["body"] == "for later", timeout=10)
+    finally:
+        back.disconnect()
+
+
+def test_the_sessions_of_a_c2s_that_died_with_the_router_end_after_the_grace(pair):
+    server, alice, bob = pair
+    kill(server.router)
+    kill(server.c2s[1])  # bob's; it does not come back
+    restart_router(server)
+    unavailable_from(alice, bob)
+    alice.send_message(bob.jid.bare, "for when you are back")
+    server.start_c2s(server.c2s[1])
+    back = login(server, "bob", 1, register=False)
+    try:
+        back.send_presence()
+        back.wait_message(lambda m: m["body"] == "for when you are back", timeout=10)
+    finally:
+        back.disconnect()
+    assert_connected(alice)
+
+
+def test_who_left_while_the_sm_was_away_is_seen_leaving(pair):
+    server, alice, bob = pair
+    mark = size(server.c2s[1])
+    kill(server.sm)
+    logged(server.c2s[1], "went away", mark)
+    bob.send_message(alice.bound_jid, "bye")
+    bob.disconnect()
+    server.start_sm()
+    alice.wait_message(lambda m: m["body"] == "bye", timeout=10)
+    unavailable_from(alice, bob)
+    logged(server.sm, "rebuilt from its c2s")
