@@ -169,6 +169,21 @@ def test_a_component_cannot_end_a_users_session(trusted, bot, users):
     assert "alice@localhost/x" in out.stdout, out
 
 
+def test_a_component_cannot_resume_a_session_for_a_user(trusted, bot, users):
+    """A resume rebuilds a session with the sid it names (after an sm
+    restart): from anyone but a c2s it must make nothing."""
+    users("alice")
+    b = bot("bot.localhost")
+    mark = log_size(trusted.sm.log)
+    sid, cid = "ab" * 16, "c2s-1:00000000000000aa"
+    b.cmd(f"raw <route to='localhost' from='bot.localhost' user='alice@localhost' cid='{cid}' "
+          f"sid='{sid}'><session xmlns='{NS_SESSION}' action='resume' jid='alice@localhost/evil' "
+          f"cid='{cid}' sid='{sid}'><presence xmlns='jabber:client'/></session></route>")
+    refused_by_sm(trusted, mark)
+    out = hearthctl(trusted.env.config_path, "online")
+    assert "alice@localhost/x" in out.stdout and "evil" not in out.stdout, out
+
+
 def test_a_component_cannot_send_as_a_user(trusted, bot, users):
     users("alice")
     bob = users("bob")
