@@ -44,7 +44,6 @@ typedef struct c2s c2s_t;
 typedef struct client client_t;
 typedef struct addr addr_t;
 typedef struct limits limits_t;
-typedef struct held held_t; /* one route waiting for the sm (hold.c) */
 
 /* A client address as the limits count it: an IPv4 address as ::ffff:a.b.c.d,
  * an IPv6 address cut to its first c2s.ipv6-prefix bits (a /64: one
@@ -94,7 +93,12 @@ struct client {
     char *presence;     /* its last broadcast available presence, as routed; or NULL */
     size_t presence_len;
     bool is_interested; /* has asked for its roster (a resume says so) */
-    bool is_parked;     /* gone, its session's end held for the sm (hold.c) */
+    bool is_parked;     /* gone while the sm was away: resumed and ended when it is back (hold.c) */
+    ackq_t rq;          /* routed to the sm, not acknowledged yet (hold.c) */
+    uint64_t seq_out;   /* the last sequence number routed to the sm */
+    uint64_t seq_in;    /* the highest one taken from the sm */
+    bool is_ack_due;    /* seq_in is to be acknowledged (in c2s->acks) */
+    client_t *ack_next;
     char *bind_iq_id;   /* the bind IQ waiting for the sm */
     /* timers: one uv_timer_t, armed at the earliest deadline below */
     uv_timer_t timer;
@@ -123,9 +127,7 @@ typedef struct domain_state {
     const char *name;
     bool is_available; /* the router advertises the sm's name */
     bool needs_resume; /* the sm was away: its sessions are re-announced when it is back */
-    uint64_t away_since;        /* loop ms */
-    held_t *held, *held_tail;   /* routes waiting for the sm, in order */
-    size_t held_bytes;
+    uint64_t away_since; /* loop ms */
 } domain_state_t;
 
 struct c2s {
@@ -150,8 +152,12 @@ struct c2s {
     limits_t *limits;
     uv_timer_t stop_timer; /* the end of a shutdown */
     uv_timer_t trim;       /* returns released parsers' pages to the system */
-    uv_timer_t hold_timer; /* expires held routes (hold.c) */
-    size_t held_bytes;     /* in all domains */
+    uv_timer_t hold_timer; /* expires what waits for an absent sm (hold.c) */
+    size_t held_bytes;     /* in every session's queue */
+    unsigned nparked;
+    uv_timer_t ack_timer;  /* acknowledgements to the sm go out in batches */
+    client_t *acks;        /* sessions with one due */
+    bool is_sm_sharded;    /* sm.shards > 1: one acknowledgement route per session */
     bool is_stopping;
     buf_t scratch;
     /* settings */
@@ -275,19 +281,27 @@ void session_forget(client_t *cl);
 /* Re-announce cl's session to its sm (action='resume'); -1 if the link is
  * down. */
 int session_resume(client_t *cl);
+/* Tell the sm the session is over (action='end'). */
+void session_send_end(client_t *cl);
+void session_init(c2s_t *c2s);
+void session_close(c2s_t *c2s);
 /* The sm of a domain came or went. */
 void session_domain_advert(c2s_t *c2s, const char *name, bool available);
 /* The router link went down, or is up again: sessions wait for it. */
 void session_router_down(c2s_t *c2s);
 void session_router_up(c2s_t *c2s);
 /* hold.c */
-typedef enum hold_result { HOLD_SENT, HOLD_HELD, HOLD_REFUSED } hold_result_t;
 void hold_init(c2s_t *c2s);
 void hold_close(c2s_t *c2s);
-/* One route of cl's session (is_end: its action='end'): sent to the sm
- * now, or held while the sm is away; refused when it is full or the sm has
- * been away past c2s.hold-time (an end is always held). */
-hold_result_t hold_send(client_t *cl, const char *data, size_t len, bool is_end);
+/* One stanza route of cl's session, carrying seq: queued until the sm
+ * acknowledges it, and sent now unless the sm is away. false, nothing
+ * queued: past c2s.hold-max, or the sm has been away c2s.hold-time. */
+bool hold_send(client_t *cl, uint64_t seq, const char *data, size_t len);
+/* The sm has taken everything up to h. */
+void hold_acked(client_t *cl, uint64_t h);
+/* The client left: parked (true) while its sm is away, else its queue
+ * goes (the sm is told of the end by the caller). */
+bool hold_park(client_t *cl);
 /* The sm of d went away (the advert, or the router link). */
 void hold_domain_away(c2s_t *c2s, domain_state_t *d);
 /* The sm of d is there and we are bound: resume d's sessions if it was

@@ -1,40 +1,35 @@
-/* hold.c — what a session sends while the sm of its domain is away.
+/* hold.c — what a session has sent the sm and the sm has not acknowledged,
+ * and what waits while the sm of its domain is away.
  *
- * The router restarting, or the sm, does not end anybody's session
- * (DESIGN.md, "The session protocol"): the clients stay connected, and the
- * routes their sessions send meanwhile wait here, per domain, in the order
- * they were sent, each holding a reference on its client. When the sm's
- * domain is advertised again (and this c2s is bound at the router), the
- * sessions of the domain are resumed first (session_resume: the sm keeps
- * or rebuilds each one), then what was held goes out in order, so the sm
- * sees every session before its stanzas.
+ * Every stanza a session routes to the sm carries the session's next
+ * sequence number and stays in the session's queue (cl->rq) until the sm
+ * acknowledges it (session.c tells the protocol: the sm acknowledges once
+ * the stanza is in the next hop's hands). The router restarting, or the
+ * sm, does not end anybody's session: the clients stay connected, what
+ * their sessions send meanwhile is only queued, and when the sm's domain
+ * is advertised again (and this c2s is bound at the router) each session
+ * of the domain is resumed (session_resume: the sm keeps or rebuilds it)
+ * and its queue sent again, in order; the sm drops what it already had by
+ * the sequence numbers. So nothing a client sent is lost when the router
+ * or the sm is killed, whether it was queued here or in flight.
  *
- * A client that leaves while its sm is away is parked: its session's end
- * is held like its stanzas, the client record (JID, cid, sid, presence)
- * stays until that end is sent, and the resume names it too, so that the
- * sm delivers what it sent, then ends it (with the unavailable presence
- * its contacts expect) instead of keeping a ghost.
+ * A client that leaves while its sm is away is parked: the client record
+ * (JID, cid, sid, presence, queue) stays until it is resumed, its queue
+ * sent, and its end sent after, so that the sm delivers what it sent, then
+ * ends it with the unavailable presence its contacts expect, instead of
+ * keeping a ghost.
  *
- * Limits: c2s.hold-max bytes held in all; c2s.hold-time, after which what
- * is still held is answered with service-unavailable (a parked session's
- * end is dropped: the sm, when it comes back, ends sessions no c2s holds),
- * and a session whose sm has been away that long is answered at once
- * rather than held. */
+ * Limits: c2s.hold-max bytes queued in all (a stanza past it is answered
+ * service-unavailable; so is one whose sm has been away c2s.hold-time);
+ * while the sm is away, what has waited c2s.hold-time is answered
+ * service-unavailable and dropped (a parked client is then dropped too:
+ * the sm, when it comes back, ends sessions no c2s holds). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "c2s.h"
 
 #define HOLD_TICK_MS 1000
-
-struct held {
-    held_t *next;
-    client_t *cl;
-    uint64_t at; /* loop ms */
-    bool is_end; /* the session's end: the parked client goes with it */
-    size_t len;
-    char data[];
-};
 
 static void hold_tick(uv_timer_t *t);
 
@@ -51,91 +46,105 @@ void hold_close(c2s_t *c2s)
 
 static bool can_send(const c2s_t *c2s, const domain_state_t *d)
 {
-    return c2s->comp && comp_is_ready(c2s->comp) && d->is_available && !d->held;
+    return c2s->comp && comp_is_ready(c2s->comp) && d->is_available && !d->needs_resume;
 }
 
-/* The parked client's session is over for this c2s. */
 static void unpark(client_t *cl)
 {
+    c2s_t *c2s = cl->c2s;
+    c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
     cl->is_parked = false;
     session_forget(cl);
-}
-
-static void entry_free(c2s_t *c2s, domain_state_t *d, held_t *h)
-{
-    d->held_bytes -= h->len;
-    c2s->held_bytes -= h->len;
-    client_t *cl = h->cl;
-    if (h->is_end) unpark(cl);
-    free(h);
+    c2s->nparked--;
     client_unref(cl);
 }
 
-hold_result_t hold_send(client_t *cl, const char *data, size_t len, bool is_end)
+bool hold_send(client_t *cl, uint64_t seq, const char *data, size_t len)
 {
     c2s_t *c2s = cl->c2s;
     domain_state_t *d = c2s_domain(c2s, cl->domain);
-    if (!d) return HOLD_REFUSED;
-    if (can_send(c2s, d)) return comp_send_raw(c2s->comp, data, len) < 0 ? HOLD_REFUSED : HOLD_SENT;
     uint64_t now = uv_now(c2s->loop);
-    if (!is_end && (now - d->away_since >= c2s->hold_time || c2s->held_bytes + len > c2s->hold_max))
-        return HOLD_REFUSED;
-    held_t *h = malloc(sizeof *h + len);
-    if (!h) log_fatal("out of memory");
-    h->next = NULL;
-    h->cl = cl;
-    h->at = now;
-    h->is_end = is_end;
-    h->len = len;
-    memcpy(h->data, data, len);
-    client_ref(cl);
-    if (d->held_tail)
-        d->held_tail->next = h;
-    else
-        d->held = h;
-    d->held_tail = h;
-    d->held_bytes += len;
+    bool is_sendable = d && can_send(c2s, d);
+    if (!d || c2s->held_bytes + len > c2s->hold_max ||
+        (!is_sendable && now - d->away_since >= c2s->hold_time))
+        return false;
+    ackq_push(&cl->rq, seq, now, data, len, NULL);
     c2s->held_bytes += len;
-    if (!uv_is_active((uv_handle_t *)&c2s->hold_timer))
+    if (is_sendable && comp_send_raw(c2s->comp, data, len) < 0) return true; /* queued: resent */
+    if (!is_sendable && !uv_is_active((uv_handle_t *)&c2s->hold_timer))
         uv_timer_start(&c2s->hold_timer, hold_tick, HOLD_TICK_MS, HOLD_TICK_MS);
-    return HOLD_HELD;
+    return true;
+}
+
+void hold_acked(client_t *cl, uint64_t h)
+{
+    cl->c2s->held_bytes -= ackq_ack(&cl->rq, h, NULL, NULL);
+}
+
+bool hold_park(client_t *cl)
+{
+    c2s_t *c2s = cl->c2s;
+    domain_state_t *d = c2s_domain(c2s, cl->domain);
+    if (!d || can_send(c2s, d)) {
+        c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
+        return false;
+    }
+    cl->is_parked = true;
+    c2s->nparked++;
+    client_ref(cl);
+    return true;
 }
 
 void hold_domain_away(c2s_t *c2s, domain_state_t *d)
 {
     if (!d->needs_resume) d->away_since = uv_now(c2s->loop);
     d->needs_resume = true;
+    if (!uv_is_active((uv_handle_t *)&c2s->hold_timer))
+        uv_timer_start(&c2s->hold_timer, hold_tick, HOLD_TICK_MS, HOLD_TICK_MS);
+}
+
+/* Send the session's queue again, in order. */
+static void resend(client_t *cl)
+{
+    for (ackq_entry_t *e = cl->rq.head; e; e = e->next)
+        if (comp_send_raw(cl->c2s->comp, e->data, e->len) < 0) return;
 }
 
 void hold_flush(c2s_t *c2s, domain_state_t *d)
 {
-    if (!c2s->comp || !comp_is_ready(c2s->comp) || !d->is_available) return;
-    if (d->needs_resume) {
-        d->needs_resume = false;
-        unsigned n = 0;
-        for (client_t *cl = c2s->clients; cl; cl = cl->next)
-            if (cl->domain == d->name && cl->sid && (cl->state == CL_BOUND || cl->is_parked))
-                n += session_resume(cl) == 0;
-        size_t held = d->held_bytes;
-        log_notice("%s: the session manager of %s is back: %u sessions resumed, %zu bytes held "
-                   "sent on",
-                   c2s->id, d->name, n, held);
+    if (!c2s->comp || !comp_is_ready(c2s->comp) || !d->is_available || !d->needs_resume) return;
+    d->needs_resume = false;
+    unsigned n = 0, parked = 0;
+    size_t bytes = 0;
+    client_t *next;
+    for (client_t *cl = c2s->clients; cl; cl = next) {
+        next = cl->next;
+        if (cl->domain != d->name || !cl->sid || !(cl->state == CL_BOUND || cl->is_parked))
+            continue;
+        if (session_resume(cl) < 0) {
+            d->needs_resume = true; /* the link went again: the next ready resumes */
+            return;
+        }
+        n++;
+        bytes += cl->rq.bytes;
+        resend(cl);
+        if (cl->is_parked) {
+            parked++;
+            session_send_end(cl);
+            unpark(cl);
+        }
     }
-    while (d->held && comp_is_ready(c2s->comp)) {
-        held_t *h = d->held;
-        if (comp_send_raw(c2s->comp, h->data, h->len) < 0) break;
-        d->held = h->next;
-        if (!d->held) d->held_tail = NULL;
-        entry_free(c2s, d, h);
-    }
+    log_notice("%s: the session manager of %s is back: %u sessions resumed (%u of clients that "
+               "left meanwhile, now ended), %zu bytes sent again",
+               c2s->id, d->name, n, parked, bytes);
 }
 
-/* Answer a held stanza the sm never got in time. */
-static void expire(client_t *cl, const held_t *h)
+/* Answer a queued stanza the sm never got in time. */
+static void expire(client_t *cl, const ackq_entry_t *e)
 {
-    if (h->is_end || !client_is_open(cl)) return;
+    if (!client_is_open(cl)) return;
     arena_t *a = arena_new(0);
-    elem_t *route = xml_parse_fragment(a, h->data, h->len, NS_HEARTH_COMPONENT);
+    elem_t *route = xml_parse_fragment(a, e->data, e->len, NS_HEARTH_COMPONENT);
     elem_t *stanza = route ? elem_first(route) : NULL;
     if (stanza) {
         elem_set_attr(stanza, "from", NULL);
@@ -148,36 +157,40 @@ static void hold_tick(uv_timer_t *t)
 {
     c2s_t *c2s = t->data;
     uint64_t now = uv_now(c2s->loop);
-    bool is_holding = false;
-    for (int i = 0; i < c2s->ndomains; i++) {
-        domain_state_t *d = &c2s->domains[i];
-        unsigned n = 0;
-        while (d->held && now - d->held->at >= c2s->hold_time) {
-            held_t *h = d->held;
-            d->held = h->next;
-            if (!d->held) d->held_tail = NULL;
-            expire(h->cl, h);
-            entry_free(c2s, d, h);
-            n++;
+    bool is_away = false;
+    unsigned expired = 0, dropped = 0;
+    client_t *next;
+    for (client_t *cl = c2s->clients; cl; cl = next) {
+        next = cl->next;
+        domain_state_t *d = c2s_domain(c2s, cl->domain);
+        if (!d || can_send(c2s, d)) continue;
+        while (cl->rq.head && now - cl->rq.head->at >= c2s->hold_time) {
+            ackq_entry_t *e = ackq_pop(&cl->rq);
+            c2s->held_bytes -= e->len;
+            expire(cl, e);
+            free(e);
+            expired++;
         }
-        if (n)
-            log_warn("%s: the session manager of %s is away for %llu s: %u held stanzas answered "
-                     "service-unavailable",
-                     c2s->id, d->name, (unsigned long long)(c2s->hold_time / 1000), n);
-        if (d->held) is_holding = true;
+        if (cl->is_parked && now - d->away_since >= c2s->hold_time) {
+            unpark(cl);
+            dropped++;
+        }
     }
-    if (!is_holding) uv_timer_stop(t);
+    for (int i = 0; i < c2s->ndomains; i++)
+        if (!can_send(c2s, &c2s->domains[i])) is_away = true;
+    if (expired || dropped)
+        log_warn("%s: the session manager is away for %llu s: %u waiting stanzas answered "
+                 "service-unavailable, %u sessions of clients that left dropped",
+                 c2s->id, (unsigned long long)(c2s->hold_time / 1000), expired, dropped);
+    if (!is_away) uv_timer_stop(t);
 }
 
 void hold_free_all(c2s_t *c2s)
 {
-    for (int i = 0; i < c2s->ndomains; i++) {
-        domain_state_t *d = &c2s->domains[i];
-        while (d->held) {
-            held_t *h = d->held;
-            d->held = h->next;
-            entry_free(c2s, d, h);
-        }
-        d->held_tail = NULL;
+    client_t *next;
+    for (client_t *cl = c2s->clients; cl; cl = next) {
+        next = cl->next;
+        c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
+        if (cl->is_parked) unpark(cl);
     }
 }

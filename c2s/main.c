@@ -63,6 +63,7 @@ static void set_limits(c2s_t *c, const config_t *cf)
     c->header_timeout = config_ms(cf, "c2s.header-timeout");
     c->auth_timeout = config_ms(cf, "c2s.auth-timeout");
     c->hold_max = config_size(cf, "c2s.hold-max");
+    c->is_sm_sharded = config_int(cf, "sm.shards") > 1;
     c->hold_time = config_ms(cf, "c2s.hold-time");
 }
 
@@ -252,6 +253,7 @@ static void on_stop_timeout(uv_timer_t *t)
     uv_close((uv_handle_t *)&c->stop_timer, NULL);
     uv_close((uv_handle_t *)&c->trim, NULL);
     hold_close(c);
+    session_close(c);
 }
 
 static void on_stop(void *ud)
@@ -309,6 +311,7 @@ int main(int argc, char **argv)
     uv_timer_init(c->loop, &c->trim);
     c->trim.data = c;
     hold_init(c);
+    session_init(c);
 
     comp_bind(c->comp, c->id, 0);
     comp_start(c->comp);

@@ -139,7 +139,7 @@ static void attr(buf_t *b, const char *name, const char *value)
 }
 
 static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
-                       const char *sid)
+                       const char *sid, uint64_t seq)
 {
     buf_appends(b, "<route");
     attr(b, "to", domain);
@@ -147,6 +147,7 @@ static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *use
     attr(b, "user", user);
     attr(b, "cid", cid);
     if (sid) attr(b, "sid", sid);
+    if (seq) buf_printf(b, " seq='%llu'", (unsigned long long)seq);
     buf_appends(b, ">");
 }
 
@@ -155,7 +156,7 @@ static int send_session(c2s_t *c2s, const char *domain, const char *user, const 
 {
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    route_open(b, c2s, domain, user, cid, sid);
+    route_open(b, c2s, domain, user, cid, sid, 0);
     buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
     attr(b, "action", action);
     if (jid) attr(b, "jid", jid);
@@ -373,12 +374,15 @@ int session_resume(client_t *cl)
     c2s_t *c2s = cl->c2s;
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
     buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
     attr(b, "action", "resume");
     attr(b, "jid", jid_full(cl->jid));
     attr(b, "cid", cl->cid);
     attr(b, "sid", cl->sid);
+    uint64_t next = cl->rq.head ? cl->rq.head->seq : cl->seq_out + 1;
+    buf_printf(b, " h='%llu' next='%llu'", (unsigned long long)cl->seq_in,
+               (unsigned long long)next);
     if (cl->is_interested) attr(b, "roster", "true");
     buf_appends(b, ">");
     if (cl->presence) buf_append(b, cl->presence, cl->presence_len);
@@ -427,12 +431,14 @@ void session_stanza(client_t *cl, elem_t *stanza)
     elem_set_attr(stanza, "from", jid_full(cl->jid));
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
+    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, cl->seq_out + 1);
     size_t at = b->len;
     elem_serialize_stanza(stanza, NS_CLIENT, b);
     remember(cl, stanza, b->data + at, b->len - at);
     buf_appends(b, "</route>");
-    if (hold_send(cl, b->data, b->len, false) == HOLD_REFUSED)
+    if (hold_send(cl, cl->seq_out + 1, b->data, b->len))
+        cl->seq_out++;
+    else
         client_error_reply(cl, stanza, "service-unavailable", NULL);
 }
 
@@ -462,15 +468,9 @@ static void handle_bounce(c2s_t *c2s, client_t *cl, elem_t *payload)
         return;
     }
     /* One of the client's stanzas came back: the sm went away after it was
-     * sent. It waits for the sm like what the client sends now. */
-    if (cl->state == CL_BOUND && cl->sid) {
-        buf_t *b = &c2s->scratch;
-        buf_reset(b);
-        route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid);
-        elem_serialize_stanza(payload, NS_CLIENT, b);
-        buf_appends(b, "</route>");
-        if (hold_send(cl, b->data, b->len, false) != HOLD_REFUSED) return;
-    }
+     * sent. It is still in the session's queue, sent again when the sm is
+     * back (hold.c). */
+    if (cl->state == CL_BOUND && cl->sid) return;
     elem_set_attr(payload, "from", NULL);
     client_error_reply(cl, payload, "service-unavailable", NULL);
 }
@@ -535,11 +535,106 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
         const char *sid = elem_attr(session, "sid");
         if (sid && cl->sid && strcmp(sid, cl->sid) != 0) return; /* an older session's */
         const char *reason = elem_attr(session, "reason");
-        free(cl->sid);
-        cl->sid = NULL; /* the sm has ended it: nothing to tell it back */
-        table_remove(c2s, cl);
+        hold_acked(cl, UINT64_MAX);
+        session_forget(cl); /* the sm has ended it: nothing to tell it back */
         client_fail(cl, reason && *reason ? reason : "reset", NULL);
     }
+}
+
+/* ---- acknowledgements ---------------------------------------------------- */
+
+#define ACK_DELAY_MS 5
+
+/* <ack><a cid='…' sid='…' h='N'/>…</ack> from the sm: it has taken the
+ * stanzas of those sessions up to N. */
+static void handle_ack(c2s_t *c2s, const elem_t *ack)
+{
+    for (elem_t *a = elem_child(ack, NS_HEARTH_SESSION, "a"); a;
+         a = elem_next(a, NS_HEARTH_SESSION, "a")) {
+        const char *sid = elem_attr(a, "sid"), *h = elem_attr(a, "h");
+        client_t *cl = table_find(c2s, elem_attr(a, "cid"));
+        if (cl && cl->sid && sid && h && strcmp(cl->sid, sid) == 0)
+            hold_acked(cl, strtoull(h, NULL, 10));
+    }
+}
+
+static void ack_entry(buf_t *b, const client_t *cl)
+{
+    buf_appends(b, "<a");
+    attr(b, "cid", cl->cid);
+    attr(b, "sid", cl->sid);
+    buf_printf(b, " h='%llu'/>", (unsigned long long)cl->seq_in);
+}
+
+static void ack_route_open(buf_t *b, c2s_t *c2s, const client_t *cl)
+{
+    buf_reset(b);
+    buf_appends(b, "<route");
+    attr(b, "to", cl->domain);
+    attr(b, "from", c2s->id);
+    attr(b, "user", cl->user);
+    buf_appends(b, "><ack xmlns='" NS_HEARTH_SESSION "'>");
+}
+
+/* What the sessions took from the sm, in one route per domain (per
+ * session when the sm is sharded: each goes to its own shard). */
+static void on_ack_timer(uv_timer_t *t)
+{
+    c2s_t *c2s = t->data;
+    client_t *list = c2s->acks;
+    c2s->acks = NULL;
+    buf_t *b = &c2s->scratch;
+    for (int i = 0; i < c2s->ndomains; i++) {
+        const char *domain = c2s->domains[i].name;
+        size_t n = 0;
+        for (client_t *cl = list; cl; cl = cl->ack_next) {
+            if (cl->domain != domain || !cl->sid || !client_is_open(cl)) continue;
+            if (!c2s->comp) break;
+            if (n == 0 || c2s->is_sm_sharded) {
+                if (n) {
+                    buf_appends(b, "</ack></route>");
+                    comp_send_raw(c2s->comp, b->data, b->len);
+                }
+                ack_route_open(b, c2s, cl);
+            }
+            ack_entry(b, cl);
+            n++;
+        }
+        if (n) {
+            buf_appends(b, "</ack></route>");
+            if (c2s->comp) comp_send_raw(c2s->comp, b->data, b->len);
+        }
+    }
+    client_t *next;
+    for (client_t *cl = list; cl; cl = next) {
+        next = cl->ack_next;
+        cl->ack_next = NULL;
+        cl->is_ack_due = false;
+        client_unref(cl);
+    }
+}
+
+static void ack_due(client_t *cl)
+{
+    c2s_t *c2s = cl->c2s;
+    if (cl->is_ack_due) return;
+    cl->is_ack_due = true;
+    client_ref(cl);
+    cl->ack_next = c2s->acks;
+    c2s->acks = cl;
+    if (!uv_is_active((uv_handle_t *)&c2s->ack_timer))
+        uv_timer_start(&c2s->ack_timer, on_ack_timer, ACK_DELAY_MS, 0);
+}
+
+void session_init(c2s_t *c2s)
+{
+    uv_timer_init(c2s->loop, &c2s->ack_timer);
+    c2s->ack_timer.data = c2s;
+}
+
+void session_close(c2s_t *c2s)
+{
+    uv_close((uv_handle_t *)&c2s->ack_timer, NULL);
 }
 
 /* A route from someone who may not send it: dropped, logged once per
@@ -579,6 +674,10 @@ void session_route(c2s_t *c2s, elem_t *route)
         handle_session(c2s, cl, route, payload);
         return;
     }
+    if (elem_is(payload, NS_HEARTH_SESSION, "ack")) {
+        handle_ack(c2s, payload);
+        return;
+    }
     if (!cl || cl->state != CL_BOUND || !client_is_open(cl)) {
         log_debug("%s: stanza for %s, which is not connected here", c2s->id,
                   cid ? cid : "(no cid)");
@@ -588,6 +687,13 @@ void session_route(c2s_t *c2s, elem_t *route)
     if (!sid || !cl->sid || strcmp(sid, cl->sid) != 0) {
         refuse(c2s, route, "a stanza without the sid of the session it names");
         return;
+    }
+    const char *seq = elem_attr(route, "seq");
+    if (seq) {
+        uint64_t n = strtoull(seq, NULL, 10);
+        ack_due(cl);
+        if (n <= cl->seq_in) return; /* sent again after a restart: had it */
+        cl->seq_in = n;
     }
     int kind = metric_kind(payload->name);
     if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
@@ -603,21 +709,25 @@ void session_forget(client_t *cl)
     table_remove(cl->c2s, cl);
 }
 
+/* With h: what the client was given; the sm delivers anew the rest. */
+void session_send_end(client_t *cl)
+{
+    c2s_t *c2s = cl->c2s;
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
+    buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='end'");
+    attr(b, "cid", cl->cid);
+    attr(b, "sid", cl->sid);
+    buf_printf(b, " h='%llu'/></route>", (unsigned long long)cl->seq_in);
+    if (c2s->comp) comp_send_raw(c2s->comp, b->data, b->len);
+}
+
 void session_client_gone(client_t *cl)
 {
     if (cl->sid && cl->state == CL_BOUND) {
-        buf_t *b = &cl->c2s->scratch;
-        buf_reset(b);
-        route_open(b, cl->c2s, cl->domain, cl->user, cl->cid, cl->sid);
-        buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='end'");
-        attr(b, "cid", cl->cid);
-        attr(b, "sid", cl->sid);
-        buf_appends(b, "/></route>");
-        /* Held: parked until the end goes out (hold.c). */
-        if (hold_send(cl, b->data, b->len, true) == HOLD_HELD) {
-            cl->is_parked = true;
-            return;
-        }
+        if (hold_park(cl)) return; /* the end goes after its resume (hold.c) */
+        session_send_end(cl);
     }
     session_forget(cl);
 }

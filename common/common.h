@@ -2,6 +2,7 @@
 #ifndef HEARTH_COMMON_H
 #define HEARTH_COMMON_H
 
+#include "ackq.h"
 #include "arena.h"
 #include "buf.h"
 #include "component.h"

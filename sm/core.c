@@ -100,7 +100,6 @@ void sm_stanza_normalize(elem_t *stanza)
 
 sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza)
 {
-    (void)sm;
     const char *from = elem_attr(stanza, "from"), *to = elem_attr(stanza, "to");
     jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
@@ -113,6 +112,7 @@ sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza)
     sm_pkt_t *p = calloc(1, sizeof(*p));
     if (!p) log_fatal("out of memory");
     p->stanza = stanza;
+    p->origin = origin_ref(sm->origin);
     p->kind = stanza->name;
     const char *type = elem_attr(stanza, "type");
     p->type = type ? type : "";
@@ -131,6 +131,7 @@ sm_pkt_t *sm_pkt_hold(sm_pkt_t *pkt)
 void sm_pkt_release(sm_pkt_t *pkt)
 {
     if (!pkt || --pkt->refs > 0) return;
+    origin_unref(pkt->origin);
     jid_free(pkt->from);
     jid_free(pkt->to);
     arena_free(pkt->stanza->arena);
@@ -146,7 +147,7 @@ static void attr_out(buf_t *b, const char *name, const char *value)
     buf_appends(b, "'");
 }
 
-void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
+void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
 {
     buf_t *b = &sm->out;
     buf_reset(b);
@@ -156,14 +157,15 @@ void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza)
     attr_out(b, "user", jid_bare(sess->jid));
     attr_out(b, "cid", sess->cid);
     attr_out(b, "sid", sess->sid);
-    buf_appends(b, ">");
+    buf_printf(b, " seq='%llu'>", (unsigned long long)++sess->out_seq);
     elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
     buf_appends(b, "</route>");
     int kind = metric_kind(stanza->name);
     if (kind >= 0) metric_inc(&sm_metrics.to_sess[kind]);
-    if (sm->away && hold_route(sm, sess, b->data, b->len)) return;
-    if (comp_send_raw(sm->comp, b->data, b->len) < 0)
-        log_debug("router link down: stanza for %s dropped", jid_full(sess->jid));
+    /* Kept until its c2s has it (ack.c); only kept while it is away. */
+    ack_keep(sm, sess, sess->out_seq, b->data, b->len);
+    if (sm->away && hold_is_away(sm, sess->c2s)) return;
+    comp_send_raw(sm->comp, b->data, b->len);
 }
 
 void sm_send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer)
@@ -307,6 +309,30 @@ bool sm_is_advertised(const sm_t *sm, const char *name)
     return false;
 }
 
+/* A stanza of a session, with the seq its c2s gave it: one had already
+ * (sent again after a restart) is only acknowledged again; the others are
+ * processed as one origin (ack.c), acknowledged once all made of it is
+ * passed on. */
+static void from_sess(sm_t *sm, sess_t *s, const elem_t *route, elem_t *payload)
+{
+    const char *seq_text = elem_attr(route, "seq");
+    uint64_t seq = seq_text ? strtoull(seq_text, NULL, 10) : 0;
+    if (!seq) {
+        deliver_from_sess(sm, s, payload);
+        return;
+    }
+    if (seq <= s->in_h) {
+        ack_again(sm, s);
+        return;
+    }
+    s->in_h = seq;
+    origin_t *o = origin_new(sm, s, seq);
+    sm->origin = o;
+    deliver_from_sess(sm, s, payload);
+    sm->origin = NULL;
+    origin_unref(o);
+}
+
 void sm_refuse(comp_role_t role, const char *sender, const char *why)
 {
     char key[320];
@@ -352,7 +378,7 @@ void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
             return;
         }
         sess_t *s = sess_of_route(sm, route);
-        if (s) deliver_from_sess(sm, s, payload);
+        if (s) from_sess(sm, s, route, payload);
         return;
     }
     deliver_inbound(sm, payload, role, elem_attr(route, "from"));

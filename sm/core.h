@@ -50,9 +50,13 @@ struct sm {
     bool was_down;     /* the router link was lost since the last on_ready */
 
     away_t *away;        /* c2s instances out of sight (hold.c) */
-    size_t held_bytes, hold_max;
+    size_t held_bytes, hold_max; /* in every session's queue (ack.c) */
     uint64_t c2s_grace;  /* ms */
     uv_timer_t hold_timer;
+    origin_t *origin;    /* the client stanza being processed (ack.c) */
+    sess_t *acks;        /* sessions with an acknowledgement due */
+    uv_timer_t ack_timer;
+    unsigned long redelivered;
 
     buf_t out; /* scratch for serializing routes */
 };
@@ -97,8 +101,8 @@ void hold_init(sm_t *sm);
 void hold_close(sm_t *sm);
 /* Keep the sessions of c2s and hold what is sent to them. */
 void hold_c2s_away(sm_t *sm, const char *c2s);
-/* A route for a session: held (true) when its c2s is away. */
-bool hold_route(sm_t *sm, const sess_t *sess, const char *data, size_t len);
+/* Is c2s out of sight (its sessions' routes only queued)? */
+bool hold_is_away(const sm_t *sm, const char *c2s);
 /* c2s is advertised again: check its sessions; once it answered every
  * batch (hold_c2s_checked), send what was held. */
 void hold_c2s_back(sm_t *sm, const char *c2s);
@@ -110,6 +114,30 @@ void hold_linked(sm_t *sm);
 /* A message that could not reach its session: delivered again as if it
  * came from the router now (deliver.c). */
 void deliver_again(sm_t *sm, const elem_t *message);
+
+/* ack.c: at-least-once delivery with the c2s processes. */
+void ack_init(sm_t *sm);
+void ack_close(sm_t *sm);
+/* Send the acknowledgements that are due now (stopping). */
+void ack_flush(sm_t *sm);
+/* A client stanza of s with seq: one reference, released by the caller
+ * once it is processed. */
+origin_t *origin_new(sm_t *sm, sess_t *s, uint64_t seq);
+origin_t *origin_ref(origin_t *o);
+void origin_unref(origin_t *o);
+/* Acknowledge s's client stanzas again (a duplicate came). */
+void ack_again(sm_t *sm, sess_t *s);
+/* Keep a route to s (carrying seq) until its c2s acknowledges it. */
+void ack_keep(sm_t *sm, sess_t *s, uint64_t seq, const char *data, size_t len);
+/* s's c2s took everything up to h. */
+void ack_taken(sm_t *sm, sess_t *s, uint64_t h);
+/* Send s's queue again, in order. */
+void ack_resend(sm_t *sm, sess_t *s);
+/* s ends: its queue goes (its messages delivered anew when redeliver),
+ * its origins forget it. */
+void ack_session_ends(sm_t *sm, sess_t *s, bool redeliver);
+/* <ack/> from a c2s. */
+void ack_from_c2s(sm_t *sm, const char *c2s, const elem_t *ack);
 void sess_end_all(sm_t *sm);
 /* The sm stops: what modules asked with sm_at_stop(), store still open. */
 void sm_run_at_stop(sm_t *sm);

@@ -461,15 +461,15 @@ void deliver_again(sm_t *sm, const elem_t *message)
 }
 
 /* A stanza for a session came back: its c2s is not at the router (it is
- * reconnecting, or gone and not yet advertised so). The session's stanzas
- * wait for it (hold.c); with no session left there, a message goes anew. */
+ * reconnecting, or gone and not yet advertised so). It is still in the
+ * session's queue, and the session's stanzas wait for the c2s (hold.c);
+ * with no session left there, a message goes anew. */
 static void session_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
 {
     const char *c2s = elem_attr(route, "from"), *sid = elem_attr(route, "sid");
     sess_t *s = sid ? map_get(&sm->sessions_by_sid, sid) : NULL;
     if (c2s && s && strcmp(s->c2s, c2s) == 0) {
         hold_c2s_away(sm, c2s);
-        sm_send_to_sess(sm, s, payload);
     } else if (is(payload->name, "message") && !is(elem_attr(payload, "type"), "error")) {
         deliver_again(sm, payload);
     }

@@ -1,19 +1,19 @@
-/* hold.c — the c2s instances the sm has lost sight of, and what waits for
- * their sessions.
+/* hold.c — the c2s instances the sm has lost sight of.
  *
  * When the router link is lost, every c2s holding sessions of ours is
  * "away"; so is one whose routes come back from the router as not-found
  * (it is reconnecting). Sessions on an away c2s are kept, and what the sm
- * sends them is held here, in order, up to sm.hold-max bytes. Once the sm
- * is linked again and the router advertises that c2s, the sm asks it which
- * of those sessions it still holds (sess_check_c2s: the others are ended
- * by its answers), and once it has said action='checked' to every batch,
- * sends what was held for the sessions that are left, and delivers anew
- * the messages held for those that ended. A c2s the router does not
- * advertise within sm.c2s-grace, or says is gone, took its clients with
- * it: its sessions end (with the unavailable presence their contacts
- * expect), and the messages held for them are delivered anew, to the
- * user's other sessions or the offline store (RFC 6121 §8.5). */
+ * routes to them is only queued in each session's queue of what its c2s
+ * has not acknowledged (ack.c), up to sm.hold-max bytes in all. Once the
+ * sm is linked again and the router advertises that c2s, the sm asks it
+ * which of those sessions it still holds (sess_check_c2s: the others are
+ * ended by its answers), and once it has said action='checked' to every
+ * batch, sends each remaining session's queue again; the c2s drops what
+ * it had by the sequence numbers. A c2s the router does not advertise
+ * within sm.c2s-grace, or says is gone, took its clients with it: its
+ * sessions end (with the unavailable presence their contacts expect), and
+ * the messages it never acknowledged are delivered anew, to the user's
+ * other sessions or the offline store (RFC 6121 §8.5). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,21 +21,12 @@
 
 #define HOLD_TICK_MS 500
 
-typedef struct held {
-    struct held *next;
-    char sid[33]; /* the session it is for */
-    size_t len;
-    char data[];
-} held_t;
-
 struct away {
     away_t *next;
     char *c2s;
     uint64_t since;  /* loop ms */
     unsigned checks; /* batches of a check not answered yet */
     bool is_checking;
-    held_t *held, **tail;
-    size_t bytes;
 };
 
 static void on_tick(uv_timer_t *t);
@@ -48,11 +39,16 @@ void hold_init(sm_t *sm)
     sm->c2s_grace = config_ms(sm->config, "sm.c2s-grace");
 }
 
-static away_t *find(sm_t *sm, const char *c2s)
+static away_t *find(const sm_t *sm, const char *c2s)
 {
     for (away_t *a = sm->away; a; a = a->next)
         if (strcmp(a->c2s, c2s) == 0) return a;
     return NULL;
+}
+
+bool hold_is_away(const sm_t *sm, const char *c2s)
+{
+    return sm->away && find(sm, c2s);
 }
 
 void hold_c2s_away(sm_t *sm, const char *c2s)
@@ -61,7 +57,6 @@ void hold_c2s_away(sm_t *sm, const char *c2s)
     away_t *a = calloc(1, sizeof *a);
     if (!a || !(a->c2s = strdup(c2s))) log_fatal("out of memory");
     a->since = uv_now(sm->loop);
-    a->tail = &a->held;
     a->next = sm->away;
     sm->away = a;
     log_notice("%s is out of sight; its sessions are kept for %llu s", c2s,
@@ -70,29 +65,7 @@ void hold_c2s_away(sm_t *sm, const char *c2s)
         uv_timer_start(&sm->hold_timer, on_tick, HOLD_TICK_MS, HOLD_TICK_MS);
 }
 
-bool hold_route(sm_t *sm, const sess_t *sess, const char *data, size_t len)
-{
-    const char *c2s = sess->c2s;
-    away_t *a = find(sm, c2s);
-    if (!a) return false;
-    if (sm->held_bytes + len > sm->hold_max) {
-        log_warn("%s is out of sight and sm.hold-max is reached: a stanza for it dropped", c2s);
-        return true;
-    }
-    held_t *h = malloc(sizeof *h + len);
-    if (!h) log_fatal("out of memory");
-    h->next = NULL;
-    memcpy(h->sid, sess->sid, sizeof h->sid);
-    h->len = len;
-    memcpy(h->data, data, len);
-    *a->tail = h;
-    a->tail = &h->next;
-    a->bytes += len;
-    sm->held_bytes += len;
-    return true;
-}
-
-static void unlink_away(sm_t *sm, away_t *a)
+static void away_free(sm_t *sm, away_t *a)
 {
     for (away_t **p = &sm->away; *p; p = &(*p)->next)
         if (*p == a) {
@@ -100,47 +73,36 @@ static void unlink_away(sm_t *sm, away_t *a)
             break;
         }
     if (!sm->away) uv_timer_stop(&sm->hold_timer);
-}
-
-static void away_free(sm_t *sm, away_t *a)
-{
-    while (a->held) {
-        held_t *h = a->held;
-        a->held = h->next;
-        sm->held_bytes -= h->len;
-        free(h);
-    }
     free(a->c2s);
     free(a);
 }
 
-/* A held route whose session is gone: a message is delivered anew. */
-static bool redeliver(sm_t *sm, const held_t *h)
+typedef struct resend_ctx {
+    sm_t *sm;
+    const char *c2s;
+    unsigned sessions;
+    size_t bytes;
+} resend_ctx_t;
+
+static void resend_one(sess_t *s, void *ud)
 {
-    arena_t *ar = arena_new(0);
-    elem_t *route = xml_parse_fragment(ar, h->data, h->len, NS_HEARTH_COMPONENT);
-    elem_t *payload = route ? elem_first(route) : NULL;
-    bool is_message = payload && strcmp(payload->name, "message") == 0;
-    if (is_message) deliver_again(sm, payload);
-    arena_free(ar);
-    return is_message;
+    resend_ctx_t *r = ud;
+    if (strcmp(s->c2s, r->c2s) != 0) return;
+    r->sessions++;
+    r->bytes += s->oq.bytes;
+    ack_resend(r->sm, s);
 }
 
-/* What was held goes to the sessions still there, or anew. */
-static void flush(sm_t *sm, away_t *a)
+/* Checked: each session left there gets its queue again. */
+static void back(sm_t *sm, away_t *a)
 {
-    unlink_away(sm, a);
-    unsigned sent = 0, again = 0;
-    for (held_t *h = a->held; h; h = h->next) {
-        const sess_t *s = map_get(&sm->sessions_by_sid, h->sid);
-        if (s && strcmp(s->c2s, a->c2s) == 0)
-            sent += comp_send_raw(sm->comp, h->data, h->len) == 0;
-        else
-            again += redeliver(sm, h);
-    }
-    log_notice("%s is back: %u held stanzas sent on, %u messages delivered anew", a->c2s, sent,
-               again);
+    char *c2s = a->c2s;
+    a->c2s = NULL;
     away_free(sm, a);
+    resend_ctx_t r = {.sm = sm, .c2s = c2s};
+    sm_each_session(sm, resend_one, &r);
+    log_notice("%s is back: %u sessions kept, %zu bytes sent again", c2s, r.sessions, r.bytes);
+    free(c2s);
 }
 
 void hold_c2s_back(sm_t *sm, const char *c2s)
@@ -150,34 +112,20 @@ void hold_c2s_back(sm_t *sm, const char *c2s)
     a->is_checking = true;
     a->since = uv_now(sm->loop);
     a->checks = sess_check_c2s(sm, c2s);
-    if (a->checks == 0) flush(sm, a);
+    if (a->checks == 0) back(sm, a);
 }
 
 void hold_c2s_checked(sm_t *sm, const char *c2s)
 {
     away_t *a = find(sm, c2s);
-    if (a && a->is_checking && a->checks > 0 && --a->checks == 0) flush(sm, a);
-}
-
-/* Its sessions are over: deliver anew the messages held for them. */
-static void give_up(sm_t *sm, away_t *a, const char *why)
-{
-    unlink_away(sm, a);
-    sess_end_c2s(sm, a->c2s, why);
-    unsigned n = 0;
-    for (held_t *h = a->held; h; h = h->next)
-        n += redeliver(sm, h);
-    if (n) log_notice("%u messages held for %s delivered anew", n, a->c2s);
-    away_free(sm, a);
+    if (a && a->is_checking && a->checks > 0 && --a->checks == 0) back(sm, a);
 }
 
 void hold_c2s_gone(sm_t *sm, const char *c2s)
 {
     away_t *a = find(sm, c2s);
-    if (a)
-        give_up(sm, a, "c2s gone");
-    else
-        sess_end_c2s(sm, c2s, "c2s gone");
+    if (a) away_free(sm, a);
+    sess_end_c2s(sm, c2s, "c2s gone");
 }
 
 static void on_tick(uv_timer_t *t)
@@ -188,7 +136,13 @@ static void on_tick(uv_timer_t *t)
     away_t *a = sm->away;
     while (a) {
         away_t *next = a->next;
-        if (now - a->since >= sm->c2s_grace) give_up(sm, a, "c2s did not come back");
+        if (now - a->since >= sm->c2s_grace) {
+            char *c2s = a->c2s;
+            a->c2s = NULL;
+            away_free(sm, a);
+            sess_end_c2s(sm, c2s, "c2s did not come back");
+            free(c2s);
+        }
         a = next;
     }
 }
@@ -207,10 +161,7 @@ void hold_linked(sm_t *sm)
 
 void hold_close(sm_t *sm)
 {
-    while (sm->away) {
-        away_t *a = sm->away;
-        sm->away = a->next;
-        away_free(sm, a);
-    }
+    while (sm->away)
+        away_free(sm, sm->away);
     uv_close((uv_handle_t *)&sm->hold_timer, NULL);
 }

@@ -1,7 +1,7 @@
 # sm/: the session manager (included from Makefile.am).
 EXTRA_DIST += sm/sm.h
 sbin_PROGRAMS += sm/hearth-sm
-sm_hearth_sm_SOURCES = sm/sm.h sm/core.h sm/main.c sm/core.c sm/session.c sm/hold.c sm/deliver.c \
+sm_hearth_sm_SOURCES = sm/sm.h sm/core.h sm/main.c sm/core.c sm/session.c sm/hold.c sm/ack.c sm/deliver.c \
 	sm/modules.c sm/roster.c sm/roster.h \
 	sm/mod_presence.c sm/mod_roster.c sm/mod_offline.c
 sm_hearth_sm_SOURCES += sm/mod_disco.c sm/mod_vcard.c sm/mod_private.c sm/mod_version.c \

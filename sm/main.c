@@ -59,8 +59,10 @@ static void on_stop(void *ud)
     log_notice("%s stopping", sm->id);
     metrics_close();
     sm_api_stop();
+    ack_flush(sm);
     sess_end_all(sm);
     hold_close(sm);
+    ack_close(sm);
     sm_run_at_stop(sm);
     storage_close(sm->st, on_storage_closed, sm);
 }
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
     map_init(&sm->checking);
     map_init(&sm->absent);
     hold_init(sm);
+    ack_init(sm);
 
     static const comp_cb_t cb = {
         .on_ready = on_ready,

@@ -476,7 +476,7 @@ static void ask_announce(adhoc_req_t *req, elem_t *x)
 }
 
 /* A message from the domain to one session. */
-static void send_notice(sm_t *sm, const sess_t *s, const char *domain, const char *text)
+static void send_notice(sm_t *sm, sess_t *s, const char *domain, const char *text)
 {
     arena_t *a = arena_new(0);
     elem_t *m = elem_new(a, NS_CLIENT, "message");

@@ -216,7 +216,7 @@ static void push_change(sm_t *sm, const change_t *c)
 {
     static unsigned long pushes;
     arena_t *a = arena_new(0);
-    for (const sess_t *s = sm_sessions(sm, c->owner); s; s = s->next) {
+    for (sess_t *s = sm_sessions(sm, c->owner); s; s = s->next) {
         if (!s->slots[slot]) continue;
         char id[32];
         snprintf(id, sizeof id, "block-push-%lu", ++pushes);

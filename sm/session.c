@@ -144,13 +144,16 @@ static void sess_remove(sm_t *sm, sess_t *s)
     sm->nsessions--;
 }
 
-/* Run the end chain, then forget and free the session. */
-static void sess_finish(sm_t *sm, sess_t *s, const elem_t *request, const char *reason)
+/* Run the end chain, then forget and free the session; with redeliver
+ * (its c2s died), the messages it never acknowledged go anew. */
+static void sess_finish(sm_t *sm, sess_t *s, const elem_t *request, const char *reason,
+                        bool redeliver)
 {
     sm_pkt_t *p = session_pkt(sm, s, request, "end", reason);
     sm_chain_run(sm, SM_CHAIN_SESS_END, p);
     sm_pkt_release(p);
     sess_remove(sm, s);
+    ack_session_ends(sm, s, redeliver);
     log_info("session %s of %s on %s ended%s%s", s->sid, jid_full(s->jid), s->cid,
              reason ? ": " : "", reason ? reason : "");
     if (s->presence) arena_free(s->presence->arena);
@@ -171,7 +174,7 @@ void sm_end_session(sm_t *sm, sess_t *s, const char *reason)
     elem_set_attr(e, "jid", jid_full(s->jid));
     sm_send_to_sess(sm, s, e);
     arena_free(a);
-    sess_finish(sm, s, NULL, reason ? reason : "reset");
+    sess_finish(sm, s, NULL, reason ? reason : "reset", false);
 }
 
 static void start_free(start_t *st)
@@ -303,10 +306,16 @@ static void resume(sm_t *sm, const char *c2s, elem_t *req)
         jid_free(jid);
         return;
     }
+    const char *h_text = elem_attr(req, "h"), *next_text = elem_attr(req, "next");
+    uint64_t h = h_text ? strtoull(h_text, NULL, 10) : 0;
+    uint64_t next = next_text ? strtoull(next_text, NULL, 10) : 1;
     sess_t *s = map_get(&sm->sessions_by_sid, sid);
     if (s && strcmp(s->c2s, c2s) == 0 && strcmp(s->cid, cid) == 0 &&
         strcmp(jid_full(s->jid), jid_full(jid)) == 0) {
-        jid_free(jid); /* kept as it is */
+        /* Kept as it is: what it has not had comes again. */
+        jid_free(jid);
+        ack_taken(sm, s, h);
+        if (!hold_is_away(sm, c2s)) ack_resend(sm, s);
         return;
     }
     sess_t *newer = sm_session(sm, jid);
@@ -321,6 +330,10 @@ static void resume(sm_t *sm, const char *c2s, elem_t *req)
     if (!s || !(s->c2s = strdup(c2s)) || !(s->cid = strdup(cid))) log_fatal("out of memory");
     s->jid = jid;
     memcpy(s->sid, sid, sizeof s->sid);
+    /* Numbered on from where its c2s is: what it sends again from next is
+     * new to us, and what we send follows what it had. */
+    s->in_h = s->acked_in = next ? next - 1 : 0;
+    s->out_seq = h;
     const char *roster = elem_attr(req, "roster");
     s->is_interested = roster && strcmp(roster, "true") == 0;
     sess_add(sm, s);
@@ -406,6 +419,10 @@ static void account_event(sm_t *sm, const char *c2s, elem_t *req)
 void sess_on_request(sm_t *sm, const elem_t *route, elem_t *req)
 {
     const char *action = elem_attr(req, "action"), *c2s = elem_attr(route, "from");
+    if (c2s && strcmp(req->name, "ack") == 0) {
+        ack_from_c2s(sm, c2s, req);
+        return;
+    }
     if (!c2s || !action) return;
     if (strcmp(req->name, "account") == 0) {
         account_event(sm, c2s, req);
@@ -429,7 +446,10 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *req)
             log_debug("%s: end of an unknown session %s", c2s, sid ? sid : "(no sid)");
             return;
         }
-        sess_finish(sm, s, req, NULL);
+        /* What its c2s did not give the client goes anew (ack.c). */
+        const char *h = elem_attr(req, "h");
+        if (h) ack_taken(sm, s, strtoull(h, NULL, 10));
+        sess_finish(sm, s, req, NULL, true);
     } else {
         log_warn("%s: unknown session action '%s'", c2s, action);
     }
@@ -455,7 +475,7 @@ static void end_matching(sm_t *sm, const char *c2s, const char *reason)
     void *v[3] = {(void *)c2s, &list, &n};
     sm_each_session(sm, collect, v);
     for (size_t i = 0; i < n; i++)
-        sess_finish(sm, list[i], NULL, reason);
+        sess_finish(sm, list[i], NULL, reason, c2s != NULL);
     free(list);
     if (n) log_notice("%zu sessions ended: %s", n, reason);
 }

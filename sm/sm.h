@@ -25,6 +25,7 @@
 typedef struct sm sm_t;
 typedef struct sess sess_t;
 typedef struct sm_pkt sm_pkt_t;
+typedef struct origin origin_t; /* a client stanza not yet acknowledged (ack.c) */
 
 #define SM_SLOTS 16
 
@@ -40,6 +41,14 @@ struct sess {
     elem_t *presence;     /* its last available presence (own arena), or NULL */
     void *slots[SM_SLOTS];/* per-module data, see sm_slot() */
     sess_t *next;         /* the user's next session */
+    /* at-least-once delivery with its c2s (ack.c): the core's own */
+    uint64_t in_h;        /* the highest seq taken from the c2s */
+    uint64_t acked_in;    /* the highest one acknowledged */
+    uint64_t out_seq;     /* the last seq routed to the c2s */
+    ackq_t oq;            /* routed to the c2s, not acknowledged yet */
+    origin_t *origins, *origins_tail;
+    bool is_ack_due;
+    sess_t *ack_next;
 };
 
 struct sm_pkt {
@@ -52,6 +61,7 @@ struct sm_pkt {
     comp_role_t role;     /* who routed it to us, as the router marked it (s2s, sm,
                            * component, admin); ROLE_NONE for stanzas of our own
                            * sessions and modules */
+    origin_t *origin;     /* the client stanza it was made from (the core's) */
     unsigned refs;
 };
 
@@ -121,7 +131,7 @@ void sm_pkt_release(sm_pkt_t *pkt);
  * before the call returns. */
 void sm_deliver(sm_t *sm, const elem_t *stanza);
 /* Send a stanza to one session's client. */
-void sm_send_to_sess(sm_t *sm, const sess_t *sess, const elem_t *stanza);
+void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza);
 /* Answer pkt's stanza with a stanza error (nothing for an error). */
 void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition);
 /* Send an answer to pkt (built by the caller): straight to the asking
