@@ -98,6 +98,7 @@ struct client {
     uint64_t seq_out;   /* the last sequence number routed to the sm */
     uint64_t seq_in;    /* the highest one taken from the sm */
     bool is_ack_due;    /* seq_in is to be acknowledged (in c2s->acks) */
+    bool is_waiting_ack; /* not read until the sm takes more of rq (hold.c) */
     client_t *ack_next;
     char *bind_iq_id;   /* the bind IQ waiting for the sm */
     /* timers: one uv_timer_t, armed at the earliest deadline below */

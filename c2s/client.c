@@ -327,7 +327,7 @@ static void on_timer(uv_timer_t *t)
     }
     if (cl->resume_at && cl->resume_at <= now) {
         cl->resume_at = 0;
-        conn_resume(cl->conn);
+        if (!cl->is_waiting_ack) conn_resume(cl->conn);
     }
     if (c2s->idle_release && !cl->is_released && cl->last_read + c2s->idle_release <= now) {
         /* Quiet: most of an idle client's memory is its parser. Not now if

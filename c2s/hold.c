@@ -19,8 +19,11 @@
  * ends it with the unavailable presence its contacts expect, instead of
  * keeping a ghost.
  *
- * Limits: c2s.hold-max bytes queued in all (a stanza past it is answered
- * service-unavailable; so is one whose sm has been away c2s.hold-time);
+ * Limits: a client with more than c2s.max-queue bytes the sm has not
+ * taken yet is not read until half of it is (the store may be slower than
+ * a client). While the sm is away, c2s.hold-max bytes queued in all (a
+ * stanza past it is answered service-unavailable; so is one whose sm has
+ * been away c2s.hold-time);
  * while the sm is away, what has waited c2s.hold-time is answered
  * service-unavailable and dropped (a parked client is then dropped too:
  * the sm, when it comes back, ends sessions no c2s holds). */
@@ -65,20 +68,34 @@ bool hold_send(client_t *cl, uint64_t seq, const char *data, size_t len)
     domain_state_t *d = c2s_domain(c2s, cl->domain);
     uint64_t now = uv_now(c2s->loop);
     bool is_sendable = d && can_send(c2s, d);
-    if (!d || c2s->held_bytes + len > c2s->hold_max ||
-        (!is_sendable && now - d->away_since >= c2s->hold_time))
+    if (!d || (!is_sendable && (c2s->held_bytes + len > c2s->hold_max ||
+                                now - d->away_since >= c2s->hold_time)))
         return false;
     ackq_push(&cl->rq, seq, now, data, len, NULL);
     c2s->held_bytes += len;
-    if (is_sendable && comp_send_raw(c2s->comp, data, len) < 0) return true; /* queued: resent */
-    if (!is_sendable && !uv_is_active((uv_handle_t *)&c2s->hold_timer))
-        uv_timer_start(&c2s->hold_timer, hold_tick, HOLD_TICK_MS, HOLD_TICK_MS);
+    if (!is_sendable) {
+        if (!uv_is_active((uv_handle_t *)&c2s->hold_timer))
+            uv_timer_start(&c2s->hold_timer, hold_tick, HOLD_TICK_MS, HOLD_TICK_MS);
+        return true;
+    }
+    /* Flow control: a client whose stanzas the sm has not taken yet (the
+     * store is slower than it) is read no more until they are. */
+    if (cl->rq.bytes > c2s->max_queue && !cl->is_waiting_ack && cl->conn) {
+        cl->is_waiting_ack = true;
+        conn_pause(cl->conn);
+    }
+    comp_send_raw(c2s->comp, data, len); /* if the link just went, it is sent again */
     return true;
 }
 
 void hold_acked(client_t *cl, uint64_t h)
 {
-    cl->c2s->held_bytes -= ackq_ack(&cl->rq, h, NULL, NULL);
+    c2s_t *c2s = cl->c2s;
+    c2s->held_bytes -= ackq_ack(&cl->rq, h, NULL, NULL);
+    if (cl->is_waiting_ack && cl->rq.bytes <= c2s->max_queue / 2) {
+        cl->is_waiting_ack = false;
+        if (!cl->resume_at && cl->conn) conn_resume(cl->conn);
+    }
 }
 
 bool hold_park(client_t *cl)
