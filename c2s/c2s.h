@@ -42,6 +42,7 @@
 
 typedef struct c2s c2s_t;
 typedef struct client client_t;
+typedef struct seen seen_t; /* the origins a session got copies of (session.c) */
 typedef struct addr addr_t;
 typedef struct limits limits_t;
 
@@ -99,6 +100,7 @@ struct client {
     uint64_t seq_in;    /* the highest one taken from the sm */
     bool is_ack_due;    /* seq_in is to be acknowledged (in c2s->acks) */
     bool is_waiting_ack; /* not read until the sm takes more of rq (hold.c) */
+    seen_t *seen;        /* NULL until a copy with an origin comes */
     client_t *ack_next;
     char *bind_iq_id;   /* the bind IQ waiting for the sm */
     /* timers: one uv_timer_t, armed at the earliest deadline below */
@@ -284,6 +286,8 @@ void session_forget(client_t *cl);
 int session_resume(client_t *cl);
 /* Tell the sm the session is over (action='end'). */
 void session_send_end(client_t *cl);
+/* Tell the sm of domain that every session here is re-announced. */
+void session_send_resumed(c2s_t *c2s, const char *domain);
 void session_init(c2s_t *c2s);
 void session_close(c2s_t *c2s);
 /* The sm of a domain came or went. */

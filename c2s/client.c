@@ -87,6 +87,7 @@ static void client_free(client_t *cl)
     free(cl->sid);
     c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
     free(cl->presence);
+    free(cl->seen);
     free(cl->bind_iq_id);
     uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
 }

@@ -151,6 +151,7 @@ void hold_flush(c2s_t *c2s, domain_state_t *d)
             unpark(cl);
         }
     }
+    session_send_resumed(c2s, d->name);
     log_notice("%s: the session manager of %s is back: %u sessions resumed (%u of clients that "
                "left meanwhile, now ended), %zu bytes sent again",
                c2s->id, d->name, n, parked, bytes);

@@ -31,6 +31,24 @@
  * <route to='DOMAIN' from='c2s-1' user='BARE' cid='…' sid='…'>stanza</route>.
  * Stanzas from the sm are written to the client in jabber:client.
  *
+ * At-least-once (sm/ack.c tells the sm's side): every stanza route of a
+ * session, both ways, carries seq='N', the session's next number in that
+ * direction (from 1). The sender keeps the route until the receiver
+ * acknowledges it; the receiver takes a seq at most once. Acknowledgements
+ * go out ACK_DELAY_MS after the first is due, batched:
+ *   <route to='DOMAIN' from='c2s-1' user='BARE'>
+ *     <ack xmlns='urn:hearth:session:1'><a cid='…' sid='…' h='N'/>…</ack>
+ *   </route>
+ * (one route per domain, or per session when sm.shards > 1, so each
+ * reaches its shard); the sm answers the same way to this instance. The
+ * client leaving sends action='end' with h='N', what it was given: the sm
+ * delivers anew what came after. A resume carries h (what this side has
+ * taken) and next (the first seq it will send again), and after it the
+ * session's unacknowledged routes go again, in order. Once every session
+ * of a domain is resumed, <session action='resumed'/> tells its sm (routed
+ * with user='c2s-N'), which waits for that from every c2s before it takes
+ * a user without a session for offline (sm/hold.c).
+ *
  * action='ended' from the sm (resource conflict, account removed, kick)
  * closes the stream with the reason as stream error. The client leaving
  * sends action='end'.
@@ -147,7 +165,11 @@ static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *use
     attr(b, "user", user);
     attr(b, "cid", cid);
     if (sid) attr(b, "sid", sid);
-    if (seq) buf_printf(b, " seq='%llu'", (unsigned long long)seq);
+    if (seq) {
+        buf_appends(b, " seq='");
+        buf_append_u64(b, seq);
+        buf_appends(b, "'");
+    }
     buf_appends(b, ">");
 }
 
@@ -541,6 +563,63 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
     }
 }
 
+/* ---- copies made again ------------------------------------------------------ */
+
+/* A session remembers, for the last SEEN_ORIGINS sessions it got copies
+ * from, the highest origin seq and which of the 64 below it came (copies
+ * of one sender's stanzas can arrive out of order: a lookup in the store
+ * delays one). A copy it had is dropped; one older than that window is
+ * let through. */
+#define SEEN_ORIGINS 8
+
+typedef struct seen_origin {
+    char cid[48];
+    uint64_t top;  /* the highest seq */
+    uint64_t bits; /* bit i: top - i came */
+    uint64_t used; /* for replacing the least recent */
+} seen_origin_t;
+
+struct seen {
+    seen_origin_t o[SEEN_ORIGINS];
+    uint64_t clock;
+};
+
+static bool is_seen(client_t *cl, const char *origin)
+{
+    const char *space = strchr(origin, ' ');
+    size_t len = space ? (size_t)(space - origin) : 0;
+    if (!space || len == 0 || len >= sizeof(((seen_origin_t *)0)->cid)) return false;
+    uint64_t seq = strtoull(space + 1, NULL, 10);
+    if (!cl->seen && !(cl->seen = calloc(1, sizeof *cl->seen))) log_fatal("out of memory");
+    seen_t *s = cl->seen;
+    seen_origin_t *o = NULL, *oldest = &s->o[0];
+    for (int i = 0; i < SEEN_ORIGINS && !o; i++) {
+        if (strncmp(s->o[i].cid, origin, len) == 0 && s->o[i].cid[len] == '\0') o = &s->o[i];
+        if (s->o[i].used < oldest->used) oldest = &s->o[i];
+    }
+    if (!o) {
+        o = oldest;
+        memcpy(o->cid, origin, len);
+        o->cid[len] = '\0';
+        o->top = seq;
+        o->bits = 1;
+        o->used = ++s->clock;
+        return false;
+    }
+    o->used = ++s->clock;
+    if (seq > o->top) {
+        uint64_t shift = seq - o->top;
+        o->bits = shift >= 64 ? 1 : (o->bits << shift) | 1;
+        o->top = seq;
+        return false;
+    }
+    uint64_t back = o->top - seq;
+    if (back >= 64) return false;
+    if (o->bits & (1ULL << back)) return true;
+    o->bits |= 1ULL << back;
+    return false;
+}
+
 /* ---- acknowledgements ---------------------------------------------------- */
 
 #define ACK_DELAY_MS 5
@@ -688,13 +767,14 @@ void session_route(c2s_t *c2s, elem_t *route)
         refuse(c2s, route, "a stanza without the sid of the session it names");
         return;
     }
-    const char *seq = elem_attr(route, "seq");
+    const char *seq = elem_attr(route, "seq"), *origin = elem_attr(route, "origin");
     if (seq) {
         uint64_t n = strtoull(seq, NULL, 10);
         ack_due(cl);
         if (n <= cl->seq_in) return; /* sent again after a restart: had it */
         cl->seq_in = n;
     }
+    if (origin && is_seen(cl, origin)) return; /* made again by a new sm */
     int kind = metric_kind(payload->name);
     if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
     client_send(cl, payload);
@@ -707,6 +787,18 @@ void session_forget(client_t *cl)
     free(cl->sid);
     cl->sid = NULL;
     table_remove(cl->c2s, cl);
+}
+
+void session_send_resumed(c2s_t *c2s, const char *domain)
+{
+    buf_t *b = &c2s->scratch;
+    buf_reset(b);
+    buf_appends(b, "<route");
+    attr(b, "to", domain);
+    attr(b, "from", c2s->id);
+    attr(b, "user", c2s->id);
+    buf_appends(b, "><session xmlns='" NS_HEARTH_SESSION "' action='resumed'/></route>");
+    comp_send_raw(c2s->comp, b->data, b->len);
 }
 
 /* With h: what the client was given; the sm delivers anew the rest. */

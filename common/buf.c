@@ -79,6 +79,16 @@ void buf_appends(buf_t *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+void buf_append_u64(buf_t *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do
+        digits[sizeof digits - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) && n < sizeof digits);
+    buf_append(b, digits + sizeof digits - n, n);
+}
+
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap)
 {
     va_list copy;

@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct buf {
     char *data; /* always NUL-terminated after any buf_ call (not counted in len) */
@@ -21,6 +22,8 @@ void buf_reset(buf_t *b); /* len = 0, keeps the memory */
 void buf_reserve(buf_t *b, size_t extra);
 void buf_append(buf_t *b, const void *data, size_t len);
 void buf_appends(buf_t *b, const char *s);
+/* v in decimal (sequence numbers on the message path: no printf). */
+void buf_append_u64(buf_t *b, uint64_t v);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 /* Drop the first n bytes (n <= len). */

@@ -15,6 +15,11 @@
  * c2s that died never acknowledged are delivered anew (to the user's other
  * sessions or the offline store).
  *
+ * A copy made of a client stanza carries origin='CID SEQ' (the sending
+ * session's cid and the stanza's seq): an sm that was killed after passing
+ * a stanza on, before acknowledging it, gets it again from its c2s, and
+ * the receiving c2s drops the second copy by that mark (c2s/session.c).
+ *
  * An origin is one client stanza in the sm: counted references from the
  * packets made while it was processed (sm_pkt_new takes one from
  * sm->origin) and from the routes to sessions that carry it. When the last
@@ -87,6 +92,16 @@ origin_t *origin_ref(origin_t *o)
 {
     if (o) o->refs++;
     return o;
+}
+
+void origin_attr(const origin_t *o, buf_t *b)
+{
+    if (!o || !o->sess) return;
+    buf_appends(b, " origin='");
+    xml_escape(b, o->sess->cid, strlen(o->sess->cid), true);
+    buf_appends(b, " ");
+    buf_append_u64(b, o->seq);
+    buf_appends(b, "'");
 }
 
 /* The session's origins that are done, from the first: acknowledged. */

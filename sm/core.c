@@ -157,7 +157,11 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     attr_out(b, "user", jid_bare(sess->jid));
     attr_out(b, "cid", sess->cid);
     attr_out(b, "sid", sess->sid);
-    buf_printf(b, " seq='%llu'>", (unsigned long long)++sess->out_seq);
+    buf_appends(b, " seq='");
+    buf_append_u64(b, ++sess->out_seq);
+    buf_appends(b, "'");
+    origin_attr(sm->origin, b);
+    buf_appends(b, ">");
     elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
     buf_appends(b, "</route>");
     int kind = metric_kind(stanza->name);

@@ -48,6 +48,7 @@ struct sm {
     char **components; /* advertised names, NULL-terminated */
     int ncomponents;
     bool was_down;     /* the router link was lost since the last on_ready */
+    bool has_linked;   /* on_ready came once */
 
     away_t *away;        /* c2s instances out of sight (hold.c) */
     size_t held_bytes, hold_max; /* in every session's queue (ack.c) */
@@ -57,6 +58,12 @@ struct sm {
     sess_t *acks;        /* sessions with an acknowledgement due */
     uv_timer_t ack_timer;
     unsigned long redelivered;
+    bool is_gathering;     /* a new sm, c2s still re-announcing (hold.c) */
+    char **gather;         /* the c2s not done yet */
+    int ngather;
+    sm_pkt_t **gathered;   /* messages waiting for the gathering's end */
+    int ngathered, gathered_cap;
+    uv_timer_t gather_timer;
 
     buf_t out; /* scratch for serializing routes */
 };
@@ -111,6 +118,14 @@ void hold_c2s_checked(sm_t *sm, const char *c2s);
 void hold_c2s_gone(sm_t *sm, const char *c2s);
 /* The router link is up again: the c2s it advertises are back. */
 void hold_linked(sm_t *sm);
+/* A new sm is linked: wait for the advertised c2s to re-announce. */
+void hold_gather(sm_t *sm);
+/* A c2s said action='resumed'. */
+void hold_c2s_resumed(sm_t *sm, const char *c2s);
+/* Keep a message for a user without a session while gathering (true). */
+bool hold_gathering(sm_t *sm, sm_pkt_t *pkt);
+/* A message kept while gathering, delivered now (deliver.c). */
+void deliver_waiting(sm_t *sm, sm_pkt_t *pkt);
 /* A message that could not reach its session: delivered again as if it
  * came from the router now (deliver.c). */
 void deliver_again(sm_t *sm, const elem_t *message);
@@ -124,6 +139,10 @@ void ack_flush(sm_t *sm);
  * once it is processed. */
 origin_t *origin_new(sm_t *sm, sess_t *s, uint64_t seq);
 origin_t *origin_ref(origin_t *o);
+/* " origin='CID SEQ'" for a route made of o (nothing for NULL): the
+ * receiving c2s drops a copy it had, which a new sm can make again when the
+ * old one died before acknowledging o. */
+void origin_attr(const origin_t *o, buf_t *b);
 void origin_unref(origin_t *o);
 /* Acknowledge s's client stanzas again (a duplicate came). */
 void ack_again(sm_t *sm, sess_t *s);

@@ -229,8 +229,17 @@ static void message_to_user(sm_t *sm, sm_pkt_t *pkt)
      * to the available resources of highest non-negative priority;
      * §8.5.2.2: with none, offline storage or service-unavailable. */
     if (to_best_sessions(sm, pkt, false) > 0) return;
+    if (hold_gathering(sm, pkt)) return; /* the user may be online still (hold.c) */
     if (sm_chain_run(sm, SM_CHAIN_UNDELIVERED, pkt) == SM_HANDLED) return;
     sm_reply_error(sm, pkt, "service-unavailable");
+}
+
+void deliver_waiting(sm_t *sm, sm_pkt_t *pkt)
+{
+    origin_t *was = sm->origin;
+    sm->origin = pkt->origin; /* its copies carry their origin mark (ack.c) */
+    message_to_user(sm, pkt);
+    sm->origin = was;
 }
 
 static void presence_to_user(sm_t *sm, sm_pkt_t *pkt)
@@ -295,6 +304,9 @@ static void no_account(sm_t *sm, sm_pkt_t *pkt)
 static void user_checked(sm_t *sm, void *ud, int exists)
 {
     sm_pkt_t *pkt = ud;
+    /* Called back maybe later: what it makes carries its origin (ack.c). */
+    origin_t *was = sm->origin;
+    sm->origin = pkt->origin;
     if (exists > 0) {
         user_deliver(sm, pkt);
     } else if (exists == 0) {
@@ -305,6 +317,7 @@ static void user_checked(sm_t *sm, void *ud, int exists)
          * silently). */
         sm_reply_error(sm, pkt, "internal-server-error");
     }
+    sm->origin = was;
     sm_pkt_release(pkt);
 }
 

@@ -13,13 +13,20 @@
  * within sm.c2s-grace, or says is gone, took its clients with it: its
  * sessions end (with the unavailable presence their contacts expect), and
  * the messages it never acknowledged are delivered anew, to the user's
- * other sessions or the offline store (RFC 6121 §8.5). */
+ * other sessions or the offline store (RFC 6121 §8.5).
+ *
+ * A new sm gathers first: until every c2s the router advertised when it
+ * linked has said action='resumed' (its sessions are all re-announced),
+ * or GATHER_MS went by, a message for a user with no session waits rather
+ * than going to the offline store: that user may be online on a c2s whose
+ * announcements are still on the way. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
 
 #define HOLD_TICK_MS 500
+#define GATHER_MS 2000
 
 struct away {
     away_t *next;
@@ -35,6 +42,8 @@ void hold_init(sm_t *sm)
 {
     uv_timer_init(sm->loop, &sm->hold_timer);
     sm->hold_timer.data = sm;
+    uv_timer_init(sm->loop, &sm->gather_timer);
+    sm->gather_timer.data = sm;
     sm->hold_max = config_size(sm->config, "sm.hold-max");
     sm->c2s_grace = config_ms(sm->config, "sm.c2s-grace");
 }
@@ -159,8 +168,76 @@ void hold_linked(sm_t *sm)
     }
 }
 
+/* ---- a new sm gathers its sessions ------------------------------------ */
+
+static void gather_end(sm_t *sm, const char *why)
+{
+    if (!sm->is_gathering) return;
+    sm->is_gathering = false;
+    uv_timer_stop(&sm->gather_timer);
+    for (int i = 0; i < sm->ngather; i++)
+        free(sm->gather[i]);
+    sm->ngather = 0;
+    sm_pkt_t **list = sm->gathered;
+    int n = sm->ngathered;
+    sm->gathered = NULL;
+    sm->ngathered = sm->gathered_cap = 0;
+    log_notice("sessions gathered (%s): %d waiting messages delivered", why, n);
+    for (int i = 0; i < n; i++) {
+        deliver_waiting(sm, list[i]);
+        sm_pkt_release(list[i]);
+    }
+    free(list);
+}
+
+static void on_gather_timeout(uv_timer_t *t)
+{
+    gather_end(t->data, "not every c2s answered in time");
+}
+
+void hold_gather(sm_t *sm)
+{
+    for (int i = 0; i < sm->ncomponents; i++) {
+        if (strncmp(sm->components[i], "c2s-", 4) != 0) continue;
+        char **v = realloc(sm->gather, (size_t)(sm->ngather + 1) * sizeof(*v));
+        if (!v || !(v[sm->ngather] = strdup(sm->components[i]))) log_fatal("out of memory");
+        sm->gather = v;
+        sm->ngather++;
+    }
+    if (sm->ngather == 0) return;
+    sm->is_gathering = true;
+    uv_timer_start(&sm->gather_timer, on_gather_timeout, GATHER_MS, 0);
+    log_notice("waiting for %d c2s processes to re-announce their sessions", sm->ngather);
+}
+
+void hold_c2s_resumed(sm_t *sm, const char *c2s)
+{
+    for (int i = 0; i < sm->ngather; i++) {
+        if (strcmp(sm->gather[i], c2s) != 0) continue;
+        free(sm->gather[i]);
+        sm->gather[i] = sm->gather[--sm->ngather];
+        break;
+    }
+    if (sm->is_gathering && sm->ngather == 0) gather_end(sm, "every c2s re-announced");
+}
+
+bool hold_gathering(sm_t *sm, sm_pkt_t *pkt)
+{
+    if (!sm->is_gathering) return false;
+    if (sm->ngathered == sm->gathered_cap) {
+        sm->gathered_cap = sm->gathered_cap ? 2 * sm->gathered_cap : 64;
+        sm->gathered = realloc(sm->gathered, (size_t)sm->gathered_cap * sizeof(*sm->gathered));
+        if (!sm->gathered) log_fatal("out of memory");
+    }
+    sm->gathered[sm->ngathered++] = sm_pkt_hold(pkt);
+    return true;
+}
+
 void hold_close(sm_t *sm)
 {
+    gather_end(sm, "stopping");
+    free(sm->gather);
+    uv_close((uv_handle_t *)&sm->gather_timer, NULL);
     while (sm->away)
         away_free(sm, sm->away);
     uv_close((uv_handle_t *)&sm->hold_timer, NULL);

@@ -14,7 +14,11 @@ static void on_ready(comp_t *c)
     sm_t *sm = comp_data(c);
     log_notice("%s linked to the router, serving %d domain(s)", sm->id, sm->ndomains);
     daemon_ready();
-    if (sm->was_down) hold_linked(sm);
+    if (sm->was_down)
+        hold_linked(sm);
+    else if (!sm->has_linked)
+        hold_gather(sm);
+    sm->has_linked = true;
     sm->was_down = false;
 }
 

@@ -438,6 +438,8 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *req)
         resume(sm, c2s, req);
     } else if (strcmp(action, "checked") == 0) {
         hold_c2s_checked(sm, c2s);
+    } else if (strcmp(action, "resumed") == 0) {
+        hold_c2s_resumed(sm, c2s);
     } else if (strcmp(action, "end") == 0) {
         const char *sid = elem_attr(req, "sid") ? elem_attr(req, "sid") : elem_attr(route, "sid");
         const char *cid = elem_attr(req, "cid") ? elem_attr(req, "cid") : elem_attr(route, "cid");
