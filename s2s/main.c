@@ -324,12 +324,14 @@ static void on_ready(comp_t *comp)
     s2s_t *s = comp_data(comp);
     log_info("%s: connected to the router", s->id);
     daemon_ready();
+    if (s->has_resolver) out_resolver_back(s);
 }
 
 static void on_down(comp_t *comp)
 {
     s2s_t *s = comp_data(comp);
     log_warn("%s: lost the router", s->id);
+    s->has_resolver = false; /* the new router's list tells */
 }
 
 /* What a route may ask of us depends on the role the router marked it with
@@ -425,7 +427,10 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 static void on_advert(comp_t *comp, const char *name, bool available)
 {
     s2s_t *s = comp_data(comp);
-    if (strcmp(name, "resolver") == 0) s->has_resolver = available;
+    if (strcmp(name, "resolver") != 0) return;
+    bool was = s->has_resolver;
+    s->has_resolver = available;
+    if (available && !was && comp_is_ready(comp)) out_resolver_back(s);
 }
 
 static void on_bind_error(comp_t *comp, const char *name, const char *error)

@@ -460,13 +460,38 @@ static bool connect_next(out_t *o)
     return false;
 }
 
+/* Ask the resolver for o's targets; with no resolver at the router (it is
+ * restarting), out_resolver_back() asks once it is there again, and the
+ * connect timeout bounds the wait either way. */
+static void ask_resolver(out_t *o)
+{
+    s2s_t *s = o->s;
+    if (!s->has_resolver) {
+        log_info("s2s %s -> %s: waiting for the resolver", o->local, o->remote);
+        return;
+    }
+    arena_t *a = arena_new(0);
+    elem_t *req = elem_new(a, NS_RESOLVER, "resolve");
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)o->serial);
+    elem_set_attr(req, "id", id);
+    elem_set_attr(req, "domain", o->remote);
+    if (comp_send_to(s->comp, "resolver", s->id, NULL, req) < 0)
+        log_info("s2s %s -> %s: router link down; resolving when it is back", o->local, o->remote);
+    arena_free(a);
+    log_info("s2s %s -> %s: resolving", o->local, o->remote);
+}
+
+void out_resolver_back(s2s_t *s)
+{
+    /* What was asked of a resolver that died is lost with it: ask again. */
+    for (out_t *o = s->outs; o; o = o->next)
+        if (!o->dead && o->state == O_RESOLVING) ask_resolver(o);
+}
+
 static out_t *out_new(s2s_t *s, const char *local, const char *remote)
 {
     const s2s_route_t *route = s2s_route_for(s, remote);
-    if (!route && !s->has_resolver) {
-        log_info("s2s: no route to %s and no resolver", remote);
-        return NULL;
-    }
     out_t *o = calloc(1, sizeof *o);
     if (!o) log_fatal("out of memory");
     o->s = s;
@@ -492,16 +517,7 @@ static out_t *out_new(s2s_t *s, const char *local, const char *remote)
         }
     } else {
         o->state = O_RESOLVING;
-        arena_t *a = arena_new(0);
-        elem_t *req = elem_new(a, NS_RESOLVER, "resolve");
-        char id[24];
-        snprintf(id, sizeof id, "%llu", (unsigned long long)o->serial);
-        elem_set_attr(req, "id", id);
-        elem_set_attr(req, "domain", remote);
-        if (comp_send_to(s->comp, "resolver", s->id, NULL, req) < 0)
-            o->condition = "remote-server-not-found";
-        arena_free(a);
-        log_info("s2s %s -> %s: resolving", local, remote);
+        ask_resolver(o);
     }
     uv_timer_start(&o->timer, on_timer, s->connect_timeout, 0);
     o->next = s->outs;

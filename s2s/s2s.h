@@ -137,6 +137,8 @@ void out_close_all(s2s_t *s);
 void out_report(s2s_t *s, elem_t *list);
 /* The resolver's <resolved/> answer to one of our requests. */
 void out_resolved(s2s_t *s, const elem_t *answer);
+/* The resolver is at the router (again): streams still resolving ask it. */
+void out_resolver_back(s2s_t *s);
 
 /* in.c */
 /* A connection on the s2s.listen (direct_tls false) or s2s.listen-tls port. */

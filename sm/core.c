@@ -300,10 +300,12 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
     /* DESIGN.md: a c2s that went away took its clients with it; one seen
      * again is asked about the sessions we kept for it (hold.c). Before
      * on_ready our own binds are not through: main.c's on_ready does it. */
-    if (!available)
+    if (!available) {
         hold_c2s_gone(sm, name);
-    else if (comp_is_ready(sm->comp))
+    } else if (comp_is_ready(sm->comp)) {
         hold_c2s_back(sm, name);
+        if (strcmp(name, "s2s") == 0) hold_out_flush(sm);
+    }
 }
 
 bool sm_is_advertised(const sm_t *sm, const char *name)

@@ -64,6 +64,10 @@ struct sm {
     sm_pkt_t **gathered;   /* messages waiting for the gathering's end */
     int ngathered, gathered_cap;
     uv_timer_t gather_timer;
+    struct out_wait *outs, **outs_tail; /* stanzas waiting for the router or s2s */
+    unsigned nouts;
+    uint64_t out_wait; /* ms: s2s.connect-timeout */
+    uv_timer_t out_timer;
 
     buf_t out; /* scratch for serializing routes */
 };
@@ -124,6 +128,14 @@ void hold_gather(sm_t *sm);
 void hold_c2s_resumed(sm_t *sm, const char *c2s);
 /* Keep a message for a user without a session while gathering (true). */
 bool hold_gathering(sm_t *sm, sm_pkt_t *pkt);
+/* A stanza for the router that cannot go now (no router link, or no s2s
+ * for a remote domain): it waits for them (hold.c), up to
+ * s2s.connect-timeout, then is answered remote-server-timeout. */
+void hold_out(sm_t *sm, sm_pkt_t *pkt, const char *user);
+/* The router link is up, or s2s is there again: what waited goes. */
+void hold_out_flush(sm_t *sm);
+/* Route a stanza on (deliver.c); user: the route's shard key. */
+void deliver_route_out(sm_t *sm, sm_pkt_t *pkt, const char *user);
 /* A message kept while gathering, delivered now (deliver.c). */
 void deliver_waiting(sm_t *sm, sm_pkt_t *pkt);
 /* A message that could not reach its session: delivered again as if it

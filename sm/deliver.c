@@ -174,12 +174,19 @@ static elem_t *take(const elem_t *payload)
     return s;
 }
 
-static void route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
+void deliver_route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
 {
+    /* Without the router, or without s2s for a remote domain (one of them
+     * restarting), it waits (hold.c). */
+    const char *domain = jid_domain(pkt->to);
+    bool is_remote = !sm_is_local(sm, domain) && !sm_is_advertised(sm, domain);
+    if (!comp_is_ready(sm->comp) || (is_remote && !sm_is_advertised(sm, "s2s"))) {
+        hold_out(sm, pkt, user);
+        return;
+    }
     const char *from =
         sm_is_local(sm, jid_domain(pkt->from)) ? jid_domain(pkt->from) : sm_domain(sm);
-    if (comp_send_to(sm->comp, jid_domain(pkt->to), from, user, pkt->stanza) < 0)
-        log_info("router link down: stanza to %s dropped", jid_full(pkt->to));
+    comp_send_to(sm->comp, domain, from, user, pkt->stanza);
 }
 
 /* ---- local delivery (RFC 6121 §8.5) ----------------------------------- */
@@ -341,7 +348,7 @@ static void send_on(sm_t *sm, sm_pkt_t *pkt, bool from_router)
     if (sm_is_local(sm, jid_domain(pkt->to))) {
         if (sm->shards > 1 && !from_router) {
             /* The router picks the shard that owns the account. */
-            route_out(sm, pkt, jid_bare(pkt->to));
+            deliver_route_out(sm, pkt, jid_bare(pkt->to));
             return;
         }
         sm_account_check(sm, jid_bare(pkt->to), user_checked, sm_pkt_hold(pkt));
@@ -352,7 +359,7 @@ static void send_on(sm_t *sm, sm_pkt_t *pkt, bool from_router)
                   jid_full(pkt->to));
         return;
     }
-    route_out(sm, pkt, jid_bare(pkt->from));
+    deliver_route_out(sm, pkt, jid_bare(pkt->from));
 }
 
 /* ---- entries ---------------------------------------------------------- */
@@ -502,6 +509,19 @@ void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
     }
     const char *error = elem_attr(route, "error");
     elem_t *st = take(payload);
+    /* Sent as s2s went away: it waits for the next s2s (hold.c). */
+    const char *to = elem_attr(st, "to");
+    jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
+    bool is_remote = jto && !sm_is_local(sm, jid_domain(jto)) &&
+                     !sm_is_advertised(sm, jid_domain(jto)) && !sm_is_advertised(sm, "s2s");
+    jid_free(jto);
+    if (is_remote && error && is(error, "not-found")) {
+        sm_pkt_t *pkt = sm_pkt_new(sm, st);
+        if (!pkt) return;
+        hold_out(sm, pkt, elem_attr(route, "user"));
+        sm_pkt_release(pkt);
+        return;
+    }
     /* The router found no way to the stanza's domain: RFC 6120 §8.3.3.15. */
     const char *condition =
         error && is(error, "not-found") ? "remote-server-not-found" : "service-unavailable";

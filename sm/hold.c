@@ -44,6 +44,10 @@ void hold_init(sm_t *sm)
     sm->hold_timer.data = sm;
     uv_timer_init(sm->loop, &sm->gather_timer);
     sm->gather_timer.data = sm;
+    uv_timer_init(sm->loop, &sm->out_timer);
+    sm->out_timer.data = sm;
+    sm->outs_tail = &sm->outs;
+    sm->out_wait = config_ms(sm->config, "s2s.connect-timeout");
     sm->hold_max = config_size(sm->config, "sm.hold-max");
     sm->c2s_grace = config_ms(sm->config, "sm.c2s-grace");
 }
@@ -168,6 +172,85 @@ void hold_linked(sm_t *sm)
     }
 }
 
+/* ---- stanzas for the router or s2s ----------------------------------------- */
+
+#define OUT_WAIT_MAX 100000 /* stanzas */
+
+typedef struct out_wait {
+    struct out_wait *next;
+    sm_pkt_t *pkt; /* held: its origin is not acknowledged meanwhile (ack.c) */
+    char *user;
+    uint64_t at;
+} out_wait_t;
+
+static void on_out_tick(uv_timer_t *t);
+
+void hold_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
+{
+    if (sm->nouts >= OUT_WAIT_MAX) {
+        if (log_is_first("sm: stanzas waiting for the router or s2s"))
+            log_warn("%u stanzas wait for the router or s2s: more are answered "
+                     "remote-server-timeout (logged once)", sm->nouts);
+        sm_reply_error(sm, pkt, "remote-server-timeout");
+        return;
+    }
+    out_wait_t *w = calloc(1, sizeof *w);
+    if (!w || (user && !(w->user = strdup(user)))) log_fatal("out of memory");
+    w->pkt = sm_pkt_hold(pkt);
+    w->at = uv_now(sm->loop);
+    if (!sm->outs_tail) sm->outs_tail = &sm->outs;
+    *sm->outs_tail = w;
+    sm->outs_tail = &w->next;
+    sm->nouts++;
+    if (!uv_is_active((uv_handle_t *)&sm->out_timer))
+        uv_timer_start(&sm->out_timer, on_out_tick, 1000, 1000);
+}
+
+static out_wait_t *out_pop(sm_t *sm)
+{
+    out_wait_t *w = sm->outs;
+    if (!w) return NULL;
+    sm->outs = w->next;
+    if (!sm->outs) sm->outs_tail = &sm->outs;
+    sm->nouts--;
+    return w;
+}
+
+static void out_free(out_wait_t *w)
+{
+    sm_pkt_release(w->pkt);
+    free(w->user);
+    free(w);
+}
+
+void hold_out_flush(sm_t *sm)
+{
+    if (!sm->outs) return;
+    unsigned n = sm->nouts;
+    /* What cannot go yet comes back to the end: take this many only. */
+    for (unsigned i = 0; i < n; i++) {
+        out_wait_t *w = out_pop(sm);
+        origin_t *was = sm->origin;
+        sm->origin = w->pkt->origin;
+        deliver_route_out(sm, w->pkt, w->user);
+        sm->origin = was;
+        out_free(w);
+    }
+    if (sm->nouts < n) log_notice("%u stanzas that waited for the router or s2s sent on", n - sm->nouts);
+}
+
+static void on_out_tick(uv_timer_t *t)
+{
+    sm_t *sm = t->data;
+    uint64_t now = uv_now(sm->loop);
+    while (sm->outs && now - sm->outs->at >= sm->out_wait) {
+        out_wait_t *w = out_pop(sm);
+        sm_reply_error(sm, w->pkt, "remote-server-timeout");
+        out_free(w);
+    }
+    if (!sm->outs) uv_timer_stop(t);
+}
+
 /* ---- a new sm gathers its sessions ------------------------------------ */
 
 static void gather_end(sm_t *sm, const char *why)
@@ -238,6 +321,9 @@ void hold_close(sm_t *sm)
     gather_end(sm, "stopping");
     free(sm->gather);
     uv_close((uv_handle_t *)&sm->gather_timer, NULL);
+    while (sm->outs)
+        out_free(out_pop(sm));
+    uv_close((uv_handle_t *)&sm->out_timer, NULL);
     while (sm->away)
         away_free(sm, sm->away);
     uv_close((uv_handle_t *)&sm->hold_timer, NULL);

@@ -20,6 +20,7 @@ static void on_ready(comp_t *c)
         hold_gather(sm);
     sm->has_linked = true;
     sm->was_down = false;
+    hold_out_flush(sm);
 }
 
 static void keep_sessions_of(sess_t *s, void *ud)
