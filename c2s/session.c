@@ -565,8 +565,10 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
 
 /* ---- copies made again ------------------------------------------------------ */
 
-/* A session remembers, for the last SEEN_ORIGINS sessions it got copies
- * from, the highest origin seq and which of the 64 below it came (copies
+/* Messages from the sm carry origin='CID SEQ', the client stanza they
+ * were made of (sm/ack.c): a new sm makes them again when the old one was
+ * killed before acknowledging it. A session remembers, for the last
+ * SEEN_ORIGINS sessions it got messages from, the highest origin seq and which of the 64 below it came (copies
  * of one sender's stanzas can arrive out of order: a lookup in the store
  * delays one). A copy it had is dropped; one older than that window is
  * let through. */

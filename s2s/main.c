@@ -417,7 +417,7 @@ static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
     } else if (!jto || !jfrom || !s2s_is_local(s, jid_domain(jfrom)) ||
                s2s_is_local(s, jid_domain(jto))) {
         log_info("stanza without a local from and a remote to dropped");
-    } else {
+    } else if (ack_is_new(s, route)) {
         out_send(s, jid_domain(jfrom), jid_domain(jto), payload, raw->len);
     }
     jid_free(jto);
@@ -430,6 +430,7 @@ static void on_advert(comp_t *comp, const char *name, bool available)
     if (strcmp(name, "resolver") != 0) return;
     bool was = s->has_resolver;
     s->has_resolver = available;
+    if (available) s->had_resolver = true;
     if (available && !was && comp_is_ready(comp)) out_resolver_back(s);
 }
 
@@ -469,6 +470,7 @@ static void on_stop(void *ud)
     metrics_close();
     out_close_all(s);
     in_close_all(s);
+    ack_close(s);
     comp_free(s->comp);
     s->comp = NULL;
     uv_timer_init(s->loop, &s->stop_timer);
@@ -486,6 +488,7 @@ int main(int argc, char **argv)
     configure(s, d.config);
     buf_init(&s->scratch);
     map_init(&s->out_by_pair);
+    ack_init(s);
     listen_on(s, &s->listener, &s->listening, "s2s.listen");
     listen_on(s, &s->listener_tls, &s->listening_tls, "s2s.listen-tls");
     s2s_metrics_init(s);

@@ -460,9 +460,10 @@ static bool connect_next(out_t *o)
     return false;
 }
 
-/* Ask the resolver for o's targets; with no resolver at the router (it is
- * restarting), out_resolver_back() asks once it is there again, and the
- * connect timeout bounds the wait either way. */
+/* Ask the resolver for o's targets; with no resolver at the router now
+ * after there was one (it is restarting), out_resolver_back() asks once it
+ * is there again, and the connect timeout bounds the wait either way. A
+ * server that never had a resolver bounces at once (out_new). */
 static void ask_resolver(out_t *o)
 {
     s2s_t *s = o->s;
@@ -492,6 +493,10 @@ void out_resolver_back(s2s_t *s)
 static out_t *out_new(s2s_t *s, const char *local, const char *remote)
 {
     const s2s_route_t *route = s2s_route_for(s, remote);
+    if (!route && !s->has_resolver && !s->had_resolver) {
+        log_info("s2s: no route to %s and no resolver", remote);
+        return NULL;
+    }
     out_t *o = calloc(1, sizeof *o);
     if (!o) log_fatal("out of memory");
     o->s = s;

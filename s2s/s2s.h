@@ -77,6 +77,7 @@ typedef struct s2s {
     tls_ctx_t **tls_client; /* per local domain, its certificate as a client */
     bool require_tls;
     bool has_resolver; /* the router advertises "resolver" */
+    bool had_resolver; /* it did once: one restarting is waited for */
     uint64_t connect_timeout, idle_timeout;
     size_t max_stanza;
     size_t max_queue;       /* bytes waiting for one remote domain */
@@ -93,6 +94,8 @@ typedef struct s2s {
     bool is_stopping;
     uv_timer_t stop_timer;
     buf_t scratch; /* serialization of outgoing stanzas */
+    map_t sm_links; /* sm instance -> what we took of it (ack.c) */
+    uv_timer_t ack_timer;
 } s2s_t;
 
 bool s2s_is_local(const s2s_t *s, const char *domain);
@@ -139,6 +142,13 @@ void out_report(s2s_t *s, elem_t *list);
 void out_resolved(s2s_t *s, const elem_t *answer);
 /* The resolver is at the router (again): streams still resolving ask it. */
 void out_resolver_back(s2s_t *s);
+
+/* ack.c: the sm's stanzas, acknowledged. */
+void ack_init(s2s_t *s);
+void ack_close(s2s_t *s);
+/* Is this route new (not one the sm sent again that we took)? Notes it
+ * to be acknowledged. */
+bool ack_is_new(s2s_t *s, const elem_t *route);
 
 /* in.c */
 /* A connection on the s2s.listen (direct_tls false) or s2s.listen-tls port. */

@@ -15,7 +15,7 @@
  * c2s that died never acknowledged are delivered anew (to the user's other
  * sessions or the offline store).
  *
- * A copy made of a client stanza carries origin='CID SEQ' (the sending
+ * A message made of a client stanza carries origin='CID SEQ' (the sending
  * session's cid and the stanza's seq): an sm that was killed after passing
  * a stanza on, before acknowledging it, gets it again from its c2s, and
  * the receiving c2s drops the second copy by that mark (c2s/session.c).
@@ -45,6 +45,7 @@ struct origin {
 };
 
 static void on_ack_timer(uv_timer_t *t);
+static void drop_entry(void *ud, ackq_entry_t *e);
 
 void ack_init(sm_t *sm)
 {
@@ -54,6 +55,7 @@ void ack_init(sm_t *sm)
 
 void ack_close(sm_t *sm)
 {
+    ackq_clear(&sm->s2sq, drop_entry, sm);
     uv_close((uv_handle_t *)&sm->ack_timer, NULL);
 }
 
@@ -205,6 +207,50 @@ void ack_session_ends(sm_t *sm, sess_t *s, bool redeliver)
             }
         s->is_ack_due = false;
     }
+}
+
+/* ---- what the sm routes to s2s ------------------------------------------------ */
+
+void ack_to_s2s(sm_t *sm, const char *to, const char *from, const char *user,
+                const elem_t *stanza)
+{
+    buf_t *b = &sm->out;
+    buf_reset(b);
+    buf_appends(b, "<route to='");
+    xml_escape(b, to, strlen(to), true);
+    buf_appends(b, "' from='");
+    xml_escape(b, from, strlen(from), true);
+    if (user) {
+        buf_appends(b, "' user='");
+        xml_escape(b, user, strlen(user), true);
+    }
+    buf_appends(b, "' link='");
+    xml_escape(b, sm->id, strlen(sm->id), true);
+    buf_appends(b, "' seq='");
+    buf_append_u64(b, ++sm->s2s_seq);
+    buf_appends(b, "'>");
+    elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
+    buf_appends(b, "</route>");
+    if (sm->held_bytes + b->len <= sm->hold_max) {
+        ackq_push(&sm->s2sq, sm->s2s_seq, 0, b->data, b->len, origin_ref(sm->origin));
+        sm->held_bytes += b->len;
+    }
+    comp_send_raw(sm->comp, b->data, b->len);
+}
+
+void ack_from_s2s(sm_t *sm, const elem_t *ack)
+{
+    const char *link = elem_attr(ack, "link"), *h = elem_attr(ack, "h");
+    if (link && h && strcmp(link, sm->id) == 0)
+        ackq_ack(&sm->s2sq, strtoull(h, NULL, 10), drop_entry, sm);
+}
+
+void ack_resend_s2s(sm_t *sm)
+{
+    unsigned n = 0;
+    for (ackq_entry_t *e = sm->s2sq.head; e; e = e->next, n++)
+        if (comp_send_raw(sm->comp, e->data, e->len) < 0) return;
+    if (n) log_notice("%u stanzas s2s had not acknowledged sent again", n);
 }
 
 /* ---- acknowledgements ------------------------------------------------------ */

@@ -160,7 +160,9 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     buf_appends(b, " seq='");
     buf_append_u64(b, ++sess->out_seq);
     buf_appends(b, "'");
-    origin_attr(sm->origin, b);
+    /* A message: one copy per session of a client stanza (presence makes
+     * several for one session, a probe's answers with its echo). */
+    if (strcmp(stanza->name, "message") == 0) origin_attr(sm->origin, b);
     buf_appends(b, ">");
     elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
     buf_appends(b, "</route>");
@@ -300,11 +302,15 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
     /* DESIGN.md: a c2s that went away took its clients with it; one seen
      * again is asked about the sessions we kept for it (hold.c). Before
      * on_ready our own binds are not through: main.c's on_ready does it. */
+    if (available && strcmp(name, "s2s") == 0) sm->had_s2s = true;
     if (!available) {
         hold_c2s_gone(sm, name);
     } else if (comp_is_ready(sm->comp)) {
         hold_c2s_back(sm, name);
-        if (strcmp(name, "s2s") == 0) hold_out_flush(sm);
+        if (strcmp(name, "s2s") == 0) {
+            ack_resend_s2s(sm);
+            hold_out_flush(sm);
+        }
     }
 }
 
@@ -372,6 +378,10 @@ void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw)
         return;
     }
     bool is_session = payload->ns && strcmp(payload->ns, NS_HEARTH_SESSION) == 0;
+    if (is_session && role == ROLE_S2S && strcmp(payload->name, "ack") == 0) {
+        ack_from_s2s(sm, payload);
+        return;
+    }
     if (is_session || elem_attr(route, "sid")) {
         if (role != ROLE_C2S) {
             sm_refuse(role, elem_attr(route, "from"),

@@ -49,6 +49,7 @@ struct sm {
     int ncomponents;
     bool was_down;     /* the router link was lost since the last on_ready */
     bool has_linked;   /* on_ready came once */
+    bool had_s2s;      /* s2s was advertised once: one restarting is waited for */
 
     away_t *away;        /* c2s instances out of sight (hold.c) */
     size_t held_bytes, hold_max; /* in every session's queue (ack.c) */
@@ -58,6 +59,8 @@ struct sm {
     sess_t *acks;        /* sessions with an acknowledgement due */
     uv_timer_t ack_timer;
     unsigned long redelivered;
+    ackq_t s2sq;       /* routed to s2s, not acknowledged yet (ack.c) */
+    uint64_t s2s_seq;
     bool is_gathering;     /* a new sm, c2s still re-announcing (hold.c) */
     char **gather;         /* the c2s not done yet */
     int ngather;
@@ -129,7 +132,8 @@ void hold_c2s_resumed(sm_t *sm, const char *c2s);
 /* Keep a message for a user without a session while gathering (true). */
 bool hold_gathering(sm_t *sm, sm_pkt_t *pkt);
 /* A stanza for the router that cannot go now (no router link, or no s2s
- * for a remote domain): it waits for them (hold.c), up to
+ * for a remote domain while one restarts: there was one): it waits for
+ * them (hold.c), up to
  * s2s.connect-timeout, then is answered remote-server-timeout. */
 void hold_out(sm_t *sm, sm_pkt_t *pkt, const char *user);
 /* The router link is up, or s2s is there again: what waited goes. */
@@ -151,9 +155,10 @@ void ack_flush(sm_t *sm);
  * once it is processed. */
 origin_t *origin_new(sm_t *sm, sess_t *s, uint64_t seq);
 origin_t *origin_ref(origin_t *o);
-/* " origin='CID SEQ'" for a route made of o (nothing for NULL): the
+/* " origin='CID SEQ'" for a message made of o (nothing for NULL): the
  * receiving c2s drops a copy it had, which a new sm can make again when the
- * old one died before acknowledging o. */
+ * old one died before acknowledging o. A message makes one copy per
+ * session; presence can make several for one session, so it has none. */
 void origin_attr(const origin_t *o, buf_t *b);
 void origin_unref(origin_t *o);
 /* Acknowledge s's client stanzas again (a duplicate came). */
@@ -169,6 +174,13 @@ void ack_resend(sm_t *sm, sess_t *s);
 void ack_session_ends(sm_t *sm, sess_t *s, bool redeliver);
 /* <ack/> from a c2s. */
 void ack_from_c2s(sm_t *sm, const char *c2s, const elem_t *ack);
+/* Route a stanza for a remote server to s2s, kept until s2s acknowledges
+ * it (s2s/ack.c), and <ack/> from s2s. */
+void ack_to_s2s(sm_t *sm, const char *to, const char *from, const char *user,
+                const elem_t *stanza);
+void ack_from_s2s(sm_t *sm, const elem_t *ack);
+/* s2s is there (again): what it did not acknowledge goes again. */
+void ack_resend_s2s(sm_t *sm);
 void sess_end_all(sm_t *sm);
 /* The sm stops: what modules asked with sm_at_stop(), store still open. */
 void sm_run_at_stop(sm_t *sm);

@@ -180,13 +180,16 @@ void deliver_route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
      * restarting), it waits (hold.c). */
     const char *domain = jid_domain(pkt->to);
     bool is_remote = !sm_is_local(sm, domain) && !sm_is_advertised(sm, domain);
-    if (!comp_is_ready(sm->comp) || (is_remote && !sm_is_advertised(sm, "s2s"))) {
+    if (!comp_is_ready(sm->comp) || (is_remote && sm->had_s2s && !sm_is_advertised(sm, "s2s"))) {
         hold_out(sm, pkt, user);
         return;
     }
     const char *from =
         sm_is_local(sm, jid_domain(pkt->from)) ? jid_domain(pkt->from) : sm_domain(sm);
-    comp_send_to(sm->comp, domain, from, user, pkt->stanza);
+    if (is_remote)
+        ack_to_s2s(sm, domain, from, user, pkt->stanza); /* kept until s2s has it */
+    else
+        comp_send_to(sm->comp, domain, from, user, pkt->stanza);
 }
 
 /* ---- local delivery (RFC 6121 §8.5) ----------------------------------- */
@@ -512,7 +515,7 @@ void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
     /* Sent as s2s went away: it waits for the next s2s (hold.c). */
     const char *to = elem_attr(st, "to");
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
-    bool is_remote = jto && !sm_is_local(sm, jid_domain(jto)) &&
+    bool is_remote = jto && sm->had_s2s && !sm_is_local(sm, jid_domain(jto)) &&
                      !sm_is_advertised(sm, jid_domain(jto)) && !sm_is_advertised(sm, "s2s");
     jid_free(jto);
     if (is_remote && error && is(error, "not-found")) {

@@ -20,6 +20,7 @@ static void on_ready(comp_t *c)
         hold_gather(sm);
     sm->has_linked = true;
     sm->was_down = false;
+    if (sm_is_advertised(sm, "s2s")) ack_resend_s2s(sm);
     hold_out_flush(sm);
 }
 
