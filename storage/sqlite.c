@@ -424,6 +424,55 @@ static void run_req(sq_t *sq, st_req_t *req)
     if (rc == SQLITE_OK && wrote) note_write(sq);
 }
 
+/* Whether a statement of req writes: prepared now, run from the cache
+ * later (one that does not prepare fails when it runs). */
+static bool is_writer(sq_t *sq, const st_req_t *req)
+{
+    for (int i = 0; i < req->n; i++) {
+        int rc = SQLITE_OK;
+        sqlite3_stmt *stmt = cache_get(sq, req->stmts[i].sql, &rc);
+        if (stmt && !sqlite3_stmt_readonly(stmt)) return true;
+    }
+    return false;
+}
+
+/* req inside the batch's transaction: a storage_tx in a savepoint of its
+ * own, rolled back alone when it fails. Whether it left a write in the
+ * transaction. */
+static bool run_in_batch(sq_t *sq, st_req_t *req)
+{
+    st_result_t *res = &req->res;
+    if (req->is_tx && exec_plain(sq, "SAVEPOINT req", res) != SQLITE_OK) return false;
+    int rc = SQLITE_OK;
+    bool wrote = false;
+    for (int i = 0; i < req->n && rc == SQLITE_OK; i++)
+        rc = run_stmt(sq, &req->stmts[i], res, &wrote);
+    if (!req->is_tx || sqlite3_get_autocommit(sq->db)) return wrote;
+    st_result_t end = {0};
+    if (rc != SQLITE_OK) {
+        exec_plain(sq, "ROLLBACK TO req", &end);
+        wrote = false;
+    }
+    exec_plain(sq, "RELEASE req", &end);
+    st_result_free(&end);
+    return wrote;
+}
+
+/* from .. to (excluded) ran in a transaction that did not commit: they
+ * fail as `why` did, also the reads, which may have seen its writes. */
+static void fail_uncommitted(st_req_t *from, st_req_t *to, const st_result_t *why)
+{
+    for (st_req_t *req = from; req != to; req = req->next)
+        if (req->res.status == ST_OK)
+            st_result_fail(&req->res, why->status, "not written: %s", st_error(why));
+}
+
+/* One transaction per batch: its reads take the file's lock once, and
+ * its writes share one commit (and its syncs), after which their callbacks
+ * run, as they always do. When the transaction cannot commit (or SQLite
+ * rolls it back midway, as it does on a full disk or an I/O error), the
+ * requests from its first write on fail: none of its writes is in the
+ * file, and what came after may have read them. */
 static void on_work(uv_work_t *work)
 {
     sq_t *sq = work->data;
@@ -431,8 +480,44 @@ static void on_work(uv_work_t *work)
         sq->is_reopen_due = false;
         reopen(sq);
     }
-    for (st_req_t *req = sq->batch; req; req = req->next)
+    st_req_t *req = sq->batch, *writer = NULL;
+    if (!req) return;
+    if (!req->next) {
         run_req(sq, req);
+        return;
+    }
+    for (; req && !writer; req = req->next)
+        if (is_writer(sq, req)) writer = req;
+    st_result_t end = {0};
+    if (exec_plain(sq, writer ? "BEGIN IMMEDIATE" : "BEGIN", &end) != SQLITE_OK) {
+        st_result_free(&end);
+        for (req = sq->batch; req; req = req->next) /* each fails (or works) alone */
+            run_req(sq, req);
+        return;
+    }
+    bool wrote = false, is_past_writer = false;
+    for (req = sq->batch; req; req = req->next) {
+        is_past_writer |= req == writer;
+        wrote |= run_in_batch(sq, req);
+        if (sqlite3_get_autocommit(sq->db)) {
+            if (is_past_writer) fail_uncommitted(writer, req, &req->res);
+            for (req = req->next; req; req = req->next)
+                run_req(sq, req);
+            st_result_free(&end);
+            return;
+        }
+    }
+    if (exec_plain(sq, "COMMIT", &end) != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(sq->db)) {
+            st_result_t rollback = {0};
+            exec_plain(sq, "ROLLBACK", &rollback);
+            st_result_free(&rollback);
+        }
+        if (writer) fail_uncommitted(writer, NULL, &end);
+    } else if (wrote) {
+        note_write(sq);
+    }
+    st_result_free(&end);
 }
 
 /* ---- the loop's side --------------------------------------------------------- */

@@ -367,6 +367,36 @@ static void check_order(void)
     is_int(order.failures, dup, named("only the duplicate inserts among them failed"));
 }
 
+/* Calls made together run together (SQLite: in one transaction per
+ * batch): a storage_tx among them that fails undoes only its own writes. */
+static void check_tx_among_calls(void)
+{
+    static snap_t first, a, t, c;
+    snap_clear(&first);
+    snap_clear(&a);
+    snap_clear(&t);
+    snap_clear(&c);
+    const char *pa[2] = {"batch-a@example.com", "a"}, *pb[2] = {"batch-b@example.com", "b"},
+               *pc[2] = {"batch-c@example.com", "c"};
+    const char *insert = "INSERT INTO vcard (owner, data) VALUES ($1, $2)";
+    st_stmt_t both[2] = {{insert, 2, pb}, {insert, 2, pa}}; /* the second is a duplicate */
+    in_call = true;
+    /* SQLite runs this one at once, alone; the next three wait together */
+    storage_query(st, "SELECT 1", 0, NULL, snap_take, &first);
+    storage_query(st, insert, 2, pa, snap_take, &a);
+    storage_tx(st, 2, both, snap_take, &t);
+    storage_query(st, insert, 2, pc, snap_take, &c);
+    in_call = false;
+    run_until(&c.calls, 20000);
+    check_status(&a, ST_OK, "a write made with others is stored");
+    check_status(&t, ST_CONSTRAINT, "a failing storage_tx among them fails");
+    check_status(&c, ST_OK, "the write after it is stored");
+    snap_t *r = q("SELECT owner FROM vcard WHERE owner LIKE 'batch-%' ORDER BY owner", 0);
+    is_int(r->rows, 2, named("the failed storage_tx left nothing, the others stayed"));
+    is_str(cell(r, 0, 0), "batch-a@example.com", named("the first write stayed"));
+    is_str(cell(r, 1, 0), "batch-c@example.com", named("the last write stayed"));
+}
+
 static void check_not_inside(void)
 {
     snap_t s = {0};
@@ -582,6 +612,7 @@ static void suite(const char *driver, const char *where)
     check_not_inside();
     check_loop_ends();
     check_order();
+    check_tx_among_calls();
     check_tx();
     check_delete_owner();
     check_close(where);
