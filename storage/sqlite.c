@@ -5,9 +5,10 @@
  * mmap_size=0, busy_timeout, foreign keys) and applies the migrations on
  * the caller's thread. After that every statement runs on libuv's thread
  * pool: requests wait in a queue, and one uv_work at a time takes a batch
- * of them, runs them in submission order and copies their rows into their
- * results; the after-callback runs their callbacks in the same order, then
- * starts the next batch. So the connection is never used by two threads at
+ * of them, runs them in submission order in one transaction (on_work: one
+ * commit for all their writes) and copies their rows into their results;
+ * the after-callback runs their callbacks in the same order, then starts
+ * the next batch. So the connection is never used by two threads at
  * once and the loop never waits for the disk.
  *
  * Prepared statements are cached by SQL text (the callers' SQL is a fixed
@@ -85,7 +86,7 @@ typedef struct sq {
      * clears the news in after_work. */
     bool is_faulty;     /* an episode is on */
     bool needs_reopen;  /* the connection may be the cause */
-    bool is_reopen_due; /* the timer fired: reopen before the next batch */
+    bool is_reopen_due; /* reopen before this batch */
     bool has_reopened;  /* in this episode */
     int fault_rc;       /* the episode's first failure */
     int fault_errno;    /* and the system's error under it, or 0 */
@@ -95,6 +96,7 @@ typedef struct sq {
     uint64_t fault_since;   /* uv_hrtime() */
     uv_timer_t timer;       /* reopen */
     unsigned backoff_ms;
+    bool is_reopen_asked; /* the loop's: the timer fired, for the next batch */
 } sq_t;
 
 static st_status_t status_of(int rc)
@@ -301,7 +303,9 @@ static void note_failure(sq_t *sq, int rc)
     sq->fault_rc = rc;
     sq->fault_errno = sqlite3_system_errno(sq->db);
     sq->fault_since = uv_hrtime();
-    snprintf(sq->fault, sizeof sq->fault, "%s", sqlite3_errmsg(sq->db));
+    snprintf(sq->fault, sizeof sq->fault, "%s",
+             rc == SQLITE_READONLY_DBMOVED ? "the file was deleted or moved away"
+                                           : sqlite3_errmsg(sq->db));
 }
 
 /* A request that wrote has committed: the connection works. */
@@ -545,7 +549,7 @@ static void finish_close(sq_t *sq)
 static void start_batch(sq_t *sq)
 {
     if (sq->is_running) return;
-    if (!sq->queue && (!sq->is_reopen_due || sq->is_closing)) {
+    if (!sq->queue && (!sq->is_reopen_asked || sq->is_closing)) {
         if (sq->is_closing) finish_close(sq);
         return;
     }
@@ -557,6 +561,8 @@ static void start_batch(sq_t *sq)
     sq->queue = *end;
     *end = NULL;
     if (!sq->queue) sq->queue_tail = &sq->queue;
+    sq->is_reopen_due = sq->is_reopen_asked;
+    sq->is_reopen_asked = false;
     sq->is_running = true;
     int rc = uv_queue_work(sq->loop, &sq->work, on_work, after_work);
     if (rc < 0) log_fatal("storage: uv_queue_work: %s", uv_strerror(rc));
@@ -603,7 +609,7 @@ static void report_faults(sq_t *sq)
 static void on_timer(uv_timer_t *timer)
 {
     sq_t *sq = timer->data;
-    sq->is_reopen_due = true;
+    sq->is_reopen_asked = true;
     start_batch(sq); /* or the batch running now: its after_work starts it */
 }
 

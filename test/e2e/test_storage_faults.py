@@ -271,3 +271,23 @@ def test_sm_refuses_to_start_on_a_read_only_store_with_pending_migrations(hearth
     assert log_lines(server.sm, "migration(s) pending and the file is read-only"), \
         server.sm.log_tail()
     server.sm.proc = None  # its exit is the outcome under test
+
+
+def test_vanished_store_fails_writes_is_not_made_anew_and_is_taken_back(server, store_fs):
+    alice = make_client(server, "alice")
+    assert succeeds(alice, roster_set("before"))
+    before = pids(server)
+    backup = os.path.join(store_fs.dir, "backup")
+    os.rename(store_fs.path, backup)  # gone from its path, still open in the daemons
+
+    assert error_condition(alice, roster_set("carol")) == "internal-server-error"
+    assert not os.path.exists(store_fs.path), "a daemon made a new, empty store"
+    assert_alive(server, before)
+
+    subprocess.run(["cp", "--preserve=mode", backup, store_fs.path], check=True)
+    wait_for(lambda: succeeds(alice, roster_set("carol")), "a roster set once the file is back",
+             timeout=20)
+    roster = alice.roster_get()
+    assert "before@example.org" in roster and "carol@example.org" in roster, roster
+    assert_alive(server, before)
+    alice.disconnect()
