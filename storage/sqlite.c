@@ -494,9 +494,14 @@ static void on_work(uv_work_t *work)
         if (is_writer(sq, req)) writer = req;
     st_result_t end = {0};
     if (exec_plain(sq, writer ? "BEGIN IMMEDIATE" : "BEGIN", &end) != SQLITE_OK) {
+        /* no write lock (read-only, busy past the timeout): the writes fail
+         * as BEGIN did, the reads run alone */
+        for (req = sq->batch; req; req = req->next)
+            if (is_writer(sq, req))
+                st_result_fail(&req->res, end.status, "%s", st_error(&end));
+            else
+                run_req(sq, req);
         st_result_free(&end);
-        for (req = sq->batch; req; req = req->next) /* each fails (or works) alone */
-            run_req(sq, req);
         return;
     }
     bool wrote = false, is_past_writer = false;
