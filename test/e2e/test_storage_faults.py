@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from hearth_env import Env, Server, wait_for
+from hearth_env import BUILDDIR, Env, Server, wait_for
 from test_sm_core import condition, make_client
 
 NS_ROSTER = "jabber:iq:roster"
@@ -291,3 +291,20 @@ def test_vanished_store_fails_writes_is_not_made_anew_and_is_taken_back(server, 
     assert "before@example.org" in roster and "carol@example.org" in roster, roster
     assert_alive(server, before)
     alice.disconnect()
+
+
+def test_hearthctl_on_a_read_only_store_reads_and_fails_writes_with_a_message(
+        hearth_env, store_fs):
+    server = Server(hearth_env).start()
+    make_client(server, "alice").disconnect()
+    server.stop()
+    store_fs.remount("ro")
+    ctl = os.path.join(BUILDDIR, "tools", "hearthctl")
+
+    users = subprocess.run([ctl, "-c", hearth_env.config_path, "users"],
+                           capture_output=True, text=True, timeout=30)
+    assert users.returncode == 0 and "alice@localhost" in users.stdout, users
+    add = subprocess.run([ctl, "-c", hearth_env.config_path, "adduser", "carol@localhost", "pw"],
+                         capture_output=True, text=True, timeout=30)
+    assert add.returncode == 1, f"hearthctl adduser on a read-only store: {add}"
+    assert "readonly" in add.stderr or "read-only" in add.stderr, add.stderr
