@@ -13,6 +13,7 @@ its files made immutable (chattr +i), which refuses every write as a
 read-only mount would; a store that no daemon has open is remounted
 read-only for real. Real router, sm and two c2s, slixmpp clients."""
 import os
+import sqlite3
 import subprocess
 
 import pytest
@@ -89,19 +90,15 @@ class StoreFs:
         run("mount", "-o", f"remount,{mode}", self.dir)
 
     def fill(self):
-        """Write a filler file until the file system is full."""
-        chunk = b"\0" * 65536
+        """Write a filler file until the file system is full: 64 KiB at a
+        time, then byte by byte."""
         with open(self.filler, "wb", buffering=0) as f:
-            while True:
+            for chunk in (b"\0" * 65536, b"\0"):
                 try:
-                    f.write(chunk)
+                    while True:
+                        f.write(chunk)
                 except OSError:
-                    break
-            try:
-                while f.write(b"\0"):
                     pass
-            except OSError:
-                pass
 
     def unfill(self):
         os.unlink(self.filler)
@@ -178,7 +175,6 @@ def test_read_only_store_fails_writes_keeps_logins_and_recovers_without_restart(
     before = pids(server)
     # a checkpoint by another process (hearthctl, or an auto-checkpoint):
     # under WAL the next writer restarts the log, writing the -shm
-    import sqlite3
     db = sqlite3.connect(store_fs.path)
     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     db.close()
