@@ -464,7 +464,7 @@ static bool run_in_batch(sq_t *sq, st_req_t *req)
 
 /* from .. to (excluded) ran in a transaction that did not commit: they
  * fail as `why` did, also the reads, which may have seen its writes. */
-static void fail_uncommitted(st_req_t *from, st_req_t *to, const st_result_t *why)
+static void fail_uncommitted(st_req_t *from, const st_req_t *to, const st_result_t *why)
 {
     for (st_req_t *req = from; req != to; req = req->next)
         if (req->res.status == ST_OK)
