@@ -142,20 +142,23 @@ static int set_journal_mode(sqlite3 *db, const char *path, char **err)
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = TRUNCATE", -1, &stmt, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
-    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
+    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : "";
     int r = 0;
-    if (rc != SQLITE_ROW)
-        r = fail_with(err, path, "cannot leave WAL mode",
-                      (rc & 0xff) == SQLITE_BUSY
-                          ? "another process has it open in WAL mode (a daemon or hearthctl of an "
-                            "older Hearth?); stop it, then start again"
-                          : sqlite3_errmsg(db));
-    else if (!mode || strcmp(mode, "truncate") != 0)
-        r = fail_with(err, path, "cannot leave WAL mode",
-                      sqlite3_db_readonly(db, "main") == 1
-                          ? "the file is read-only; make it writable once, so that it leaves "
-                            "WAL mode"
-                          : "SQLite keeps it in WAL mode");
+    if (rc != SQLITE_ROW || !mode || strcmp(mode, "truncate") != 0) {
+        /* SQLite cannot open the -shm of a WAL file it may not write, nor
+         * leave WAL mode while another connection holds the file so */
+        bool is_wal =
+            rc == SQLITE_ROW || (rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_BUSY;
+        r = fail_with(err, path, "journal_mode",
+                      !is_wal ? sqlite3_errmsg(db)
+                      : sqlite3_db_readonly(db, "main") == 1
+                          ? "the file is read-only and in WAL mode (an older Hearth's): make it "
+                            "writable once, so that it leaves WAL mode"
+                      : (rc & 0xff) == SQLITE_BUSY
+                          ? "the file is in WAL mode and another process has it open (a daemon "
+                            "or hearthctl of an older Hearth?): stop it, then start again"
+                          : "SQLite keeps the file in WAL mode");
+    }
     sqlite3_finalize(stmt);
     return r;
 }
