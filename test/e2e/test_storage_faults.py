@@ -20,6 +20,7 @@ import pytest
 
 from hearth_env import BUILDDIR, Env, Server, wait_for
 from test_sm_core import condition, make_client
+from xmpp_client import ClientError
 
 NS_ROSTER = "jabber:iq:roster"
 STORE = "hearth.sqlite"
@@ -161,6 +162,16 @@ def error_condition(client, stanza):
     return condition(answer)
 
 
+def registers(server, name):
+    """An in-band registration of name works (for wait_for)."""
+    try:
+        make_client(server, name).disconnect()
+        return True
+    except ClientError as e:
+        assert e.condition == "internal-server-error", e
+        return False
+
+
 def succeeds(client, stanza):
     """stanza gets a result (for wait_for)."""
     return client.iq(stanza, timeout=15)["type"] == "result"
@@ -184,6 +195,9 @@ def test_read_only_store_fails_writes_keeps_logins_and_recovers_without_restart(
         assert error_condition(alice, stanza) == "internal-server-error", stanza
     bob = make_client(server, "bob", register=False)  # auth is a read
     assert bob.roster_get() == {}, "reads work on a read-only store"
+    with pytest.raises(ClientError) as refused:  # a registration is c2s's write
+        make_client(server, "dave")
+    assert refused.value.condition == "internal-server-error", refused.value
     assert_alive(server, before)
     assert store_fs.files() == [STORE, STORE + "-journal"], "no -wal, no -shm to map"
 
@@ -192,6 +206,8 @@ def test_read_only_store_fails_writes_keeps_logins_and_recovers_without_restart(
              timeout=20)
     assert succeeds(alice, vcard_set("Alice")) and succeeds(alice, private_set("kept"))
     assert "carol@example.org" in alice.roster_get()
+    wait_for(lambda: registers(server, "dave"), "a registration after the store thawed",
+             timeout=20)
     assert_alive(server, before)
     # one error line per daemon for the whole episode, not one per statement
     assert len(log_lines(server.sm, "writes fail")) == 1, server.sm.log_tail()
