@@ -298,8 +298,8 @@ int main(int argc, char **argv)
     /* Its router secret is read before the switch (it may be root's). */
     c->comp = comp_new_from_config(c->loop, d.config, c->id, ROLE_C2S, &comp_cb, c);
     if (!c->comp) log_fatal("cannot set up the router link");
-    /* Before the store: SQLite makes its -wal and -shm files later, and
-     * they must be the user's. */
+    /* Before the store: SQLite makes its -journal file later, and it
+     * must be the user's. */
     daemon_drop_privileges(&d);
 
     char *err = NULL;

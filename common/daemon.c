@@ -209,16 +209,16 @@ static int prepare_statedir(const config_t *c, const run_as_t *who, char **err)
     return rc;
 }
 
-/* A SQLite store (and its -wal, -shm) that root made, when an older
- * version kept root: the user must be able to write it now. Files of other
- * users are left alone. */
+/* A SQLite store (and its -journal, or an older version's -wal, -shm)
+ * that root made, when an older version kept root: the user must be able
+ * to write it now. Files of other users are left alone. */
 static void give_store(const config_t *c, const run_as_t *who)
 {
     if (strcmp(config_get(c, "storage.driver"), "sqlite") != 0) return;
     char buf[4096];
     const char *base = config_sqlite_file(c, buf, sizeof buf);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
+    for (int i = 0; i < 4; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s%s", base, suffixes[i]);
         int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

@@ -35,7 +35,7 @@
  * "WATCHDOG=1" to $NOTIFY_SOCKET every half of that period.
  *
  * Privileges (docs: the `user` setting). Every daemon runs with umask 077,
- * so what it creates (the store, its -wal and -shm, keys, logs) is the
+ * so what it creates (the store, its -journal, keys, logs) is the
  * owner's only. A daemon started as root becomes `user` (default hearth)
  * once its ports are bound and its keys loaded, before it opens anything
  * it writes later (the store): main.c's order is config, certificates,

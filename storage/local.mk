@@ -24,6 +24,7 @@ storage/migrations.c: $(top_srcdir)/storage/embed-sql.sh $(top_srcdir)/storage/s
 		$$files > $@.tmp && mv $@.tmp $@
 CLEANFILES += storage/migrations.c
 EXTRA_DIST += storage/embed-sql.sh storage/sql/owner-tables $(STORAGE_SQL) test/pg-cluster
+EXTRA_DIST += test/e2e/test_storage_faults.py docs/reliability.md
 
 check_PROGRAMS += test/unit/test_storage
 test_unit_test_storage_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)

@@ -1,17 +1,49 @@
 /* sqlite.c — the SQLite driver: one connection to one file, used by one
  * thread at a time.
  *
- * storage_open() opens the file (WAL, busy_timeout, foreign keys,
- * synchronous=NORMAL) and applies the migrations on the caller's thread.
- * After that every statement runs on libuv's thread pool: requests wait in
- * a queue, and one uv_work at a time takes a batch of them, runs them in
- * submission order and copies their rows into their results; the
- * after-callback runs their callbacks in the same order, then starts the
- * next batch. So the connection is never used by two threads at once and
- * the loop never waits for the disk.
+ * storage_open() opens the file (journal_mode=TRUNCATE, synchronous=FULL,
+ * mmap_size=0, busy_timeout, foreign keys) and applies the migrations on
+ * the caller's thread. After that every statement runs on libuv's thread
+ * pool: requests wait in a queue, and one uv_work at a time takes a batch
+ * of them, runs them in submission order in one transaction (on_work: one
+ * commit for all their writes) and copies their rows into their results;
+ * the after-callback runs their callbacks in the same order, then starts
+ * the next batch. So the connection is never used by two threads at
+ * once and the loop never waits for the disk.
  *
  * Prepared statements are cached by SQL text (the callers' SQL is a fixed
- * set of strings); "$1".."$n" are bound by name. */
+ * set of strings); "$1".."$n" are bound by name.
+ *
+ * No memory maps. WAL keeps its index in a -shm file that every process
+ * maps shared; when the file system turns read-only or the files
+ * immutable under a running daemon, the kernel refuses the first store
+ * into a page it has written back, and the process dies of SIGBUS (seen
+ * on ext4 with chattr +i: the sm, restarting the WAL after a checkpoint,
+ * writes the -shm header). A rollback journal is only read and written,
+ * so every failure is an error code; mmap_size=0 keeps the database file
+ * out of memory too. synchronous=FULL syncs the journal and the file at
+ * each commit: a committed write survives a power cut. The journal is
+ * truncated to 0 bytes at the end of every transaction, committed or
+ * rolled back, so nothing stays behind on a full disk, which works again
+ * as soon as it has room. Readers wait (busy_timeout) while a commit
+ * writes the file. A file that an older Hearth left in WAL mode leaves it
+ * at the first open by a process that is alone on it; while another
+ * process holds it in WAL mode, storage_open() fails and says so.
+ *
+ * Faults. A statement that fails with SQLITE_READONLY*, SQLITE_IOERR*,
+ * SQLITE_CANTOPEN or SQLITE_FULL starts an episode: its request fails
+ * (ST_UNAVAILABLE; ST_FULL for a full disk), the loop logs one error line
+ * naming the file and the cause, and nothing more until the episode ends
+ * at the first write that succeeds, logged too. Except for a full disk
+ * the connection itself may be what is broken (SQLite that finds the file
+ * read-only opens it for reading, and stays so): a timer, 100 ms doubling
+ * to 5 s, has the worker open a new connection (read-write, never
+ * creating: a file that vanished is not replaced by an empty one) and
+ * take it in place of the old one once it opens for writing at this
+ * build's schema version; the old one serves the reads until then. A file
+ * read-only at start is opened read-only, in an episode from the start,
+ * unless migrations are pending: then storage_open() fails, since nothing
+ * could apply them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -29,6 +61,8 @@
 #define CACHE_BUCKETS 256
 #define CACHE_MAX 1024 /* statements kept; past that the cache starts over */
 #define BUSY_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 100 /* between reopen attempts, doubling */
+#define BACKOFF_MAX_MS 5000
 
 typedef struct cached {
     struct cached *next;
@@ -47,6 +81,22 @@ typedef struct sq {
     bool is_running, is_closing;
     cached_t *cache[CACHE_BUCKETS]; /* touched by the worker only */
     int ncached;
+
+    /* Faults: the worker sets these while is_running, the loop reads and
+     * clears the news in after_work. */
+    bool is_faulty;     /* an episode is on */
+    bool needs_reopen;  /* the connection may be the cause */
+    bool is_reopen_due; /* reopen before this batch */
+    bool has_reopened;  /* in this episode */
+    int fault_rc;       /* the episode's first failure */
+    int fault_errno;    /* and the system's error under it, or 0 */
+    char fault[256];
+    bool is_fault_news, is_reopen_news, is_recovery_news;
+    char reopen_error[256]; /* the last attempt's, for the debug log */
+    uint64_t fault_since;   /* uv_hrtime() */
+    uv_timer_t timer;       /* reopen */
+    unsigned backoff_ms;
+    bool is_reopen_asked; /* the loop's: the timer fired, for the next batch */
 } sq_t;
 
 static st_status_t status_of(int rc)
@@ -66,6 +116,114 @@ static st_status_t status_of(int rc)
     default:
         return ST_FAILED;
     }
+}
+
+/* ---- opening a connection (start-up, or the worker when reopening) ------------ */
+
+static int fail_with(char **err, const char *path, const char *what, const char *message)
+{
+    if (asprintf(err, "%s: %s%s%s", path, what, *what ? ": " : "", message) < 0) *err = NULL;
+    return -1;
+}
+
+static int exec_all(sqlite3 *db, const char *path, const char *sql, char **err, const char *what)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fail_with(err, path, what, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+/* journal_mode=TRUNCATE, and see that SQLite took it: a file in WAL mode
+ * stays so, without an error, when it cannot leave it. */
+static int set_journal_mode(sqlite3 *db, const char *path, char **err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = TRUNCATE", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : "";
+    int r = 0;
+    if (rc != SQLITE_ROW || !mode || strcmp(mode, "truncate") != 0) {
+        /* SQLite cannot open the -shm of a WAL file it may not write, nor
+         * leave WAL mode while another connection holds the file so */
+        bool is_wal =
+            rc == SQLITE_ROW || (rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_BUSY;
+        r = fail_with(err, path, "journal_mode",
+                      !is_wal ? sqlite3_errmsg(db)
+                      : sqlite3_db_readonly(db, "main") == 1
+                          ? "the file is read-only and in WAL mode (an older Hearth's): make it "
+                            "writable once, so that it leaves WAL mode"
+                      : (rc & 0xff) == SQLITE_BUSY
+                          ? "the file is in WAL mode and another process has it open (a daemon "
+                            "or hearthctl of an older Hearth?): stop it, then start again"
+                          : "SQLite keeps the file in WAL mode");
+    }
+    sqlite3_finalize(stmt);
+    return r;
+}
+
+/* A connection set up for this driver, or NULL with *err. Without
+ * is_create a missing file is an error, not a new database. */
+static sqlite3 *connect_file(const char *path, bool is_create, char **err)
+{
+    sqlite3 *db = NULL;
+    /* NOMUTEX: the connection is used by one thread at a time (the queue) */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (is_create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        fail_with(err, path, "", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    if (set_journal_mode(db, path, err) < 0 ||
+        exec_all(db, path, "PRAGMA synchronous = FULL", err, "synchronous") != SQLITE_OK ||
+        exec_all(db, path, "PRAGMA mmap_size = 0", err, "mmap_size") != SQLITE_OK ||
+        exec_all(db, path, "PRAGMA foreign_keys = ON", err, "foreign_keys") != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static int has_version(sqlite3 *db, const char *path, int version, bool *has, char **err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc =
+        sqlite3_prepare_v2(db, "SELECT 1 FROM schema_version WHERE version = ?1", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(stmt, 1, version);
+        rc = sqlite3_step(stmt);
+        *has = rc == SQLITE_ROW;
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK) fail_with(err, path, "schema_version", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* How many of this build's migrations db lacks, read without writing:
+ * 0 or more, or -1 with *err. */
+static int count_pending(sqlite3 *db, const char *path, char **err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'", -1,
+        &stmt, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    bool has_table = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail_with(err, path, "", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+    int pending = 0;
+    for (const st_migration_t *m = st_migrations_sqlite; m->sql; m++) {
+        bool has = false;
+        if (has_table && has_version(db, path, m->version, &has, err) != SQLITE_OK) return -1;
+        pending += !has;
+    }
+    return pending;
 }
 
 /* ---- the statement cache (worker thread) ------------------------------------ */
@@ -122,15 +280,87 @@ static sqlite3_stmt *cache_get(sq_t *sq, const char *sql, int *rc)
     return stmt;
 }
 
+/* ---- faults (worker thread) -------------------------------------------------- */
+
+static bool is_fault(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A statement failed with rc; the connection's message is still rc's. */
+static void note_failure(sq_t *sq, int rc)
+{
+    if (!is_fault(rc)) return;
+    /* a full disk is the disk's: the connection is fine */
+    if ((rc & 0xff) != SQLITE_FULL) sq->needs_reopen = true;
+    if (sq->is_faulty) return;
+    sq->is_faulty = sq->is_fault_news = true;
+    sq->fault_rc = rc;
+    sq->fault_errno = sqlite3_system_errno(sq->db);
+    sq->fault_since = uv_hrtime();
+    snprintf(sq->fault, sizeof sq->fault, "%s",
+             rc == SQLITE_READONLY_DBMOVED ? "the file was deleted or moved away"
+                                           : sqlite3_errmsg(sq->db));
+}
+
+/* A request that wrote has committed: the connection works. */
+static void note_write(sq_t *sq)
+{
+    if (!sq->is_faulty) return;
+    sq->is_faulty = sq->needs_reopen = false;
+    sq->is_recovery_news = true;
+}
+
+/* Take a new connection in place of the old one if it opens for writing
+ * at this build's schema version; keep the old one otherwise. */
+static void reopen(sq_t *sq)
+{
+    char *err = NULL;
+    sqlite3 *db = connect_file(sq->path, false, &err);
+    if (db && sqlite3_db_readonly(db, "main") == 1) {
+        fail_with(&err, sq->path, "", "still read-only");
+    } else if (db) {
+        int pending = count_pending(db, sq->path, &err);
+        if (pending > 0) {
+            char what[64];
+            snprintf(what, sizeof what, "%d migration(s) missing", pending);
+            fail_with(&err, sq->path, "", what);
+        }
+    }
+    if (err) {
+        snprintf(sq->reopen_error, sizeof sq->reopen_error, "%s", err);
+        free(err);
+        sqlite3_close(db);
+        return;
+    }
+    cache_clear(sq); /* the old connection's statements */
+    int rc = sqlite3_close(sq->db);
+    if (rc != SQLITE_OK)
+        snprintf(sq->reopen_error, sizeof sq->reopen_error, "closing the old connection: %s",
+                 sqlite3_errstr(rc));
+    sq->db = db;
+    sq->needs_reopen = false;
+    sq->has_reopened = sq->is_reopen_news = true;
+}
+
 /* ---- running requests (worker thread) --------------------------------------- */
 
-static int run_stmt(sq_t *sq, const st_stmt_t *s, st_result_t *res)
+static int run_stmt(sq_t *sq, const st_stmt_t *s, st_result_t *res, bool *wrote)
 {
     int rc = SQLITE_OK;
     sqlite3_stmt *stmt = cache_get(sq, s->sql, &rc);
     if (!stmt) {
         st_result_fail(res, status_of(rc), "%s",
                        rc == SQLITE_MISUSE ? "not one SQL statement" : sqlite3_errmsg(sq->db));
+        note_failure(sq, rc);
         return rc;
     }
     for (int k = 0; k < s->nparams; k++) {
@@ -157,10 +387,15 @@ static int run_stmt(sq_t *sq, const st_stmt_t *s, st_result_t *res)
         }
         if (rc == SQLITE_DONE) {
             rc = SQLITE_OK;
-            res->changes = sqlite3_stmt_readonly(stmt) ? 0 : sqlite3_changes64(sq->db);
+            bool is_write = !sqlite3_stmt_readonly(stmt);
+            res->changes = is_write ? sqlite3_changes64(sq->db) : 0;
+            *wrote |= is_write;
         }
     }
-    if (rc != SQLITE_OK) st_result_fail(res, status_of(rc), "%s", sqlite3_errmsg(sq->db));
+    if (rc != SQLITE_OK) {
+        st_result_fail(res, status_of(rc), "%s", sqlite3_errmsg(sq->db));
+        note_failure(sq, rc);
+    }
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     return rc;
@@ -169,7 +404,8 @@ static int run_stmt(sq_t *sq, const st_stmt_t *s, st_result_t *res)
 static int exec_plain(sq_t *sq, const char *sql, st_result_t *res)
 {
     st_stmt_t s = {sql, 0, NULL};
-    return run_stmt(sq, &s, res);
+    bool wrote = false;
+    return run_stmt(sq, &s, res, &wrote);
 }
 
 static void run_req(sq_t *sq, st_req_t *req)
@@ -177,49 +413,151 @@ static void run_req(sq_t *sq, st_req_t *req)
     st_result_t *res = &req->res;
     if (req->is_tx && exec_plain(sq, "BEGIN IMMEDIATE", res) != SQLITE_OK) return;
     int rc = SQLITE_OK;
+    bool wrote = false;
     for (int i = 0; i < req->n && rc == SQLITE_OK; i++)
-        rc = run_stmt(sq, &req->stmts[i], res);
-    if (!req->is_tx) return;
-    if (rc == SQLITE_OK) {
+        rc = run_stmt(sq, &req->stmts[i], res, &wrote);
+    if (req->is_tx && rc == SQLITE_OK) {
         /* COMMIT has no rows: keep the last statement's */
         st_result_t commit = {0};
         rc = exec_plain(sq, "COMMIT", &commit);
         if (rc != SQLITE_OK) st_result_fail(res, commit.status, "%s", st_error(&commit));
         st_result_free(&commit);
     }
-    if (rc != SQLITE_OK && !sqlite3_get_autocommit(sq->db)) {
+    if (req->is_tx && rc != SQLITE_OK && !sqlite3_get_autocommit(sq->db)) {
         st_result_t rollback = {0};
         exec_plain(sq, "ROLLBACK", &rollback);
         st_result_free(&rollback);
     }
+    if (rc == SQLITE_OK && wrote) note_write(sq);
 }
 
+/* Whether a statement of req writes: prepared now, run from the cache
+ * later (one that does not prepare fails when it runs). */
+static bool is_writer(sq_t *sq, const st_req_t *req)
+{
+    for (int i = 0; i < req->n; i++) {
+        int rc = SQLITE_OK;
+        sqlite3_stmt *stmt = cache_get(sq, req->stmts[i].sql, &rc);
+        if (stmt && !sqlite3_stmt_readonly(stmt)) return true;
+    }
+    return false;
+}
+
+/* req inside the batch's transaction: a storage_tx in a savepoint of its
+ * own, rolled back alone when it fails. Whether it left a write in the
+ * transaction. */
+static bool run_in_batch(sq_t *sq, st_req_t *req)
+{
+    st_result_t *res = &req->res;
+    if (req->is_tx && exec_plain(sq, "SAVEPOINT req", res) != SQLITE_OK) return false;
+    int rc = SQLITE_OK;
+    bool wrote = false;
+    for (int i = 0; i < req->n && rc == SQLITE_OK; i++)
+        rc = run_stmt(sq, &req->stmts[i], res, &wrote);
+    if (!req->is_tx || sqlite3_get_autocommit(sq->db)) return wrote;
+    st_result_t end = {0};
+    if (rc != SQLITE_OK) {
+        exec_plain(sq, "ROLLBACK TO req", &end);
+        wrote = false;
+    }
+    exec_plain(sq, "RELEASE req", &end);
+    st_result_free(&end);
+    return wrote;
+}
+
+/* from .. to (excluded) ran in a transaction that did not commit: they
+ * fail as `why` did, also the reads, which may have seen its writes. */
+static void fail_uncommitted(st_req_t *from, const st_req_t *to, const st_result_t *why)
+{
+    for (st_req_t *req = from; req != to; req = req->next)
+        if (req->res.status == ST_OK)
+            st_result_fail(&req->res, why->status, "not written: %s", st_error(why));
+}
+
+/* One transaction per batch: its reads take the file's lock once, and
+ * its writes share one commit (and its syncs), after which their callbacks
+ * run, as they always do. When the transaction cannot commit (or SQLite
+ * rolls it back midway, as it does on a full disk or an I/O error), the
+ * requests from its first write on fail: none of its writes is in the
+ * file, and what came after may have read them. */
 static void on_work(uv_work_t *work)
 {
     sq_t *sq = work->data;
-    for (st_req_t *req = sq->batch; req; req = req->next)
+    if (sq->is_reopen_due) {
+        sq->is_reopen_due = false;
+        reopen(sq);
+    }
+    st_req_t *req = sq->batch, *writer = NULL;
+    if (!req) return;
+    if (!req->next) {
         run_req(sq, req);
+        return;
+    }
+    for (; req && !writer; req = req->next)
+        if (is_writer(sq, req)) writer = req;
+    st_result_t end = {0};
+    if (exec_plain(sq, writer ? "BEGIN IMMEDIATE" : "BEGIN", &end) != SQLITE_OK) {
+        /* no write lock (read-only, busy past the timeout): the writes fail
+         * as BEGIN did, the reads run alone */
+        for (req = sq->batch; req; req = req->next)
+            if (is_writer(sq, req))
+                st_result_fail(&req->res, end.status, "%s", st_error(&end));
+            else
+                run_req(sq, req);
+        st_result_free(&end);
+        return;
+    }
+    bool wrote = false, is_past_writer = false;
+    for (req = sq->batch; req; req = req->next) {
+        is_past_writer |= req == writer;
+        wrote |= run_in_batch(sq, req);
+        if (sqlite3_get_autocommit(sq->db)) {
+            if (is_past_writer) fail_uncommitted(writer, req, &req->res);
+            for (req = req->next; req; req = req->next)
+                run_req(sq, req);
+            st_result_free(&end);
+            return;
+        }
+    }
+    if (exec_plain(sq, "COMMIT", &end) != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(sq->db)) {
+            st_result_t rollback = {0};
+            exec_plain(sq, "ROLLBACK", &rollback);
+            st_result_free(&rollback);
+        }
+        if (writer) fail_uncommitted(writer, NULL, &end);
+    } else if (wrote) {
+        note_write(sq);
+    }
+    st_result_free(&end);
 }
 
 /* ---- the loop's side --------------------------------------------------------- */
 
 static void after_work(uv_work_t *work, int status);
+static void on_timer(uv_timer_t *timer);
 
-static void finish_close(sq_t *sq)
+static void on_timer_closed(uv_handle_t *handle)
 {
+    sq_t *sq = handle->data;
     storage_t *st = sq->st;
-    cache_clear(sq);
-    int rc = sqlite3_close(sq->db);
-    if (rc != SQLITE_OK) log_warn("storage: closing %s: %s", sq->path, sqlite3_errstr(rc));
     free(sq->path);
     free(sq);
     st_driver_closed(st);
 }
 
+static void finish_close(sq_t *sq)
+{
+    cache_clear(sq);
+    int rc = sqlite3_close(sq->db);
+    if (rc != SQLITE_OK) log_warn("storage: closing %s: %s", sq->path, sqlite3_errstr(rc));
+    uv_close((uv_handle_t *)&sq->timer, on_timer_closed);
+}
+
 static void start_batch(sq_t *sq)
 {
     if (sq->is_running) return;
-    if (!sq->queue) {
+    if (!sq->queue && (!sq->is_reopen_asked || sq->is_closing)) {
         if (sq->is_closing) finish_close(sq);
         return;
     }
@@ -231,9 +569,56 @@ static void start_batch(sq_t *sq)
     sq->queue = *end;
     *end = NULL;
     if (!sq->queue) sq->queue_tail = &sq->queue;
+    sq->is_reopen_due = sq->is_reopen_asked;
+    sq->is_reopen_asked = false;
     sq->is_running = true;
     int rc = uv_queue_work(sq->loop, &sq->work, on_work, after_work);
     if (rc < 0) log_fatal("storage: uv_queue_work: %s", uv_strerror(rc));
+}
+
+/* Log what the worker saw (once per change) and time the next reopen. */
+static void report_faults(sq_t *sq)
+{
+    if (sq->is_fault_news) {
+        sq->is_fault_news = false;
+        char cause[160] = "";
+        if (sq->fault_errno) snprintf(cause, sizeof cause, ", %s", strerror(sq->fault_errno));
+        if ((sq->fault_rc & 0xff) == SQLITE_FULL)
+            log_err("storage: %s: %s (SQLite code %d%s): writes fail until the disk has room",
+                    sq->path, sq->fault, sq->fault_rc, cause);
+        else
+            log_err("storage: %s: %s (SQLite code %d%s): writes fail; reopening it until it is "
+                    "writable again",
+                    sq->path, sq->fault, sq->fault_rc, cause);
+    }
+    if (sq->reopen_error[0]) {
+        log_debug("storage: reopening: %s", sq->reopen_error);
+        sq->reopen_error[0] = '\0';
+    }
+    if (sq->is_reopen_news) {
+        sq->is_reopen_news = false;
+        log_info("storage: %s reopened for writing", sq->path);
+    }
+    if (sq->is_recovery_news) {
+        sq->is_recovery_news = false;
+        log_notice("storage: %s: writes work again after %.1f s%s", sq->path,
+                   (double)(uv_hrtime() - sq->fault_since) / 1e9,
+                   sq->has_reopened ? " (reopened)" : "");
+        sq->has_reopened = false;
+        sq->backoff_ms = BACKOFF_MIN_MS;
+        uv_timer_stop(&sq->timer);
+    }
+    if (sq->needs_reopen && !sq->is_closing && !uv_is_active((uv_handle_t *)&sq->timer)) {
+        uv_timer_start(&sq->timer, on_timer, sq->backoff_ms, 0);
+        sq->backoff_ms = sq->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : sq->backoff_ms * 2;
+    }
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+    sq_t *sq = timer->data;
+    sq->is_reopen_asked = true;
+    start_batch(sq); /* or the batch running now: its after_work starts it */
 }
 
 static void after_work(uv_work_t *work, int status)
@@ -241,6 +626,7 @@ static void after_work(uv_work_t *work, int status)
     sq_t *sq = work->data;
     st_req_t *req = sq->batch;
     sq->batch = NULL;
+    report_faults(sq);
     /* is_running stays set through the callbacks: what they submit waits
      * for the next batch, behind the rest of this one */
     while (req) {
@@ -269,43 +655,16 @@ static void sq_close(void *impl)
     start_batch(sq); /* finishes at once when nothing is queued or running */
 }
 
-/* ---- opening and migrations (the caller's thread, before any work) ---------- */
-
-static int exec_all(sq_t *sq, const char *sql, char **err, const char *what)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(sq->db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        if (asprintf(err, "%s: %s: %s", sq->path, what, msg ? msg : sqlite3_errstr(rc)) < 0)
-            *err = NULL;
-    }
-    sqlite3_free(msg);
-    return rc;
-}
-
-static int has_version(sq_t *sq, int version, bool *has, char **err)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2(sq->db, "SELECT 1 FROM schema_version WHERE version = ?1", -1,
-                                &stmt, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int(stmt, 1, version);
-        rc = sqlite3_step(stmt);
-        *has = rc == SQLITE_ROW;
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    if (rc != SQLITE_OK &&
-        asprintf(err, "%s: schema_version: %s", sq->path, sqlite3_errmsg(sq->db)) < 0)
-        *err = NULL;
-    sqlite3_finalize(stmt);
-    return rc;
-}
+/* ---- migrations (the caller's thread, before any work) ---------------------- */
 
 /* Each migration in its own transaction; BEGIN IMMEDIATE takes the write
  * lock first, so daemons starting together apply each one once. */
 static int migrate(sq_t *sq, char **err)
 {
-    if (exec_all(sq, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)", err,
+    sqlite3 *db = sq->db;
+    const char *path = sq->path;
+    if (exec_all(db, path,
+                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)", err,
                  "schema_version") != SQLITE_OK)
         return -1;
     int applied = 0, last = 0;
@@ -315,36 +674,59 @@ static int migrate(sq_t *sq, char **err)
         last = m->version;
         char what[128], insert[96];
         snprintf(what, sizeof what, "migration %03d-%s", m->version, m->name);
-        if (exec_all(sq, "BEGIN IMMEDIATE", err, what) != SQLITE_OK) return -1;
+        if (exec_all(db, path, "BEGIN IMMEDIATE", err, what) != SQLITE_OK) return -1;
         bool has = false;
-        if (has_version(sq, m->version, &has, err) != SQLITE_OK) goto fail;
+        if (has_version(db, path, m->version, &has, err) != SQLITE_OK) goto fail;
         if (has) {
-            exec_all(sq, "COMMIT", err, what);
+            exec_all(db, path, "COMMIT", err, what);
             continue;
         }
         snprintf(insert, sizeof insert, "INSERT INTO schema_version (version) VALUES (%d)",
                  m->version);
-        if (exec_all(sq, m->sql, err, what) != SQLITE_OK ||
-            exec_all(sq, insert, err, what) != SQLITE_OK ||
-            exec_all(sq, "COMMIT", err, what) != SQLITE_OK)
+        if (exec_all(db, path, m->sql, err, what) != SQLITE_OK ||
+            exec_all(db, path, insert, err, what) != SQLITE_OK ||
+            exec_all(db, path, "COMMIT", err, what) != SQLITE_OK)
             goto fail;
-        log_info("storage: %s applied %s", sq->path, what);
+        log_info("storage: %s applied %s", path, what);
         applied++;
         continue;
     fail:
-        sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    log_debug("storage: %s at schema version %d (%d applied now)", sq->path, last, applied);
+    log_debug("storage: %s at schema version %d (%d applied now)", path, last, applied);
+    return 0;
+}
+
+/* A file SQLite could open only for reading: the daemon serves what can be
+ * read, in an episode from the start, if no migration is pending. */
+static int start_read_only(sq_t *sq, char **err)
+{
+    int pending = count_pending(sq->db, sq->path, err);
+    if (pending < 0) return -1;
+    if (pending > 0) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "%d migration(s) pending and the file is read-only: make it writable, then "
+                 "start again",
+                 pending);
+        return fail_with(err, sq->path, "", what);
+    }
+    sq->is_faulty = sq->needs_reopen = true;
+    sq->fault_rc = SQLITE_READONLY;
+    sq->fault_since = uv_hrtime();
+    log_err("storage: %s is read-only: reads work, writes fail; reopening it until it is "
+            "writable again",
+            sq->path);
     return 0;
 }
 
 /* Daemons and hearthctl open the store once they run as the daemons' user
  * (daemon.h); one that stays root (<user>root</user>) and creates the file
  * in a directory another user owns gives it to that owner, so the daemons
- * can still open it should they run as that user again. SQLite itself
- * gives the -wal and -shm files it creates later to the database file's
- * owner. */
+ * can still open it should they run as that user again, with the
+ * -journal that the migrations left (SQLite gives the journal it creates
+ * later to the database file's owner). */
 static void give_to_directory_owner(const char *path)
 {
     if (geteuid() != 0) return;
@@ -354,8 +736,8 @@ static void give_to_directory_owner(const char *path)
     int rc = stat(dirname(copy), &dir);
     free(copy);
     if (rc < 0 || dir.st_uid == 0) return;
-    const char *suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
+    const char *suffixes[] = {"", "-journal"};
+    for (int i = 0; i < 2; i++) {
         char file[4096];
         snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
         if (chown(file, dir.st_uid, dir.st_gid) < 0 && i == 0)
@@ -365,9 +747,9 @@ static void give_to_directory_owner(const char *path)
 
 /* The store holds SCRAM keys, rosters and offline mail: its owner's only,
  * whatever the caller's umask (hearthctl's is the shell's). SQLite makes
- * the -wal and -shm files with the database file's mode, so making the
- * file first, empty (an empty file is an empty database), is enough; one
- * that an older version left readable by others is closed. */
+ * the -journal with the database file's mode, so making the file first,
+ * empty (an empty file is an empty database), is enough; one that an older
+ * version left readable by others (with its -wal and -shm) is closed. */
 static void make_private(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -376,8 +758,8 @@ static void make_private(const char *path)
         close(fd);
         return;
     }
-    const char *suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
+    const char *suffixes[] = {"", "-journal", "-wal", "-shm"};
+    for (int i = 0; i < 4; i++) {
         char file[4096];
         snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
         struct stat st;
@@ -414,23 +796,16 @@ static void *sq_open(storage_t *st, uv_loop_t *loop, const config_t *config, cha
 
     bool existed = access(sq->path, F_OK) == 0;
     make_private(sq->path);
-    /* NOMUTEX: the connection is used by one thread at a time (the queue) */
-    int rc = sqlite3_open_v2(
-        sq->path, &sq->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        if (asprintf(err, "%s: %s", sq->path,
-                     sq->db ? sqlite3_errmsg(sq->db) : sqlite3_errstr(rc)) < 0)
-            *err = NULL;
-        goto fail;
-    }
-    sqlite3_extended_result_codes(sq->db, 1);
-    sqlite3_busy_timeout(sq->db, BUSY_TIMEOUT_MS);
-    if (exec_all(sq, "PRAGMA journal_mode = WAL", err, "journal_mode") != SQLITE_OK ||
-        exec_all(sq, "PRAGMA synchronous = NORMAL", err, "synchronous") != SQLITE_OK ||
-        exec_all(sq, "PRAGMA foreign_keys = ON", err, "foreign_keys") != SQLITE_OK ||
-        migrate(sq, err) < 0)
+    sq->backoff_ms = BACKOFF_MIN_MS;
+    if (!(sq->db = connect_file(sq->path, true, err))) goto fail;
+    if (sqlite3_db_readonly(sq->db, "main") == 1 ? start_read_only(sq, err) < 0
+                                                 : migrate(sq, err) < 0)
         goto fail;
     if (!existed) give_to_directory_owner(sq->path);
+    uv_timer_init(loop, &sq->timer);
+    uv_unref((uv_handle_t *)&sq->timer); /* reopening alone keeps no loop alive */
+    sq->timer.data = sq;
+    report_faults(sq); /* a read-only start times the first reopen */
     free(dummy);
     return sq;
 

@@ -15,8 +15,11 @@
  *
  * Drivers:
  *   sqlite  the embedded default: a file (storage.sqlite, default
- *           STATEDIR/hearth.sqlite) in WAL mode; statements run on libuv's
- *           thread pool, one at a time per store, in submission order.
+ *           STATEDIR/hearth.sqlite) with a rollback journal (no WAL, no
+ *           memory maps); statements run on libuv's thread pool, one at a
+ *           time per store, in submission order. A read-only, vanished or
+ *           full file fails calls (ST_UNAVAILABLE, ST_FULL) and the driver
+ *           reopens it by itself with backoff (sqlite.c, "Faults").
  *   pgsql   libpq's non-blocking API on the loop (storage.pgsql, a
  *           connection string); statements are pipelined in submission
  *           order. When the server goes away, calls fail with

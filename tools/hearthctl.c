@@ -450,7 +450,7 @@ int main(int argc, char **argv)
      * root's. Connected only when a request needs it. */
     if (!is_users && !is_passwd) c->link = ctl_link_new(c->loop, c->config);
     /* As root, become the daemons' user before the store is opened: what
-     * SQLite creates there (-wal, -shm) must stay theirs. */
+     * SQLite creates there (-journal) must stay theirs. */
     if (daemon_switch_user(c->config, &err) < 0) {
         fprintf(stderr, "hearthctl: %s\n", err);
         free(err);

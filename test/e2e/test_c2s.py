@@ -336,6 +336,13 @@ def test_resource_conflict_ends_the_older_stream(server):
 
 def test_bind_when_the_sm_does_not_answer_is_internal_server_error(server):
     register(server, "alice")
+    # what the session left stored first (its end, the login time): an sm
+    # stopped in the middle of a SQLite commit would hold the store's lock,
+    # and the c2s could not read the keys either (docs/reliability.md)
+    wait_for(lambda: server.env.sql(
+        "SELECT 1 FROM auth JOIN last_activity USING (owner) "
+        "WHERE owner = 'alice@localhost' AND last_login IS NOT NULL"),
+        "the sm stored alice's login time and last activity")
     server.sm.proc.send_signal(19)  # SIGSTOP: the sm is there but silent
     try:
         with pytest.raises(ClientError) as e:

@@ -130,7 +130,7 @@ def test_root_start_switches_to_user_and_store_works_after(account, env):
     assert owner_and_mode(env.statedir) == (account.pw_name, "0o750"), \
         f"statedir {env.statedir}: (owner, mode) {owner_and_mode(env.statedir)}, " \
         f"expected ({account.pw_name}, 0o750)"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal"):
         path = env.sqlite_path + suffix
         if os.path.exists(path):
             assert owner_and_mode(path) == (account.pw_name, "0o600"), \
@@ -264,8 +264,8 @@ def test_first_start_makes_store_and_key_owner_only(env):
     server = Server(env).start()
     register(server, "bob@localhost", "bobpw")
     made = [env.sqlite_path, os.path.join(env.statedir, "tls", "localhost.key")]
-    made += [env.sqlite_path + s for s in ("-wal", "-shm") if os.path.exists(env.sqlite_path + s)]
-    assert len(made) == 4, f"expected the store's -wal and -shm to exist after a write: {made}"
+    made += [env.sqlite_path + s for s in ("-journal",) if os.path.exists(env.sqlite_path + s)]
+    assert len(made) == 3, f"expected the store's -journal to exist after a write: {made}"
     wrong = {p: oct(mode_of(p)) for p in made if mode_of(p) != 0o600}
     assert not wrong, f"files not 0600 after the first start: {wrong}"
 
@@ -288,7 +288,7 @@ def test_hearthctl_as_root_becomes_user_before_opening_store(account, env):
     env.write_config(user=account.pw_name)
     p = hearthctl(env.config_path, "adduser", "dave@localhost", "pw")
     assert p.returncode == 0, f"hearthctl adduser: exit {p.returncode}: {p.stderr}"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal"):
         path = env.sqlite_path + suffix
         if os.path.exists(path):
             assert owner_and_mode(path)[0] == account.pw_name, \

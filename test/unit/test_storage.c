@@ -9,8 +9,11 @@
  * constraint violations are ST_CONSTRAINT; storage_delete_owner empties one
  * owner everywhere; storage_close runs what is queued. For PostgreSQL also:
  * the server stopped mid-test gives ST_UNAVAILABLE, and the store serves
- * again once the server is back, without being reopened. */
+ * again once the server is back, without being reopened. For SQLite also:
+ * a file an older version left in WAL mode leaves it (and storage_open
+ * says why it cannot while another process holds it so). */
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -364,6 +367,36 @@ static void check_order(void)
     is_int(order.failures, dup, named("only the duplicate inserts among them failed"));
 }
 
+/* Calls made together run together (SQLite: in one transaction per
+ * batch): a storage_tx among them that fails undoes only its own writes. */
+static void check_tx_among_calls(void)
+{
+    static snap_t first, a, t, c;
+    snap_clear(&first);
+    snap_clear(&a);
+    snap_clear(&t);
+    snap_clear(&c);
+    const char *pa[2] = {"batch-a@example.com", "a"}, *pb[2] = {"batch-b@example.com", "b"},
+               *pc[2] = {"batch-c@example.com", "c"};
+    const char *insert = "INSERT INTO vcard (owner, data) VALUES ($1, $2)";
+    st_stmt_t both[2] = {{insert, 2, pb}, {insert, 2, pa}}; /* the second is a duplicate */
+    in_call = true;
+    /* SQLite runs this one at once, alone; the next three wait together */
+    storage_query(st, "SELECT 1", 0, NULL, snap_take, &first);
+    storage_query(st, insert, 2, pa, snap_take, &a);
+    storage_tx(st, 2, both, snap_take, &t);
+    storage_query(st, insert, 2, pc, snap_take, &c);
+    in_call = false;
+    run_until(&c.calls, 20000);
+    check_status(&a, ST_OK, "a write made with others is stored");
+    check_status(&t, ST_CONSTRAINT, "a failing storage_tx among them fails");
+    check_status(&c, ST_OK, "the write after it is stored");
+    snap_t *r = q("SELECT owner FROM vcard WHERE owner LIKE 'batch-%' ORDER BY owner", 0);
+    is_int(r->rows, 2, named("the failed storage_tx left nothing, the others stayed"));
+    is_str(cell(r, 0, 0), "batch-a@example.com", named("the first write stayed"));
+    is_str(cell(r, 1, 0), "batch-c@example.com", named("the last write stayed"));
+}
+
 static void check_not_inside(void)
 {
     snap_t s = {0};
@@ -579,6 +612,7 @@ static void suite(const char *driver, const char *where)
     check_not_inside();
     check_loop_ends();
     check_order();
+    check_tx_among_calls();
     check_tx();
     check_delete_owner();
     check_close(where);
@@ -697,6 +731,46 @@ static void pg_suite(void)
     free(err);
 }
 
+/* The driver keeps a rollback journal: a file in WAL mode (an older
+ * Hearth's) leaves it at open, which SQLite allows only to a process alone
+ * on it. */
+static void sqlite_wal_checks(const char *dir)
+{
+    char file[128], wal[160], *err = NULL;
+    snprintf(file, sizeof file, "%s/wal.sqlite", dir);
+    snprintf(wal, sizeof wal, "%s-wal", file);
+    sqlite3 *old = NULL;
+    int rc = sqlite3_open(file, &old);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(old,
+                          "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)",
+                          NULL, NULL, NULL);
+    if (!ok(rc == SQLITE_OK, "sqlite: a file in WAL mode made (%s)", sqlite3_errstr(rc))) {
+        sqlite3_close(old);
+        return;
+    }
+    drv = "sqlite";
+    storage_t *s = open_store(file, &err);
+    ok(s == NULL && err && strstr(err, "WAL mode"),
+       "sqlite: storage_open fails, saying why, on a file another process holds in WAL mode (%s)",
+       err ? err : "opened");
+    free(err);
+    err = NULL;
+    sqlite3_close(old);
+    st = open_store(file, &err);
+    if (!ok(st != NULL, "sqlite: a file left in WAL mode opens once no other process holds it (%s)",
+            err ? err : "opened")) {
+        free(err);
+        return;
+    }
+    snap_t *r = q("SELECT x FROM t", 0);
+    check_status(r, ST_OK, "its rows are read");
+    is_str(cell(r, 0, 0), "1", "sqlite: the row written in WAL mode is there");
+    check_status(q("INSERT INTO t VALUES (2)", 0), ST_OK, "a write after leaving WAL mode");
+    ok(access(wal, F_OK) < 0, "sqlite: no -wal after a write (rollback journal)");
+    ok(close_store(), "sqlite: storage_close");
+}
+
 static void sqlite_suite(void)
 {
     char dir[] = "/tmp/hearth-test-sqlite-XXXXXX", file[128];
@@ -714,6 +788,7 @@ static void sqlite_suite(void)
     ok(s == NULL && err && *err, "sqlite: storage_open fails for a file it cannot create (%s)",
        err ? err : "no message");
     free(err);
+    sqlite_wal_checks(dir);
 
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
