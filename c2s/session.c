@@ -391,17 +391,24 @@ static void remember(client_t *cl, const elem_t *stanza, const char *data, size_
     }
 }
 
-int session_resume(client_t *cl)
+/* The start of a route with <session action=…> about cl's session,
+ * left open for more attributes. */
+static buf_t *session_open(client_t *cl, const char *action)
 {
-    c2s_t *c2s = cl->c2s;
-    buf_t *b = &c2s->scratch;
+    buf_t *b = &cl->c2s->scratch;
     buf_reset(b);
-    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
+    route_open(b, cl->c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
     buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
-    attr(b, "action", "resume");
-    attr(b, "jid", jid_full(cl->jid));
+    attr(b, "action", action);
     attr(b, "cid", cl->cid);
     attr(b, "sid", cl->sid);
+    return b;
+}
+
+int session_resume(client_t *cl)
+{
+    buf_t *b = session_open(cl, "resume");
+    attr(b, "jid", jid_full(cl->jid));
     uint64_t next = cl->rq.head ? cl->rq.head->seq : cl->seq_out + 1;
     buf_printf(b, " h='%llu' next='%llu'", (unsigned long long)cl->seq_in,
                (unsigned long long)next);
@@ -409,7 +416,7 @@ int session_resume(client_t *cl)
     buf_appends(b, ">");
     if (cl->presence) buf_append(b, cl->presence, cl->presence_len);
     buf_appends(b, "</session></route>");
-    return comp_send_raw(c2s->comp, b->data, b->len);
+    return comp_send_raw(cl->c2s->comp, b->data, b->len);
 }
 
 void session_stanza(client_t *cl, elem_t *stanza)
@@ -807,12 +814,7 @@ void session_send_resumed(c2s_t *c2s, const char *domain)
 void session_send_end(client_t *cl)
 {
     c2s_t *c2s = cl->c2s;
-    buf_t *b = &c2s->scratch;
-    buf_reset(b);
-    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
-    buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='end'");
-    attr(b, "cid", cl->cid);
-    attr(b, "sid", cl->sid);
+    buf_t *b = session_open(cl, "end");
     buf_printf(b, " h='%llu'/></route>", (unsigned long long)cl->seq_in);
     if (c2s->comp) comp_send_raw(c2s->comp, b->data, b->len);
 }

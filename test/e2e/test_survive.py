@@ -83,32 +83,33 @@ def pair(hearth_env):
         c.disconnect()
 
 
+def send_through_a_crash(server, alice, bob, daemon, noticed, restart, body):
+    """Kill daemon; once alice's c2s logged noticed, alice sends body to
+    bob; restart() it; bob gets body once."""
+    mark = size(server.c2s[0])
+    kill(daemon)
+    logged(server.c2s[0], noticed, mark)
+    alice.send_message(bob.bound_jid, body)
+    restart()
+    assert bob.wait_message(lambda m: m["body"] == body, timeout=10)
+    assert len(bodies(bob, body)) == 1
+
+
 def test_a_router_crash_logs_nobody_out_and_what_was_sent_meanwhile_arrives_once(pair):
     server, alice, bob = pair
-    mark = size(server.c2s[0])
-    kill(server.router)
-    # Once c2s-1 knows (what it wrote before is in flight: not this test's).
-    logged(server.c2s[0], "lost the router", mark)
-    alice.send_message(bob.bound_jid, "while the router was away")
-    restart_router(server)
-    assert bob.wait_message(lambda m: m["body"] == "while the router was away", timeout=10)
+    send_through_a_crash(server, alice, bob, server.router, "lost the router",
+                         lambda: restart_router(server), "while the router was away")
     alice.send_message(bob.bound_jid, "after")
     bob.wait_message(lambda m: m["body"] == "after")
     bob.send_message(alice.bound_jid, "and back")
     alice.wait_message(lambda m: m["body"] == "and back")
-    assert len(bodies(bob, "while the router was away")) == 1
     assert_connected(alice, bob)
 
 
 def test_an_sm_crash_logs_nobody_out_and_the_sessions_are_rebuilt(pair):
     server, alice, bob = pair
-    mark = size(server.c2s[0])
-    kill(server.sm)
-    logged(server.c2s[0], "went away", mark)
-    alice.send_message(bob.bound_jid, "while the sm was away")
-    server.start_sm()
-    assert bob.wait_message(lambda m: m["body"] == "while the sm was away", timeout=10)
-    assert len(bodies(bob, "while the sm was away")) == 1
+    send_through_a_crash(server, alice, bob, server.sm, "went away", server.start_sm,
+                         "while the sm was away")
     assert_connected(alice, bob)
     # The rebuilt sessions are available: a new session of a contact's
     # gets their presence (the probe is answered from the new sm).
