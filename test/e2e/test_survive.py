@@ -186,3 +186,59 @@ def test_who_left_while_the_sm_was_away_is_seen_leaving(pair):
     alice.wait_message(lambda m: m["body"] == "bye", timeout=10)
     unavailable_from(alice, bob)
     logged(server.sm, "rebuilt from its c2s")
+
+
+def test_a_hung_sm_is_replaced_by_the_watchdog_and_nobody_is_logged_out(hearth_env):
+    """The issue's case under hearthd: an sm stopped with SIGSTOP is killed
+    by the watchdog (supervisor.watchdog) and started again; the clients
+    stay connected, and what alice sent while it hung reaches bob once."""
+    import re
+    import subprocess
+    from hearth_env import BUILDDIR, free_port
+    hearthd = os.path.join(BUILDDIR, "tools", "hearthd")
+    port, tls_port = free_port(), free_port()
+    hearth_env.write_config(**{
+        "supervisor.daemon": ["router", "sm", "c2s"], "c2s.processes": "1",
+        "supervisor.watchdog": "2s", "c2s.listen": f"127.0.0.1:{port}",
+        "c2s.listen-tls": f"127.0.0.1:{tls_port}", "c2s.registration": "true"})
+    logdir = os.path.join(hearth_env.statedir, "log")
+    hearth_env.logs += [os.path.join(logdir, n) for n in ("hearthd.log", "sm.log", "c2s-1.log")]
+
+    def run(*args):
+        p = subprocess.run([hearthd, "-c", hearth_env.config_path, *args], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def sm_pid():
+        m = re.search(r"^sm: running \(pid (\d+)\)", run("status")[1], re.M)
+        return int(m[1]) if m else None
+
+    class Where:  # what Client needs of a Server
+        host, cert_path = "127.0.0.1", os.path.join(hearth_env.statedir, "tls", "localhost.pem")
+        c2s_ports = [port]
+    Where.port, Where.tls_port = port, tls_port
+    router_log = os.path.join(logdir, "router.log")
+    try:
+        assert run("start")[0] == 0
+        wait_for(lambda: os.path.exists(router_log) and all(
+            f" bound {n}" in open(router_log).read() for n in ("localhost", "c2s-1")),
+            "the sm and c2s bound at the router")
+        alice, bob = login(Where, "alice"), login(Where, "bob")
+        try:
+            befriend(alice, bob)
+            old = sm_pid()
+            os.kill(old, signal.SIGSTOP)
+            alice.send_message(bob.bound_jid, "while the sm hung")
+            wait_for(lambda: (lambda p: p if p and p != old else None)(sm_pid()),
+                     "a new sm after the watchdog", timeout=20)
+            bob.wait_message(lambda m: m["body"] == "while the sm hung", timeout=15)
+            alice.send_message(bob.bound_jid, "and after")
+            bob.wait_message(lambda m: m["body"] == "and after", timeout=10)
+            assert len(bodies(bob, "while the sm hung")) == 1
+            assert_connected(alice, bob)
+            assert "has not shown life for 2s" in open(os.path.join(logdir, "hearthd.log")).read()
+        finally:
+            alice.disconnect()
+            bob.disconnect()
+    finally:
+        run("stop")
