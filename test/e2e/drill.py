@@ -41,6 +41,8 @@ The figures (Load.figures) define the drill's terms:
               (XEP-0198) the client cannot know whether the server read
               them, so they are counted apart
   logged_out  peers of the watched groups whose connection was cut
+  relogin     seconds from the kill until the last peer it cut (any group)
+              had logged in again
   back_in     seconds from the kill until every affected direction (a
               sender to its partner) has delivered a message sent after the
               kill: the slowest direction decides
@@ -49,6 +51,7 @@ The driver never sleeps a fixed time to wait for an outcome: connect() and
 settle() wait on conditions (every peer online; every message accounted for
 or nothing new for a quiet spell)."""
 import asyncio
+import hashlib
 import logging
 import re
 import ssl
@@ -56,9 +59,24 @@ import threading
 import time
 
 import slixmpp
+from slixmpp.util.sasl import mechanisms as sasl_mechanisms
+
+import xmpp_client  # its SCRAM fix: the channel binding type named right
 
 for _name in ("slixmpp", "slixmpp.xmlstream.xmlstream", "slixmpp.basexmpp", "slixmpp.stringprep"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+
+
+# slixmpp's SCRAM computes Hi() (PBKDF2) in Python, some 30 ms a login:
+# with twenty clients logging in again at once, the driver's loop would
+# stall for most of a second and the drill would time the driver, not the
+# server. hashlib's PBKDF2 gives the same bytes in C.
+def _pbkdf2_hi(self, text, salt, iterations):
+    return hashlib.pbkdf2_hmac(self.hash().name, sasl_mechanisms.bytes(text), salt, iterations)
+
+
+sasl_mechanisms.SCRAM.Hi = _pbkdf2_hi
 
 KEY = re.compile(r"drill (p\d+\.[ab]\.\d+)")
 
@@ -134,7 +152,7 @@ class Load:
 
     # -- building the load (test thread, before connect)
 
-    def peer(self, jid, password, addr, group, reconnect=None, mechanism="PLAIN"):
+    def peer(self, jid, password, addr, group, reconnect=None, mechanism=None):
         p = Peer(self, jid, password, addr, group, reconnect, mechanism)
         self.peers.append(p)
         return p
@@ -148,39 +166,64 @@ class Load:
     # -- connections (loop thread)
 
     def _open(self, p, addr):
+        """A client for p, connecting to addr. Made once per peer and
+        connected again after a cut: building a slixmpp client costs tens
+        of milliseconds of the loop, which twenty peers logging in again at
+        once would add to the times measured."""
         x = slixmpp.ClientXMPP(f"{p.jid}/drill", p.password, sasl_mech=p.mechanism)
         x.whitespace_keepalive = False
         x.ssl_context = _tls_context()
         x.get_ssl_context = lambda: x.ssl_context
         x.register_plugin("xep_0199")  # answer the server's pings
-        x.add_event_handler("session_start", lambda e, p=p, x=x: self._on_session(p, x))
-        x.add_event_handler("disconnected", lambda e, p=p, x=x: self._on_cut(p, x))
-        x.add_event_handler("connection_failed", lambda e, p=p, x=x: self._on_cut(p, x))
+        x["feature_mechanisms"].sasl_callback = lambda req, opt, x=x, p=p: self._credentials(
+            p, x, req, opt)
+        x.add_event_handler("session_start", lambda e, p=p: self._on_session(p))
+        x.add_event_handler("disconnected", lambda e, p=p: self._on_cut(p))
+        x.add_event_handler("connection_failed", lambda e, p=p: self._on_cut(p))
         x.add_event_handler("failed_all_auth", lambda e, x=x: x.abort())
         x.add_event_handler("message", lambda m, p=p: self._on_message(p, m))
         p.xmpp = x
         x.connect(addr, force_starttls=True)
 
-    def _on_session(self, p, x):
-        if p.xmpp is not x:
-            return
-        x.send_presence()  # available: bare-JID chat reaches it, offline queue flushed
+    def _credentials(self, p, x, required, optional):
+        """What slixmpp's SASL asks for; channel binding data of the TLS
+        session (tls-exporter or tls-unique), as xmpp_client gives them,
+        so that SCRAM-*-PLUS works and plain SCRAM does not claim a
+        downgrade."""
+        result = {}
+        for value in set(required) | set(optional):
+            if value == "username":
+                result[value] = slixmpp.JID(p.jid).user
+            elif value == "password":
+                result[value] = p.password
+            elif value == "channel_binding" and x.transport is not None:
+                cb_type, data = xmpp_client.channel_binding(x.transport.get_extra_info("ssl_object"))
+                if data:
+                    result[value], result["cb_type"] = data, cb_type
+        return result
+
+    def _on_session(self, p):
+        p.xmpp.send_presence()  # available: bare-JID chat reaches it, offline queue flushed
         p.online = True
         p.sessions += 1
         p.logins.append(self.now())
         p.session_started.set()
 
-    def _on_cut(self, p, x):
-        if p.xmpp is not x or p.closing:
+    def _on_cut(self, p):
+        if p.closing:
             return
         if p.online:
             p.cuts.append(self.now())
         p.online = False
-        p.xmpp = None
-        # slixmpp retries a failed connect on its own: stop that one
-        x.cancel_connection_attempt()
+        # slixmpp retries a failed connect on its own, slower and slower:
+        # stop that; a peer that comes back tries again every 100 ms
+        p.xmpp.cancel_connection_attempt()
         if p.reconnect:
-            self.loop.call_later(0.1, self._open, p, p.reconnect)
+            self.loop.call_later(0.1, self._reconnect, p)
+
+    def _reconnect(self, p):
+        if not p.closing and not p.online and not p.xmpp.is_connecting():
+            p.xmpp.connect(p.reconnect, force_starttls=True)
 
     def _on_message(self, p, m):
         xml = m.xml
@@ -222,7 +265,7 @@ class Load:
             due += interval
             if due < self.loop.time() - 1.0:  # fell behind by more than 1 s: skip
                 due = self.loop.time()
-            if not self.sending or not p.online or not p.xmpp or p.holding:
+            if not self.sending or not p.online or p.holding:
                 continue
             p.seq += 1
             index, side = p.pair
@@ -345,7 +388,11 @@ class Load:
                 firsts = [min(received[k]) for _, k in after if k in received]
                 backs.append(((min(firsts) - kill_time) if firsts else float("inf"),
                               f"{sender.jid} -> {sender.partner.jid}"))
+        # how long the peers cut by the kill took to log in again
+        relogins = [min(t for t in p.logins if t > kill_time) - kill_time for p in self.peers
+                    if any(c >= kill_time for c in p.cuts) and any(t > kill_time for t in p.logins)]
         return {
+            "relogin": max(relogins) if relogins else None,
             "sent": len(sent),
             "delivered": len(delivered),
             "duplicated": len(duplicated),
@@ -370,7 +417,8 @@ class Load:
                 p.closing = True
                 if p.xmpp:
                     p.xmpp.cancel_connection_attempt()
-                    closing.append(p.xmpp.disconnect(wait=0.5))
+                    if p.xmpp.is_connected():
+                        closing.append(p.xmpp.disconnect(wait=0.5))
             await asyncio.gather(*closing, return_exceptions=True)
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
@@ -390,6 +438,8 @@ def line(daemon, f):
         extra += f" offline={f['offline']}"
     if f["lost_with_sender"]:
         extra += f" lost_with_sender={f['lost_with_sender']}"
+    if f["relogin"] is not None:
+        extra += f" relogin={f['relogin']:.2f}s"
     return (f"drill {daemon}: sent={f['sent']} delivered={f['delivered']} "
             f"duplicated={f['duplicated']} lost={f['lost']} bounced={f['bounced']} "
             f"logged_out={f['logged_out']} back_in={f['back_in']:.2f}s{extra}")
