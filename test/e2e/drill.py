@@ -4,17 +4,21 @@ Many real XMPP clients (python3-slixmpp) on one asyncio loop, in a thread of
 its own, chatting in pairs at a steady rate while a test kills a daemon
 under them. Every message is accounted for:
 
-    load = Load(rate=10)                  # messages per second per client
-    a = load.peer("a0@localhost", "pw", ("127.0.0.1", port), group="c2s-1")
-    b = load.peer("b0@localhost", "pw", ("127.0.0.1", port2), group="c2s-2")
-    load.pair(a, b)                       # each sends to the other
-    load.connect()                        # all log in (concurrently)
-    load.start()                          # the load runs
+    load = Load(rate=10)                 # messages per second per client
+    a = load.peer("a0@localhost", "pw", ("127.0.0.1", port), "c2s", reconnect=...)
+    b = load.peer("b0@localhost", "pw", ("127.0.0.1", port), "c2s", reconnect=...)
+    load.pair(a, b)                      # each sends to the other
+    load.connect()                       # all log in (concurrently)
+    load.start()                         # the load runs
     ... kill a daemon, restart it ...
-    load.stop()                           # no more sends
-    load.settle(offline)                  # until the counts stop moving
-    f = load.figures(kill_time, affected) # sent, delivered, lost, ...
+    load.stop()                          # no more sends
+    stored = load.settle(offline)        # until the counts stop moving
+    f = load.figures(kill_time, affected_pairs, watched_peers, stored)
+    print(line("sm", f))
     load.close()
+
+A peer's group says where it logged in (the test sets it: c2s-1, c2s-2,
+prosody); the figures count logouts and lost_with_sender by group.
 
 A peer is one user with one resource ("drill"). Each message is a chat
 message to the partner's bare JID whose id and body carry a unique key
@@ -60,12 +64,13 @@ import time
 
 import slixmpp
 from slixmpp.util.sasl import mechanisms as sasl_mechanisms
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 import xmpp_client  # its SCRAM fix: the channel binding type named right
 
 for _name in ("slixmpp", "slixmpp.xmlstream.xmlstream", "slixmpp.basexmpp", "slixmpp.stringprep"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
-
 
 
 # slixmpp's SCRAM computes Hi() (PBKDF2) in Python, some 30 ms a login:
@@ -181,7 +186,10 @@ class Load:
         x.add_event_handler("disconnected", lambda e, p=p: self._on_cut(p))
         x.add_event_handler("connection_failed", lambda e, p=p: self._on_cut(p))
         x.add_event_handler("failed_all_auth", lambda e, x=x: x.abort())
-        x.add_event_handler("message", lambda m, p=p: self._on_message(p, m))
+        # every message, not only those with a body (slixmpp's "message"
+        # event): another server's error replies may carry none
+        x.register_handler(Callback("drill message", MatchXPath("{jabber:client}message"),
+                                    lambda m, p=p: self._on_message(p, m)))
         p.xmpp = x
         x.connect(addr, force_starttls=True)
 
@@ -431,15 +439,24 @@ class Load:
             self._thread.join(10)
 
 
-def line(daemon, f):
-    """The figures' one line, as docs/reliability.md quotes it."""
+def line(daemon, f, restart=None, peer_groups=()):
+    """The figures' one line, as docs/reliability.md quotes it; then, where
+    they say something, the figures beyond the issue's: offline, lost_with_
+    sender, relogin, peer_bounced (bounced by another server, to its users:
+    peer_groups), restart (seconds until the killed daemon ran again and
+    had bound its names)."""
     extra = ""
+    peer_bounced = sum(1 for _, _, group in f["bounced_items"] if group in peer_groups)
+    if peer_bounced:
+        extra += f" peer_bounced={peer_bounced}"
     if f["offline"]:
         extra += f" offline={f['offline']}"
     if f["lost_with_sender"]:
         extra += f" lost_with_sender={f['lost_with_sender']}"
     if f["relogin"] is not None:
         extra += f" relogin={f['relogin']:.2f}s"
+    if restart is not None:
+        extra += f" restart={restart:.2f}s"
     return (f"drill {daemon}: sent={f['sent']} delivered={f['delivered']} "
             f"duplicated={f['duplicated']} lost={f['lost']} bounced={f['bounced']} "
             f"logged_out={f['logged_out']} back_in={f['back_in']:.2f}s{extra}")

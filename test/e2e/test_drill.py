@@ -253,6 +253,7 @@ def run_drill(name, load, kill_and_restart, affected, watched, offline=lambda: s
         "the load does not flow before the kill"
     kill_time = load.now()
     kill_and_restart()
+    restart = load.now() - kill_time
     # the load goes on until service is back for every affected pair
     # (or BACK_LIMIT has passed), then AFTER seconds more
     load.wait_back(kill_time, affected, timeout=BACK_LIMIT)
@@ -260,7 +261,7 @@ def run_drill(name, load, kill_and_restart, affected, watched, offline=lambda: s
     load.stop()
     stored = load.settle(offline)
     f = load.figures(kill_time, affected, watched, stored, cut_groups)
-    text = line(name, f)
+    text = line(name, f, restart, peer_bounces_ok)
     print(text)
     problems = []
     if f["logged_out"]:
