@@ -411,7 +411,8 @@ class Load:
             "logged_out": sum(1 for p in watched if any(c >= kill_time for c in p.cuts)),
             "back_in": max(backs)[0] if backs else float("inf"),
             "slowest": max(backs)[1] if backs else None,  # the direction back last
-            "lost_keys": sorted(lost)[:10],
+            # key (sender's group -> receiver's group)
+            "lost_keys": [f"{k} ({sent[k][0].group} -> {sent[k][1].group})" for k in sorted(lost)[:10]],
             "duplicated_keys": sorted(duplicated)[:10],
             "bounced_items": sorted((k, c, sent[k][0].group) for k, c in bounced.items()),
         }
