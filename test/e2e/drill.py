@@ -39,11 +39,16 @@ The figures (Load.figures) define the drill's terms:
   bounced     sent messages answered with an error stanza
   offline     sent messages found in the offline store (receiver away)
   lost        sent, no error, never delivered, not stored offline, and
-              not lost_with_sender (below)
+              neither lost_with_sender nor lost_with_receiver (below)
   lost_with_sender  lost messages whose sender's own connection was cut
               afterwards by the kill of its c2s: without stream management
               (XEP-0198) the client cannot know whether the server read
               them, so they are counted apart
+  lost_with_receiver  lost messages whose receiver's connection was cut
+              afterwards by the kill of its c2s: they may have been in
+              that c2s's memory or its socket's buffers, and without
+              stream management no server can know whether the client read
+              them
   logged_out  peers of the watched groups whose connection was cut
   relogin     seconds from the kill until the last peer it cut (any group)
               had logged in again
@@ -371,18 +376,20 @@ class Load:
         """The drill's figures (see the module's docstring) as a dict.
         affected: pairs (a, b) whose traffic the kill interrupts (back_in
         is theirs); watched: peers that must not be logged out;
-        cut_groups: groups whose c2s was killed (lost_with_sender)."""
+        cut_groups: groups whose c2s was killed (lost_with_sender,
+        lost_with_receiver)."""
         sent, received, bounced, _ = self.snapshot()
         delivered = {k for k in sent if k in received}
         duplicated = {k for k in delivered if len(received[k]) > 1}
         offline = {k for k in sent if k in stored and k not in received}
         missing = [k for k in sent if k not in received and k not in bounced and k not in stored]
-        with_sender = []
-        lost = []
+        with_sender, with_receiver, lost = [], [], []
         for k in missing:
-            sender, _, when, _ = sent[k]
+            sender, receiver, when, _ = sent[k]
             if sender.group in cut_groups and any(c >= when for c in sender.cuts):
                 with_sender.append(k)
+            elif receiver.group in cut_groups and any(c >= when for c in receiver.cuts):
+                with_receiver.append(k)
             else:
                 lost.append(k)
         # back_in: each direction of an affected pair whose sender sent after
@@ -408,6 +415,7 @@ class Load:
             "bounced": len(bounced),
             "offline": len(offline),
             "lost_with_sender": len(with_sender),
+            "lost_with_receiver": len(with_receiver),
             "logged_out": sum(1 for p in watched if any(c >= kill_time for c in p.cuts)),
             "back_in": max(backs)[0] if backs else float("inf"),
             "slowest": max(backs)[1] if backs else None,  # the direction back last
@@ -442,8 +450,8 @@ class Load:
 
 def line(daemon, f, restart=None, peer_groups=()):
     """The figures' one line, as docs/reliability.md quotes it; then, where
-    they say something, the figures beyond the issue's: offline, lost_with_
-    sender, relogin, peer_bounced (bounced by another server, to its users:
+    they say something, the figures beyond the issue's: offline,
+    lost_with_sender, lost_with_receiver, relogin, peer_bounced (bounced by another server, to its users:
     peer_groups), restart (seconds until the killed daemon ran again and
     had bound its names)."""
     extra = ""
@@ -454,6 +462,8 @@ def line(daemon, f, restart=None, peer_groups=()):
         extra += f" offline={f['offline']}"
     if f["lost_with_sender"]:
         extra += f" lost_with_sender={f['lost_with_sender']}"
+    if f["lost_with_receiver"]:
+        extra += f" lost_with_receiver={f['lost_with_receiver']}"
     if f["relogin"] is not None:
         extra += f" relogin={f['relogin']:.2f}s"
     if restart is not None:

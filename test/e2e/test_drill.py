@@ -15,9 +15,10 @@ back. The contract each drill asserts:
     kill, hearthd's pause included.
 
 Drills: the router, the sm, each c2s (its own users drop and log in again
-on the other at once; what they were writing when it died is counted apart
-as lost_with_sender: without stream management they cannot know whether
-the server read it), s2s with Prosody as the federated peer (pairs across
+on the other at once; what they were writing when it died, and what was on
+its way to them, is counted apart as lost_with_sender and
+lost_with_receiver: without stream management neither end can know whether
+the other read it), s2s with Prosody as the federated peer (pairs across
 the federation; Hearth reaches Prosody by a static route), and the resolver
 (pairs across the federation on a link the resolver found before the kill,
 and pairs to a second Prosody domain, later.test, whose link must be made
@@ -66,11 +67,9 @@ LIMITS = {
 
 needs_local = pytest.mark.skipif(not all(is_built(d) for d in ("c2s", "sm")),
                                  reason="c2s and sm are not built")
-needs_federation = [
-    pytest.mark.skipif(not all(is_built(d) for d in ("c2s", "sm", "s2s", "resolver")),
-                       reason="c2s, sm, s2s and resolver are not all built"),
-    pytest.mark.skipif(not os.path.exists(PROSODY), reason="prosody is not installed"),
-]
+needs_s2s = pytest.mark.skipif(not all(is_built(d) for d in ("c2s", "sm", "s2s", "resolver")),
+                               reason="c2s, sm, s2s and resolver are not all built")
+needs_prosody = pytest.mark.skipif(not os.path.exists(PROSODY), reason="prosody is not installed")
 
 
 class Supervised:
@@ -364,6 +363,7 @@ def federation(tmp_path, hearth_env, supervised):
         hearth_s2s = free_port()
         prosody = Prosody(tmp_path / "prosody", "prosody.test", "hearth.test", hearth_s2s)
         made.append(prosody)
+        hearth_env.logs.append(prosody.log)  # in the report of a failure
         remote = ["prosody.test"] + ([second_domain] if second_domain else [])
         if second_domain:
             with open(prosody.config) as f:
@@ -378,15 +378,9 @@ def federation(tmp_path, hearth_env, supervised):
             "s2s.connect-timeout": "5s",
             ("s2s.route" if static_route else "resolver.override"): routes})
         return hearth, prosody
-    try:
-        yield make
-    except Exception:
-        for prosody in made:
-            print(f"--- prosody log ---\n{tail(prosody.log, 60)}")
-        raise
-    finally:
-        for prosody in made:
-            prosody.stop()
+    yield make
+    for prosody in made:
+        prosody.stop()
 
 
 def add_federated_pairs(load, hearth, prosody, count, first, domain="prosody.test"):
@@ -410,8 +404,8 @@ def s2s_log_since(hearth, mark):
         return f.read()
 
 
-@needs_federation[0]
-@needs_federation[1]
+@needs_s2s
+@needs_prosody
 def test_drill_s2s(federation, load):
     """s2s killed under pairs chatting across the federation with Prosody:
     the new s2s makes its links again and nothing is lost."""
@@ -428,8 +422,8 @@ def test_drill_s2s(federation, load):
         "the restarted s2s made no stream to prosody.test"
 
 
-@needs_federation[0]
-@needs_federation[1]
+@needs_s2s
+@needs_prosody
 def test_drill_resolver(federation, load):
     """The resolver killed while pairs chat across the federation on a link
     it found before the kill, and pairs to a second Prosody domain
