@@ -141,7 +141,16 @@ static int set_journal_mode(sqlite3 *db, const char *path, char **err)
 {
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = TRUNCATE", -1, &stmt, NULL);
+    /* Another process of a starting server holds the new file in a
+     * transaction (its migrations): the pragma's lock is refused at once,
+     * not waited for by the busy handler, so it is tried again here (at
+     * open, or on the worker when reopening; never on the loop). */
     if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    for (int waited = 0; (rc & 0xff) == SQLITE_BUSY && waited < BUSY_TIMEOUT_MS; waited += 20) {
+        sqlite3_reset(stmt);
+        sqlite3_sleep(20);
+        rc = sqlite3_step(stmt);
+    }
     const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : "";
     int r = 0;
     if (rc != SQLITE_ROW || !mode || strcmp(mode, "truncate") != 0) {

@@ -35,7 +35,14 @@ what a live session wrote.
 The figures (Load.figures) define the drill's terms:
   sent        messages written by a logged-in client
   delivered   sent messages that reached their receiver at least once
-  duplicated  of those, the ones that arrived more than once
+  duplicated  of those, the ones that arrived more than once, but for
+              again_with_receiver (below)
+  again_with_receiver  messages a receiver got before the kill of its c2s
+              cut it and again after it logged in again: that c2s had
+              written them to the client but not yet told the sm, which
+              stores them offline (at least once; knowing what a client
+              read takes stream management, XEP-0198), so they are
+              counted apart
   bounced     sent messages answered with an error stanza
   offline     sent messages found in the offline store (receiver away)
   lost        sent, no error, never delivered, not stored offline, and
@@ -380,7 +387,14 @@ class Load:
         lost_with_receiver)."""
         sent, received, bounced, _ = self.snapshot()
         delivered = {k for k in sent if k in received}
-        duplicated = {k for k in delivered if len(received[k]) > 1}
+        duplicated, again = set(), set()
+        for k in (k for k in delivered if len(received[k]) > 1):
+            receiver, times = sent[k][1], sorted(received[k])
+            if receiver.group in cut_groups and any(times[0] <= c <= times[-1]
+                                                    for c in receiver.cuts):
+                again.add(k)
+            else:
+                duplicated.add(k)
         offline = {k for k in sent if k in stored and k not in received}
         missing = [k for k in sent if k not in received and k not in bounced and k not in stored]
         with_sender, with_receiver, lost = [], [], []
@@ -411,6 +425,7 @@ class Load:
             "sent": len(sent),
             "delivered": len(delivered),
             "duplicated": len(duplicated),
+            "again_with_receiver": len(again),
             "lost": len(lost),
             "bounced": len(bounced),
             "offline": len(offline),
@@ -464,6 +479,8 @@ def line(daemon, f, restart=None, peer_groups=()):
         extra += f" lost_with_sender={f['lost_with_sender']}"
     if f["lost_with_receiver"]:
         extra += f" lost_with_receiver={f['lost_with_receiver']}"
+    if f["again_with_receiver"]:
+        extra += f" again_with_receiver={f['again_with_receiver']}"
     if f["relogin"] is not None:
         extra += f" relogin={f['relogin']:.2f}s"
     if restart is not None:
