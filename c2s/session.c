@@ -828,8 +828,26 @@ void session_client_gone(client_t *cl)
     session_forget(cl);
 }
 
+/* An sm shard (each binds its id too) came back while the others kept the
+ * domain: its users' stanzas waited here (the router bounced them), and it
+ * has none of their sessions. Every session is announced again; a shard
+ * that has one keeps it. */
+static void sm_shard_back(c2s_t *c2s, const char *name)
+{
+    if (!c2s->is_sm_sharded || !c2s->comp || !comp_is_ready(c2s->comp)) return;
+    log_notice("%s: sm shard %s is back; announcing the sessions again", c2s->id, name);
+    for (int i = 0; i < c2s->ndomains; i++) {
+        hold_domain_away(c2s, &c2s->domains[i]);
+        hold_flush(c2s, &c2s->domains[i]);
+    }
+}
+
 void session_domain_advert(c2s_t *c2s, const char *name, bool available)
 {
+    if (available && (strcmp(name, "sm") == 0 || strncmp(name, "sm-", 3) == 0)) {
+        sm_shard_back(c2s, name);
+        return;
+    }
     domain_state_t *d = c2s_domain(c2s, name);
     if (!d) return;
     if (d->is_available && !available) {

@@ -127,6 +127,9 @@ const cfg_setting_t cfg_settings[] = {
     SIZE("router.max-queue", "64M",
          "bytes queued to one component that does not read (its own bounces, adverts) before "
          "it is disconnected"),
+    DURATION("router.shard-grace", "10s",
+             "how long an sm shard whose link died keeps its users (their packets wait for it "
+             "to come back) before they move to the other shards; 0 moves them at once"),
     INT("router.max-connections", "1000", 1, 100000, "components connected at once"),
     BOOL("router.require-tls", "false",
          "components on this machine must STARTTLS too (those on other hosts always must)"),

@@ -5,7 +5,7 @@
  * it may bind:
  *
  *   c2s        c2s-*                     its instance ids
- *   sm         each local domain, only with shard='user'
+ *   sm         each local domain, only with shard='user'; sm, sm-*  its id
  *   s2s        s2s, and only it may hold the default route
  *   resolver   resolver
  *   admin      hearthctl-*               one name per hearthctl run
@@ -191,7 +191,7 @@ static bool role_may_bind(const router_t *r, comp_role_t role, const account_t *
     case ROLE_C2S:
         return !is_shard && matches("c2s-*", name);
     case ROLE_SM:
-        return is_shard && is_local_domain(r, name);
+        return is_shard ? is_local_domain(r, name) : strcmp(name, "sm") == 0 || matches("sm-*", name);
     case ROLE_S2S:
         return !is_shard && strcmp(name, "s2s") == 0;
     case ROLE_RESOLVER:
@@ -211,7 +211,8 @@ static bool role_may_bind(const router_t *r, comp_role_t role, const account_t *
 
 bool accounts_is_reserved(const router_t *r, const char *name)
 {
-    return is_local_domain(r, name) || matches("c2s-*", name) || strcmp(name, "s2s") == 0 ||
+    return is_local_domain(r, name) || matches("c2s-*", name) || strcmp(name, "sm") == 0 ||
+           matches("sm-*", name) || strcmp(name, "s2s") == 0 ||
            strcmp(name, "resolver") == 0 || matches("hearthctl-*", name) ||
            strcmp(name, "router") == 0;
 }

@@ -38,6 +38,7 @@ static void configure(router_t *r, const config_t *c)
     r->max_stanza = config_size(c, "router.max-stanza");
     r->write_limit = config_size(c, "router.write-limit");
     r->max_queue = config_size(c, "router.max-queue");
+    r->shard_grace = config_ms(c, "router.shard-grace");
     if (r->max_queue < r->write_limit) log_fatal("router.max-queue is below router.write-limit");
     r->max_links = (int)config_int(c, "router.max-connections");
 }

@@ -4,7 +4,12 @@
  * names_pick() chooses one by rendezvous hashing of the route's user: the
  * link with the highest hash(user, link identity) wins, so a user always
  * reaches the same sm, and adding or removing one sm moves only the users
- * whose winner it is. Binding and releasing names is advertised to every
+ * whose winner it is. A shard whose link dies (killed, restarting) keeps
+ * its place for router.shard-grace: its users' packets come back to their
+ * senders as not-found rather than reaching another shard that does not
+ * have their sessions, and the senders keep them until it is back (it
+ * binds its own name, sm-N, too, whose advert tells them so). One that
+ * does not come back in time is forgotten, and its users move on. Binding and releasing names is advertised to every
  * native link as <presence from='NAME'/> (or type='unavailable'). It does
  * not move packets; route.c does. */
 #include <stdlib.h>
@@ -145,6 +150,8 @@ int names_bind(router_t *r, link_t *l, const char *name, bool is_shard, bool is_
         if (!n->links) log_fatal("out of memory");
     }
     n->links[n->nlinks++] = l;
+    for (int i = 0; i < n->ntombs; i++)
+        if (n->tombs[i].key == l->shard_key) n->tombs[i--] = n->tombs[--n->ntombs];
 
     link_name_t *ln = malloc(sizeof(*ln));
     if (!ln) log_fatal("out of memory");
@@ -159,7 +166,7 @@ int names_bind(router_t *r, link_t *l, const char *name, bool is_shard, bool is_
 }
 
 /* Take l out of n; drop n when no link is left. */
-static void release(router_t *r, name_t *n, link_t *l)
+static void release(router_t *r, name_t *n, link_t *l, bool is_death)
 {
     for (int i = 0; i < n->nlinks; i++) {
         if (n->links[i] != l) continue;
@@ -167,7 +174,17 @@ static void release(router_t *r, name_t *n, link_t *l)
         break;
     }
     log_info("%s released %s", l->id, n->name);
-    if (n->nlinks > 0) return;
+    if (n->nlinks > 0) {
+        if (is_death && n->is_shard && r->shard_grace && !r->is_stopping) {
+            tomb_t *t = realloc(n->tombs, (size_t)(n->ntombs + 1) * sizeof(*t));
+            if (!t) log_fatal("out of memory");
+            n->tombs = t;
+            n->tombs[n->ntombs++] = (tomb_t){l->shard_key, uv_now(r->loop) + r->shard_grace};
+            log_notice("%s: the shard %s keeps its place for %llu s", n->name, l->id,
+                       (unsigned long long)(r->shard_grace / 1000));
+        }
+        return;
+    }
 
     size_t at = names_hash(n->name, strlen(n->name)) & (r->nbuckets - 1);
     for (name_t **p = &r->buckets[at]; *p; p = &(*p)->next) {
@@ -178,6 +195,7 @@ static void release(router_t *r, name_t *n, link_t *l)
     r->nnames--;
     if (r->default_route == n) r->default_route = NULL;
     if (!r->is_stopping) advertise(r, n->name, false, NULL);
+    free(n->tombs);
     free(n->links);
     free(n->name);
     free(n);
@@ -189,7 +207,7 @@ int names_unbind(router_t *r, link_t *l, const char *name)
         link_name_t *ln = *p;
         if (strcmp(ln->name->name, name) != 0) continue;
         *p = ln->next;
-        release(r, ln->name, l);
+        release(r, ln->name, l, false);
         free(ln);
         return 0;
     }
@@ -201,28 +219,43 @@ void names_unbind_all(router_t *r, link_t *l)
     while (l->names) {
         link_name_t *ln = l->names;
         l->names = ln->next;
-        release(r, ln->name, l);
+        release(r, ln->name, l, true);
         free(ln);
     }
 }
 
-link_t *names_pick(const name_t *n, const char *user)
+/* The score of a (user, shard) pair: the user's and the shard's hashes
+ * combined, then mixed, independent of the other shards. */
+static uint64_t score(uint64_t uh, uint64_t key)
 {
-    if (n->nlinks == 1 || !n->is_shard) return n->links[0];
+    uint64_t x = uh ^ key;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+link_t *names_pick(const router_t *r, name_t *n, const char *user)
+{
+    if (!n->is_shard || (n->nlinks == 1 && n->ntombs == 0)) return n->links[0];
     uint64_t uh = user ? names_hash(user, strlen(user)) : 0;
     link_t *best = NULL;
     uint64_t best_score = 0;
     for (int i = 0; i < n->nlinks; i++) {
-        /* Combine the user's and the link's hashes, then mix: the score of
-         * each (user, link) pair is independent of the other links. */
-        uint64_t x = uh ^ n->links[i]->shard_key;
-        x ^= x >> 33;
-        x *= 0xc4ceb9fe1a85ec53ULL;
-        x ^= x >> 33;
+        uint64_t x = score(uh, n->links[i]->shard_key);
         if (!best || x > best_score) {
             best = n->links[i];
             best_score = x;
         }
+    }
+    uint64_t now = uv_now(r->loop);
+    for (int i = 0; i < n->ntombs;) {
+        if (n->tombs[i].until <= now) { /* not back in time: forgotten */
+            n->tombs[i] = n->tombs[--n->ntombs];
+            continue;
+        }
+        if (score(uh, n->tombs[i].key) > best_score) return NULL;
+        i++;
     }
     return best;
 }

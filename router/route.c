@@ -190,7 +190,11 @@ void route_packet(router_t *r, link_t *from, elem_t *route, const xstream_raw_t 
         bounce(r, from, route, raw, "not-found");
         return;
     }
-    link_t *dest = names_pick(n, elem_attr(route, "user"));
+    link_t *dest = names_pick(r, n, elem_attr(route, "user"));
+    if (!dest) { /* its shard is restarting */
+        bounce(r, from, route, raw, "not-found");
+        return;
+    }
     router_metric_delivered(dest);
     if (dest->is_external)
         deliver_external(r, dest, from, route, raw);
@@ -240,7 +244,11 @@ void route_external(router_t *r, link_t *l, elem_t *stanza)
         refuse_external(r, l, stanza, "remote-server-not-found");
         return;
     }
-    link_t *dest = names_pick(n, bare[0] ? bare : NULL);
+    link_t *dest = names_pick(r, n, bare[0] ? bare : NULL);
+    if (!dest) {
+        refuse_external(r, l, stanza, "remote-server-timeout");
+        return;
+    }
     router_metric_delivered(dest);
     buf_t *b = &r->scratch;
     buf_reset(b);

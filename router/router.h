@@ -54,6 +54,7 @@ typedef struct router {
     size_t max_stanza;
     size_t write_limit;
     size_t max_queue;      /* a link that lets more wait is cut off */
+    uint64_t shard_grace;  /* ms a dead shard keeps its place (names.c) */
     int max_links;
     int nlinks;
     link_t *links;         /* every connected link */
@@ -94,10 +95,18 @@ struct link {
 };
 
 /* A bound name: one link, or several for a shard='user' name. */
+/* The place of a shard whose link died, kept for router.shard-grace. */
+typedef struct tomb {
+    uint64_t key;   /* its shard_key */
+    uint64_t until; /* loop ms */
+} tomb_t;
+
 struct name {
     char *name;
     link_t **links;
     int nlinks, cap;
+    tomb_t *tombs; /* shards of this name that died and may come back */
+    int ntombs;
     bool is_shard;
     bool is_default;
     name_t *next; /* hash chain */
@@ -142,8 +151,10 @@ int names_unbind(router_t *r, link_t *l, const char *name);
 /* Release every name of l (it is going away). */
 void names_unbind_all(router_t *r, link_t *l);
 /* The link that takes a packet for name and user (rendezvous hashing for a
- * shard; user may be NULL). */
-link_t *names_pick(const name_t *n, const char *user);
+ * shard; user may be NULL); NULL when the user's shard died less than
+ * router.shard-grace ago (its packets are bounced, not given to another
+ * shard: it is restarting, and its users' sessions with it). */
+link_t *names_pick(const router_t *r, name_t *n, const char *user);
 /* Tell one new link every name currently bound. */
 void names_advertise_all(router_t *r, link_t *to);
 uint64_t names_hash(const char *s, size_t len);

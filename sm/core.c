@@ -157,9 +157,14 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     attr_out(b, "user", jid_bare(sess->jid));
     attr_out(b, "cid", sess->cid);
     attr_out(b, "sid", sess->sid);
-    buf_appends(b, " seq='");
-    buf_append_u64(b, ++sess->out_seq);
-    buf_appends(b, "'");
+    /* The session protocol's own elements (started, ended) are not
+     * numbered, kept nor sent again: only stanzas are (ack.c). */
+    bool is_stanza = !(stanza->ns && strcmp(stanza->ns, NS_HEARTH_SESSION) == 0);
+    if (is_stanza) {
+        buf_appends(b, " seq='");
+        buf_append_u64(b, ++sess->out_seq);
+        buf_appends(b, "'");
+    }
     /* A message: one copy per session of a client stanza (presence makes
      * several for one session, a probe's answers with its echo). */
     if (strcmp(stanza->name, "message") == 0) origin_attr(sm->origin, b);
@@ -169,7 +174,7 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     int kind = metric_kind(stanza->name);
     if (kind >= 0) metric_inc(&sm_metrics.to_sess[kind]);
     /* Kept until its c2s has it (ack.c); only kept while it is away. */
-    ack_keep(sm, sess, sess->out_seq, b->data, b->len);
+    if (is_stanza) ack_keep(sm, sess, sess->out_seq, b->data, b->len);
     if (sm->away && hold_is_away(sm, sess->c2s)) return;
     comp_send_raw(sm->comp, b->data, b->len);
 }
@@ -310,6 +315,8 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
         if (strcmp(name, "s2s") == 0) {
             ack_resend_s2s(sm);
             hold_out_flush(sm);
+        } else if (strcmp(name, "sm") == 0 || strncmp(name, "sm-", 3) == 0) {
+            hold_out_flush(sm); /* a shard is back: what waited for its users goes */
         }
     }
 }

@@ -131,9 +131,9 @@ void hold_gather(sm_t *sm);
 void hold_c2s_resumed(sm_t *sm, const char *c2s);
 /* Keep a message for a user without a session while gathering (true). */
 bool hold_gathering(sm_t *sm, sm_pkt_t *pkt);
-/* A stanza for the router that cannot go now (no router link, or no s2s
- * for a remote domain while one restarts: there was one): it waits for
- * them (hold.c), up to
+/* A stanza for the router that cannot go now (no router link, no s2s for
+ * a remote domain while one restarts, or, bounced, for a user of an sm
+ * shard that is restarting): it waits for them (hold.c), up to
  * s2s.connect-timeout, then is answered remote-server-timeout. */
 void hold_out(sm_t *sm, sm_pkt_t *pkt, const char *user);
 /* The router link is up, or s2s is there again: what waited goes. */

@@ -512,13 +512,15 @@ void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
     }
     const char *error = elem_attr(route, "error");
     elem_t *st = take(payload);
-    /* Sent as s2s went away: it waits for the next s2s (hold.c). */
+    /* Sent as s2s went away, or to a user of an sm shard that is
+     * restarting (the router keeps its place): it waits (hold.c). */
     const char *to = elem_attr(st, "to");
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
     bool is_remote = jto && sm->had_s2s && !sm_is_local(sm, jid_domain(jto)) &&
                      !sm_is_advertised(sm, jid_domain(jto)) && !sm_is_advertised(sm, "s2s");
+    bool is_other_shard = jto && sm->shards > 1 && sm_is_local(sm, jid_domain(jto));
     jid_free(jto);
-    if (is_remote && error && is(error, "not-found")) {
+    if ((is_remote || is_other_shard) && error && is(error, "not-found")) {
         sm_pkt_t *pkt = sm_pkt_new(sm, st);
         if (!pkt) return;
         hold_out(sm, pkt, elem_attr(route, "user"));

@@ -124,6 +124,9 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < sm->ndomains; i++)
         comp_bind(sm->comp, sm->domains[i], COMP_BIND_SHARD);
+    /* Its own name too: its advert tells each c2s that this shard is back
+     * (c2s/session.c resumes its sessions then). */
+    comp_bind(sm->comp, sm->id, 0);
     for (const sm_module_t *m = sm_modules; m->name; m++)
         m->init(sm);
 

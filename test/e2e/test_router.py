@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Router, is_sanitized, self_signed
+from hearth_env import wait_for, BUILDDIR, Router, is_sanitized, self_signed
 from testcomp import Component
 
 
@@ -131,7 +131,7 @@ def collect_routes(comps_list, n, timeout=10):
     return where
 
 
-def test_shard_is_stable_for_a_user_and_spread_over_shards(comps):
+def shards_and_sender(comps):
     shards = [comps(f"sm-{i}", "sm.test shard") for i in range(3)]
     a = comps("comp-a", "a.test")
     users = [f"user{i}@sm.test" for i in range(90)]
@@ -140,6 +140,37 @@ def test_shard_is_stable_for_a_user_and_spread_over_shards(comps):
         for u in users:
             a.cmd(f"send sm.test a.test {u} <message to='{u}'/>")
         return collect_routes(to_shards, len(users))
+    return shards, a, users, deliver
+
+
+def test_a_dead_shard_keeps_its_users_for_the_grace(router, comps):
+    """router.shard-grace (10 s): the users of a shard whose link died are
+    not given to another shard, which has none of their sessions; their
+    routes come back to the sender, not-found, to wait for it."""
+    shards, a, users, deliver = shards_and_sender(comps)
+    first = deliver(shards)
+    gone = shards.pop()
+    gone.close()
+    wait_for(lambda: "the shard sm-2 keeps its place" in open(router.log).read(),
+             "the router keeping the dead shard's place")
+    theirs = [u for u, w in first.items() if w == {gone.ident}]
+    assert theirs
+    for u in users:
+        a.cmd(f"send sm.test a.test {u} <message to='{u}'/>")
+    stayed = collect_routes(shards, len(users) - len(theirs))
+    assert all(stayed[u] == first[u] for u in stayed), "a user of a live shard moved"
+    bounced = set()
+    deadline = time.monotonic() + 10
+    while len(bounced) < len(theirs) and time.monotonic() < deadline:
+        line = a.poll(0.05)
+        if line and line.startswith("<route") and attrs(line).get("error") == "not-found":
+            bounced.add(attrs(line)["user"])
+    assert bounced == set(theirs), f"not bounced: {set(theirs) - bounced}"
+
+
+@pytest.mark.router_settings({"router.shard-grace": "0"})
+def test_shard_is_stable_for_a_user_and_spread_over_shards(comps):
+    shards, a, users, deliver = shards_and_sender(comps)
 
     first = deliver(shards)
     assert len(first) == len(users) and all(len(w) == 1 for w in first.values()), first

@@ -242,3 +242,61 @@ def test_a_hung_sm_is_replaced_by_the_watchdog_and_nobody_is_logged_out(hearth_e
             bob.disconnect()
     finally:
         run("stop")
+
+
+def test_an_sm_shard_that_restarts_keeps_its_users_logged_in(hearth_env):
+    """With two sm shards, one killed keeps its place at the router
+    (router.shard-grace): its users' stanzas wait for it rather than reach
+    the other shard, and when it is back each c2s announces the sessions
+    again. Its users stay logged in, and the messages both ways arrive once."""
+    from hearth_env import Daemon, Server
+    server = Server(hearth_env, c2s=1, **{"sm.shards": "2"}).start()
+    mark = size(server.router)
+    second = hearth_env.add(Daemon("sm", hearth_env.config_path, hearth_env.logdir, ident="sm-2"))
+    second.start()
+    server.wait_router_log("sm-2 bound localhost", mark, 10, second)
+    users = [login(server, f"u{i}") for i in range(8)]
+
+    def second_has(u):
+        with open(second.log) as f:
+            return f"of {u.bound_jid} " in f.read()
+    on_second = [u for u in users if second_has(u)]
+    assert 0 < len(on_second) < len(users), "the users did not spread over the shards"
+    victim = on_second[0]
+    other = next(u for u in users if u not in on_second)
+    try:
+        kill(second)
+        server.wait_router_log("keeps its place", mark)
+        other.send_message(victim.bound_jid, "to the restarting shard")
+        victim.send_message(other.bound_jid, "from the restarting shard")
+        mark = size(server.router)
+        second.start()
+        server.wait_router_log("sm-2 bound sm-2", mark, 10, second)
+        victim.wait_message(lambda m: m["body"] == "to the restarting shard", timeout=10)
+        other.wait_message(lambda m: m["body"] == "from the restarting shard", timeout=10)
+        victim.send_message(other.bound_jid, "and after")
+        other.wait_message(lambda m: m["body"] == "and after", timeout=10)
+        assert len(bodies(victim, "to the restarting shard")) == 1
+        assert len(bodies(other, "from the restarting shard")) == 1
+        assert_connected(*users)
+    finally:
+        for u in users:
+            u.disconnect()
+
+
+def test_an_idle_session_survives_a_router_crash(pair):
+    """A session that has had nothing since it started (nothing
+    acknowledged after the sm's answer) is kept like the others."""
+    server, alice, bob = pair
+    carol = login(server, "carol", 1)
+    try:
+        mark = size(server.c2s[1])
+        kill(server.router)
+        logged(server.c2s[1], "lost the router", mark)
+        restart_router(server)
+        logged(server.c2s[1], "is back", mark)
+        ping = "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        assert carol.iq(ping)["type"] == "result"
+        assert_connected(carol)
+    finally:
+        carol.disconnect()
