@@ -112,7 +112,7 @@ def ping(client):
 
 # ---- names ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bind", ["c2s-9", "localhost shard", "localhost", "s2s default",
+@pytest.mark.parametrize("bind", ["c2s-9", "sm", "sm-2", "localhost shard", "localhost", "s2s default",
                                   "s2s", "elsewhere.example default", "resolver", "hearthctl-1",
                                   "router", "other.example"])
 def test_a_component_cannot_bind_a_name_of_another_role(bot, bind):
