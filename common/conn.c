@@ -732,6 +732,11 @@ void conn_write_rbuf(conn_t *c, rbuf_t *r)
     note_queued(c);
 }
 
+void conn_write_now(conn_t *c)
+{
+    if (c) conn_flush(c);
+}
+
 static size_t build_iov(conn_t *c, size_t *bytes)
 {
     segq_t *q = &c->wire;

@@ -73,6 +73,9 @@ bool conn_is_local(const conn_t *c);
 /* Queue bytes (copied) or a shared buffer (a reference is taken). */
 void conn_write(conn_t *c, const void *data, size_t len);
 void conn_write_rbuf(conn_t *c, rbuf_t *r);
+/* Write what is queued now rather than at the end of the loop turn (the
+ * load generator's clients that write each stanza on its own). */
+void conn_write_now(conn_t *c);
 size_t conn_queued(const conn_t *c);
 /* Bytes queued beyond which conn_is_full() is true (default 1 MiB). */
 void conn_set_write_limit(conn_t *c, size_t limit);

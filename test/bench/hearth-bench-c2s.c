@@ -19,6 +19,9 @@
  *   -S IP,IP,...  source addresses, one per worker in turn (127.0.0.x)
  *   -p PREFIX     account names PREFIX0..PREFIX(N-1)              [bench]
  *   -P PASSWORD   their password                                  [bench]
+ *   -W            chat, rate: each message in its own write(), as a
+ *                 client that sends as it types does (default: the
+ *                 messages of a loop turn gathered in one write)
  *
  * Accounts: `users` prints INSERTs for the auth table, every account with
  * the same password and salt, so a client derives the SCRAM SaltedPassword
@@ -89,10 +92,11 @@ static struct {
     int n, concurrency, window, rate, workers;
     double seconds;
     bool use_tls;
+    bool each_write; /* -W */
     char *sources[64];
     int nsources;
 } opt = {MODE_LOGIN, "127.0.0.1:5222", "localhost", "bench", "bench", NULL, NULL,
-         100, 64, 16, 5000, 1, 10, false, {NULL}, 0};
+         100, 64, 16, 5000, 1, 10, false, false, {NULL}, 0};
 
 static uv_loop_t *loop;
 static client_t *clients;
@@ -156,6 +160,7 @@ static void send_message(client_t *c)
     snprintf(m, sizeof m, "<message to='%s' type='chat' id='m%lu'><body>%llu</body></message>",
              c->partner->jid, c->sent, (unsigned long long)uv_hrtime());
     send_str(c, m);
+    if (opt.each_write) conn_write_now(c->conn);
     c->sent++;
     if (is_measuring) rep.sent++;
 }
@@ -524,7 +529,7 @@ static void usage(void)
     fprintf(stderr, "usage: hearth-bench-c2s [-d DOMAIN] users N [PREFIX]\n"
                     "       hearth-bench-c2s [-a ADDR] [-d DOMAIN] [-A ADDR -D DOMAIN] [-n N]"
                     " [-c N] [-w N] [-r N]"
-                    " [-s SECONDS] [-t] [-j N] [-S IP,...] [-p PREFIX] [-P PASSWORD]"
+                    " [-s SECONDS] [-t] [-W] [-j N] [-S IP,...] [-p PREFIX] [-P PASSWORD]"
                     " login|chat|rate|idle\n");
     exit(2);
 }
@@ -532,7 +537,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int o;
-    while ((o = getopt(argc, argv, "a:d:A:D:n:c:w:r:s:tj:S:p:P:")) != -1) {
+    while ((o = getopt(argc, argv, "a:d:A:D:n:c:w:r:s:tWj:S:p:P:")) != -1) {
         switch (o) {
         case 'a': opt.addr = optarg; break;
         case 'd': opt.domain = optarg; break;
@@ -544,6 +549,7 @@ int main(int argc, char **argv)
         case 'r': opt.rate = atoi(optarg); break;
         case 's': opt.seconds = atof(optarg); break;
         case 't': opt.use_tls = true; break;
+        case 'W': opt.each_write = true; break;
         case 'j': opt.workers = atoi(optarg); break;
         case 'S':
             for (char *ip = strtok(optarg, ","); ip && opt.nsources < 64; ip = strtok(NULL, ","))
