@@ -58,7 +58,6 @@ static void unpark(client_t *cl)
     c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
     cl->is_parked = false;
     session_forget(cl);
-    c2s->nparked--;
     client_unref(cl);
 }
 
@@ -107,7 +106,6 @@ bool hold_park(client_t *cl)
         return false;
     }
     cl->is_parked = true;
-    c2s->nparked++;
     client_ref(cl);
     return true;
 }

@@ -156,6 +156,8 @@ static void attr(buf_t *b, const char *name, const char *value)
     buf_appends(b, "'");
 }
 
+/* <route to=DOMAIN from=us user=USER [cid] [sid] [seq]> (cid, sid NULL and
+ * seq 0: none). */
 static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
                        const char *sid, uint64_t seq)
 {
@@ -163,7 +165,7 @@ static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *use
     attr(b, "to", domain);
     attr(b, "from", c2s->id);
     attr(b, "user", user);
-    attr(b, "cid", cid);
+    if (cid) attr(b, "cid", cid);
     if (sid) attr(b, "sid", sid);
     if (seq) {
         buf_appends(b, " seq='");
@@ -194,11 +196,8 @@ static int send_account(c2s_t *c2s, const char *domain, const char *action, cons
 {
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    buf_appends(b, "<route");
-    attr(b, "to", domain);
-    attr(b, "from", c2s->id);
-    attr(b, "user", jid);
-    buf_appends(b, "><account xmlns='" NS_HEARTH_SESSION "'");
+    route_open(b, c2s, domain, jid, NULL, NULL, 0);
+    buf_appends(b, "<account xmlns='" NS_HEARTH_SESSION "'");
     attr(b, "action", action);
     attr(b, "jid", jid);
     if (contact) attr(b, "contact", contact);
@@ -531,11 +530,8 @@ static void check_held(c2s_t *c2s, const elem_t *check)
     if (*user) {
         buf_t *b = &c2s->scratch;
         buf_reset(b);
-        buf_appends(b, "<route");
-        attr(b, "to", domain);
-        attr(b, "from", c2s->id);
-        attr(b, "user", user);
-        buf_appends(b, "><session xmlns='" NS_HEARTH_SESSION "' action='checked'/></route>");
+        route_open(b, c2s, domain, user, NULL, NULL, 0);
+        buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='checked'/></route>");
         comp_send_raw(c2s->comp, b->data, b->len);
     }
     log_info("%s: the sm asked about %u sessions: %u are not held here, ended", c2s->id, n, gone);
@@ -657,11 +653,8 @@ static void ack_entry(buf_t *b, const client_t *cl)
 static void ack_route_open(buf_t *b, c2s_t *c2s, const client_t *cl)
 {
     buf_reset(b);
-    buf_appends(b, "<route");
-    attr(b, "to", cl->domain);
-    attr(b, "from", c2s->id);
-    attr(b, "user", cl->user);
-    buf_appends(b, "><ack xmlns='" NS_HEARTH_SESSION "'>");
+    route_open(b, c2s, cl->domain, cl->user, NULL, NULL, 0);
+    buf_appends(b, "<ack xmlns='" NS_HEARTH_SESSION "'>");
 }
 
 /* What the sessions took from the sm, in one route per domain (per
@@ -802,11 +795,8 @@ void session_send_resumed(c2s_t *c2s, const char *domain)
 {
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    buf_appends(b, "<route");
-    attr(b, "to", domain);
-    attr(b, "from", c2s->id);
-    attr(b, "user", c2s->id);
-    buf_appends(b, "><session xmlns='" NS_HEARTH_SESSION "' action='resumed'/></route>");
+    route_open(b, c2s, domain, c2s->id, NULL, NULL, 0);
+    buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "' action='resumed'/></route>");
     comp_send_raw(c2s->comp, b->data, b->len);
 }
 

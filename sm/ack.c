@@ -177,7 +177,6 @@ static void redeliver_entry(void *ud, ackq_entry_t *e)
         sm->origin = e->token; /* the new copies carry the same client stanza */
         deliver_again(sm, payload);
         sm->origin = was;
-        sm->redelivered++;
     }
     arena_free(a);
     drop_entry(ud, e);

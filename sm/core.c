@@ -309,7 +309,7 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
      * on_ready our own binds are not through: main.c's on_ready does it. */
     if (available && strcmp(name, "s2s") == 0) sm->had_s2s = true;
     if (!available) {
-        hold_c2s_gone(sm, name);
+        if (strncmp(name, "c2s-", 4) == 0) hold_c2s_gone(sm, name);
     } else if (comp_is_ready(sm->comp)) {
         hold_c2s_back(sm, name);
         if (strcmp(name, "s2s") == 0) {

@@ -58,7 +58,6 @@ struct sm {
     origin_t *origin;    /* the client stanza being processed (ack.c) */
     sess_t *acks;        /* sessions with an acknowledgement due */
     uv_timer_t ack_timer;
-    unsigned long redelivered;
     ackq_t s2sq;       /* routed to s2s, not acknowledged yet (ack.c) */
     uint64_t s2s_seq;
     bool is_gathering;     /* a new sm, c2s still re-announcing (hold.c) */
@@ -102,8 +101,6 @@ void sess_on_request(sm_t *sm, const elem_t *route, elem_t *request);
 sess_t *sess_of_route(sm_t *sm, const elem_t *route);
 /* End every session on a c2s (why: the log's reason). */
 void sess_end_c2s(sm_t *sm, const char *c2s, const char *why);
-/* Does any session live on that c2s? */
-bool sess_on_c2s(sm_t *sm, const char *c2s);
 /* Ask a c2s which of our sessions on it it still holds (session.c); how
  * many batches were sent. */
 unsigned sess_check_c2s(sm_t *sm, const char *c2s);

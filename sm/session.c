@@ -487,15 +487,6 @@ void sess_end_c2s(sm_t *sm, const char *c2s, const char *why)
     end_matching(sm, c2s, why);
 }
 
-bool sess_on_c2s(sm_t *sm, const char *c2s)
-{
-    map_iter_t it;
-    map_iter_init(&it, &sm->sessions_by_sid);
-    for (const sess_t *s; (s = map_iter_next(&it, NULL));)
-        if (strcmp(s->c2s, c2s) == 0) return true;
-    return false;
-}
-
 void sess_end_all(sm_t *sm)
 {
     end_matching(sm, NULL, "sm stopping (its c2s keeps the client for the next sm)");
