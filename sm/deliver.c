@@ -485,23 +485,20 @@ void deliver_again(sm_t *sm, const elem_t *message)
 
 /* A stanza for a session came back: its c2s is not at the router (it is
  * reconnecting, or gone and not yet advertised so). It is still in the
- * session's queue, and the session's stanzas wait for the c2s (hold.c);
- * with no session left there, a message goes anew. */
-static void session_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
+ * session's queue, and the session's stanzas wait for the c2s (hold.c).
+ * With the session ended meanwhile, its queue was delivered anew as it
+ * ended (ack.c): the bounce is a second copy, dropped. */
+static void session_bounced(sm_t *sm, const elem_t *route)
 {
     const char *c2s = elem_attr(route, "from"), *sid = elem_attr(route, "sid");
     sess_t *s = sid ? map_get(&sm->sessions_by_sid, sid) : NULL;
-    if (c2s && s && strcmp(s->c2s, c2s) == 0) {
-        hold_c2s_away(sm, c2s);
-    } else if (is(payload->name, "message") && !is(elem_attr(payload, "type"), "error")) {
-        deliver_again(sm, payload);
-    }
+    if (c2s && s && strcmp(s->c2s, c2s) == 0) hold_c2s_away(sm, c2s);
 }
 
 void deliver_bounced(sm_t *sm, const elem_t *route, elem_t *payload)
 {
     if (elem_attr(route, "cid") && is_stanza_name(payload->name)) {
-        session_bounced(sm, route, payload);
+        session_bounced(sm, route);
         return;
     }
     if (elem_attr(route, "cid") || !is_stanza_name(payload->name)) {
