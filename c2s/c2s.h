@@ -159,6 +159,7 @@ struct c2s {
     size_t held_bytes;     /* in every session's queue */
     uv_timer_t ack_timer;  /* acknowledgements to the sm go out in batches */
     client_t *acks;        /* sessions with one due */
+    uint64_t acks_since;   /* when the first of them was due (loop time) */
     bool is_sm_sharded;    /* sm.shards > 1: one acknowledgement route per session */
     bool is_stopping;
     buf_t scratch;

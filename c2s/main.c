@@ -204,7 +204,7 @@ static void on_trim(uv_timer_t *t)
 void c2s_trim_soon(c2s_t *c)
 {
     if (!c->is_stopping && !uv_is_active((uv_handle_t *)&c->trim))
-        uv_timer_start(&c->trim, on_trim, 1000, 0);
+        uv_timer_start(&c->trim, on_trim, 250, 0);
 }
 
 /* Before privileges are dropped: under hearthd, STATEDIR/run is root's,

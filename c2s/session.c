@@ -35,7 +35,9 @@
  * session, both ways, carries seq='N', the session's next number in that
  * direction (from 1). The sender keeps the route until the receiver
  * acknowledges it; the receiver takes a seq at most once. Acknowledgements
- * go out ACK_DELAY_MS after the first is due, batched:
+ * gather for ACK_DELAY_MS and go with the next stanza routed after that, in
+ * the same write (no wake-up of their own at a light load), or ACK_MAX_MS
+ * after the first was due when nothing else goes; batched:
  *   <route to='DOMAIN' from='c2s-1' user='BARE'>
  *     <ack xmlns='urn:hearth:session:1'><a cid='…' sid='…' h='N'/>…</ack>
  *   </route>
@@ -79,6 +81,8 @@
 #include "c2s.h"
 
 #define PING_ID "c2s-ping"
+
+static void acks_along(c2s_t *c2s);
 
 /* ---- the cid table ------------------------------------------------------ */
 
@@ -464,10 +468,12 @@ void session_stanza(client_t *cl, elem_t *stanza)
     elem_serialize_stanza(stanza, NS_CLIENT, b);
     remember(cl, stanza, b->data + at, b->len - at);
     buf_appends(b, "</route>");
-    if (hold_send(cl, cl->seq_out + 1, b->data, b->len))
+    if (hold_send(cl, cl->seq_out + 1, b->data, b->len)) {
         cl->seq_out++;
-    else
+        acks_along(c2s);
+    } else {
         client_error_reply(cl, stanza, "service-unavailable", NULL);
+    }
 }
 
 /* ---- routes from the router ---------------------------------------------- */
@@ -628,6 +634,7 @@ static bool is_seen(client_t *cl, const char *origin)
 /* ---- acknowledgements ---------------------------------------------------- */
 
 #define ACK_DELAY_MS 5
+#define ACK_MAX_MS 50
 
 /* <ack><a cid='…' sid='…' h='N'/>…</ack> from the sm: it has taken the
  * stanzas of those sessions up to N. */
@@ -659,9 +666,9 @@ static void ack_route_open(buf_t *b, c2s_t *c2s, const client_t *cl)
 
 /* What the sessions took from the sm, in one route per domain (per
  * session when the sm is sharded: each goes to its own shard). */
-static void on_ack_timer(uv_timer_t *t)
+static void acks_flush(c2s_t *c2s)
 {
-    c2s_t *c2s = t->data;
+    uv_timer_stop(&c2s->ack_timer);
     client_t *list = c2s->acks;
     c2s->acks = NULL;
     buf_t *b = &c2s->scratch;
@@ -695,16 +702,30 @@ static void on_ack_timer(uv_timer_t *t)
     }
 }
 
+static void on_ack_timer(uv_timer_t *t)
+{
+    acks_flush(t->data);
+}
+
 static void ack_due(client_t *cl)
 {
     c2s_t *c2s = cl->c2s;
     if (cl->is_ack_due) return;
     cl->is_ack_due = true;
     client_ref(cl);
+    if (!c2s->acks) {
+        c2s->acks_since = uv_now(c2s->loop);
+        uv_timer_start(&c2s->ack_timer, on_ack_timer, ACK_MAX_MS, 0);
+    }
     cl->ack_next = c2s->acks;
     c2s->acks = cl;
-    if (!uv_is_active((uv_handle_t *)&c2s->ack_timer))
-        uv_timer_start(&c2s->ack_timer, on_ack_timer, ACK_DELAY_MS, 0);
+}
+
+/* After a stanza route went out: the acknowledgements that have gathered
+ * long enough go in the same write. */
+static void acks_along(c2s_t *c2s)
+{
+    if (c2s->acks && uv_now(c2s->loop) - c2s->acks_since >= ACK_DELAY_MS) acks_flush(c2s);
 }
 
 void session_init(c2s_t *c2s)

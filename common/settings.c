@@ -84,7 +84,7 @@ const cfg_setting_t cfg_settings[] = {
         "accounts one address may register per hour, every c2s of the host together"),
     INT("c2s.registration-rate-total", "100", 1, 100000000,
         "accounts the host may register per hour, from all addresses"),
-    DURATION("c2s.idle-release", "10s",
+    DURATION("c2s.idle-release", "1s",
              "silence after which a connection gives its XML parser's memory back "
              "(rebuilt from its next bytes); 0 never"),
     DURATION("c2s.ping-interval", "5m", "silence after which the server pings a client (XEP-0199); 0 never"),

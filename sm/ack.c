@@ -24,16 +24,22 @@
  * packets made while it was processed (sm_pkt_new takes one from
  * sm->origin) and from the routes to sessions that carry it. When the last
  * goes, it is done; each session acknowledges the longest prefix of its
- * origins that is done. Acknowledgements go out in batches, ACK_DELAY_MS
- * after the first is due, one route per c2s:
+ * origins that is done. Acknowledgements go out in batches, one route per
+ * c2s:
  *   <ack xmlns='urn:hearth:session:1'><a cid='…' sid='…' h='N'/>…</ack>
- * and the c2s sends the same back for what it took from the sm. */
+ * and the c2s sends the same back for what it took from the sm. A batch
+ * gathers for at least ACK_DELAY_MS and leaves with the next stanza the sm
+ * routes after that, in the same write, so that at a light load an
+ * acknowledgement costs no wake-up of its own (of the sm, the router, the
+ * c2s); on a link with nothing else to carry it, ACK_MAX_MS after the
+ * first was due. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
 
 #define ACK_DELAY_MS 5
+#define ACK_MAX_MS 50
 
 struct origin {
     sm_t *sm;
@@ -63,10 +69,17 @@ static void due(sm_t *sm, sess_t *s)
 {
     if (s->is_ack_due) return;
     s->is_ack_due = true;
+    if (!sm->acks) {
+        sm->acks_since = uv_now(sm->loop);
+        uv_timer_start(&sm->ack_timer, on_ack_timer, ACK_MAX_MS, 0);
+    }
     s->ack_next = sm->acks;
     sm->acks = s;
-    if (!uv_is_active((uv_handle_t *)&sm->ack_timer))
-        uv_timer_start(&sm->ack_timer, on_ack_timer, ACK_DELAY_MS, 0);
+}
+
+void ack_along(sm_t *sm)
+{
+    if (sm->acks && uv_now(sm->loop) - sm->acks_since >= ACK_DELAY_MS) ack_flush(sm);
 }
 
 void ack_again(sm_t *sm, sess_t *s)
@@ -235,6 +248,7 @@ void ack_to_s2s(sm_t *sm, const char *to, const char *from, const char *user,
         sm->held_bytes += b->len;
     }
     comp_send_raw(sm->comp, b->data, b->len);
+    ack_along(sm);
 }
 
 void ack_from_s2s(sm_t *sm, const elem_t *ack)

@@ -177,6 +177,7 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     if (is_stanza) ack_keep(sm, sess, sess->out_seq, b->data, b->len);
     if (sm->away && hold_is_away(sm, sess->c2s)) return;
     comp_send_raw(sm->comp, b->data, b->len);
+    ack_along(sm);
 }
 
 void sm_send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer)

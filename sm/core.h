@@ -57,6 +57,7 @@ struct sm {
     uv_timer_t hold_timer;
     origin_t *origin;    /* the client stanza being processed (ack.c) */
     sess_t *acks;        /* sessions with an acknowledgement due */
+    uint64_t acks_since; /* when the first of them was due (loop time) */
     uv_timer_t ack_timer;
     ackq_t s2sq;       /* routed to s2s, not acknowledged yet (ack.c) */
     uint64_t s2s_seq;
@@ -148,6 +149,9 @@ void ack_init(sm_t *sm);
 void ack_close(sm_t *sm);
 /* Send the acknowledgements that are due now (stopping). */
 void ack_flush(sm_t *sm);
+/* After the sm wrote a route: the acknowledgements due that have gathered
+ * long enough go along in the same write. */
+void ack_along(sm_t *sm);
 /* A client stanza of s with seq: one reference, released by the caller
  * once it is processed. */
 origin_t *origin_new(sm_t *sm, sess_t *s, uint64_t seq);
