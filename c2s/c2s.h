@@ -270,8 +270,8 @@ void preauth_free(client_t *cl);
 void session_bind(client_t *cl, elem_t *iq);
 /* A stanza from a bound client. */
 void session_stanza(client_t *cl, elem_t *stanza);
-/* A route from the router. */
-void session_route(c2s_t *c2s, elem_t *route);
+/* A route from the router, with its bytes as received. */
+void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw);
 /* The bind took too long. */
 void session_bind_timeout(client_t *cl);
 /* An account was created by registration: the sm of its domain is told,

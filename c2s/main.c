@@ -177,8 +177,7 @@ static void on_down(comp_t *comp)
 
 static void on_route(comp_t *comp, elem_t *route, const xstream_raw_t *raw)
 {
-    (void)raw;
-    session_route(comp_data(comp), route);
+    session_route(comp_data(comp), route, raw);
 }
 
 static void on_advert(comp_t *comp, const char *name, bool available)

@@ -751,7 +751,7 @@ static void refuse(c2s_t *c2s, const elem_t *route, const char *why)
              from ? from : "?", role ? role : "none", why);
 }
 
-void session_route(c2s_t *c2s, elem_t *route)
+void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
 {
     elem_t *payload = elem_first(route);
     const char *cid = elem_attr(route, "cid");
@@ -800,7 +800,12 @@ void session_route(c2s_t *c2s, elem_t *route)
     if (origin && is_seen(cl, origin)) return; /* made again by a new sm */
     int kind = metric_kind(payload->name);
     if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
-    client_send(cl, payload);
+    /* The payload as the sm serialized it (declaring its namespace, as
+     * client_send would) goes out as it came, not serialized again. */
+    if (payload == route->children && !payload->next && raw->inner_len)
+        client_write(cl, raw->data + raw->inner_off, raw->inner_len);
+    else
+        client_send(cl, payload);
 }
 
 /* ---- the end of sessions -------------------------------------------------- */
