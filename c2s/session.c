@@ -800,9 +800,12 @@ void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
     if (origin && is_seen(cl, origin)) return; /* made again by a new sm */
     int kind = metric_kind(payload->name);
     if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
-    /* The payload as the sm serialized it (declaring its namespace, as
-     * client_send would) goes out as it came, not serialized again. */
-    if (payload == route->children && !payload->next && raw->inner_len)
+    /* A jabber:client payload as the sm serialized it (declaring that
+     * namespace, which the client stream has too) goes out as it came, not
+     * serialized again; another stanza namespace (a component's, a remote
+     * server's) must become the stream's, as client_send writes it. */
+    if (payload == route->children && !payload->next && raw->inner_len &&
+        strcmp(payload->ns, NS_CLIENT) == 0)
         client_write(cl, raw->data + raw->inner_off, raw->inner_len);
     else
         client_send(cl, payload);
