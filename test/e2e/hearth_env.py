@@ -102,6 +102,24 @@ def free_port(host="127.0.0.1"):
     raise RuntimeError(f"no free TCP port in {low}-{high}")
 
 
+def free_port_pair(host="127.0.0.1"):
+    """Two consecutive free ports (N, N + 1), both given out: a second
+    daemon serves on the next port of a setting's (c2s.metrics-listen), so
+    no daemon of a later test may take either."""
+    for _ in range(500):
+        port = free_port(host)
+        if port + 1 in _ports_given or port + 1 >= 32768:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port + 1))
+            except OSError:
+                continue
+        _ports_given.add(port + 1)
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 def random_password():
     return secrets.token_urlsafe(18)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hearth_env import Server, free_port, self_signed, wait_for
+from hearth_env import Server, free_port, free_port_pair, self_signed, wait_for
 from xmpp_client import Client, ClientError
 
 PASSWORD = "correct horse"
@@ -395,11 +395,7 @@ def test_metrics_over_https(hearth_env, tmp_path):
 
 
 def test_second_c2s_serves_metrics_on_the_next_port(hearth_env):
-    port = free_port()
-    while True:  # two consecutive free ports
-        if port + 1 < 32768 and socket.socket().connect_ex(("127.0.0.1", port + 1)) != 0:
-            break
-        port = free_port()
+    port = free_port_pair()
     server = Server(hearth_env, c2s=2, **{"c2s.metrics-listen": f"127.0.0.1:{port}"}).start()
     a = login(server, "henry", register=True, port=server.c2s_ports[1])
     try:
