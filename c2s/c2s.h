@@ -157,9 +157,8 @@ struct c2s {
     uv_timer_t trim;       /* returns released parsers' pages to the system */
     uv_timer_t hold_timer; /* expires what waits for an absent sm (hold.c) */
     size_t held_bytes;     /* in every session's queue */
-    uv_timer_t ack_timer;  /* acknowledgements to the sm go out in batches */
+    ack_batch_t ack_batch; /* acknowledgements to the sm go out in batches */
     client_t *acks;        /* sessions with one due */
-    uint64_t acks_since;   /* when the first of them was due (loop time) */
     bool is_sm_sharded;    /* sm.shards > 1: one acknowledgement route per session */
     bool is_stopping;
     buf_t scratch;

@@ -82,7 +82,6 @@
 
 #define PING_ID "c2s-ping"
 
-static void acks_along(c2s_t *c2s);
 
 /* ---- the cid table ------------------------------------------------------ */
 
@@ -470,7 +469,7 @@ void session_stanza(client_t *cl, elem_t *stanza)
     buf_appends(b, "</route>");
     if (hold_send(cl, cl->seq_out + 1, b->data, b->len)) {
         cl->seq_out++;
-        acks_along(c2s);
+        ack_batch_along(&c2s->ack_batch); /* gathered acks go in the same write */
     } else {
         client_error_reply(cl, stanza, "service-unavailable", NULL);
     }
@@ -633,9 +632,6 @@ static bool is_seen(client_t *cl, const char *origin)
 
 /* ---- acknowledgements ---------------------------------------------------- */
 
-#define ACK_DELAY_MS 5
-#define ACK_MAX_MS 50
-
 /* <ack><a cid='…' sid='…' h='N'/>…</ack> from the sm: it has taken the
  * stanzas of those sessions up to N. */
 static void handle_ack(c2s_t *c2s, const elem_t *ack)
@@ -666,9 +662,9 @@ static void ack_route_open(buf_t *b, c2s_t *c2s, const client_t *cl)
 
 /* What the sessions took from the sm, in one route per domain (per
  * session when the sm is sharded: each goes to its own shard). */
-static void acks_flush(c2s_t *c2s)
+static void acks_flush(void *ud)
 {
-    uv_timer_stop(&c2s->ack_timer);
+    c2s_t *c2s = ud;
     client_t *list = c2s->acks;
     c2s->acks = NULL;
     buf_t *b = &c2s->scratch;
@@ -702,41 +698,25 @@ static void acks_flush(c2s_t *c2s)
     }
 }
 
-static void on_ack_timer(uv_timer_t *t)
-{
-    acks_flush(t->data);
-}
-
 static void ack_due(client_t *cl)
 {
     c2s_t *c2s = cl->c2s;
     if (cl->is_ack_due) return;
     cl->is_ack_due = true;
     client_ref(cl);
-    if (!c2s->acks) {
-        c2s->acks_since = uv_now(c2s->loop);
-        uv_timer_start(&c2s->ack_timer, on_ack_timer, ACK_MAX_MS, 0);
-    }
+    ack_batch_due(&c2s->ack_batch);
     cl->ack_next = c2s->acks;
     c2s->acks = cl;
 }
 
-/* After a stanza route went out: the acknowledgements that have gathered
- * long enough go in the same write. */
-static void acks_along(c2s_t *c2s)
-{
-    if (c2s->acks && uv_now(c2s->loop) - c2s->acks_since >= ACK_DELAY_MS) acks_flush(c2s);
-}
-
 void session_init(c2s_t *c2s)
 {
-    uv_timer_init(c2s->loop, &c2s->ack_timer);
-    c2s->ack_timer.data = c2s;
+    ack_batch_init(&c2s->ack_batch, c2s->loop, acks_flush, c2s);
 }
 
 void session_close(c2s_t *c2s)
 {
-    uv_close((uv_handle_t *)&c2s->ack_timer, NULL);
+    ack_batch_close(&c2s->ack_batch);
 }
 
 /* A route from someone who may not send it: dropped, logged once per

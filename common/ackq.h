@@ -10,8 +10,10 @@
 #ifndef HEARTH_ACKQ_H
 #define HEARTH_ACKQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct ackq_entry {
     struct ackq_entry *next;
@@ -39,5 +41,31 @@ size_t ackq_clear(ackq_t *q, ackq_drop_fn fn, void *ud);
 ackq_entry_t *ackq_pop(ackq_t *q);
 /* The seq of the first entry, or 0 when empty. */
 uint64_t ackq_first(const ackq_t *q);
+
+/* When acknowledgements leave (both c2s and sm batch theirs): a batch
+ * gathers for at least ACK_BATCH_DELAY_MS and leaves with the next packet
+ * its side routes after that, in the same write, so that at a light load
+ * an acknowledgement costs no wake-up of its own; on a link with nothing
+ * else to carry it, ACK_BATCH_MAX_MS after the first was due. The caller
+ * keeps what is due; the batch only says when, by calling flush(ud). */
+#define ACK_BATCH_DELAY_MS 5
+#define ACK_BATCH_MAX_MS 50
+
+typedef struct ack_batch {
+    uv_timer_t timer;
+    uint64_t since; /* loop time the first of the batch was due */
+    bool is_open;   /* something is due */
+    void (*flush)(void *ud);
+    void *ud;
+} ack_batch_t;
+
+void ack_batch_init(ack_batch_t *b, uv_loop_t *loop, void (*flush)(void *ud), void *ud);
+/* Something is due: the first of a batch starts its clock. */
+void ack_batch_due(ack_batch_t *b);
+/* A packet went out: a batch that has gathered long enough follows it. */
+void ack_batch_along(ack_batch_t *b);
+/* Send what is due now (flush(ud) is called even when nothing is). */
+void ack_batch_flush(ack_batch_t *b);
+void ack_batch_close(ack_batch_t *b);
 
 #endif

@@ -28,18 +28,12 @@
  * c2s:
  *   <ack xmlns='urn:hearth:session:1'><a cid='…' sid='…' h='N'/>…</ack>
  * and the c2s sends the same back for what it took from the sm. A batch
- * gathers for at least ACK_DELAY_MS and leaves with the next stanza the sm
- * routes after that, in the same write, so that at a light load an
- * acknowledgement costs no wake-up of its own (of the sm, the router, the
- * c2s); on a link with nothing else to carry it, ACK_MAX_MS after the
- * first was due. */
+ * leaves with the next stanza the sm routes once it has gathered a little,
+ * or by itself after a while (ack_batch_t in common/ackq.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
-
-#define ACK_DELAY_MS 5
-#define ACK_MAX_MS 50
 
 struct origin {
     sm_t *sm;
@@ -50,36 +44,32 @@ struct origin {
     bool is_done;
 };
 
-static void on_ack_timer(uv_timer_t *t);
+static void flush(void *ud);
 static void drop_entry(void *ud, ackq_entry_t *e);
 
 void ack_init(sm_t *sm)
 {
-    uv_timer_init(sm->loop, &sm->ack_timer);
-    sm->ack_timer.data = sm;
+    ack_batch_init(&sm->ack_batch, sm->loop, flush, sm);
 }
 
 void ack_close(sm_t *sm)
 {
     ackq_clear(&sm->s2sq, drop_entry, sm);
-    uv_close((uv_handle_t *)&sm->ack_timer, NULL);
+    ack_batch_close(&sm->ack_batch);
 }
 
 static void due(sm_t *sm, sess_t *s)
 {
     if (s->is_ack_due) return;
     s->is_ack_due = true;
-    if (!sm->acks) {
-        sm->acks_since = uv_now(sm->loop);
-        uv_timer_start(&sm->ack_timer, on_ack_timer, ACK_MAX_MS, 0);
-    }
+    ack_batch_due(&sm->ack_batch);
     s->ack_next = sm->acks;
     sm->acks = s;
 }
 
 void ack_along(sm_t *sm)
 {
-    if (sm->acks && uv_now(sm->loop) - sm->acks_since >= ACK_DELAY_MS) ack_flush(sm);
+    ack_batch_along(&sm->ack_batch);
 }
 
 void ack_again(sm_t *sm, sess_t *s)
@@ -285,14 +275,14 @@ static void send_batch(sm_t *sm, buf_t *b)
     comp_send_raw(sm->comp, b->data, b->len);
 }
 
-static void on_ack_timer(uv_timer_t *t)
-{
-    ack_flush(t->data);
-}
-
 void ack_flush(sm_t *sm)
 {
-    uv_timer_stop(&sm->ack_timer);
+    ack_batch_flush(&sm->ack_batch);
+}
+
+static void flush(void *ud)
+{
+    sm_t *sm = ud;
     sess_t *list = sm->acks;
     sm->acks = NULL;
     buf_t *b = &sm->out;

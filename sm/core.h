@@ -57,8 +57,7 @@ struct sm {
     uv_timer_t hold_timer;
     origin_t *origin;    /* the client stanza being processed (ack.c) */
     sess_t *acks;        /* sessions with an acknowledgement due */
-    uint64_t acks_since; /* when the first of them was due (loop time) */
-    uv_timer_t ack_timer;
+    ack_batch_t ack_batch;
     ackq_t s2sq;       /* routed to s2s, not acknowledged yet (ack.c) */
     uint64_t s2s_seq;
     bool is_gathering;     /* a new sm, c2s still re-announcing (hold.c) */

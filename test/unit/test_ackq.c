@@ -1,6 +1,7 @@
 /* test_ackq.c — the queue of unacknowledged routes (common/ackq.h): what
  * an acknowledgement drops and hands to its callback, what is left to send
- * again and in which order, and its byte count. */
+ * again and in which order, and its byte count; and when a batch of
+ * acknowledgements leaves (ack_batch_t), on a real libuv loop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,51 @@ static void on_drop(void *ud, ackq_entry_t *e)
     (void)ud;
     dropped++;
     dropped_tokens += (size_t)(uintptr_t)e->token;
+}
+
+static int flushes;
+
+static void on_flush(void *ud)
+{
+    (*(int *)ud)++;
+}
+
+/* The batch's timing: loop time stands still between uv_update_time calls,
+ * so "not yet" is asked without a race. */
+static void batch_tests(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    ack_batch_t b;
+    ack_batch_init(&b, &loop, on_flush, &flushes);
+    ack_batch_along(&b);
+    is_int(flushes, 0, "nothing due: a packet going out takes nothing along");
+    ack_batch_due(&b);
+    ack_batch_due(&b);
+    ack_batch_along(&b);
+    is_int(flushes, 0, "a batch just opened does not leave with the next packet");
+    uv_sleep(ACK_BATCH_DELAY_MS + 1);
+    uv_update_time(&loop);
+    ack_batch_along(&b);
+    is_int(flushes, 1, "once it has gathered ACK_BATCH_DELAY_MS it leaves with the next packet");
+    ok(!uv_is_active((uv_handle_t *)&b.timer), "and its fallback timer is stopped");
+    ack_batch_along(&b);
+    is_int(flushes, 1, "a batch leaves once");
+
+    uint64_t t0 = uv_now(&loop);
+    ack_batch_due(&b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_update_time(&loop);
+    is_int(flushes, 2, "with no packet to carry it, the batch leaves by itself");
+    ok(uv_now(&loop) - t0 >= ACK_BATCH_MAX_MS, "after ACK_BATCH_MAX_MS");
+
+    ack_batch_due(&b);
+    ack_batch_flush(&b);
+    is_int(flushes, 3, "a flush sends at once");
+    ok(!uv_is_active((uv_handle_t *)&b.timer), "and stops the timer");
+    ack_batch_close(&b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ok(uv_loop_close(&loop) == 0, "closing the batch releases its timer");
 }
 
 static void push(ackq_t *q, uint64_t seq, const char *text)
@@ -57,5 +103,6 @@ int main(void)
     push(&q, 5, "<route>five</route>");
     ok(q.head && q.head == q.tail && ackq_first(&q) == 5, "an emptied queue takes more");
     ackq_clear(&q, NULL, NULL);
+    batch_tests();
     return done_testing();
 }
