@@ -61,6 +61,7 @@
 #define CACHE_BUCKETS 256
 #define CACHE_MAX 1024 /* statements kept; past that the cache starts over */
 #define BUSY_TIMEOUT_MS 5000
+#define BUSY_POLL_US 200
 #define BACKOFF_MIN_MS 100 /* between reopen attempts, doubling */
 #define BACKOFF_MAX_MS 5000
 
@@ -172,6 +173,19 @@ static int set_journal_mode(sqlite3 *db, const char *path, char **err)
     return r;
 }
 
+/* Another process commits (it holds the file for the milliseconds of its
+ * syncs): SQLite's own handler sleeps 1, 2, 5, 10 ms and more between
+ * tries, so a reader oversleeps a short commit by several milliseconds;
+ * this one tries again every BUSY_POLL_US, for BUSY_TIMEOUT_MS in all. It
+ * runs where the statement does: the worker, or the opening thread. */
+static int on_busy(void *ud, int tries)
+{
+    (void)ud;
+    if ((long long)tries * BUSY_POLL_US >= BUSY_TIMEOUT_MS * 1000LL) return 0;
+    usleep(BUSY_POLL_US);
+    return 1;
+}
+
 /* A connection set up for this driver, or NULL with *err. Without
  * is_create a missing file is an error, not a new database. */
 static sqlite3 *connect_file(const char *path, bool is_create, char **err)
@@ -186,7 +200,7 @@ static sqlite3 *connect_file(const char *path, bool is_create, char **err)
         return NULL;
     }
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(db, on_busy, NULL);
     if (set_journal_mode(db, path, err) < 0 ||
         exec_all(db, path, "PRAGMA synchronous = FULL", err, "synchronous") != SQLITE_OK ||
         exec_all(db, path, "PRAGMA mmap_size = 0", err, "mmap_size") != SQLITE_OK ||
