@@ -24,6 +24,11 @@
  * big. The stanza arena is reset after each stanza. After an error the
  * parser is freed.
  *
+ * Skipping (xstream_skip_content, shallow mode): libxml2 is given each
+ * stanza's start and end tags but not its content when the scanner has
+ * queued the whole stanza within the slice being fed; lx_delta then grows
+ * by the bytes left out, so libxml2's offsets still map onto the stream's.
+ *
  * Callers: c2s, s2s, the router and the component client (one xstream per
  * connection), and xml_parse_fragment(). Not thread-safe; one per stream. */
 #include "xstream.h"
@@ -100,6 +105,7 @@ struct xstream {
     xmlParserCtxtPtr ctxt;
     long long lx_delta; /* stream offset = libxml2 offset + lx_delta */
     bool is_lx_bloated; /* libxml2 had to buffer a lot: renew it */
+    bool is_skipping;   /* xstream_skip_content(): stanza content bypasses libxml2 */
     bool is_replaying;  /* feeding the saved header to a new parser */
 
     scanner_t sc;
@@ -858,6 +864,31 @@ static void lx_feed(xstream_t *xs, const char *data, size_t len)
     }
 }
 
+/* Feed d[i..stop) of the current slice (d[0] at stream offset base). When
+ * skipping, the content of each stanza the scanner queued wholly inside the
+ * slice is left out: libxml2 sees "<route …></route>", and its offsets
+ * fall behind the stream's by what it did not see (lx_delta), so that the
+ * end of each stanza still checks against the scanner's span. */
+static void lx_feed_slice(xstream_t *xs, const char *d, pos_t base, size_t i, size_t stop)
+{
+    if (xs->is_skipping && xs->opts.shallow) {
+        span_t spans[QUEUE_SIZE]; /* libxml2's callbacks take them off the queue */
+        unsigned n = xs->queue_len;
+        for (unsigned k = 0; k < n; k++)
+            spans[k] = xs->queue[(xs->queue_head + k) % QUEUE_SIZE];
+        for (unsigned k = 0; k < n; k++) {
+            const span_t *s = &spans[k];
+            if (s->start < base + i || s->inner_end == s->inner_start) continue;
+            size_t from = (size_t)(s->inner_start - base), to = (size_t)(s->inner_end - base);
+            lx_feed(xs, d + i, from - i);
+            if (xs->status != XSTREAM_OK || xs->wants_reset || xs->wants_free) return;
+            xs->lx_delta += (long long)(to - from);
+            i = to;
+        }
+    }
+    lx_feed(xs, d + i, stop - i);
+}
+
 /* At a stanza boundary, a parser whose name dictionary has grown (a peer can
  * send fresh names forever), or whose input buffer had to grow for a huge
  * start tag, is replaced by a fresh one that reads the saved header first. */
@@ -935,7 +966,7 @@ static size_t feed_stream(xstream_t *xs, const char *d, size_t n)
         }
         if (event == EV_HEADER) save_header(xs, d, base);
 
-        lx_feed(xs, d + i, stop - i);
+        lx_feed_slice(xs, d, base, i, stop);
         if (xs->wants_reset || xs->wants_free) return (size_t)(xs->reset_at - base);
         if (xs->status != XSTREAM_OK) return n;
         if (xs->queue_len) {
@@ -1115,6 +1146,11 @@ int xstream_hibernate(xstream_t *xs)
     buf_free(&xs->pending);
     buf_free(&xs->text);
     return 0;
+}
+
+void xstream_skip_content(xstream_t *xs, bool on)
+{
+    xs->is_skipping = on;
 }
 
 arena_t *xstream_detach(xstream_t *xs)

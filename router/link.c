@@ -11,7 +11,15 @@
  *
  * Native streams are parsed shallow (a route's payload is never built into
  * a tree); the few control elements (auth, handshake, stanzas of external
- * components) are parsed again in full from their raw bytes. */
+ * components) are parsed again in full from their raw bytes. What libxml2
+ * checks of a route's payload depends on who sent it (link_set_role): a
+ * component's is parsed as it streams in, so a malformed one ends that
+ * component's link and never reaches another daemon; the payloads of
+ * Hearth's own daemons (c2s, sm, s2s, resolver), which each serializes
+ * from a tree its own parser built, and the stanzas of XEP-0114
+ * components, parsed again anyway, are only scanned (sizes, depth,
+ * forbidden markup: xstream_skip_content), which spares the router a
+ * libxml2 pass over every byte it relays. */
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -189,6 +197,8 @@ void link_set_role(link_t *l, comp_role_t role)
 {
     l->role = role;
     l->mark_len = header_mark(l->mark, sizeof l->mark, role);
+    bool is_own = role == ROLE_C2S || role == ROLE_SM || role == ROLE_S2S || role == ROLE_RESOLVER;
+    xstream_skip_content(l->xs, is_own || l->is_external);
 }
 
 static void sasl_reply(link_t *l, const char *what, const char *data)

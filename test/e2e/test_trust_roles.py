@@ -137,6 +137,28 @@ def test_a_route_with_a_role_of_its_own_is_refused(trusted, bot, users):
         alice.wait_message(lambda m: m["body"] == "forged", timeout=0.5)
 
 
+def test_a_components_malformed_payload_ends_its_link_and_reaches_nobody(trusted, bot, users):
+    """The router parses what a component routes, payload included (the
+    payloads of Hearth's own daemons it only scans): malformed XML inside a
+    route ends the component's link with not-well-formed, and the sm it was
+    addressed to never sees it, so the sm's own link stays up."""
+    alice = users("alice")
+    b = bot("bot.localhost")
+    router_mark, sm_mark = log_size(trusted.router.log), log_size(trusted.sm.log)
+    b.cmd("raw <route to='localhost' from='bot.localhost' user='alice@localhost'>"
+          "<message xmlns='jabber:client' from='x@bot.localhost' to='alice@localhost/x'>"
+          "<body>a</b></message></route>")
+    wait_log(trusted.router.log, r"stream error not-well-formed", router_mark)
+    b.expect("down")
+    assert ping(alice) and not alice.disconnected.is_set()
+    bob = users("bob")
+    bob.send_message("alice@localhost/x", "still served")
+    assert alice.wait_message(lambda m: m["body"] == "still served")
+    with open(trusted.sm.log, errors="replace") as f:
+        f.seek(sm_mark)
+        assert not re.search(r"router link .*(stream error|lost)", f.read())
+
+
 # ---- the session protocol and stanzas of users --------------------------------------------
 
 def test_a_component_cannot_start_a_session_for_a_user(trusted, bot, users):

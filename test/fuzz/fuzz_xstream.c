@@ -13,6 +13,8 @@
  *   - raw bytes parsed on their own give the same tree as the stream did
  *     (when they do not lean on prefixes declared on the stream header);
  *   - a full-mode stanza, serialized, parses back to the same serialization.
+ * Skipping the content (xstream_skip_content) takes whatever shallow mode
+ * takes and delivers the same, whole and in chunks.
  * A stanza named "proceed" resets the stream from its callback, as STARTTLS
  * does, and one named "keep" is detached, so those paths are fuzzed too.
  * Build and run: test/fuzz/run.sh. */
@@ -133,15 +135,17 @@ static void on_close(void *ud)
 
 static const xstream_cb_t callbacks = {on_open, on_stanza, on_close};
 
-static xstream_status_t parse(const uint8_t *data, size_t size, size_t chunk, bool is_shallow,
-                              run_t *r)
+/* mode: 0 full, 1 shallow, 2 shallow with the content skipped */
+static xstream_status_t parse(const uint8_t *data, size_t size, size_t chunk, int mode, run_t *r)
 {
+    bool is_shallow = mode > 0;
     memset(r, 0, sizeof *r);
     buf_init(&r->events);
     buf_init(&r->raws);
     r->is_shallow = is_shallow;
     xstream_opts_t opts = {MAX_STANZA, MAX_DEPTH, is_shallow};
     r->xs = xstream_new(&opts, &callbacks, r);
+    if (mode == 2) xstream_skip_content(r->xs, true);
     xstream_status_t st = XSTREAM_OK;
     for (size_t at = 0; at < size || size == 0; at += chunk) {
         size_t n = size - at < chunk ? size - at : chunk;
@@ -184,15 +188,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t chunks[] = {1, 3, 17, 200};
     run_t whole, shallow_whole;
-    xstream_status_t st_full = parse(data, size, size ? size : 1, false, &whole);
-    xstream_status_t st_shallow = parse(data, size, size ? size : 1, true, &shallow_whole);
+    xstream_status_t st_full = parse(data, size, size ? size : 1, 0, &whole);
+    xstream_status_t st_shallow = parse(data, size, size ? size : 1, 1, &shallow_whole);
     check_agree(&whole.raws, st_full, &shallow_whole.raws, st_shallow,
                 "shallow and full mode deliver the same raw bytes");
+    /* Skipping the content looks at less: what shallow mode takes it takes,
+     * with the same events, whole or in chunks. */
+    for (size_t c = 0; c < 2; c++) {
+        run_t skip;
+        size_t chunk = c == 0 ? (size ? size : 1) : 17;
+        xstream_status_t st = parse(data, size, chunk, 2, &skip);
+        check(st_shallow != XSTREAM_OK || st == XSTREAM_OK,
+              "skipping takes whatever shallow mode takes");
+        check_agree(&skip.events, st, &shallow_whole.events, st_shallow,
+                    "skipping delivers what shallow mode does");
+        done(&skip);
+    }
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
         if (chunks[i] >= size) break;
         run_t split;
         bool is_shallow = i % 2;
-        xstream_status_t st = parse(data, size, chunks[i], is_shallow, &split);
+        xstream_status_t st = parse(data, size, chunks[i], is_shallow ? 1 : 0, &split);
         if (is_shallow)
             check_agree(&split.events, st, &shallow_whole.events, st_shallow,
                         "shallow: chunking does not change what is delivered");

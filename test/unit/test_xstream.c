@@ -1,6 +1,7 @@
 /* test_xstream.c — the stream parser through xstream.h: events, raw bytes,
  * chunking, RFC 6120 §11 restrictions, limits, reset, detach. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __GLIBC__
@@ -259,6 +260,76 @@ static void test_shallow_mode(void)
     rec_free(&r);
 }
 
+/* Content skipped (xstream_skip_content): libxml2 sees the stanza's tags,
+ * the scanner its content. */
+static void test_skip_content(void)
+{
+    record_t r;
+    rec_new(&r, 0, 0, true);
+    xstream_skip_content(r.xs, true);
+    is_int(feed_str(r.xs, HEADER "<route to='a'><message><a></b>&bogus;</message></route>"
+                                 "<route to='b'/><route to='c'></route>"),
+           XSTREAM_OK, "skipping: content libxml2 would refuse is not looked at");
+    is_int(r.stanzas, 3, "skipping: every stanza is delivered");
+    ok(strstr(r.log.data, "stanza{<route to='a'/>}raw{<route to='a'><message><a></b>&bogus;"
+                          "</message></route>}") != NULL,
+       "skipping: the stanza's attributes and its raw bytes, content included");
+    rec_free(&r);
+
+    rec_new(&r, 0, 0, true);
+    is_int(feed_str(r.xs, HEADER "<route to='a'><message><a></b></message></route>"),
+           XSTREAM_NOT_WELL_FORMED, "not skipping: the same content is refused");
+    rec_free(&r);
+
+    static const struct {
+        const char *doc;
+        xstream_status_t want;
+        const char *what;
+    } still[] = {
+        {HEADER "<route><!-- c --></route>", XSTREAM_RESTRICTED_XML, "a comment in the content"},
+        {HEADER "<route><?pi x?></route>", XSTREAM_RESTRICTED_XML, "a PI in the content"},
+        {HEADER "<route a='1' a='2'><m/></route>", XSTREAM_NOT_WELL_FORMED,
+         "a duplicate attribute on the stanza"},
+        {HEADER "<route a='1'><m/></rout>", XSTREAM_NOT_WELL_FORMED, "a wrong end tag"},
+        {HEADER "<route><a><a><a><a><a><a><a><a></a></a></a></a></a></a></a></a></route>",
+         XSTREAM_POLICY_VIOLATION, "content deeper than max_depth"},
+    };
+    for (size_t k = 0; k < sizeof still / sizeof still[0]; k++) {
+        xstream_opts_t o = {0, 4, true};
+        record_t q;
+        memset(&q, 0, sizeof q);
+        buf_init(&q.log);
+        q.xs = xstream_new(&o, &rec_cb, &q);
+        xstream_skip_content(q.xs, true);
+        char what[96];
+        snprintf(what, sizeof what, "skipping still refuses %s", still[k].what);
+        is_int(feed_str(q.xs, still[k].doc), still[k].want, what);
+        rec_free(&q);
+    }
+
+    /* A stanza split across feeds is parsed whole: its content is checked. */
+    rec_new(&r, 0, 0, true);
+    xstream_skip_content(r.xs, true);
+    feed_str(r.xs, HEADER "<route to='a'><message><a>");
+    is_int(feed_str(r.xs, "</b></message></route>"), XSTREAM_NOT_WELL_FORMED,
+           "skipping: a stanza split across feeds is parsed whole");
+    rec_free(&r);
+
+    /* Over a long stream libxml2's offsets stay in step with the stream's:
+     * stanzas many and big enough to renew the parser and fill the queue. */
+    rec_new(&r, 0, 0, true);
+    xstream_skip_content(r.xs, true);
+    buf_t doc = BUF_INIT;
+    buf_appends(&doc, HEADER);
+    for (int i = 0; i < 3000; i++)
+        buf_printf(&doc, "<route to='n%d'><message><body>%0*d</body></message></route>", i,
+                   i % 500, i);
+    is_int(xstream_feed(r.xs, doc.data, doc.len), XSTREAM_OK, "skipping: a long stream parses");
+    is_int(r.stanzas, 3000, "skipping: every one of its stanzas arrives");
+    buf_free(&doc);
+    rec_free(&r);
+}
+
 /* ---- chunking ------------------------------------------------------------ */
 
 static const char *chunk_doc =
@@ -272,11 +343,13 @@ static const char *chunk_doc =
     "<message><body>\xe2\x82\xac\xe2\x82\xac</body></message>"
     "</stream:stream>\n";
 
-static bool transcript_with_chunks(const char *doc, const size_t *cuts, size_t ncuts, bool shallow,
+/* mode: 0 full, 1 shallow, 2 shallow with the content skipped */
+static bool transcript_with_chunks(const char *doc, const size_t *cuts, size_t ncuts, int mode,
                                    buf_t *out)
 {
     record_t r;
-    rec_new(&r, 0, 0, shallow);
+    rec_new(&r, 0, 0, mode > 0);
+    if (mode == 2) xstream_skip_content(r.xs, true);
     size_t len = strlen(doc), at = 0;
     bool is_ok = true;
     for (size_t k = 0; k <= ncuts; k++) {
@@ -292,42 +365,48 @@ static bool transcript_with_chunks(const char *doc, const size_t *cuts, size_t n
 
 static void test_split_at_every_byte(void)
 {
+    static const char *const names[] = {"full", "shallow", "skipping"};
     size_t len = strlen(chunk_doc);
-    for (int shallow = 0; shallow <= 1; shallow++) {
+    buf_t shallow_whole = BUF_INIT;
+    for (int mode = 0; mode <= 2; mode++) {
+        const char *name = names[mode];
         buf_t whole = BUF_INIT, split = BUF_INIT;
-        ok(transcript_with_chunks(chunk_doc, (size_t[1]){0}, 0, shallow, &whole),
-           "%s: whole_document_parses", shallow ? "shallow" : "full");
+        ok(transcript_with_chunks(chunk_doc, (size_t[1]){0}, 0, mode, &whole),
+           "%s: whole_document_parses", name);
+        if (mode == 1) buf_append(&shallow_whole, whole.data, whole.len + 1);
+        if (mode == 2)
+            is_str(whole.data, shallow_whole.data, "skipping: the same stanzas and raw as shallow");
         size_t bad_two = 0, bad_three = 0;
         for (size_t cut = 1; cut < len; cut++) {
             size_t cuts[1] = {cut};
-            if (!transcript_with_chunks(chunk_doc, cuts, 1, shallow, &split) ||
+            if (!transcript_with_chunks(chunk_doc, cuts, 1, mode, &split) ||
                 strcmp(split.data, whole.data) != 0)
                 bad_two++;
         }
-        is_int(bad_two, 0,
-               shallow ? "shallow: split_in_two_at_every_byte_same_trees_and_raw"
-                       : "full: split_in_two_at_every_byte_same_trees_and_raw");
+        char what[96];
+        snprintf(what, sizeof what, "%s: split_in_two_at_every_byte_same_trees_and_raw", name);
+        is_int(bad_two, 0, what);
         for (size_t a = 1; a < len; a += 7) {
             for (size_t b = a + 1; b < len; b += 3) {
                 size_t cuts[2] = {a, b};
-                if (!transcript_with_chunks(chunk_doc, cuts, 2, shallow, &split) ||
+                if (!transcript_with_chunks(chunk_doc, cuts, 2, mode, &split) ||
                     strcmp(split.data, whole.data) != 0)
                     bad_three++;
             }
         }
-        is_int(bad_three, 0,
-               shallow ? "shallow: split_in_three_same_trees_and_raw"
-                       : "full: split_in_three_same_trees_and_raw");
+        snprintf(what, sizeof what, "%s: split_in_three_same_trees_and_raw", name);
+        is_int(bad_three, 0, what);
         size_t *every = malloc(len * sizeof *every);
         for (size_t k = 0; k + 1 < len; k++)
             every[k] = k + 1;
-        ok(transcript_with_chunks(chunk_doc, every, len - 1, shallow, &split) &&
+        ok(transcript_with_chunks(chunk_doc, every, len - 1, mode, &split) &&
                strcmp(split.data, whole.data) == 0,
-           "%s: one_byte_at_a_time_same_trees_and_raw", shallow ? "shallow" : "full");
+           "%s: one_byte_at_a_time_same_trees_and_raw", name);
         free(every);
         buf_free(&whole);
         buf_free(&split);
     }
+    buf_free(&shallow_whole);
 }
 
 static void test_long_multibyte_cdata_split_anywhere(void)
@@ -908,6 +987,7 @@ int main(void)
     test_entities_and_references();
     test_several_stanzas_and_close();
     test_shallow_mode();
+    test_skip_content();
     test_split_at_every_byte();
     test_long_multibyte_cdata_split_anywhere();
     test_many_stanzas_across_chunks();
