@@ -169,7 +169,16 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
      * several for one session, a probe's answers with its echo). */
     if (strcmp(stanza->name, "message") == 0) origin_attr(sm->origin, b);
     buf_appends(b, ">");
-    elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
+    if (stanza == sm->fan_of) {
+        if (!sm->is_fan_made) {
+            buf_reset(&sm->fan);
+            elem_serialize(stanza, NS_HEARTH_COMPONENT, &sm->fan);
+            sm->is_fan_made = true;
+        }
+        buf_append(b, sm->fan.data, sm->fan.len);
+    } else {
+        elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
+    }
     buf_appends(b, "</route>");
     int kind = metric_kind(stanza->name);
     if (kind >= 0) metric_inc(&sm_metrics.to_sess[kind]);
@@ -178,6 +187,20 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     if (sm->away && hold_is_away(sm, sess->c2s)) return;
     comp_send_raw(sm->comp, b->data, b->len);
     ack_along(sm);
+}
+
+void sm_fanout_begin(sm_t *sm, const elem_t *stanza)
+{
+    if (sm->fan_of) return;
+    sm->fan_of = stanza;
+    sm->is_fan_made = false;
+}
+
+void sm_fanout_end(sm_t *sm, const elem_t *stanza)
+{
+    if (sm->fan_of != stanza) return;
+    sm->fan_of = NULL;
+    if (sm->fan.cap > 16 * 1024) buf_free(&sm->fan); /* after a big stanza */
 }
 
 void sm_send_answer(sm_t *sm, const sm_pkt_t *pkt, elem_t *answer)

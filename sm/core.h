@@ -72,6 +72,9 @@ struct sm {
     uv_timer_t out_timer;
 
     buf_t out; /* scratch for serializing routes */
+    const elem_t *fan_of; /* the stanza of the fan-out under way (sm_fanout_begin) */
+    buf_t fan;            /* its serialization, once made */
+    bool is_fan_made;
 };
 
 /* Stanza namespaces we accept from routes; every stanza the sm handles is

@@ -204,11 +204,13 @@ static int to_best_sessions(sm_t *sm, sm_pkt_t *pkt, bool all)
         if (s->is_available && s->priority > best) best = s->priority;
     if (best < 0) return 0;
     int n = 0;
+    sm_fanout_begin(sm, pkt->stanza);
     for (sess_t *s = first; s; s = s->next)
         if (s->is_available && s->priority >= 0 && (all || s->priority == best)) {
             sm_send_to_sess(sm, s, pkt->stanza);
             n++;
         }
+    sm_fanout_end(sm, pkt->stanza);
     return n;
 }
 
@@ -269,8 +271,10 @@ static void presence_to_user(sm_t *sm, sm_pkt_t *pkt)
      * it (a subscription request to a server that can't be reached, RFC
      * 6121 §3.1.2 stamps it with the bare JID), so its sessions hear them
      * like any other answer. */
+    sm_fanout_begin(sm, pkt->stanza);
     for (sess_t *s = sm_sessions(sm, jid_bare(pkt->to)); s; s = s->next)
         if (s->is_available) sm_send_to_sess(sm, s, pkt->stanza);
+    sm_fanout_end(sm, pkt->stanza);
 }
 
 static void iq_to_user(sm_t *sm, sm_pkt_t *pkt)

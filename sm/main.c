@@ -151,6 +151,7 @@ int main(int argc, char **argv)
     map_free(&sm->checking);
     map_free(&sm->absent);
     buf_free(&sm->out);
+    buf_free(&sm->fan);
     daemon_done(&d);
     uv_run(sm->loop, UV_RUN_NOWAIT);
     uv_loop_close(sm->loop);

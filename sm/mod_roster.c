@@ -305,8 +305,10 @@ typedef struct sub_req {
 
 static void deliver_to_available(sm_t *sm, const char *owner, const elem_t *stanza)
 {
+    sm_fanout_begin(sm, stanza);
     for (sess_t *s = sm_sessions(sm, owner); s; s = s->next)
         if (s->is_available) sm_send_to_sess(sm, s, stanza);
+    sm_fanout_end(sm, stanza);
 }
 
 static bool has_available(sm_t *sm, const char *owner)

@@ -132,6 +132,12 @@ void sm_pkt_release(sm_pkt_t *pkt);
 void sm_deliver(sm_t *sm, const elem_t *stanza);
 /* Send a stanza to one session's client. */
 void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza);
+/* Around a loop that sends one stanza, unchanged, to several sessions (a
+ * message to a bare JID, presence, a roster push): it is serialized once,
+ * at the first sm_send_to_sess, and every route shares the bytes. One at a
+ * time: a fan-out begun inside another serializes per session. */
+void sm_fanout_begin(sm_t *sm, const elem_t *stanza);
+void sm_fanout_end(sm_t *sm, const elem_t *stanza);
 /* Answer pkt's stanza with a stanza error (nothing for an error). */
 void sm_reply_error(sm_t *sm, sm_pkt_t *pkt, const char *condition);
 /* Send an answer to pkt (built by the caller): straight to the asking

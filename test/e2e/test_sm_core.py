@@ -141,8 +141,9 @@ def test_bare_jid_chat_goes_to_the_highest_priority_resources(server, users):
     low = users.login("bob", resource="low")
     high = users.login("bob", resource="high")
     low.send_presence(ppriority=1)
+    low.wait_presence(lambda p: str(p["from"]) == low.bound_jid)
     high.send_presence(ppriority=5)
-    time.sleep(0.3)
+    low.wait_presence(lambda p: str(p["from"]) == high.bound_jid)  # the sm has both
     alice.send_message(jid(server, "bob"), "to the best")
     assert body(high.wait_message()) == "to the best"
     with pytest.raises(ClientError):
@@ -155,11 +156,16 @@ def test_bare_jid_chat_reaches_every_resource_at_equal_top_priority(server, user
     one = users.login("bob", resource="one")
     two = users.login("bob", resource="two")
     one.send_presence(ppriority=3)
+    one.wait_presence(lambda p: str(p["from"]) == one.bound_jid)
     two.send_presence(ppriority=3)
-    time.sleep(0.3)
-    alice.send_message(jid(server, "bob"), "both")
-    assert body(one.wait_message()) == "both"
-    assert body(two.wait_message()) == "both"
+    one.wait_presence(lambda p: str(p["from"]) == two.bound_jid)  # the sm has both
+    # one serialization serves both sessions (sm_fanout_begin): each
+    # message reaches each in order, none another's bytes
+    texts = ["both", "and again", "a third, <escaped> & longer than the others"]
+    for text in texts:
+        alice.send_message(jid(server, "bob"), text)
+    for session in (one, two):
+        assert [body(session.wait_message()) for _ in texts] == texts
 
 
 def test_full_jid_message_to_a_gone_resource_goes_to_the_bare_jid(server, users):
