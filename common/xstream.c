@@ -28,6 +28,11 @@
  * stanza's start and end tags but not its content when the scanner has
  * queued the whole stanza within the slice being fed; lx_delta then grows
  * by the bytes left out, so libxml2's offsets still map onto the stream's.
+ * A stanza whose tags are plain (read_plain) and which follows nothing
+ * libxml2 still holds unparsed is not given to libxml2 at all: read_plain
+ * builds the same shallow element libxml2 would, and anything it is not
+ * sure of goes to libxml2 instead. fuzz_xstream checks that skipping takes
+ * what shallow mode takes and delivers the same.
  *
  * Callers: c2s, s2s, the router and the component client (one xstream per
  * connection), and xml_parse_fragment(). Not thread-safe; one per stream. */
@@ -117,6 +122,7 @@ struct xstream {
     buf_t pending;     /* bytes of an unfinished stanza from earlier feeds */
     pos_t pending_pos;
     buf_t header; /* the root start tag, replayed into a new parser */
+    buf_t default_ns; /* the one the header declares, NUL-terminated ("" if none) */
 
     arena_t *arena;
     unsigned depth; /* elements open per libxml2 */
@@ -561,6 +567,9 @@ static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
         for (int k = 0; k < nb_namespaces; k++)
             if (!namespaces[2 * k] && namespaces[2 * k + 1])
                 default_ns = (const char *)namespaces[2 * k + 1];
+        buf_reset(&xs->default_ns);
+        buf_append(&xs->default_ns, default_ns, strlen(default_ns) + 1);
+        xs->default_ns.len = unescape_amp(xs->default_ns.data, xs->default_ns.len - 1) + 1;
         xs->ns_cached = 0;
         elem_t *header = make_elem(xs, localname, uri, nb_attributes, attributes);
         if (xs->cb.on_open) {
@@ -592,6 +601,31 @@ static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     xs->cur = e;
 }
 
+/* Give the stanza of span to the callback, then make ready for the next. */
+static void hand_out(xstream_t *xs, const span_t *span, elem_t *stanza)
+{
+    xstream_raw_t raw;
+    if (span->start >= xs->chunk_pos)
+        raw.data = xs->chunk + (span->start - xs->chunk_pos);
+    else
+        raw.data = xs->pending.data + (span->start - xs->pending_pos);
+    raw.len = (size_t)(span->end - span->start);
+    raw.inner_off = (size_t)(span->inner_start - span->start);
+    raw.inner_len = (size_t)(span->inner_end - span->inner_start);
+    xs->stanza = xs->cur = NULL;
+    if (xs->cb.on_stanza) {
+        xs->is_in_callback = true;
+        xs->cb.on_stanza(xs->ud, stanza, &raw);
+        xs->is_in_callback = false;
+    }
+    recycle_arena(xs);
+    if (xs->text.cap > 16 * 1024) buf_free(&xs->text); /* after a big stanza */
+    if (xs->wants_reset || xs->wants_free) {
+        xs->reset_at = span->end;
+        request_stop(xs);
+    }
+}
+
 static void deliver_stanza(xstream_t *xs)
 {
     if (xs->queue_len == 0) {
@@ -609,27 +643,7 @@ static void deliver_stanza(xstream_t *xs)
         request_stop(xs);
         return;
     }
-    xstream_raw_t raw;
-    if (span.start >= xs->chunk_pos)
-        raw.data = xs->chunk + (span.start - xs->chunk_pos);
-    else
-        raw.data = xs->pending.data + (span.start - xs->pending_pos);
-    raw.len = (size_t)(span.end - span.start);
-    raw.inner_off = (size_t)(span.inner_start - span.start);
-    raw.inner_len = (size_t)(span.inner_end - span.inner_start);
-    elem_t *stanza = xs->stanza;
-    xs->stanza = xs->cur = NULL;
-    if (xs->cb.on_stanza) {
-        xs->is_in_callback = true;
-        xs->cb.on_stanza(xs->ud, stanza, &raw);
-        xs->is_in_callback = false;
-    }
-    recycle_arena(xs);
-    if (xs->text.cap > 16 * 1024) buf_free(&xs->text); /* after a big stanza */
-    if (xs->wants_reset || xs->wants_free) {
-        xs->reset_at = span.end;
-        request_stop(xs);
-    }
+    hand_out(xs, &span, xs->stanza);
 }
 
 static void sax_end(void *ud, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri)
@@ -864,6 +878,134 @@ static void lx_feed(xstream_t *xs, const char *data, size_t len)
     }
 }
 
+/* ---- stanzas read without libxml2 (skipping) ---------------------------- */
+
+static bool is_name_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool is_name_char(unsigned char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9') || c == '-' || c == '.';
+}
+
+/* The length of the ASCII name (no prefix) at p, or 0. */
+static size_t plain_name(const unsigned char *p, const unsigned char *end)
+{
+    if (p == end || !is_name_start(*p)) return 0;
+    const unsigned char *q = p + 1;
+    while (q < end && is_name_char(*q))
+        q++;
+    return (size_t)(q - p);
+}
+
+/* An attribute value as libxml2 would report it, into out (NUL-terminated):
+ * false for anything it would change or refuse (a character or unknown
+ * reference, '<', whitespace other than spaces, bad UTF-8), which is then
+ * left to libxml2. */
+static bool plain_value(const unsigned char *p, size_t len, char *out, size_t *out_len)
+{
+    static const struct {
+        const char *ref;
+        size_t len;
+        char c;
+    } refs[] = {{"&lt;", 4, '<'}, {"&gt;", 4, '>'}, {"&amp;", 5, '&'}, {"&quot;", 6, '"'},
+                {"&apos;", 6, '\''}};
+    size_t n = 0;
+    bool is_ascii = true;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c == '<' || c < 0x20) return false;
+        is_ascii &= c < 0x80;
+        if (c != '&') {
+            out[n++] = (char)c;
+            i++;
+            continue;
+        }
+        size_t k = 0;
+        while (k < sizeof refs / sizeof refs[0] &&
+               (len - i < refs[k].len || memcmp(p + i, refs[k].ref, refs[k].len) != 0))
+            k++;
+        if (k == sizeof refs / sizeof refs[0]) return false;
+        out[n++] = refs[k].c;
+        i += refs[k].len;
+    }
+    out[n] = '\0';
+    *out_len = n;
+    return is_ascii || is_xml_utf8((const unsigned char *)out, n);
+}
+
+/* The stanza of span (wholly in d, d[0] at stream offset base) as shallow
+ * mode's libxml2 would build it, or NULL unless it is of the plain kind
+ * Hearth's own serializers write: an unprefixed ASCII name, attributes with
+ * unprefixed ASCII names, none twice and none a namespace declaration, each
+ * value quoted and within plain_value, and an end tag naming it. Anything
+ * else goes to libxml2. */
+static elem_t *read_plain(xstream_t *xs, const char *d, pos_t base, const span_t *span)
+{
+    const unsigned char *p = (const unsigned char *)d + (span->start - base);
+    bool is_empty = span->inner_start == span->start;
+    const unsigned char *tag_end =
+        (const unsigned char *)d + ((is_empty ? span->end : span->inner_start) - base);
+    tag_end -= is_empty ? 2 : 1; /* at "/>" or '>' */
+    size_t name_len = plain_name(++p, tag_end);
+    if (!name_len) return NULL;
+    const unsigned char *name = p;
+    p += name_len;
+    if (!is_empty) {
+        /* the end tag: "</" name blanks* ">" */
+        const unsigned char *e = (const unsigned char *)d + (span->inner_end - base);
+        const unsigned char *e_end = (const unsigned char *)d + (span->end - base) - 1;
+        if ((size_t)(e_end - e) < name_len + 2 || memcmp(e + 2, name, name_len) != 0) return NULL;
+        for (e += 2 + name_len; e < e_end; e++)
+            if (!is_blank(*e)) return NULL;
+    }
+    arena_t *a = xs->arena;
+    elem_t *el = arena_alloc(a, sizeof *el);
+    memset(el, 0, sizeof *el);
+    el->arena = a;
+    el->name = arena_strndup(a, (const char *)name, name_len);
+    el->ns = arena_strdup(a, xs->default_ns.len ? xs->default_ns.data : "");
+    attr_t **tail = &el->attrs;
+    for (;;) {
+        bool had_blank = false;
+        while (p < tag_end && is_blank(*p)) {
+            p++;
+            had_blank = true;
+        }
+        if (p == tag_end) break;
+        size_t n = plain_name(p, tag_end);
+        if (!n || !had_blank || (n == 5 && memcmp(p, "xmlns", 5) == 0)) return NULL;
+        const unsigned char *an = p;
+        p += n;
+        while (p < tag_end && is_blank(*p))
+            p++;
+        if (p == tag_end || *p++ != '=') return NULL;
+        while (p < tag_end && is_blank(*p))
+            p++;
+        if (p == tag_end || (*p != '\'' && *p != '"')) return NULL;
+        unsigned char quote = *p++;
+        const unsigned char *v = p;
+        while (p < tag_end && *p != quote)
+            p++;
+        if (p == tag_end) return NULL;
+        for (const attr_t *at = el->attrs; at; at = at->next)
+            if (strlen(at->name) == n && memcmp(at->name, an, n) == 0) return NULL;
+        attr_t *at = arena_alloc(a, sizeof *at);
+        at->name = arena_strndup(a, (const char *)an, n);
+        at->ns = NULL;
+        char *value = arena_alloc(a, (size_t)(p - v) + 1);
+        if (!plain_value(v, (size_t)(p - v), value, &at->value_len)) return NULL;
+        at->value = value;
+        at->next = NULL;
+        *tail = at;
+        tail = &at->next;
+        p++;
+    }
+    return el;
+}
+
 /* Feed d[i..stop) of the current slice (d[0] at stream offset base). When
  * skipping, the content of each stanza the scanner queued wholly inside the
  * slice is left out: libxml2 sees "<route …></route>", and its offsets
@@ -878,7 +1020,29 @@ static void lx_feed_slice(xstream_t *xs, const char *d, pos_t base, size_t i, si
             spans[k] = xs->queue[(xs->queue_head + k) % QUEUE_SIZE];
         for (unsigned k = 0; k < n; k++) {
             const span_t *s = &spans[k];
-            if (s->start < base + i || s->inner_end == s->inner_start) continue;
+            if (s->start < base + i) continue;
+            size_t start = (size_t)(s->start - base);
+            lx_feed(xs, d + i, start - i);
+            if (xs->status != XSTREAM_OK || xs->wants_reset || xs->wants_free) return;
+            i = start;
+            /* A plain stanza libxml2 need not see at all (read_plain): it
+             * leaves the queue here, in its turn, once libxml2 has parsed
+             * everything before it (text it still holds, waiting for a
+             * '<', is checked only when it sees the stanza's). */
+            const xmlParserInputPtr in = xs->ctxt->input;
+            bool is_drained = in->cur == in->end && xs->queue_len &&
+                              xs->queue[xs->queue_head].start == s->start;
+            elem_t *plain = is_drained ? read_plain(xs, d, base, s) : NULL;
+            if (plain) {
+                xs->queue_head = (xs->queue_head + 1) % QUEUE_SIZE;
+                xs->queue_len--;
+                xs->lx_delta += (long long)(s->end - s->start);
+                i = (size_t)(s->end - base);
+                hand_out(xs, s, plain);
+                if (xs->status != XSTREAM_OK || xs->wants_reset || xs->wants_free) return;
+                continue;
+            }
+            if (s->inner_end == s->inner_start) continue;
             size_t from = (size_t)(s->inner_start - base), to = (size_t)(s->inner_end - base);
             lx_feed(xs, d + i, from - i);
             if (xs->status != XSTREAM_OK || xs->wants_reset || xs->wants_free) return;
@@ -1043,6 +1207,7 @@ static void destroy(xstream_t *xs)
     lx_free(xs);
     buf_free(&xs->pending);
     buf_free(&xs->header);
+    buf_free(&xs->default_ns);
     buf_free(&xs->text);
     if (!xs->is_detached) arena_free(xs->arena);
     free(xs);
@@ -1065,6 +1230,7 @@ static void release(xstream_t *xs)
     lx_free(xs);
     buf_free(&xs->pending);
     buf_free(&xs->header);
+    buf_free(&xs->default_ns);
     buf_free(&xs->text);
     xs->queue_len = 0;
 }

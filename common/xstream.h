@@ -78,9 +78,12 @@ int xstream_hibernate(xstream_t *xs);
 /* Shallow mode only: libxml2 is no longer given the content of a stanza
  * whose bytes arrive within one feed, only its start and end tags (the
  * scanner still holds the content to the size, depth and attribute limits
- * and refuses comments, PIs and DTDs in it); a stanza split across feeds is
- * parsed whole as before. For a relay whose payloads are parsed again
- * before use or come from a serializer it trusts (the router). */
+ * and refuses comments, PIs and DTDs in it); a start tag of the plain kind
+ * Hearth's serializers write (ASCII names, no prefixes or namespace
+ * declarations, quoted values with only the five named references) is read
+ * without libxml2 at all. A stanza split across feeds is parsed whole as
+ * before. For a relay whose payloads are parsed again before use or come
+ * from a serializer it trusts (the router). */
 void xstream_skip_content(xstream_t *xs, bool on);
 /* Inside on_stanza: take the stanza's arena; the caller arena_free()s it.
  * The stanza tree stays valid; raw does not. */
