@@ -300,3 +300,23 @@ def test_an_idle_session_survives_a_router_crash(pair):
         assert_connected(carol)
     finally:
         carol.disconnect()
+
+
+def test_a_crash_leaves_its_stack_in_the_log(hearth_env):
+    """A daemon that crashes writes the signal and its stack to its log
+    (common/daemon.c, on_crash), then dies of that signal, so a supervisor
+    still sees what killed it. Sanitizer builds keep their own report."""
+    from hearth_env import Server
+    server = Server(hearth_env).start()
+    sm = server.sm
+    sm.proc.send_signal(signal.SIGSEGV)
+    status = sm.proc.wait(10)
+    sm.proc = None
+    with open(sm.log, errors="replace") as f:
+        text = f.read()
+    if "AddressSanitizer" in text:
+        return
+    assert status == -signal.SIGSEGV, status
+    assert "fatal signal; the stack, innermost first:" in text, text[-2000:]
+    frames = text.split("innermost first:\n", 1)[1].splitlines()
+    assert any("hearth-sm(" in line for line in frames), frames
