@@ -270,6 +270,7 @@ int daemon_switch_user(const config_t *config, char **err)
 #endif
 #endif
 
+#ifndef HAS_SANITIZER_REPORT
 static void on_crash(int signum)
 {
     static const char head[] = "fatal signal; the stack, innermost first:\n";
@@ -280,6 +281,7 @@ static void on_crash(int signum)
     signal(signum, SIG_DFL);
     raise(signum);
 }
+#endif
 
 static void report_crashes(void)
 {
