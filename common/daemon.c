@@ -281,11 +281,9 @@ static void on_crash(int signum)
     signal(signum, SIG_DFL);
     raise(signum);
 }
-#endif
 
 static void report_crashes(void)
 {
-#ifndef HAS_SANITIZER_REPORT
     void *frame;
     backtrace(&frame, 1);
     static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
@@ -294,8 +292,12 @@ static void report_crashes(void)
         sigemptyset(&sa.sa_mask);
         sigaction(fatal[i], &sa, NULL);
     }
-#endif
 }
+#else
+static void report_crashes(void)
+{
+}
+#endif
 
 void daemon_init(daemon_ctx_t *d, int argc, char **argv)
 {

@@ -110,7 +110,7 @@ struct xstream {
     xmlParserCtxtPtr ctxt;
     long long lx_delta; /* stream offset = libxml2 offset + lx_delta */
     bool is_lx_bloated; /* libxml2 had to buffer a lot: renew it */
-    bool is_skipping;   /* xstream_skip_content(): stanza content bypasses libxml2 */
+    bool is_skipping;   /* xstream_skip_content() in shallow mode: content bypasses libxml2 */
     bool is_replaying;  /* feeding the saved header to a new parser */
 
     scanner_t sc;
@@ -1013,7 +1013,7 @@ static elem_t *read_plain(xstream_t *xs, const char *d, pos_t base, const span_t
  * end of each stanza still checks against the scanner's span. */
 static void lx_feed_slice(xstream_t *xs, const char *d, pos_t base, size_t i, size_t stop)
 {
-    if (xs->is_skipping && xs->opts.shallow) {
+    if (xs->is_skipping) {
         span_t spans[QUEUE_SIZE]; /* libxml2's callbacks take them off the queue */
         unsigned n = xs->queue_len;
         for (unsigned k = 0; k < n; k++)
@@ -1316,7 +1316,7 @@ int xstream_hibernate(xstream_t *xs)
 
 void xstream_skip_content(xstream_t *xs, bool on)
 {
-    xs->is_skipping = on;
+    xs->is_skipping = on && xs->opts.shallow;
 }
 
 arena_t *xstream_detach(xstream_t *xs)

@@ -170,11 +170,7 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
     if (strcmp(stanza->name, "message") == 0) origin_attr(sm->origin, b);
     buf_appends(b, ">");
     if (stanza == sm->fan_of) {
-        if (!sm->is_fan_made) {
-            buf_reset(&sm->fan);
-            elem_serialize(stanza, NS_HEARTH_COMPONENT, &sm->fan);
-            sm->is_fan_made = true;
-        }
+        if (!sm->fan.len) elem_serialize(stanza, NS_HEARTH_COMPONENT, &sm->fan);
         buf_append(b, sm->fan.data, sm->fan.len);
     } else {
         elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
@@ -193,7 +189,7 @@ void sm_fanout_begin(sm_t *sm, const elem_t *stanza)
 {
     if (sm->fan_of) return;
     sm->fan_of = stanza;
-    sm->is_fan_made = false;
+    buf_reset(&sm->fan);
 }
 
 void sm_fanout_end(sm_t *sm, const elem_t *stanza)

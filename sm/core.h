@@ -73,8 +73,7 @@ struct sm {
 
     buf_t out; /* scratch for serializing routes */
     const elem_t *fan_of; /* the stanza of the fan-out under way (sm_fanout_begin) */
-    buf_t fan;            /* its serialization, once made */
-    bool is_fan_made;
+    buf_t fan;            /* its serialization, once made (empty before) */
 };
 
 /* Stanza namespaces we accept from routes; every stanza the sm handles is
