@@ -267,8 +267,8 @@ void preauth_free(client_t *cl);
 
 /* session.c */
 void session_bind(client_t *cl, elem_t *iq);
-/* A stanza from a bound client. */
-void session_stanza(client_t *cl, elem_t *stanza);
+/* A stanza from a bound client, with its bytes as received. */
+void session_stanza(client_t *cl, elem_t *stanza, const xstream_raw_t *raw);
 /* A route from the router, with its bytes as received. */
 void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw);
 /* The bind took too long. */

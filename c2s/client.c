@@ -563,12 +563,11 @@ static void charge_rate(client_t *cl)
 
 static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
 {
-    (void)raw;
     client_t *cl = ud;
     if (!client_is_open(cl)) return;
     charge_rate(cl);
     if (cl->state == CL_BOUND) {
-        session_stanza(cl, stanza);
+        session_stanza(cl, stanza, raw);
     } else if (cl->state == CL_BINDING) {
         client_fail(cl, "not-authorized", "wait for the bind result");
     } else {

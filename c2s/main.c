@@ -297,6 +297,7 @@ int main(int argc, char **argv)
     /* Its router secret is read before the switch (it may be root's). */
     c->comp = comp_new_from_config(c->loop, d.config, c->id, ROLE_C2S, &comp_cb, c);
     if (!c->comp) log_fatal("cannot set up the router link");
+    comp_set_shallow(c->comp); /* session.c reads routes from their bytes */
     /* Before the store: SQLite makes its -journal file later, and it
      * must be the user's. */
     daemon_drop_privileges(&d);

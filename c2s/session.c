@@ -26,10 +26,16 @@
  *
  * After binding, every client stanza is checked (RFC 6120 §8.1.2.1: a
  * from other than the session's JID, bare or full, is the stream error
- * invalid-from; an IQ without an id or type is answered bad-request), its
- * from is stamped with the full JID, and it goes to the sm as
- * <route to='DOMAIN' from='c2s-1' user='BARE' cid='…' sid='…'>stanza</route>.
- * Stanzas from the sm are written to the client in jabber:client.
+ * invalid-from; an IQ without an id or type is answered bad-request), and
+ * it goes to the sm as
+ * <route to='DOMAIN' from='c2s-1' user='BARE' cid='…' sid='…'>stanza</route>,
+ * the stanza as the client's bytes with xmlns='jabber:client' on its start
+ * tag (serialized from its tree only when it has a prefix, whose
+ * declaration may be outside it). Its from is stamped with the full JID by
+ * the sm (sm/deliver.c), the one place that does. Stanzas from the sm are
+ * written to the client in jabber:client; their routes arrive with the
+ * attributes only (comp_set_shallow), and one stanza in jabber:client as
+ * the sm writes it goes out as its bytes, unparsed.
  *
  * At-least-once (sm/ack.c tells the sm's side): every stanza route of a
  * session, both ways, carries seq='N', the session's next number in that
@@ -152,24 +158,17 @@ void session_table_free(c2s_t *c2s)
 
 /* ---- routes to the sm --------------------------------------------------- */
 
-static void attr(buf_t *b, const char *name, const char *value)
-{
-    buf_printf(b, " %s='", name);
-    xml_escape(b, value, strlen(value), true);
-    buf_appends(b, "'");
-}
-
 /* <route to=DOMAIN from=us user=USER [cid] [sid] [seq]> (cid, sid NULL and
  * seq 0: none). */
 static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
                        const char *sid, uint64_t seq)
 {
     buf_appends(b, "<route");
-    attr(b, "to", domain);
-    attr(b, "from", c2s->id);
-    attr(b, "user", user);
-    if (cid) attr(b, "cid", cid);
-    if (sid) attr(b, "sid", sid);
+    xml_attr(b, "to", domain);
+    xml_attr(b, "from", c2s->id);
+    xml_attr(b, "user", user);
+    if (cid) xml_attr(b, "cid", cid);
+    if (sid) xml_attr(b, "sid", sid);
     if (seq) {
         buf_appends(b, " seq='");
         buf_append_u64(b, seq);
@@ -185,10 +184,10 @@ static int send_session(c2s_t *c2s, const char *domain, const char *user, const 
     buf_reset(b);
     route_open(b, c2s, domain, user, cid, sid, 0);
     buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
-    attr(b, "action", action);
-    if (jid) attr(b, "jid", jid);
-    attr(b, "cid", cid);
-    if (sid) attr(b, "sid", sid);
+    xml_attr(b, "action", action);
+    if (jid) xml_attr(b, "jid", jid);
+    xml_attr(b, "cid", cid);
+    if (sid) xml_attr(b, "sid", sid);
     buf_appends(b, "/></route>");
     return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
 }
@@ -201,9 +200,9 @@ static int send_account(c2s_t *c2s, const char *domain, const char *action, cons
     buf_reset(b);
     route_open(b, c2s, domain, jid, NULL, NULL, 0);
     buf_appends(b, "<account xmlns='" NS_HEARTH_SESSION "'");
-    attr(b, "action", action);
-    attr(b, "jid", jid);
-    if (contact) attr(b, "contact", contact);
+    xml_attr(b, "action", action);
+    xml_attr(b, "jid", jid);
+    if (contact) xml_attr(b, "contact", contact);
     buf_appends(b, "/></route>");
     return c2s->comp ? comp_send_raw(c2s->comp, b->data, b->len) : -1;
 }
@@ -401,27 +400,66 @@ static buf_t *session_open(client_t *cl, const char *action)
     buf_reset(b);
     route_open(b, cl->c2s, cl->domain, cl->user, cl->cid, cl->sid, 0);
     buf_appends(b, "<session xmlns='" NS_HEARTH_SESSION "'");
-    attr(b, "action", action);
-    attr(b, "cid", cl->cid);
-    attr(b, "sid", cl->sid);
+    xml_attr(b, "action", action);
+    xml_attr(b, "cid", cl->cid);
+    xml_attr(b, "sid", cl->sid);
     return b;
 }
 
 int session_resume(client_t *cl)
 {
     buf_t *b = session_open(cl, "resume");
-    attr(b, "jid", jid_full(cl->jid));
+    xml_attr(b, "jid", jid_full(cl->jid));
     uint64_t next = cl->rq.head ? cl->rq.head->seq : cl->seq_out + 1;
     buf_printf(b, " h='%llu' next='%llu'", (unsigned long long)cl->seq_in,
                (unsigned long long)next);
-    if (cl->is_interested) attr(b, "roster", "true");
+    if (cl->is_interested) xml_attr(b, "roster", "true");
     buf_appends(b, ">");
     if (cl->presence) buf_append(b, cl->presence, cl->presence_len);
     buf_appends(b, "</session></route>");
     return comp_send_raw(cl->c2s->comp, b->data, b->len);
 }
 
-void session_stanza(client_t *cl, elem_t *stanza)
+/* Whether the start tag of raw (well-formed, libxml2 has read it)
+ * declares the default namespace. */
+static bool declares_default_ns(const xstream_raw_t *raw)
+{
+    const char *p = raw->data + 1, *end = raw->data + (raw->inner_len ? raw->inner_off : raw->len);
+    while (p < end && !xml_is_blank(*p) && *p != '>' && *p != '/')
+        p++; /* the name */
+    for (;;) {
+        while (p < end && xml_is_blank(*p))
+            p++;
+        if (p >= end || *p == '>' || *p == '/') return false;
+        const char *name = p;
+        while (p < end && !xml_is_blank(*p) && *p != '=')
+            p++;
+        if (p - name == 5 && memcmp(name, "xmlns", 5) == 0) return true;
+        while (p < end && *p != '\'' && *p != '"')
+            p++;
+        if (p >= end) return false;
+        const char *close = memchr(p + 1, *p, (size_t)(end - p - 1));
+        if (!close) return false;
+        p = close + 1;
+    }
+}
+
+/* A client's stanza in jabber:client, without prefixes, as it sent it:
+ * its bytes, which say their namespaces themselves once the default one
+ * is declared on the start tag. */
+static void client_bytes(buf_t *b, const elem_t *stanza, const xstream_raw_t *raw)
+{
+    if (declares_default_ns(raw)) {
+        buf_append(b, raw->data, raw->len);
+        return;
+    }
+    size_t n = 1 + strlen(stanza->name); /* "<message" */
+    buf_append(b, raw->data, n);
+    buf_appends(b, " xmlns='" NS_CLIENT "'");
+    buf_append(b, raw->data + n, raw->len - n);
+}
+
+void session_stanza(client_t *cl, elem_t *stanza, const xstream_raw_t *raw)
 {
     c2s_t *c2s = cl->c2s;
     if (!stanza->ns || strcmp(stanza->ns, NS_CLIENT) != 0 ||
@@ -459,12 +497,14 @@ void session_stanza(client_t *cl, elem_t *stanza)
             }
         }
     }
-    elem_set_attr(stanza, "from", jid_full(cl->jid));
     buf_t *b = &c2s->scratch;
     buf_reset(b);
     route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, cl->seq_out + 1);
     size_t at = b->len;
-    elem_serialize_stanza(stanza, NS_CLIENT, b);
+    if (raw->has_prefixes)
+        elem_serialize_stanza(stanza, NS_CLIENT, b);
+    else
+        client_bytes(b, stanza, raw);
     remember(cl, stanza, b->data + at, b->len - at);
     buf_appends(b, "</route>");
     if (hold_send(cl, cl->seq_out + 1, b->data, b->len)) {
@@ -648,8 +688,8 @@ static void handle_ack(c2s_t *c2s, const elem_t *ack)
 static void ack_entry(buf_t *b, const client_t *cl)
 {
     buf_appends(b, "<a");
-    attr(b, "cid", cl->cid);
-    attr(b, "sid", cl->sid);
+    xml_attr(b, "cid", cl->cid);
+    xml_attr(b, "sid", cl->sid);
     buf_printf(b, " h='%llu'/>", (unsigned long long)cl->seq_in);
 }
 
@@ -731,35 +771,13 @@ static void refuse(c2s_t *c2s, const elem_t *route, const char *why)
              from ? from : "?", role ? role : "none", why);
 }
 
-void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
+/* A stanza for a client of this c2s: written out as the sm serialized
+ * it. payload is its tree (a route parsed again), or NULL for the bytes
+ * of a jabber:client stanza of kind kind (client_stanza_kind). */
+static void to_client(c2s_t *c2s, client_t *cl, const elem_t *route, const elem_t *payload,
+                      int kind, const xstream_raw_t *raw)
 {
-    elem_t *payload = elem_first(route);
     const char *cid = elem_attr(route, "cid");
-    bool is_session = payload && elem_is(payload, NS_HEARTH_SESSION, "session");
-    if (!cid && is_session) cid = elem_attr(payload, "cid");
-    comp_role_t role = comp_route_role(route);
-    const char *type = elem_attr(route, "type");
-    bool is_bounce = type && strcmp(type, "error") == 0;
-    if (is_bounce ? role != ROLE_ROUTER : role != ROLE_SM) {
-        refuse(c2s, route,
-               is_bounce ? "a route error not from the router"
-                         : "routes for clients come from the sm");
-        return;
-    }
-    client_t *cl = table_find(c2s, cid);
-    if (is_bounce) {
-        handle_bounce(c2s, cl, payload);
-        return;
-    }
-    if (!payload) return;
-    if (is_session) {
-        handle_session(c2s, cl, route, payload);
-        return;
-    }
-    if (elem_is(payload, NS_HEARTH_SESSION, "ack")) {
-        handle_ack(c2s, payload);
-        return;
-    }
     if (!cl || cl->state != CL_BOUND || !client_is_open(cl)) {
         log_debug("%s: stanza for %s, which is not connected here", c2s->id,
                   cid ? cid : "(no cid)");
@@ -778,17 +796,79 @@ void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
         cl->seq_in = n;
     }
     if (origin && is_seen(cl, origin)) return; /* made again by a new sm */
-    int kind = metric_kind(payload->name);
     if (kind >= 0) metric_inc(&c2s_metrics.stanzas_out[kind]);
-    /* A jabber:client payload as the sm serialized it (declaring that
-     * namespace, which the client stream has too) goes out as it came, not
-     * serialized again; another stanza namespace (a component's, a remote
-     * server's) must become the stream's, as client_send writes it. */
-    if (payload == route->children && !payload->next && raw->inner_len &&
-        strcmp(payload->ns, NS_CLIENT) == 0)
-        client_write(cl, raw->data + raw->inner_off, raw->inner_len);
-    else
+    /* A jabber:client payload (declaring that namespace, which the client
+     * stream has too) goes out as it came, not serialized again; another
+     * stanza namespace (a component's, a remote server's) must become the
+     * stream's, as client_send writes it. */
+    if (payload)
         client_send(cl, payload);
+    else
+        client_write(cl, raw->data + raw->inner_off, raw->inner_len);
+}
+
+/* The kind (metric_kind) of the route's payload when it is one stanza in
+ * jabber:client as the sm writes it, "<NAME xmlns='jabber:client'" first
+ * and "</NAME>" or "/>" last; else -1, and the route is parsed again. The
+ * payload itself was not given to libxml2 (comp_set_shallow): the sm
+ * serialized it from a tree it parsed. */
+static int client_stanza_kind(const xstream_raw_t *raw)
+{
+    static const char ns[] = " xmlns='" NS_CLIENT "'";
+    const char *p = raw->data + raw->inner_off, *end = p + raw->inner_len;
+    if (raw->inner_len < 2 || *p != '<' || end[-1] != '>') return -1;
+    for (int kind = 0; kind < METRIC_KINDS; kind++) {
+        const char *name = metric_kind_names[kind];
+        size_t n = strlen(name);
+        if ((size_t)(end - p) < 1 + n + sizeof ns - 1 + 2 || memcmp(p + 1, name, n) != 0 ||
+            memcmp(p + 1 + n, ns, sizeof ns - 1) != 0)
+            continue;
+        const char *after = p + 1 + n + sizeof ns - 1;
+        if (*after != ' ' && *after != '>' && *after != '/') return -1;
+        if (end[-2] == '/') return kind;
+        if ((size_t)(end - after) < n + 3 || memcmp(end - n - 3, "</", 2) != 0 ||
+            memcmp(end - n - 1, name, n) != 0)
+            return -1;
+        return kind;
+    }
+    return -1;
+}
+
+/* Routes arrive with their attributes only (comp_set_shallow): a stanza
+ * for a client is written from its bytes; anything else (the session
+ * protocol, acks, bounces, another namespace) is parsed again first. */
+void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
+{
+    comp_role_t role = comp_route_role(route);
+    const char *type = elem_attr(route, "type");
+    bool is_bounce = type && strcmp(type, "error") == 0;
+    if (is_bounce ? role != ROLE_ROUTER : role != ROLE_SM) {
+        refuse(c2s, route,
+               is_bounce ? "a route error not from the router"
+                         : "routes for clients come from the sm");
+        return;
+    }
+    int kind = is_bounce ? -1 : client_stanza_kind(raw);
+    if (kind >= 0) {
+        to_client(c2s, table_find(c2s, elem_attr(route, "cid")), route, NULL, kind, raw);
+        return;
+    }
+    arena_t *a = arena_new(0);
+    route = xml_parse_fragment(a, raw->data, raw->len, NS_HEARTH_COMPONENT);
+    elem_t *payload = route ? elem_first(route) : NULL;
+    const char *cid = route ? elem_attr(route, "cid") : NULL;
+    bool is_session = payload && elem_is(payload, NS_HEARTH_SESSION, "session");
+    if (!cid && is_session) cid = elem_attr(payload, "cid");
+    client_t *cl = table_find(c2s, cid);
+    if (is_bounce)
+        handle_bounce(c2s, cl, payload);
+    else if (is_session)
+        handle_session(c2s, cl, route, payload);
+    else if (payload && elem_is(payload, NS_HEARTH_SESSION, "ack"))
+        handle_ack(c2s, payload);
+    else if (payload)
+        to_client(c2s, cl, route, payload, metric_kind(payload->name), raw);
+    arena_free(a);
 }
 
 /* ---- the end of sessions -------------------------------------------------- */

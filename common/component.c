@@ -102,6 +102,11 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
     return c;
 }
 
+void comp_set_shallow(comp_t *c)
+{
+    c->is_shallow = true;
+}
+
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
                              comp_role_t role, const comp_cb_t *cb, void *ud)
 {
@@ -308,6 +313,7 @@ static void on_connect(conn_t *conn, int status)
     if (!c || status < 0) return; /* on_close follows and schedules the retry */
     xstream_opts_t opts = {.max_stanza = c->max_stanza, .shallow = c->is_shallow};
     c->xs = xstream_new(&opts, &stream_cb, c);
+    xstream_skip_content(c->xs, c->is_shallow);
     open_stream(c);
 }
 

@@ -53,7 +53,10 @@ typedef struct comp_opts {
     const char *tls_name; /* the name its certificate must carry */
     size_t max_stanza;    /* 0: 1 MiB */
     bool shallow;         /* routes arrive with their attributes only; the
-                           * payload is in raw (relays that don't read it) */
+                           * payload is in raw (relays that don't read it),
+                           * and libxml2 is not given it (xstream_skip_content):
+                           * what the router sends is well-formed, from
+                           * Hearth's own daemons or parsed by the router */
 } comp_opts_t;
 
 /* Bind flags (DESIGN.md): catch-all route, user-sharded name. */
@@ -69,6 +72,8 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
  * neither. The daemon reads no other account's secret. */
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
                              comp_role_t role, const comp_cb_t *cb, void *ud);
+/* Before comp_start: routes arrive as with comp_opts_t.shallow. */
+void comp_set_shallow(comp_t *c);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);

@@ -35,6 +35,7 @@
 #include <libxml/tree.h>
 
 #include "log.h"
+#include "xml.h"
 
 /* hearth.xml is a few kilobytes; anything this large is a mistake. */
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
@@ -278,11 +279,6 @@ static void fail(struct parse *p, const char *file, int line, const char *fmt, .
         snprintf(p->err, size, "%s: %s", file, msg);
 }
 
-static bool is_blank(int c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 /* SAX: a DOCTYPE. Stop right there: no DTD, no entities. */
 static void on_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id,
                        const xmlChar *system_id)
@@ -303,7 +299,7 @@ static void on_xml_error(void *ctx, xmlErrorPtr e)
     if (!p || !e || e->level < XML_ERR_ERROR || p->xml_err[0]) return;
     snprintf(p->xml_err, sizeof p->xml_err, "%s", e->message ? e->message : "not well-formed XML");
     size_t n = strlen(p->xml_err);
-    while (n && is_blank(p->xml_err[n - 1]))
+    while (n && xml_is_blank(p->xml_err[n - 1]))
         p->xml_err[--n] = '\0';
     if (!n) snprintf(p->xml_err, sizeof p->xml_err, "not well-formed XML");
     p->xml_err_line = e->line;
@@ -342,14 +338,14 @@ static void note_lines(struct parse *p, xmlParserCtxtPtr ctxt, xmlNodePtr node)
 
     const xmlChar *q = lt + 1;
     int l = line;
-    while (q < cur && !is_blank(*q) && *q != '>' && *q != '/')
+    while (q < cur && !xml_is_blank(*q) && *q != '>' && *q != '/')
         q++;
     for (;;) {
-        while (q < cur && is_blank(*q))
+        while (q < cur && xml_is_blank(*q))
             l += *q++ == '\n';
         if (q >= cur || *q == '>' || *q == '/') break;
         const xmlChar *name = q;
-        while (q < cur && !is_blank(*q) && *q != '=')
+        while (q < cur && !xml_is_blank(*q) && *q != '=')
             q++;
         size_t name_len = (size_t)(q - name);
         for (xmlAttrPtr a = node->properties; a; a = a->next) {
@@ -391,7 +387,7 @@ static void on_text(void *ctx, const xmlChar *ch, int len)
     struct elem_info *info = &p->info[(uintptr_t)node->_private - 1];
     if (info->text_line) return;
     int i = 0;
-    while (i < len && is_blank(ch[i]))
+    while (i < len && xml_is_blank(ch[i]))
         i++;
     if (i == len) return;
     int line = ctxt->input->line;
@@ -461,9 +457,9 @@ static char *value_text(struct parse *p, const char *file, xmlNodePtr el, const 
         }
     }
     size_t start = 0;
-    while (start < len && is_blank(v[start]))
+    while (start < len && xml_is_blank(v[start]))
         start++;
-    while (len > start && is_blank(v[len - 1]))
+    while (len > start && xml_is_blank(v[len - 1]))
         len--;
     memmove(v, v + start, len - start);
     v[len - start] = '\0';
@@ -513,7 +509,7 @@ static int walk_section(struct parse *p, const char *file, xmlNodePtr el, const 
         case XML_TEXT_NODE:
         case XML_CDATA_SECTION_NODE:
             for (const xmlChar *t = n->content; t && *t; t++) {
-                if (!is_blank(*t)) {
+                if (!xml_is_blank(*t)) {
                     fail(p, file, text_line(p, el, n), "%s: a section holds elements, not text",
                          *path ? path : "hearth");
                     return -1;

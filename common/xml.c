@@ -137,7 +137,8 @@ void elem_unlink(elem_t *e)
 
 static bool attr_matches(const attr_t *a, const char *ns, const char *name)
 {
-    if (strcmp(a->name, name) != 0) return false;
+    /* The first byte tells most names apart without a call. */
+    if (a->name[0] != name[0] || strcmp(a->name, name) != 0) return false;
     if (!ns) return a->ns == NULL;
     return a->ns && strcmp(a->ns, ns) == 0;
 }
@@ -317,6 +318,13 @@ static void write_attr_value(buf_t *out, const char *value, size_t len)
     buf_append(out, "'", 1);
 }
 
+void xml_attr(buf_t *out, const char *name, const char *value)
+{
+    buf_append(out, " ", 1);
+    buf_appends(out, name);
+    write_attr_value(out, value, strlen(value));
+}
+
 static void write_attrs(buf_t *out, const elem_t *e)
 {
     unsigned index = 0;
@@ -454,17 +462,12 @@ static void fragment_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
     if (f->is_exact) f->result = elem_copy(f->arena, stanza);
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns)
 {
     size_t lead = 0, end = len;
-    while (lead < len && is_blank(data[lead]))
+    while (lead < len && xml_is_blank(data[lead]))
         lead++;
-    while (end > lead && is_blank(data[end - 1]))
+    while (end > lead && xml_is_blank(data[end - 1]))
         end--;
     if (lead == end || data[lead] != '<') return NULL;
 

@@ -80,6 +80,13 @@ void elem_serialize(const elem_t *e, const char *parent_ns, buf_t *out);
 void elem_serialize_stanza(const elem_t *e, const char *content_ns, buf_t *out);
 /* Escape text (quotes too when is_attr) onto out. */
 void xml_escape(buf_t *out, const char *s, size_t len, bool is_attr);
+/* Append ` name='value'`, the value escaped. */
+void xml_attr(buf_t *out, const char *name, const char *value);
+/* XML's white space (the S production). */
+static inline bool xml_is_blank(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 /* Parse one element from data (whose unprefixed elements are in default_ns)
  * into arena a, under the same restrictions as a stream (no DTD, comments,

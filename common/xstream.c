@@ -126,6 +126,7 @@ struct xstream {
 
     arena_t *arena;
     unsigned depth; /* elements open per libxml2 */
+    bool has_prefixes; /* xstream_raw_t's, for the stanza being parsed */
     elem_t *stanza;
     elem_t *cur;
     buf_t text; /* character data not yet made a node */
@@ -184,11 +185,6 @@ static inline size_t find3(const unsigned char *d, size_t i, size_t end, unsigne
     return i;
 }
 
-static bool is_blank(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 static void scanner_init(scanner_t *sc)
 {
     memset(sc, 0, sizeof *sc);
@@ -245,7 +241,7 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i, xs
         switch (sc->state) {
         case SC_PROLOG:
         case SC_CLOSED:
-            while (i < end && is_blank(d[i]))
+            while (i < end && xml_is_blank(d[i]))
                 i++;
             if (i == end) break;
             if (sc->state == SC_CLOSED || d[i] != '<') STOP(XSTREAM_NOT_WELL_FORMED);
@@ -421,7 +417,7 @@ static size_t scan(xstream_t *xs, const unsigned char *d, size_t n, size_t i, xs
                 if (c != (unsigned char)xml[sc->matched]) STOP(XSTREAM_RESTRICTED_XML);
                 sc->matched++;
             } else {
-                if (!is_blank(c)) STOP(XSTREAM_RESTRICTED_XML);
+                if (!xml_is_blank(c)) STOP(XSTREAM_RESTRICTED_XML);
                 sc->state = SC_XMLDECL;
                 sc->matched = 0;
             }
@@ -584,6 +580,11 @@ static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
         }
         return;
     }
+    if (prefix && strcmp((const char *)prefix, "xml") != 0) xs->has_prefixes = true;
+    for (int k = 0; k < nb_attributes && !xs->has_prefixes; k++) {
+        const xmlChar *p = attributes[5 * k + 1];
+        xs->has_prefixes = p && strcmp((const char *)p, "xml") != 0;
+    }
     if (depth == 1) {
         xs->ns_cached = 0;
         xs->stanza = xs->cur = make_elem(xs, localname, uri, nb_attributes, attributes);
@@ -612,6 +613,8 @@ static void hand_out(xstream_t *xs, const span_t *span, elem_t *stanza)
     raw.len = (size_t)(span->end - span->start);
     raw.inner_off = (size_t)(span->inner_start - span->start);
     raw.inner_len = (size_t)(span->inner_end - span->inner_start);
+    raw.has_prefixes = xs->has_prefixes || xs->is_skipping;
+    xs->has_prefixes = false;
     xs->stanza = xs->cur = NULL;
     if (xs->cb.on_stanza) {
         xs->is_in_callback = true;
@@ -847,6 +850,7 @@ static void lx_new(xstream_t *xs)
     xs->lx_delta = 0;
     xs->is_lx_bloated = false;
     xs->depth = 0;
+    xs->has_prefixes = false;
 }
 
 static void lx_free(xstream_t *xs)
@@ -959,7 +963,7 @@ static elem_t *read_plain(xstream_t *xs, const char *d, pos_t base, const span_t
         const unsigned char *e_end = (const unsigned char *)d + (span->end - base) - 1;
         if ((size_t)(e_end - e) < name_len + 2 || memcmp(e + 2, name, name_len) != 0) return NULL;
         for (e += 2 + name_len; e < e_end; e++)
-            if (!is_blank(*e)) return NULL;
+            if (!xml_is_blank(*e)) return NULL;
     }
     arena_t *a = xs->arena;
     elem_t *el = arena_alloc(a, sizeof *el);
@@ -970,7 +974,7 @@ static elem_t *read_plain(xstream_t *xs, const char *d, pos_t base, const span_t
     attr_t **tail = &el->attrs;
     for (;;) {
         bool had_blank = false;
-        while (p < tag_end && is_blank(*p)) {
+        while (p < tag_end && xml_is_blank(*p)) {
             p++;
             had_blank = true;
         }
@@ -979,10 +983,10 @@ static elem_t *read_plain(xstream_t *xs, const char *d, pos_t base, const span_t
         if (!n || !had_blank || (n == 5 && memcmp(p, "xmlns", 5) == 0)) return NULL;
         const unsigned char *an = p;
         p += n;
-        while (p < tag_end && is_blank(*p))
+        while (p < tag_end && xml_is_blank(*p))
             p++;
         if (p == tag_end || *p++ != '=') return NULL;
-        while (p < tag_end && is_blank(*p))
+        while (p < tag_end && xml_is_blank(*p))
             p++;
         if (p == tag_end || (*p != '\'' && *p != '"')) return NULL;
         unsigned char quote = *p++;

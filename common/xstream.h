@@ -32,6 +32,10 @@ typedef struct xstream_raw {
     size_t len;
     size_t inner_off;   /* its content: the bytes between start and end tag */
     size_t inner_len;   /* (0 for an empty element <x/>) */
+    /* An element or attribute of it has a prefix other than xml: (its
+     * bytes alone may not say its namespaces); always true when its content
+     * was skipped (xstream_skip_content). */
+    bool has_prefixes;
 } xstream_raw_t;
 
 typedef struct xstream_cb {

@@ -50,9 +50,7 @@ int header_bounce(buf_t *b, const elem_t *route, const xstream_raw_t *raw, const
             name = "from";
         else if (strcmp(name, "from") == 0)
             name = "to";
-        buf_printf(b, " %s='", name);
-        xml_escape(b, at->value, at->value_len, true);
-        buf_appends(b, "'");
+        xml_attr(b, name, at->value);
     }
     buf_printf(b, " type='error' error='%s'>", condition);
     buf_append(b, raw->data + raw->inner_off, raw->inner_len);

@@ -62,10 +62,7 @@ void s2s_dialback_key(const s2s_t *s, const char *receiving, const char *origina
 
 static void append_attr(buf_t *b, const char *name, const char *value)
 {
-    if (!value) return;
-    buf_printf(b, " %s='", name);
-    xml_escape(b, value, strlen(value), true);
-    buf_appends(b, "'");
+    if (value) xml_attr(b, name, value);
 }
 
 void s2s_dialback_xml(buf_t *b, const char *name, const char *from, const char *to, const char *id,

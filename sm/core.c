@@ -140,23 +140,16 @@ void sm_pkt_release(sm_pkt_t *pkt)
 
 /* ---- sending ---------------------------------------------------------- */
 
-static void attr_out(buf_t *b, const char *name, const char *value)
-{
-    buf_printf(b, " %s='", name);
-    xml_escape(b, value, strlen(value), true);
-    buf_appends(b, "'");
-}
-
 void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
 {
     buf_t *b = &sm->out;
     buf_reset(b);
     buf_appends(b, "<route");
-    attr_out(b, "to", sess->c2s);
-    attr_out(b, "from", jid_domain(sess->jid));
-    attr_out(b, "user", jid_bare(sess->jid));
-    attr_out(b, "cid", sess->cid);
-    attr_out(b, "sid", sess->sid);
+    xml_attr(b, "to", sess->c2s);
+    xml_attr(b, "from", jid_domain(sess->jid));
+    xml_attr(b, "user", jid_bare(sess->jid));
+    xml_attr(b, "cid", sess->cid);
+    xml_attr(b, "sid", sess->sid);
     /* The session protocol's own elements (started, ended) are not
      * numbered, kept nor sent again: only stanzas are (ack.c). */
     bool is_stanza = !(stanza->ns && strcmp(stanza->ns, NS_HEARTH_SESSION) == 0);

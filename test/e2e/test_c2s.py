@@ -404,6 +404,54 @@ def test_chat_between_two_clients(server):
     bob.disconnect()
 
 
+def raw_session(server, user, header_extra=""):
+    """A Raw client logged in as user (registered first) and bound, whose
+    stream header after authentication adds header_extra (namespace
+    declarations); returns it and its full JID."""
+    register(server, user)
+    raw = Raw(server)
+    raw.open()
+    raw.starttls()
+    raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+             f"{plain(user, PASSWORD)}</auth>")
+    raw.read_until(r"<success[^>]*(/>|</success>)")
+    raw.send("<stream:stream to='localhost' xmlns='jabber:client' "
+             f"xmlns:stream='http://etherx.jabber.org/streams' {header_extra} version='1.0'>")
+    raw.read_until(r"</stream:features>")
+    raw.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+             "<resource>raw</resource></bind></iq>")
+    return raw, raw.read_until(r"<jid>([^<]+)</jid>")[1]
+
+
+def test_a_stanza_arrives_whole_whatever_namespaces_its_sender_declared(server):
+    """The c2s forwards a client's stanza as its bytes unless a prefix in it
+    may be declared outside it (here on the stream header): those are
+    serialized from their tree. Either way the recipient gets the same
+    stanza, stamped with the sender's full JID, and the links behind the
+    c2s (which would break on an unbound prefix) carry on."""
+    bob = login(server, "bob")
+    raw, alice = raw_session(server, "alice", "xmlns:x='urn:example:x'")
+    sent = [
+        ("one", "{urn:example:x}thing",
+         f"<message to='{bob.bound_jid}' type='chat'><body>one</body><x:thing/></message>"),
+        ("two & A", None, f"<message xmlns='jabber:client' to='{bob.bound_jid}' type='chat'>"
+                          "<body>two &amp; &#x41;</body></message>"),
+        ("<three>", None, f'<message to="{bob.bound_jid}" type="chat" from="alice@localhost">'
+                          "<body><![CDATA[<three>]]></body></message>"),
+        ("four", "{urn:example:y}z", f"<message to='{bob.bound_jid}' type='chat'>"
+                                     "<y:z xmlns:y='urn:example:y'/><body>four</body></message>"),
+        ("five", None, f"<message to='{bob.bound_jid}' type='chat' x:attr='v'>"
+                       "<body>five</body></message>"),
+    ]
+    for body, child, xml in sent:
+        raw.send(xml)
+        msg = bob.wait_message(lambda m, body=body: m["body"] == body)
+        assert str(msg["from"]) == alice
+        assert child is None or msg.xml.find(child) is not None, str(msg)
+    assert_chat_works(server)
+    bob.disconnect()
+
+
 @pytest.mark.server(**{"c2s.idle-release": "1s"})
 def test_quiet_clients_chat_on_after_their_parser_is_released(server):
     alice, bob = login(server, "alice"), login(server, "bob")

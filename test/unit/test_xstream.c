@@ -30,6 +30,7 @@ typedef struct record {
     arena_t *detached[8];
     elem_t *kept[8];
     unsigned ndetached;
+    unsigned prefixed; /* bit i: stanza i (from 0) had raw->has_prefixes */
 } record_t;
 
 static void rec_open(void *ud, elem_t *header, const char *default_ns)
@@ -45,6 +46,7 @@ static void rec_open(void *ud, elem_t *header, const char *default_ns)
 static void rec_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
 {
     record_t *r = ud;
+    if (raw->has_prefixes && r->stanzas < 32) r->prefixed |= 1u << r->stanzas;
     r->stanzas++;
     size_t used = arena_used(stanza->arena);
     if (used > r->max_arena) r->max_arena = used;
@@ -238,6 +240,34 @@ static void test_several_stanzas_and_close(void)
     is_int(feed_str(r.xs, "\n "), XSTREAM_OK, "whitespace_after_close_accepted");
     is_int(feed_str(r.xs, "<x/>"), XSTREAM_NOT_WELL_FORMED, "element_after_close_refused");
     rec_free(&r);
+}
+
+/* has_prefixes: a prefix other than xml: anywhere in the stanza, on an
+ * element or an attribute, whether declared in it or outside (on the
+ * header); in full and in shallow mode, and anew for each stanza. */
+static void test_prefixes_are_told(void)
+{
+    static const char stanzas[] =
+        "<message to='a' xml:lang='en'><body>plain</body></message>"      /* 0: no */
+        "<message to='a'><x:q xmlns:x='urn:x'/></message>"                 /* 1: yes */
+        "<iq type='get'><query xmlns='urn:q'/></iq>"                       /* 2: no */
+        "<presence h:a='1'/>"                                               /* 3: yes */
+        "<message><body><h:b/></body></message>"                            /* 4: yes */
+        "<s:features/>"                                                     /* 5: yes */
+        "<message xmlns='jabber:client'><body>plain</body></message>";     /* 6: no */
+    for (int shallow = 0; shallow <= 1; shallow++) {
+        record_t r;
+        is_int(parse_all(&r,
+                         "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/"
+                         "streams' xmlns:h='urn:h'>",
+                         0, shallow),
+               XSTREAM_OK, "prefixes_header");
+        is_int(feed_str(r.xs, stanzas), XSTREAM_OK, "prefixes_stanzas_parse");
+        is_int((int)r.stanzas, 7, "prefixes_seven_stanzas");
+        is_int((int)r.prefixed, (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5),
+               shallow ? "prefixes_told_in_shallow_mode" : "prefixes_told_in_full_mode");
+        rec_free(&r);
+    }
 }
 
 static void test_shallow_mode(void)
@@ -986,6 +1016,7 @@ int main(void)
     test_raw_bytes_tricky_cases();
     test_entities_and_references();
     test_several_stanzas_and_close();
+    test_prefixes_are_told();
     test_shallow_mode();
     test_skip_content();
     test_split_at_every_byte();
