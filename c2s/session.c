@@ -854,7 +854,7 @@ void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
         return;
     }
     arena_t *a = arena_new(0);
-    route = xml_parse_fragment(a, raw->data, raw->len, NS_HEARTH_COMPONENT);
+    route = comp_reparse(c2s->comp, a, raw);
     elem_t *payload = route ? elem_first(route) : NULL;
     const char *cid = route ? elem_attr(route, "cid") : NULL;
     bool is_session = payload && elem_is(payload, NS_HEARTH_SESSION, "session");

@@ -42,6 +42,7 @@ struct comp {
     tls_ctx_t *tls;
     size_t max_stanza;
     bool is_shallow, is_paused;
+    xml_reparser_t *reparser; /* shallow: routes and control parsed again */
     comp_state_t state;
     conn_t *conn;
     xstream_t *xs;
@@ -105,6 +106,13 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
 void comp_set_shallow(comp_t *c)
 {
     c->is_shallow = true;
+}
+
+elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw)
+{
+    if (!c->reparser && !(c->reparser = xml_reparser_new(NS_HEARTH_COMPONENT, c->max_stanza)))
+        log_fatal("out of memory");
+    return xml_reparse(c->reparser, a, raw->data, raw->len);
 }
 
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
@@ -481,7 +489,7 @@ static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
     }
     /* A shallow stream has no children: parse the element again in full. */
     arena_t *a = arena_new(0);
-    elem_t *full = xml_parse_fragment(a, raw->data, raw->len, NS_HEARTH_COMPONENT);
+    elem_t *full = comp_reparse(c, a, raw);
     if (full)
         handle_control(c, full);
     else
@@ -538,6 +546,7 @@ void comp_free(comp_t *c)
         conn_close(c->conn);
     }
     if (c->xs) xstream_free(c->xs);
+    xml_reparser_free(c->reparser);
     if (c->sasl) sasl_free(c->sasl);
     while (c->names) {
         comp_name_t *n = c->names;

@@ -74,6 +74,9 @@ comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char
                              comp_role_t role, const comp_cb_t *cb, void *ud);
 /* Before comp_start: routes arrive as with comp_opts_t.shallow. */
 void comp_set_shallow(comp_t *c);
+/* A shallow route (or other element) of this link parsed in full into a,
+ * by one parser kept for the link; NULL if it is not one element. */
+elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);

@@ -15,6 +15,7 @@
  * inside a synthetic root, so a fragment obeys exactly a stream's rules. */
 #include "xml.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "xmpp.h"
@@ -445,51 +446,94 @@ void elem_serialize_stanza(const elem_t *e, const char *content_ns, buf_t *out)
 
 /* ---- fragments --------------------------------------------------------- */
 
-typedef struct fragment {
+/* A stream (xstream.c) whose root is a synthetic <fragment>, fed one
+ * fragment at a time. It stays open from one fragment to the next, so one
+ * libxml2 parser serves many; anything but exactly one element, or an
+ * error, ends it, and the next fragment gets a new one. */
+struct xml_reparser {
+    buf_t root; /* the synthetic root's start tag */
+    size_t max;
+    xstream_t *xs;
+    /* the fragment being parsed */
     arena_t *arena;
-    const char *start; /* the first non-blank byte of the input */
-    size_t len;        /* up to the last non-blank byte */
+    const char *start; /* its first non-blank byte */
+    size_t len;        /* up to its last non-blank byte */
     elem_t *result;
     unsigned count;
     bool is_exact;
-} fragment_t;
+};
 
 static void fragment_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
 {
-    fragment_t *f = ud;
-    if (++f->count != 1) return;
-    f->is_exact = raw->data == f->start && raw->len == f->len;
-    if (f->is_exact) f->result = elem_copy(f->arena, stanza);
+    xml_reparser_t *r = ud;
+    if (++r->count != 1) return;
+    r->is_exact = raw->data == r->start && raw->len == r->len;
+    if (r->is_exact) r->result = elem_copy(r->arena, stanza);
 }
 
-elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns)
+xml_reparser_t *xml_reparser_new(const char *default_ns, size_t max)
+{
+    xml_reparser_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    buf_init(&r->root);
+    /* The stream: prefix is bound as in every XMPP stream, so an element
+     * cut from one (<stream:features/>) parses on its own. */
+    buf_appends(&r->root, "<fragment xmlns:stream='" NS_STREAMS "'");
+    if (default_ns && *default_ns) {
+        buf_appends(&r->root, " xmlns");
+        write_attr_value(&r->root, default_ns, strlen(default_ns));
+    }
+    buf_append(&r->root, ">", 1);
+    r->max = max;
+    return r;
+}
+
+void xml_reparser_free(xml_reparser_t *r)
+{
+    if (!r) return;
+    if (r->xs) xstream_free(r->xs);
+    buf_free(&r->root);
+    free(r);
+}
+
+elem_t *xml_reparse(xml_reparser_t *r, arena_t *a, const char *data, size_t len)
 {
     size_t lead = 0, end = len;
     while (lead < len && xml_is_blank(data[lead]))
         lead++;
     while (end > lead && xml_is_blank(data[end - 1]))
         end--;
-    if (lead == end || data[lead] != '<') return NULL;
-
-    fragment_t f = {a, data + lead, end - lead, NULL, 0, false};
-    buf_t root = BUF_INIT;
-    /* The stream: prefix is bound as in every XMPP stream, so an element
-     * cut from one (<stream:features/>) parses on its own. */
-    buf_appends(&root, "<fragment xmlns:stream='" NS_STREAMS "'");
-    if (default_ns && *default_ns) {
-        buf_appends(&root, " xmlns");
-        write_attr_value(&root, default_ns, strlen(default_ns));
+    if (lead == end || data[lead] != '<' || len > r->max) return NULL;
+    if (!r->xs) {
+        xstream_opts_t opts = {r->max + r->root.len + 64, 64, false};
+        xstream_cb_t cb = {NULL, fragment_stanza, NULL};
+        r->xs = xstream_new(&opts, &cb, r);
+        if (xstream_feed(r->xs, r->root.data, r->root.len) != XSTREAM_OK) {
+            xstream_free(r->xs);
+            r->xs = NULL;
+            return NULL;
+        }
     }
-    buf_append(&root, ">", 1);
+    r->arena = a;
+    r->start = data + lead;
+    r->len = end - lead;
+    r->result = NULL;
+    r->count = 0;
+    r->is_exact = false;
+    xstream_status_t st = xstream_feed(r->xs, data, len);
+    elem_t *result = st == XSTREAM_OK && r->count == 1 && r->is_exact ? r->result : NULL;
+    if (!result) { /* the stream may be inside an element, or dead */
+        xstream_free(r->xs);
+        r->xs = NULL;
+    }
+    return result;
+}
 
-    xstream_opts_t opts = {len + root.len + 64, 64, false};
-    xstream_cb_t cb = {NULL, fragment_stanza, NULL};
-    xstream_t *xs = xstream_new(&opts, &cb, &f);
-    xstream_status_t st = xstream_feed(xs, root.data, root.len);
-    if (st == XSTREAM_OK) st = xstream_feed(xs, data, len);
-    if (st == XSTREAM_OK) st = xstream_feed(xs, "</fragment>", 11);
-    xstream_free(xs);
-    buf_free(&root);
-    if (st != XSTREAM_OK || f.count != 1 || !f.is_exact) return NULL;
-    return f.result;
+elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns)
+{
+    xml_reparser_t *r = xml_reparser_new(default_ns, len);
+    if (!r) return NULL;
+    elem_t *e = xml_reparse(r, a, data, len);
+    xml_reparser_free(r);
+    return e;
 }

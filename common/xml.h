@@ -94,4 +94,11 @@ static inline bool xml_is_blank(int c)
  * XMPP stream. NULL if it is not exactly one well-formed element. */
 elem_t *xml_parse_fragment(arena_t *a, const char *data, size_t len, const char *default_ns);
 
+/* The same for many fragments of at most max bytes, one after another,
+ * with one parser kept between them (cheaper than a parser each). */
+typedef struct xml_reparser xml_reparser_t;
+xml_reparser_t *xml_reparser_new(const char *default_ns, size_t max);
+elem_t *xml_reparse(xml_reparser_t *r, arena_t *a, const char *data, size_t len);
+void xml_reparser_free(xml_reparser_t *r);
+
 #endif

@@ -317,6 +317,40 @@ static void test_fragments(void)
     arena_free(a);
 }
 
+/* One reparser for many fragments: each bad one is refused as by
+ * xml_parse_fragment, and the good one after it still parses whole. */
+static void test_reparser(void)
+{
+    static const char *const bad[] = {
+        "<a/><b/>", "x<a/>", "<a/>x", "<a>", "", "<a><!-- c --></a>", "<a>&ent;</a>",
+        "<?xml version='1.0'?><a/>", "<p:x/>", "</fragment>", "<a></b>", "<a x='1' x='2'/>",
+    };
+    arena_t *a = arena_new(0);
+    xml_reparser_t *r = xml_reparser_new(NS_CLIENT, 1024);
+    bool is_ok = true;
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            is_ok &= xml_reparse(r, a, bad[i], strlen(bad[i])) == NULL;
+            char good[64];
+            int n = snprintf(good, sizeof good, " <message n='%zu'><body>b</body></message>\n", i);
+            elem_t *e = xml_reparse(r, a, good, (size_t)n);
+            char want[8];
+            snprintf(want, sizeof want, "%zu", i);
+            is_ok &= e && strcmp(e->ns, NS_CLIENT) == 0 && strcmp(elem_attr(e, "n"), want) == 0 &&
+                     strcmp(elem_text(elem_child(e, NULL, "body")), "b") == 0 && e->arena == a;
+        }
+    }
+    ok(is_ok, "reparser_refuses_each_bad_fragment_and_parses_the_next_good_one");
+    char big[2048];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "<a>", 3);
+    memcpy(big + sizeof big - 4, "</a>", 4);
+    ok(xml_reparse(r, a, big, sizeof big) == NULL, "reparser_refuses_a_fragment_over_its_max");
+    ok(xml_reparse(r, a, "<a/>", 4) != NULL, "reparser_parses_after_one_over_its_max");
+    xml_reparser_free(r);
+    arena_free(a);
+}
+
 static void test_round_trips(void)
 {
     static const char *const docs[] = {
@@ -457,6 +491,7 @@ int main(void)
     test_serializer_namespaces();
     test_serialize_stanza();
     test_fragments();
+    test_reparser();
     test_round_trips();
     test_stream_errors();
     test_error_types();
