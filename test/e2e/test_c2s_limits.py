@@ -22,7 +22,10 @@ Timing assertions compare the victim with itself: its latency under
 attack may be at most twice its baseline of a moment before. The baseline
 gets a floor (FLOOR_MS), since on a loaded 2-core machine a sub-millisecond
 baseline doubles by scheduling noise alone; the attacks these tests stop
-cost tens to thousands of times more than that.
+cost tens to thousands of times more than that. The floor is three times
+higher in a sanitizer build, whose daemons run about three times slower
+(a p99 of 20.9 ms against a limit of 20 failed there once, with four
+tests running at a time on two cores).
 
 The tests run on SQLite only (storage does not change what is measured).
 """
@@ -47,7 +50,7 @@ from xmpp_client import Client
 
 PASSWORD = "correct horse"
 VICTIM = "127.0.0.2"
-FLOOR_MS = 10.0
+FLOOR_MS = 30.0 if is_sanitized() else 10.0
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
