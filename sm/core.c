@@ -109,6 +109,11 @@ sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza)
         arena_free(stanza->arena);
         return NULL;
     }
+    return sm_pkt_new_jids(sm, stanza, jfrom, jto);
+}
+
+sm_pkt_t *sm_pkt_new_jids(sm_t *sm, elem_t *stanza, jid_t *jfrom, jid_t *jto)
+{
     sm_pkt_t *p = calloc(1, sizeof(*p));
     if (!p) log_fatal("out of memory");
     p->stanza = stanza;

@@ -372,24 +372,28 @@ static void send_on(sm_t *sm, sm_pkt_t *pkt, bool from_router)
 /* ---- entries ---------------------------------------------------------- */
 
 /* RFC 6120 §8.2.3 and §8.3: what a stanza must have before anything else
- * looks at it. The condition to answer, or NULL when it is fine. */
-static const char *stanza_problem(const elem_t *st)
+ * looks at it. The condition to answer, or NULL when it is fine and then
+ * its to, parsed, in *jto (NULL when it has none; the caller's to free). */
+static const char *stanza_problem(const elem_t *st, jid_t **jto)
 {
-    const char *to = elem_attr(st, "to");
-    if (to) {
-        char buf[JID_STRING_MAX];
-        if (jid_prep(to, strlen(to), buf, NULL) < 0) return "jid-malformed";
-    }
+    const char *problem = NULL, *to = elem_attr(st, "to");
+    *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
+    if (to && !*jto) return "jid-malformed";
     if (!is(st->name, "iq")) return NULL;
     const char *type = elem_attr(st, "type"), *id = elem_attr(st, "id");
-    if (!id || !type) return "bad-request";
-    if (is(type, "get") || is(type, "set")) {
+    if (!id || !type) {
+        problem = "bad-request";
+    } else if (is(type, "get") || is(type, "set")) {
         const elem_t *child = elem_first(st);
-        if (!child || elem_next(child, NULL, NULL)) return "bad-request";
+        if (!child || elem_next(child, NULL, NULL)) problem = "bad-request";
     } else if (!is(type, "result") && !is(type, "error")) {
-        return "bad-request";
+        problem = "bad-request";
     }
-    return NULL;
+    if (problem) {
+        jid_free(*jto);
+        *jto = NULL;
+    }
+    return problem;
 }
 
 void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
@@ -401,7 +405,8 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
     elem_t *st = take(payload);
     /* The server stamps every client stanza (RFC 6120 §8.1.2.1). */
     elem_set_attr(st, "from", jid_full(sess->jid));
-    const char *problem = stanza_problem(st);
+    jid_t *jto;
+    const char *problem = stanza_problem(st, &jto);
     if (problem) {
         if (xmpp_stanza_error(st, problem, NULL) == 0) {
             elem_set_attr(st, "from", NULL);
@@ -410,8 +415,7 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
         arena_free(st->arena);
         return;
     }
-    sm_pkt_t *pkt = sm_pkt_new(sm, st);
-    if (!pkt) return;
+    sm_pkt_t *pkt = sm_pkt_new_jids(sm, st, jid_dup(sess->jid), jto);
     metric_inc(&sm_metrics.from_sess[metric_kind(pkt->kind)]);
     pkt->sess = sess;
     bool is_taken = sm_chain_run(sm, SM_CHAIN_IN_SESS, pkt) == SM_HANDLED;
@@ -452,19 +456,21 @@ void deliver_inbound(sm_t *sm, elem_t *payload, comp_role_t role, const char *se
         return;
     }
     elem_t *st = take(payload);
-    const char *problem = stanza_problem(st);
-    if (problem || !elem_attr(st, "from")) {
-        log_info("stanza from %s refused: %s",
-                 elem_attr(st, "from") ? elem_attr(st, "from") : "(none)",
-                 problem ? problem : "no from");
+    jid_t *jto;
+    const char *problem = stanza_problem(st, &jto);
+    const char *from = elem_attr(st, "from");
+    jid_t *jfrom = problem || !from ? NULL : jid_new(from, strlen(from), NULL);
+    if (!jfrom) {
+        if (problem || !from)
+            log_info("stanza from %s refused: %s", from ? from : "(none)",
+                     problem ? problem : "no from");
+        else
+            log_info("stanza with an invalid from dropped");
+        jid_free(jto);
         arena_free(st->arena);
         return;
     }
-    sm_pkt_t *pkt = sm_pkt_new(sm, st);
-    if (!pkt) {
-        log_info("stanza with an invalid from dropped");
-        return;
-    }
+    sm_pkt_t *pkt = sm_pkt_new_jids(sm, st, jfrom, jto);
     const char *refusal = sender_problem(sm, role, sender, pkt->from);
     if (refusal) {
         char why[JID_STRING_MAX + 128];

@@ -119,6 +119,9 @@ int sm_slot(sm_t *sm);
  * NULL (and the arena freed) when its from is missing or from or to is not
  * a valid JID. pkt->sess is NULL: set it for a session's chains. */
 sm_pkt_t *sm_pkt_new(sm_t *sm, elem_t *stanza);
+/* The same with its from and to JIDs already parsed (to NULL: none); it
+ * takes them. */
+sm_pkt_t *sm_pkt_new_jids(sm_t *sm, elem_t *stanza, jid_t *from, jid_t *to);
 /* Keep a packet beyond the hook call; every hold needs a release. */
 sm_pkt_t *sm_pkt_hold(sm_pkt_t *pkt);
 void sm_pkt_release(sm_pkt_t *pkt);
