@@ -420,36 +420,12 @@ int session_resume(client_t *cl)
     return comp_send_raw(cl->c2s->comp, b->data, b->len);
 }
 
-/* Whether the start tag of raw (well-formed, libxml2 has read it)
- * declares the default namespace. */
-static bool declares_default_ns(const xstream_raw_t *raw)
-{
-    const char *p = raw->data + 1, *end = raw->data + (raw->inner_len ? raw->inner_off : raw->len);
-    while (p < end && !xml_is_blank(*p) && *p != '>' && *p != '/')
-        p++; /* the name */
-    for (;;) {
-        while (p < end && xml_is_blank(*p))
-            p++;
-        if (p >= end || *p == '>' || *p == '/') return false;
-        const char *name = p;
-        while (p < end && !xml_is_blank(*p) && *p != '=')
-            p++;
-        if (p - name == 5 && memcmp(name, "xmlns", 5) == 0) return true;
-        while (p < end && *p != '\'' && *p != '"')
-            p++;
-        if (p >= end) return false;
-        const char *close = memchr(p + 1, *p, (size_t)(end - p - 1));
-        if (!close) return false;
-        p = close + 1;
-    }
-}
-
 /* A client's stanza in jabber:client, without prefixes, as it sent it:
  * its bytes, which say their namespaces themselves once the default one
  * is declared on the start tag. */
 static void client_bytes(buf_t *b, const elem_t *stanza, const xstream_raw_t *raw)
 {
-    if (declares_default_ns(raw)) {
+    if (raw->declares_default_ns) {
         buf_append(b, raw->data, raw->len);
         return;
     }

@@ -127,6 +127,7 @@ struct xstream {
     arena_t *arena;
     unsigned depth; /* elements open per libxml2 */
     bool has_prefixes; /* xstream_raw_t's, for the stanza being parsed */
+    bool declares_default_ns;
     elem_t *stanza;
     elem_t *cur;
     buf_t text; /* character data not yet made a node */
@@ -586,6 +587,8 @@ static void sax_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
         xs->has_prefixes = p && strcmp((const char *)p, "xml") != 0;
     }
     if (depth == 1) {
+        for (int k = 0; k < nb_namespaces; k++)
+            xs->declares_default_ns |= !namespaces[2 * k];
         xs->ns_cached = 0;
         xs->stanza = xs->cur = make_elem(xs, localname, uri, nb_attributes, attributes);
         return;
@@ -614,7 +617,8 @@ static void hand_out(xstream_t *xs, const span_t *span, elem_t *stanza)
     raw.inner_off = (size_t)(span->inner_start - span->start);
     raw.inner_len = (size_t)(span->inner_end - span->inner_start);
     raw.has_prefixes = xs->has_prefixes || xs->is_skipping;
-    xs->has_prefixes = false;
+    raw.declares_default_ns = xs->declares_default_ns;
+    xs->has_prefixes = xs->declares_default_ns = false;
     xs->stanza = xs->cur = NULL;
     if (xs->cb.on_stanza) {
         xs->is_in_callback = true;
@@ -850,7 +854,7 @@ static void lx_new(xstream_t *xs)
     xs->lx_delta = 0;
     xs->is_lx_bloated = false;
     xs->depth = 0;
-    xs->has_prefixes = false;
+    xs->has_prefixes = xs->declares_default_ns = false;
 }
 
 static void lx_free(xstream_t *xs)

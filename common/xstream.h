@@ -36,6 +36,7 @@ typedef struct xstream_raw {
      * bytes alone may not say its namespaces); always true when its content
      * was skipped (xstream_skip_content). */
     bool has_prefixes;
+    bool declares_default_ns; /* its start tag has xmlns='…' */
 } xstream_raw_t;
 
 typedef struct xstream_cb {

@@ -31,6 +31,7 @@ typedef struct record {
     elem_t *kept[8];
     unsigned ndetached;
     unsigned prefixed; /* bit i: stanza i (from 0) had raw->has_prefixes */
+    unsigned declared; /* bit i: stanza i had raw->declares_default_ns */
 } record_t;
 
 static void rec_open(void *ud, elem_t *header, const char *default_ns)
@@ -47,6 +48,7 @@ static void rec_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw)
 {
     record_t *r = ud;
     if (raw->has_prefixes && r->stanzas < 32) r->prefixed |= 1u << r->stanzas;
+    if (raw->declares_default_ns && r->stanzas < 32) r->declared |= 1u << r->stanzas;
     r->stanzas++;
     size_t used = arena_used(stanza->arena);
     if (used > r->max_arena) r->max_arena = used;
@@ -266,6 +268,7 @@ static void test_prefixes_are_told(void)
         is_int((int)r.stanzas, 7, "prefixes_seven_stanzas");
         is_int((int)r.prefixed, (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5),
                shallow ? "prefixes_told_in_shallow_mode" : "prefixes_told_in_full_mode");
+        is_int((int)r.declared, 1 << 6, "default_namespace_declaration_told");
         rec_free(&r);
     }
 }
