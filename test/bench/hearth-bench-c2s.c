@@ -33,8 +33,8 @@
  * chat:  2N clients in N pairs; each keeps -w messages in flight to its
  *        partner's full JID for -s seconds, then waits for the stragglers;
  *        prints messages/s delivered, latency p50/p99 and how many were lost.
- * rate:  the same at a steady -r messages/s in all, for latency.
- *        Only the first client of each pair sends.
+ * rate:  the same at a steady -r messages/s in all, evenly spaced
+ *        (pace.h), for latency. Only the first client of each pair sends.
  * idle:  log in N clients and hold them for -s seconds; prints "idle N"
  *        once all are in, so a script can read the server's memory then.
  * With -A/-D the accounts of both servers are PREFIX0..PREFIX(2N-1), each
@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "pace.h"
 
 #define SALT "aGVhcnRoLWJlbmNoLXNhbHQ="
 #define ITERATIONS 4096
@@ -108,6 +109,7 @@ static report_t rep;
 static uint64_t t_start, t_measure;
 static bool is_measuring, is_stopping;
 static uv_timer_t timer;
+static pace_t *pace; /* rate */
 static unsigned long rate_sent;
 static int rate_next;
 
@@ -413,10 +415,25 @@ static void start_more(void)
 static void stop_all(void)
 {
     is_stopping = true;
+    if (pace) pace_stop(pace);
+    pace = NULL;
     for (int i = 0; i < nclients; i++) client_finish(&clients[i]);
 }
 
-/* Once a second: the run's clock; every millisecond for rate's pacing. */
+/* rate: the messages due, evenly spaced (pace.h). The share of this
+ * worker, spread over its pairs in turn; as many as the elapsed time asks
+ * for, so the rate holds when a wake-up comes late. */
+static void send_due(void *ud)
+{
+    if (!is_measuring || is_stopping) return;
+    double due = (double)opt.rate / opt.workers * (double)(uv_hrtime() - t_measure) / 1e9;
+    for (int pairs = nclients / 2; (double)rate_sent < due && pairs > 0; rate_sent++) {
+        client_t *c = &clients[2 * (rate_next++ % pairs)];
+        if (c->state == C_READY && c->partner->state == C_READY) send_message(c);
+    }
+}
+
+/* The run's clock: once a second, every 10 ms for rate. */
 static void on_timer(uv_timer_t *t)
 {
     uint64_t now = uv_hrtime();
@@ -424,15 +441,6 @@ static void on_timer(uv_timer_t *t)
         fprintf(stderr, "bench: logins did not finish in 300 s\n");
         stop_all();
         return;
-    }
-    if (opt.mode == MODE_RATE && is_measuring && !is_stopping) {
-        /* The share of this worker, spread over its pairs in turn. */
-        /* As many as the elapsed time asks for: timers drift, the rate must not. */
-        double due = (double)opt.rate / opt.workers * (double)(now - t_measure) / 1e9;
-        for (int pairs = nclients / 2; (double)rate_sent < due && pairs > 0; rate_sent++) {
-            client_t *c = &clients[2 * (rate_next++ % pairs)];
-            if (c->state == C_READY && c->partner->state == C_READY) send_message(c);
-        }
     }
     bool measured = t_measure && (double)(now - t_measure) / 1e9 >= opt.seconds;
     if (!is_stopping && measured && opt.mode != MODE_LOGIN) {
@@ -477,8 +485,9 @@ static void run_worker(int first, int count, const char *src)
         }
     }
     uv_timer_init(loop, &timer);
-    uv_timer_start(&timer, on_timer, opt.mode == MODE_RATE ? 1 : 1000,
-                   opt.mode == MODE_RATE ? 1 : 1000);
+    uint64_t clock_ms = opt.mode == MODE_RATE ? 10 : 1000;
+    uv_timer_start(&timer, on_timer, clock_ms, clock_ms);
+    if (opt.mode == MODE_RATE) pace = pace_start(loop, (double)opt.rate / opt.workers, send_due, NULL);
     t_start = uv_hrtime();
     start_more();
     uv_run(loop, UV_RUN_DEFAULT);

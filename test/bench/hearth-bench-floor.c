@@ -9,8 +9,9 @@
  * and writes it to the next (one read and one write per wake-up, as the
  * daemons do at a light load), with no parsing and no other work. This
  * process writes messages of BYTES bytes [300] into the first, each in its
- * own write(), at a steady RATE per second [1000] for SECONDS [10] after a
- * one-second warm-up, and reads them back from the last. A chat message
+ * own write(), at a steady RATE per second [1000], evenly spaced (pace.h),
+ * for SECONDS [10] after a one-second warm-up, and reads them back from
+ * the last. A chat message
  * through Hearth makes five such hops (c2s, router, sm, router, c2s).
  *
  * Prints, after the run: the relays' CPU (user + system, from wait4) per
@@ -29,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "pace.h"
 
 #define MAX_HOPS 32
 #define HIST_US 100000 /* latencies counted to the µs up to 100 ms */
@@ -115,7 +118,7 @@ static void relay(int in, int out)
 
 static uv_loop_t *loop;
 static uv_tcp_t first, last;
-static uv_timer_t pace;
+static pace_t *pace;
 static uint64_t t_warm, t_measure, t_end;
 static unsigned long sent, received, measured;
 static uint32_t *hist;
@@ -169,13 +172,14 @@ static void on_last_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void stop(void)
 {
-    uv_timer_stop(&pace);
+    pace_stop(pace);
     /* The end of the first link ends each relay in turn. */
     uv_close((uv_handle_t *)&first, NULL);
 }
 
-/* Every millisecond: as many messages as the elapsed time asks for. */
-static void on_pace(uv_timer_t *t)
+/* The messages due, evenly spaced (pace.h): as many as the elapsed time
+ * asks for. */
+static void on_pace(void *ud)
 {
     uint64_t now = uv_hrtime();
     if (now >= t_end) {
@@ -257,8 +261,7 @@ int main(int argc, char **argv)
     t_warm = uv_hrtime();
     t_measure = t_warm + 1000000000ull;
     t_end = t_measure + (uint64_t)(opt.seconds * 1e9);
-    uv_timer_init(loop, &pace);
-    uv_timer_start(&pace, on_pace, 1, 1);
+    pace = pace_start(loop, opt.rate, on_pace, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
 
     double total_us = 0, costliest_us = 0;
