@@ -108,6 +108,11 @@ void comp_set_shallow(comp_t *c)
     c->is_shallow = true;
 }
 
+arena_t *comp_keep_route(comp_t *c)
+{
+    return c->xs ? xstream_detach(c->xs) : NULL;
+}
+
 elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw)
 {
     if (!c->reparser && !(c->reparser = xml_reparser_new(NS_HEARTH_COMPONENT, c->max_stanza)))

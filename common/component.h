@@ -29,7 +29,7 @@ typedef struct comp_cb {
     /* The link to the router was lost; reconnecting. */
     void (*on_down)(comp_t *c);
     /* A route arrived. route lives until the callback returns (unless
-     * xstream_detach is called on comp_stream(c)); its payload is
+     * the callback keeps it: comp_keep_route); its payload is
      * elem_first(route). raw is its bytes as received. */
     void (*on_route)(comp_t *c, elem_t *route, const xstream_raw_t *raw);
     /* A name was bound (available) or released somewhere on the router. */
@@ -77,6 +77,10 @@ void comp_set_shallow(comp_t *c);
 /* A shallow route (or other element) of this link parsed in full into a,
  * by one parser kept for the link; NULL if it is not one element. */
 elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw);
+/* In on_route: the route (and everything in its tree) outlives the
+ * callback; the caller owns the arena returned and frees it with
+ * arena_free. NULL outside on_route or when already kept. */
+arena_t *comp_keep_route(comp_t *c);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);

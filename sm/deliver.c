@@ -165,13 +165,19 @@ static bool is_request(const sm_pkt_t *pkt)
 }
 
 /* A copy of a route's payload in its own arena, in jabber:client. */
+/* A route's payload as a stanza of its own: no parent, no sibling, in
+ * jabber:client. */
+static elem_t *untie(elem_t *payload)
+{
+    elem_unlink(payload);
+    sm_stanza_normalize(payload);
+    return payload;
+}
+
+/* The same, copied out of the route's arena, which dies with the route. */
 static elem_t *take(const elem_t *payload)
 {
-    elem_t *s = elem_copy(arena_new(0), payload);
-    s->parent = NULL;
-    s->next = NULL;
-    sm_stanza_normalize(s);
-    return s;
+    return untie(elem_copy(arena_new(0), payload));
 }
 
 void deliver_route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
@@ -402,7 +408,10 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
         log_info("%s sent <%s/>, not a stanza: dropped", jid_full(sess->jid), payload->name);
         return;
     }
-    elem_t *st = take(payload);
+    /* The stanza stays where the parser put it: nothing after this uses
+     * the route (sm_on_route), so the packet takes the route's arena
+     * instead of a copy. */
+    elem_t *st = comp_keep_route(sm->comp) ? untie(payload) : take(payload);
     /* The server stamps every client stanza (RFC 6120 §8.1.2.1). */
     elem_set_attr(st, "from", jid_full(sess->jid));
     jid_t *jto;
