@@ -187,7 +187,9 @@ void sess_end_all(sm_t *sm);
 /* The sm stops: what modules asked with sm_at_stop(), store still open. */
 void sm_run_at_stop(sm_t *sm);
 
-/* Delivery (deliver.c). */
+/* Delivery (deliver.c). Both take a stanza of the route sm_on_route is
+ * handling, and its packet keeps that route's arena (comp_keep_route)
+ * rather than a copy: the caller uses nothing of the route after them. */
 /* A stanza from a session, from stamped. */
 void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *stanza);
 /* A stanza from elsewhere (another component, s2s, another shard), routed

@@ -408,9 +408,8 @@ void deliver_from_sess(sm_t *sm, sess_t *sess, elem_t *payload)
         log_info("%s sent <%s/>, not a stanza: dropped", jid_full(sess->jid), payload->name);
         return;
     }
-    /* The stanza stays where the parser put it: nothing after this uses
-     * the route (sm_on_route), so the packet takes the route's arena
-     * instead of a copy. */
+    /* The stanza stays where the parser put it: the packet takes the
+     * route's arena instead of a copy (core.h). */
     elem_t *st = comp_keep_route(sm->comp) ? untie(payload) : take(payload);
     /* The server stamps every client stanza (RFC 6120 §8.1.2.1). */
     elem_set_attr(st, "from", jid_full(sess->jid));
@@ -464,7 +463,7 @@ void deliver_inbound(sm_t *sm, elem_t *payload, comp_role_t role, const char *se
         log_info("route with <%s/>, not a stanza: dropped", payload->name);
         return;
     }
-    elem_t *st = take(payload);
+    elem_t *st = comp_keep_route(sm->comp) ? untie(payload) : take(payload);
     jid_t *jto;
     const char *problem = stanza_problem(st, &jto);
     const char *from = elem_attr(st, "from");
