@@ -149,12 +149,7 @@ void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza)
 {
     buf_t *b = &sm->out;
     buf_reset(b);
-    buf_appends(b, "<route");
-    xml_attr(b, "to", sess->c2s);
-    xml_attr(b, "from", jid_domain(sess->jid));
-    xml_attr(b, "user", jid_bare(sess->jid));
-    xml_attr(b, "cid", sess->cid);
-    xml_attr(b, "sid", sess->sid);
+    buf_appends(b, sess->route_head);
     /* The session protocol's own elements (started, ended) are not
      * numbered, kept nor sent again: only stanzas are (ack.c). */
     bool is_stanza = !(stanza->ns && strcmp(stanza->ns, NS_HEARTH_SESSION) == 0);

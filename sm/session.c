@@ -113,6 +113,15 @@ static sm_pkt_t *session_pkt(sm_t *sm, sess_t *s, const elem_t *request, const c
 
 static void sess_add(sm_t *sm, sess_t *s)
 {
+    buf_t head = BUF_INIT;
+    buf_appends(&head, "<route");
+    xml_attr(&head, "to", s->c2s);
+    xml_attr(&head, "from", jid_domain(s->jid));
+    xml_attr(&head, "user", jid_bare(s->jid));
+    xml_attr(&head, "cid", s->cid);
+    xml_attr(&head, "sid", s->sid);
+    if (!(s->route_head = strndup(head.data, head.len))) log_fatal("out of memory");
+    buf_free(&head);
     sess_t *first = map_get(&sm->users, jid_bare(s->jid));
     if (!first) {
         map_put(&sm->users, jid_bare(s->jid), s);
@@ -160,6 +169,7 @@ static void sess_finish(sm_t *sm, sess_t *s, const elem_t *request, const char *
     jid_free(s->jid);
     free(s->c2s);
     free(s->cid);
+    free(s->route_head);
     free(s);
 }
 

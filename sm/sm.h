@@ -35,6 +35,8 @@ struct sess {
     char *c2s;            /* the c2s instance holding the connection: "c2s-1" */
     char *cid;            /* its connection id there: "c2s-1:42" */
     char sid[33];         /* our id for it: random hex */
+    char *route_head;     /* "<route to from user cid sid" of what goes to it,
+                           * written once (sm_send_to_sess) */
     int priority;         /* of its last available presence (RFC 6121 §4.7.2.3) */
     bool is_available;    /* has sent available presence and not unavailable */
     bool is_interested;   /* has asked for the roster: gets roster pushes */
