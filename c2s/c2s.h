@@ -91,6 +91,7 @@ struct client {
     uint64_t cid_num;
     client_t *cid_next; /* c2s->by_cid chain */
     char *sid;          /* the sm's session id once started */
+    char *route_head;   /* "<route to from user cid sid" of its stanzas, with sid */
     char *presence;     /* its last broadcast available presence, as routed; or NULL */
     size_t presence_len;
     bool is_interested; /* has asked for its roster (a resume says so) */

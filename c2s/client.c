@@ -85,6 +85,7 @@ static void client_free(client_t *cl)
     if (cl->jid) jid_free(cl->jid);
     free(cl->user);
     free(cl->sid);
+    free(cl->route_head);
     c2s->held_bytes -= ackq_clear(&cl->rq, NULL, NULL);
     free(cl->presence);
     free(cl->seen);

@@ -160,8 +160,8 @@ void session_table_free(c2s_t *c2s)
 
 /* <route to=DOMAIN from=us user=USER [cid] [sid] [seq]> (cid, sid NULL and
  * seq 0: none). */
-static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
-                       const char *sid, uint64_t seq)
+static void route_attrs(buf_t *b, c2s_t *c2s, const char *domain, const char *user,
+                        const char *cid, const char *sid)
 {
     buf_appends(b, "<route");
     xml_attr(b, "to", domain);
@@ -169,12 +169,36 @@ static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *use
     xml_attr(b, "user", user);
     if (cid) xml_attr(b, "cid", cid);
     if (sid) xml_attr(b, "sid", sid);
+}
+
+static void route_seq(buf_t *b, uint64_t seq)
+{
     if (seq) {
         buf_appends(b, " seq='");
         buf_append_u64(b, seq);
         buf_appends(b, "'");
     }
     buf_appends(b, ">");
+}
+
+static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
+                       const char *sid, uint64_t seq)
+{
+    route_attrs(b, c2s, domain, user, cid, sid);
+    route_seq(b, seq);
+}
+
+/* The sm named cl's session: its stanzas' routes all start alike, so
+ * that start is written once. */
+static void set_sid(client_t *cl, const char *sid)
+{
+    free(cl->sid);
+    free(cl->route_head);
+    buf_t b = BUF_INIT;
+    route_attrs(&b, cl->c2s, cl->domain, cl->user, cl->cid, sid);
+    if (!(cl->sid = strdup(sid)) || !(cl->route_head = strndup(b.data, b.len)))
+        log_fatal("out of memory");
+    buf_free(&b);
 }
 
 static int send_session(c2s_t *c2s, const char *domain, const char *user, const char *cid,
@@ -319,9 +343,7 @@ static void bind_started(client_t *cl, elem_t *session)
             jid_free(j);
         }
     }
-    free(cl->sid);
-    cl->sid = strdup(sid);
-    if (!cl->sid) log_fatal("out of memory");
+    set_sid(cl, sid);
     cl->state = CL_BOUND;
     cl->bind_deadline = 0;
     cl->last_read = uv_now(cl->c2s->loop);
@@ -475,7 +497,12 @@ void session_stanza(client_t *cl, elem_t *stanza, const xstream_raw_t *raw)
     }
     buf_t *b = &c2s->scratch;
     buf_reset(b);
-    route_open(b, c2s, cl->domain, cl->user, cl->cid, cl->sid, cl->seq_out + 1);
+    if (cl->route_head) {
+        buf_appends(b, cl->route_head);
+        route_seq(b, cl->seq_out + 1);
+    } else { /* the sm has ended the session */
+        route_open(b, c2s, cl->domain, cl->user, cl->cid, NULL, cl->seq_out + 1);
+    }
     size_t at = b->len;
     if (raw->has_prefixes)
         elem_serialize_stanza(stanza, NS_CLIENT, b);
@@ -852,7 +879,8 @@ void session_route(c2s_t *c2s, elem_t *route, const xstream_raw_t *raw)
 void session_forget(client_t *cl)
 {
     free(cl->sid);
-    cl->sid = NULL;
+    free(cl->route_head);
+    cl->sid = cl->route_head = NULL;
     table_remove(cl->c2s, cl);
 }
 
