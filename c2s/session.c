@@ -160,17 +160,6 @@ void session_table_free(c2s_t *c2s)
 
 /* <route to=DOMAIN from=us user=USER [cid] [sid] [seq]> (cid, sid NULL and
  * seq 0: none). */
-static void route_attrs(buf_t *b, c2s_t *c2s, const char *domain, const char *user,
-                        const char *cid, const char *sid)
-{
-    buf_appends(b, "<route");
-    xml_attr(b, "to", domain);
-    xml_attr(b, "from", c2s->id);
-    xml_attr(b, "user", user);
-    if (cid) xml_attr(b, "cid", cid);
-    if (sid) xml_attr(b, "sid", sid);
-}
-
 static void route_seq(buf_t *b, uint64_t seq)
 {
     if (seq) {
@@ -184,7 +173,7 @@ static void route_seq(buf_t *b, uint64_t seq)
 static void route_open(buf_t *b, c2s_t *c2s, const char *domain, const char *user, const char *cid,
                        const char *sid, uint64_t seq)
 {
-    route_attrs(b, c2s, domain, user, cid, sid);
+    comp_route_head(b, domain, c2s->id, user, cid, sid);
     route_seq(b, seq);
 }
 
@@ -195,7 +184,7 @@ static void set_sid(client_t *cl, const char *sid)
     free(cl->sid);
     free(cl->route_head);
     buf_t b = BUF_INIT;
-    route_attrs(&b, cl->c2s, cl->domain, cl->user, cl->cid, sid);
+    comp_route_head(&b, cl->domain, cl->c2s->id, cl->user, cl->cid, sid);
     if (!(cl->sid = strdup(sid)) || !(cl->route_head = strndup(b.data, b.len)))
         log_fatal("out of memory");
     buf_free(&b);

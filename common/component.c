@@ -108,6 +108,17 @@ void comp_set_shallow(comp_t *c)
     c->is_shallow = true;
 }
 
+void comp_route_head(buf_t *b, const char *to, const char *from, const char *user,
+                     const char *cid, const char *sid)
+{
+    buf_appends(b, "<route");
+    xml_attr(b, "to", to);
+    xml_attr(b, "from", from);
+    if (user) xml_attr(b, "user", user);
+    if (cid) xml_attr(b, "cid", cid);
+    if (sid) xml_attr(b, "sid", sid);
+}
+
 arena_t *comp_keep_route(comp_t *c)
 {
     return c->xs ? xstream_detach(c->xs) : NULL;

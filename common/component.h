@@ -97,6 +97,11 @@ int comp_send(comp_t *c, const elem_t *route);
 /* Send <route to from [user]> around payload. */
 int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
                  const elem_t *payload);
+/* Write the start of a route, "<route to='…' from='…'", then user, cid
+ * and sid when not NULL, escaped; the caller adds any other attribute and
+ * the ">". */
+void comp_route_head(buf_t *b, const char *to, const char *from, const char *user,
+                     const char *cid, const char *sid);
 /* Send bytes that are already one serialized route. */
 int comp_send_raw(comp_t *c, const char *data, size_t len);
 /* The write queue to the router is over its limit: stop producing until

@@ -218,17 +218,9 @@ void ack_to_s2s(sm_t *sm, const char *to, const char *from, const char *user,
 {
     buf_t *b = &sm->out;
     buf_reset(b);
-    buf_appends(b, "<route to='");
-    xml_escape(b, to, strlen(to), true);
-    buf_appends(b, "' from='");
-    xml_escape(b, from, strlen(from), true);
-    if (user) {
-        buf_appends(b, "' user='");
-        xml_escape(b, user, strlen(user), true);
-    }
-    buf_appends(b, "' link='");
-    xml_escape(b, sm->id, strlen(sm->id), true);
-    buf_appends(b, "' seq='");
+    comp_route_head(b, to, from, user, NULL, NULL);
+    xml_attr(b, "link", sm->id);
+    buf_appends(b, " seq='");
     buf_append_u64(b, ++sm->s2s_seq);
     buf_appends(b, "'>");
     elem_serialize(stanza, NS_HEARTH_COMPONENT, b);
@@ -290,11 +282,8 @@ static void flush(void *ud)
     while (list) {
         const char *c2s = list->c2s;
         buf_reset(b);
-        buf_appends(b, "<route to='");
-        xml_escape(b, c2s, strlen(c2s), true);
-        buf_appends(b, "' from='");
-        xml_escape(b, jid_domain(list->jid), strlen(jid_domain(list->jid)), true);
-        buf_appends(b, "'><ack xmlns='" NS_HEARTH_SESSION "'>");
+        comp_route_head(b, c2s, jid_domain(list->jid), NULL, NULL, NULL);
+        buf_appends(b, "><ack xmlns='" NS_HEARTH_SESSION "'>");
         sess_t **p = &list;
         while (*p) {
             sess_t *s = *p;

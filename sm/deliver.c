@@ -164,7 +164,6 @@ static bool is_request(const sm_pkt_t *pkt)
     return is(pkt->kind, "iq") && (is(pkt->type, "get") || is(pkt->type, "set"));
 }
 
-/* A copy of a route's payload in its own arena, in jabber:client. */
 /* A route's payload as a stanza of its own: no parent, no sibling, in
  * jabber:client. */
 static elem_t *untie(elem_t *payload)

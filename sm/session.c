@@ -57,16 +57,9 @@ static void send_session(sm_t *sm, const char *c2s, const char *cid, const jid_t
 {
     buf_t *b = &sm->out;
     buf_reset(b);
-    buf_appends(b, "<route to='");
-    xml_escape(b, c2s, strlen(c2s), true);
-    buf_appends(b, "' from='");
     const char *domain = sm_is_local(sm, jid_domain(jid)) ? jid_domain(jid) : sm_domain(sm);
-    xml_escape(b, domain, strlen(domain), true);
-    buf_appends(b, "' user='");
-    xml_escape(b, jid_bare(jid), strlen(jid_bare(jid)), true);
-    buf_appends(b, "' cid='");
-    xml_escape(b, cid, strlen(cid), true);
-    buf_appends(b, "'>");
+    comp_route_head(b, c2s, domain, jid_bare(jid), cid, NULL);
+    buf_appends(b, ">");
     elem_serialize(session, NS_HEARTH_COMPONENT, b);
     buf_appends(b, "</route>");
     if (comp_send_raw(sm->comp, b->data, b->len) < 0)
@@ -114,12 +107,7 @@ static sm_pkt_t *session_pkt(sm_t *sm, sess_t *s, const elem_t *request, const c
 static void sess_add(sm_t *sm, sess_t *s)
 {
     buf_t head = BUF_INIT;
-    buf_appends(&head, "<route");
-    xml_attr(&head, "to", s->c2s);
-    xml_attr(&head, "from", jid_domain(s->jid));
-    xml_attr(&head, "user", jid_bare(s->jid));
-    xml_attr(&head, "cid", s->cid);
-    xml_attr(&head, "sid", s->sid);
+    comp_route_head(&head, s->c2s, jid_domain(s->jid), jid_bare(s->jid), s->cid, s->sid);
     if (!(s->route_head = strndup(head.data, head.len))) log_fatal("out of memory");
     buf_free(&head);
     sess_t *first = map_get(&sm->users, jid_bare(s->jid));
@@ -372,11 +360,8 @@ unsigned sess_check_c2s(sm_t *sm, const char *c2s)
         if (strcmp(s->c2s, c2s) != 0) continue;
         if (in_batch == 0) {
             buf_reset(b);
-            buf_appends(b, "<route to='");
-            xml_escape(b, c2s, strlen(c2s), true);
-            buf_appends(b, "' from='");
-            xml_escape(b, sm_domain(sm), strlen(sm_domain(sm)), true);
-            buf_appends(b, "'><session xmlns='" NS_HEARTH_SESSION "' action='check'>");
+            comp_route_head(b, c2s, sm_domain(sm), NULL, NULL, NULL);
+            buf_appends(b, "><session xmlns='" NS_HEARTH_SESSION "' action='check'>");
         }
         buf_appends(b, "<held jid='");
         xml_escape(b, jid_full(s->jid), strlen(jid_full(s->jid)), true);
