@@ -295,6 +295,8 @@ void session_domain_advert(c2s_t *c2s, const char *name, bool available);
 /* The router link went down, or is up again: sessions wait for it. */
 void session_router_down(c2s_t *c2s);
 void session_router_up(c2s_t *c2s);
+/* The direct link that carried routes to name (a domain) closed. */
+void session_direct_down(c2s_t *c2s, const char *name);
 /* hold.c */
 void hold_init(c2s_t *c2s);
 void hold_close(c2s_t *c2s);

@@ -12,10 +12,10 @@
  * certificate that does not load, or a max-queue below max-stanza, keeps
  * every running setting. Listeners, domains, max-stanza and ipv6-prefix
  * need a restart. */
-#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +185,11 @@ static void on_advert(comp_t *comp, const char *name, bool available)
     session_domain_advert(comp_data(comp), name, available);
 }
 
+static void on_direct_down(comp_t *comp, const char *name)
+{
+    session_direct_down(comp_data(comp), name);
+}
+
 static void on_bind_error(comp_t *comp, const char *name, const char *error)
 {
     /* Another process holds our instance id: routes for our clients would
@@ -278,6 +283,7 @@ static const comp_cb_t comp_cb = {
     .on_route = on_route,
     .on_advert = on_advert,
     .on_bind_error = on_bind_error,
+    .on_direct_down = on_direct_down,
 };
 
 int main(int argc, char **argv)
@@ -298,6 +304,8 @@ int main(int argc, char **argv)
     c->comp = comp_new_from_config(c->loop, d.config, c->id, ROLE_C2S, &comp_cb, c);
     if (!c->comp) log_fatal("cannot set up the router link");
     comp_set_shallow(c->comp); /* session.c reads routes from their bytes */
+    /* The sm's direct link (common/direct.c); with shards the router picks. */
+    if (!c->is_sm_sharded) comp_direct_accept(c->comp, ROLE_SM);
     /* Before the store: SQLite makes its -journal file later, and it
      * must be the user's. */
     daemon_drop_privileges(&d);

@@ -39,12 +39,20 @@ static double queued(void *ud)
     return (double)n;
 }
 
+static double direct_links(void *ud)
+{
+    const c2s_t *c = ud;
+    return c->comp ? comp_direct_count(c->comp) : 0;
+}
+
 void c2s_metrics_init(c2s_t *c)
 {
     c2s_metrics_t *m = &c2s_metrics;
     metrics_add_process();
     metrics_gauge_fn("hearth_c2s_connections", "client connections open", connections, c, NULL);
     metrics_gauge_fn("hearth_c2s_sessions", "clients with a session (bound)", sessions, c, NULL);
+    metrics_gauge_fn("hearth_c2s_direct_links", "direct links to the sm, skipping the router",
+                     direct_links, c, NULL);
     metrics_gauge_fn("hearth_c2s_write_queue_bytes", "bytes queued for clients, not yet sent",
                      queued, c, NULL);
     for (int k = 0; k < METRIC_KINDS; k++) {

@@ -18,6 +18,10 @@
  * attribute, else the session element's). Never a file descriptor or a
  * counter: nobody can guess another client's.
  *
+ * With one sm, these routes take the sm's direct link (common/direct.c)
+ * once it is up, instead of the router: the same routes, marked with the
+ * same role by the link.
+ *
  * Trust: routes for clients count only from the sm (the router marks each
  * route with its sender's role: role='sm'), and a stanza reaches a client
  * only when its route carries the sid the sm gave that session; the
@@ -87,7 +91,6 @@
 #include "c2s.h"
 
 #define PING_ID "c2s-ping"
-
 
 /* ---- the cid table ------------------------------------------------------ */
 
@@ -548,7 +551,8 @@ static void check_held(c2s_t *c2s, const elem_t *check)
     char domain[JID_STRING_MAX] = "", user[JID_STRING_MAX] = "";
     for (elem_t *h = elem_child(check, NS_HEARTH_SESSION, "held"); h;
          h = elem_next(h, NS_HEARTH_SESSION, "held")) {
-        const char *jid = elem_attr(h, "jid"), *cid = elem_attr(h, "cid"), *sid = elem_attr(h, "sid");
+        const char *jid = elem_attr(h, "jid"), *cid = elem_attr(h, "cid"),
+                   *sid = elem_attr(h, "sid");
         jid_t *j = jid && cid && sid ? jid_new(jid, strlen(jid), NULL) : NULL;
         if (!j) continue;
         n++;
@@ -608,10 +612,9 @@ static void handle_session(c2s_t *c2s, client_t *cl, const elem_t *route, elem_t
 /* Messages from the sm carry origin='CID SEQ', the client stanza they
  * were made of (sm/ack.c): a new sm makes them again when the old one was
  * killed before acknowledging it. A session remembers, for the last
- * SEEN_ORIGINS sessions it got messages from, the highest origin seq and which of the 64 below it came (copies
- * of one sender's stanzas can arrive out of order: a lookup in the store
- * delays one). A copy it had is dropped; one older than that window is
- * let through. */
+ * SEEN_ORIGINS sessions it got messages from, the highest origin seq and which of the 64 below it
+ * came (copies of one sender's stanzas can arrive out of order: a lookup in the store delays one).
+ * A copy it had is dropped; one older than that window is let through. */
 #define SEEN_ORIGINS 8
 
 typedef struct seen_origin {
@@ -941,6 +944,17 @@ void session_router_down(c2s_t *c2s)
         c2s->domains[i].is_available = false;
     }
     log_warn("%s: lost the router; %u sessions wait for it", c2s->id, n);
+}
+
+/* What was on the direct link (common/direct.c) may be lost: the sm is
+ * away and back at once (hold.c), so every session is re-announced and its
+ * queue sent again, through the router. */
+void session_direct_down(c2s_t *c2s, const char *name)
+{
+    domain_state_t *d = c2s_domain(c2s, name);
+    if (!d || !d->is_available || d->needs_resume) return;
+    hold_domain_away(c2s, d);
+    hold_flush(c2s, d);
 }
 
 void session_router_up(c2s_t *c2s)

@@ -5,7 +5,7 @@
  * and binds them all again after every reconnect, so a router restart needs
  * nothing from the daemon but patience. The link's states follow the
  * component protocol of DESIGN.md; the router's side is router/link.c. */
-#include "component.h"
+#include "component_private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,44 +17,6 @@
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
-
-typedef enum comp_state {
-    COMP_IDLE,       /* not started, or waiting to reconnect */
-    COMP_CONNECTING, /* TCP connect in progress */
-    COMP_OPENING,    /* stream header sent, waiting for features */
-    COMP_TLS,        /* STARTTLS asked for, then the handshake */
-    COMP_AUTH,       /* SASL in progress */
-    COMP_BINDING,    /* authenticated, waiting for bind answers */
-    COMP_READY,
-} comp_state_t;
-
-typedef struct comp_name {
-    char *name;
-    unsigned flags;
-    struct comp_name *next;
-} comp_name_t;
-
-struct comp {
-    uv_loop_t *loop;
-    comp_cb_t cb;
-    void *ud;
-    char *router, *id, *user, *password, *tls_ca, *tls_name;
-    tls_ctx_t *tls;
-    size_t max_stanza;
-    bool is_shallow, is_paused;
-    xml_reparser_t *reparser; /* shallow: routes and control parsed again */
-    comp_state_t state;
-    conn_t *conn;
-    xstream_t *xs;
-    sasl_t *sasl;
-    comp_name_t *names;
-    int binds_pending;
-    uv_timer_t retry;
-    unsigned backoff_ms;
-    unsigned long dropped;
-    bool is_started;
-    buf_t out;
-};
 
 static void on_open(void *ud, elem_t *header, const char *default_ns);
 static void on_stanza(void *ud, elem_t *stanza, const xstream_raw_t *raw);
@@ -108,8 +70,8 @@ void comp_set_shallow(comp_t *c)
     c->is_shallow = true;
 }
 
-void comp_route_head(buf_t *b, const char *to, const char *from, const char *user,
-                     const char *cid, const char *sid)
+void comp_route_head(buf_t *b, const char *to, const char *from, const char *user, const char *cid,
+                     const char *sid)
 {
     buf_appends(b, "<route");
     xml_attr(b, "to", to);
@@ -121,7 +83,7 @@ void comp_route_head(buf_t *b, const char *to, const char *from, const char *use
 
 arena_t *comp_keep_route(comp_t *c)
 {
-    return c->xs ? xstream_detach(c->xs) : NULL;
+    return c->cur_xs ? xstream_detach(c->cur_xs) : NULL;
 }
 
 elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw)
@@ -191,19 +153,21 @@ unsigned long comp_dropped(const comp_t *c)
 
 bool comp_is_full(const comp_t *c)
 {
-    return c->conn && conn_is_full(c->conn);
+    return (c->conn && conn_is_full(c->conn)) || direct_is_full(c);
 }
 
 void comp_pause(comp_t *c)
 {
     c->is_paused = true;
     if (c->conn) conn_pause(c->conn);
+    direct_pause(c, true);
 }
 
 void comp_resume(comp_t *c)
 {
     c->is_paused = false;
     if (c->conn) conn_resume(c->conn);
+    direct_pause(c, false);
 }
 
 static void connect_now(comp_t *c)
@@ -281,34 +245,50 @@ void comp_unbind(comp_t *c, const char *name)
     }
 }
 
-int comp_send_raw(comp_t *c, const char *data, size_t len)
+/* Where a route to `to` goes: its direct link if it has one, else the
+ * router; NULL (and counted) when neither can take it. */
+static conn_t *writer_for(comp_t *c, const char *to, size_t len)
 {
+    conn_t *direct = c->direct && to ? direct_conn_for(c, to, len) : NULL;
+    if (direct) return direct;
     if (c->state != COMP_READY) {
         c->dropped++;
-        return -1;
+        return NULL;
     }
-    conn_write(c->conn, data, len);
+    return c->conn;
+}
+
+int comp_send_raw(comp_t *c, const char *data, size_t len)
+{
+    /* Our daemons' routes start <route to='…' (comp_route_head). */
+    static const char head[] = "<route to='";
+    const char *to = NULL, *end = NULL;
+    if (len > sizeof head - 1 && memcmp(data, head, sizeof head - 1) == 0) {
+        to = data + sizeof head - 1;
+        end = memchr(to, '\'', len - (sizeof head - 1));
+    }
+    conn_t *w = writer_for(c, end ? to : NULL, end ? (size_t)(end - to) : 0);
+    if (!w) return -1;
+    conn_write(w, data, len);
     return 0;
 }
 
 int comp_send(comp_t *c, const elem_t *route)
 {
-    if (c->state != COMP_READY) {
-        c->dropped++;
-        return -1;
-    }
+    const char *to = elem_attr(route, "to");
+    conn_t *w = writer_for(c, to, to ? strlen(to) : 0);
+    if (!w) return -1;
     elem_serialize(route, NS_HEARTH_COMPONENT, &c->out);
-    send_buf(c);
+    conn_write(w, c->out.data, c->out.len);
+    buf_reset(&c->out);
     return 0;
 }
 
 int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
                  const elem_t *payload)
 {
-    if (c->state != COMP_READY) {
-        c->dropped++;
-        return -1;
-    }
+    conn_t *w = writer_for(c, to, strlen(to));
+    if (!w) return -1;
     buf_appends(&c->out, "<route to='");
     xml_escape(&c->out, to, strlen(to), true);
     buf_appends(&c->out, "' from='");
@@ -320,7 +300,8 @@ int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
     buf_appends(&c->out, "'>");
     elem_serialize(payload, NS_HEARTH_COMPONENT, &c->out);
     buf_appends(&c->out, "</route>");
-    send_buf(c);
+    conn_write(w, c->out.data, c->out.len);
+    buf_reset(&c->out);
     return 0;
 }
 
@@ -432,6 +413,7 @@ static void become_ready(comp_t *c)
     c->backoff_ms = BACKOFF_FIRST_MS;
     log_info("router link %s ready", c->router);
     if (c->cb.on_ready) c->cb.on_ready(c);
+    if (c->direct) direct_ready(c);
 }
 
 static void handle_sasl(comp_t *c, const elem_t *e)
@@ -449,7 +431,7 @@ static void handle_sasl(comp_t *c, const elem_t *e)
         /* A wrong password will not get better: keep retrying slowly. */
         c->backoff_ms = BACKOFF_MAX_MS;
         fail(c, strcmp(e->name, "failure") == 0 ? "authentication refused"
-                                                 : "the router failed SCRAM verification");
+                                                : "the router failed SCRAM verification");
     }
     free(out);
 }
@@ -472,8 +454,9 @@ static void handle_control(comp_t *c, const elem_t *e)
     if (strcmp(e->name, "presence") == 0) {
         const char *from = elem_attr(e, "from");
         const char *type = elem_attr(e, "type");
-        if (from && c->cb.on_advert)
-            c->cb.on_advert(c, from, !(type && strcmp(type, "unavailable") == 0));
+        bool is_available = !(type && strcmp(type, "unavailable") == 0);
+        if (from && !is_available && c->direct) direct_name_gone(c, from);
+        if (from && c->cb.on_advert) c->cb.on_advert(c, from, is_available);
     } else if (strcmp(e->name, "bind") == 0 || strcmp(e->name, "unbind") == 0) {
         handle_bind_reply(c, e);
     } else if (c->state == COMP_OPENING && elem_is(e, NS_STREAMS, "features")) {
@@ -496,7 +479,13 @@ static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
 {
     comp_t *c = ud;
     if (c->state == COMP_READY && strcmp(e->name, "route") == 0) {
+        if (elem_attr(e, "direct")) {
+            direct_control(c, e);
+            return;
+        }
+        c->cur_xs = c->xs;
         if (c->cb.on_route) c->cb.on_route(c, e, raw);
+        c->cur_xs = NULL;
         return;
     }
     if (!c->is_shallow) {
@@ -556,6 +545,7 @@ static void free_after_close(uv_handle_t *h)
 void comp_free(comp_t *c)
 {
     c->is_started = false;
+    direct_free(c);
     if (c->conn) {
         if (c->state >= COMP_OPENING) conn_write(c->conn, "</stream:stream>", 16);
         conn_set_data(c->conn, NULL);

@@ -7,7 +7,8 @@
  * away it reconnects with a growing backoff (100 ms doubling to 5 s) and
  * binds the same names again by itself. Routes sent while the link is down
  * are dropped and counted: the daemon sees the link state through
- * on_ready/on_down and must not rely on them. */
+ * on_ready/on_down and must not rely on them. A route to a name that a
+ * direct link speaks for (comp_direct_*) goes on that link instead. */
 #ifndef HEARTH_COMPONENT_H
 #define HEARTH_COMPONENT_H
 
@@ -21,7 +22,6 @@
 #include "xstream.h"
 
 typedef struct comp comp_t;
-
 
 typedef struct comp_cb {
     /* Authenticated and every name bound (again, after a reconnect). */
@@ -38,14 +38,18 @@ typedef struct comp_cb {
     void (*on_bind_error)(comp_t *c, const char *name, const char *error);
     /* Writes can go on after comp_is_full() was true. */
     void (*on_drain)(comp_t *c);
+    /* A direct link (below) that carried our routes to name closed while
+     * the router still advertises name: what was in flight on it may be
+     * lost, and routes to name go through the router again. */
+    void (*on_direct_down)(comp_t *c, const char *name);
 } comp_cb_t;
 
 typedef struct comp_opts {
-    const char *router;   /* "127.0.0.1:5347" or "unix:/path" */
-    const char *id;       /* this instance's stable name ("sm-1"), sent as
-                           * the stream's from: the router's shard hashing
-                           * and its logs use it */
-    const char *user;     /* component account */
+    const char *router; /* "127.0.0.1:5347" or "unix:/path" */
+    const char *id;     /* this instance's stable name ("sm-1"), sent as
+                         * the stream's from: the router's shard hashing
+                         * and its logs use it */
+    const char *user;   /* component account */
     const char *password;
     const char *tls_ca;   /* when the router asks for STARTTLS: the PEM file
                            * to trust (a CA or its own certificate); NULL:
@@ -81,6 +85,18 @@ elem_t *comp_reparse(comp_t *c, arena_t *a, const xstream_raw_t *raw);
  * callback; the caller owns the arena returned and frees it with
  * arena_free. NULL outside on_route or when already kept. */
 arena_t *comp_keep_route(comp_t *c);
+/* Direct links between the sm and each c2s on its machine, so that their
+ * routes skip the router (common/direct.c tells the protocol). The sm
+ * listens on addr (a loopback TCP address, port 0 for any) for peers of
+ * peer_role; 0 or a libuv error. */
+int comp_direct_listen(comp_t *c, const char *addr, comp_role_t peer_role);
+/* The sm: offer peer (a name the router advertised) a link, now and again
+ * after one closes, until the router says peer is gone. */
+void comp_direct_offer(comp_t *c, const char *peer);
+/* A c2s: take the links offered by routes the router marked offer_role. */
+void comp_direct_accept(comp_t *c, comp_role_t offer_role);
+/* Direct links carrying routes both ways. */
+unsigned comp_direct_count(const comp_t *c);
 /* Close the link and free; no callback runs after this. */
 void comp_free(comp_t *c);
 void *comp_data(const comp_t *c);
@@ -100,8 +116,8 @@ int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
 /* Write the start of a route, "<route to='…' from='…'", then user, cid
  * and sid when not NULL, escaped; the caller adds any other attribute and
  * the ">". */
-void comp_route_head(buf_t *b, const char *to, const char *from, const char *user,
-                     const char *cid, const char *sid);
+void comp_route_head(buf_t *b, const char *to, const char *from, const char *user, const char *cid,
+                     const char *sid);
 /* Send bytes that are already one serialized route. */
 int comp_send_raw(comp_t *c, const char *data, size_t len);
 /* The write queue to the router is over its limit: stop producing until

@@ -144,6 +144,10 @@ const cfg_setting_t cfg_settings[] = {
     SECTION("sm", false, "the session manager: sessions, presence, roster, offline messages"),
     INT("sm.shards", "1", 1, 1024,
         "sm processes sharing the users; with more than one, stanzas between users go through the router"),
+    STRING("sm.direct-listen", "127.0.0.1:0",
+           "loopback address (port 0: any free one) where each c2s on this machine links to the "
+           "sm directly, so a session's stanzas skip the router; empty: everything through the "
+           "router (always so with sm.shards above 1)"),
     DURATION("sm.c2s-grace", "10s",
              "how long the sm keeps the sessions of a c2s process it lost sight of (the router "
              "restarting) for that c2s to come back, before it ends them"),

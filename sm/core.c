@@ -321,6 +321,7 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
      * again is asked about the sessions we kept for it (hold.c). Before
      * on_ready our own binds are not through: main.c's on_ready does it. */
     if (available && strcmp(name, "s2s") == 0) sm->had_s2s = true;
+    if (available && strncmp(name, "c2s-", 4) == 0) comp_direct_offer(c, name);
     if (!available) {
         if (strncmp(name, "c2s-", 4) == 0) hold_c2s_gone(sm, name);
     } else if (comp_is_ready(sm->comp)) {
@@ -332,6 +333,18 @@ void sm_on_advert(comp_t *c, const char *name, bool available)
             hold_out_flush(sm); /* a shard is back: what waited for its users goes */
         }
     }
+}
+
+/* The direct link to a c2s the router still sees closed (common/direct.c):
+ * what was on it may be lost, so that c2s is out of sight and back at once
+ * (hold.c): it is asked which sessions it holds, and theirs queues go again,
+ * through the router. */
+void sm_on_direct_down(comp_t *c, const char *name)
+{
+    sm_t *sm = comp_data(c);
+    if (strncmp(name, "c2s-", 4) != 0 || hold_is_away(sm, name)) return;
+    hold_c2s_away(sm, name);
+    if (comp_is_ready(c) && sm_is_advertised(sm, name)) hold_c2s_back(sm, name);
 }
 
 bool sm_is_advertised(const sm_t *sm, const char *name)

@@ -95,6 +95,7 @@ void sm_api_stop(void);
 /* Routes from the router (core.c). */
 void sm_on_route(comp_t *c, elem_t *route, const xstream_raw_t *raw);
 void sm_on_advert(comp_t *c, const char *name, bool available);
+void sm_on_direct_down(comp_t *c, const char *name);
 
 /* Sessions (session.c). */
 void sess_on_request(sm_t *sm, const elem_t *route, elem_t *request);

@@ -110,9 +110,18 @@ int main(int argc, char **argv)
         .on_route = sm_on_route,
         .on_advert = sm_on_advert,
         .on_bind_error = on_bind_error,
+        .on_direct_down = sm_on_direct_down,
     };
     /* Its router secret is read before the switch (it may be root's). */
     sm->comp = comp_new_from_config(sm->loop, d.config, d.id, ROLE_SM, &cb, sm);
+    /* With shards, the router picks each user's sm: no direct links. */
+    const char *direct = config_get(d.config, "sm.direct-listen");
+    if (sm->shards == 1 && direct && *direct) {
+        int rc = comp_direct_listen(sm->comp, direct, ROLE_C2S);
+        if (rc < 0)
+            log_fatal("%s: sm.direct-listen %s: %s", config_file(d.config), direct,
+                      rc == UV_EINVAL ? "not a loopback TCP address" : uv_strerror(rc));
+    }
     sm_metrics_init(sm);
     metrics_listen(sm->loop, d.config, "sm.metrics-listen", metrics_instance_index(sm->id));
     sm_api_start(sm);

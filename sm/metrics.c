@@ -16,6 +16,12 @@ static double users(void *ud)
     return (double)((sm_t *)ud)->users.count;
 }
 
+static double direct_links(void *ud)
+{
+    const sm_t *sm = ud;
+    return sm->comp ? comp_direct_count(sm->comp) : 0;
+}
+
 void sm_metrics_init(sm_t *sm)
 {
     sm_metrics_t *m = &sm_metrics;
@@ -23,6 +29,8 @@ void sm_metrics_init(sm_t *sm)
     metrics_add_process();
     metrics_gauge_fn("hearth_sm_sessions", "sessions (bound resources)", sessions, sm, NULL);
     metrics_gauge_fn("hearth_sm_users_online", "users with at least one session", users, sm, NULL);
+    metrics_gauge_fn("hearth_sm_direct_links", "direct links to c2s processes, skipping the router",
+                     direct_links, sm, NULL);
     for (int k = 0; k < METRIC_KINDS; k++) {
         const char *kind = metric_kind_names[k];
         metrics_counter("hearth_sm_stanzas_total", help, &m->from_sess[k], "path", "from_session",

@@ -9,6 +9,10 @@
  * one from the server's side with action='ended'. Every end runs
  * SM_CHAIN_SESS_END (mod_presence broadcasts the unavailable presence).
  *
+ * Between the sm and a c2s on its machine, these routes take their direct
+ * link (common/direct.c) rather than the router; they are the same routes,
+ * marked with the same role.
+ *
  * Only a c2s may speak this protocol (core.c checks the route's role), and
  * a session's stanzas count only from the c2s that started it, with the
  * cid and sid it was given. Besides sessions, a c2s tells of an account it

@@ -16,8 +16,12 @@
  *   pause | resume                 stop / restart reading from the router
  *   quiet | loud                   stop / start printing each route
  *   count                          print "count N" (routes received)
+ *   direct-accept                  take direct links the sm offers, as a
+ *                                  c2s does (common/direct.c)
+ *   direct-count                   print "direct N" (links up)
  * Events (stdout): ready, down, advert NAME available|unavailable,
- *   binderror NAME ERROR, route <raw bytes>, flooded N, count N. */
+ *   binderror NAME ERROR, route <raw bytes>, flooded N, count N, direct N,
+ *   directdown NAME. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +103,11 @@ static void on_drain(comp_t *c)
     flood_some();
 }
 
+static void on_direct_down(comp_t *c, const char *name)
+{
+    emit("directdown %s", name);
+}
+
 static void command(char *line)
 {
     char *arg = strchr(line, ' ');
@@ -148,6 +157,10 @@ static void command(char *line)
         is_quiet = false;
     } else if (strcmp(line, "count") == 0) {
         emit("count %lu", received);
+    } else if (strcmp(line, "direct-accept") == 0) {
+        comp_direct_accept(comp, ROLE_SM);
+    } else if (strcmp(line, "direct-count") == 0) {
+        emit("direct %u", comp_direct_count(comp));
     } else {
         emit("error unknown command %s", line);
     }
@@ -195,6 +208,7 @@ int main(int argc, char **argv)
         .on_advert = on_advert,
         .on_bind_error = on_bind_error,
         .on_drain = on_drain,
+        .on_direct_down = on_direct_down,
     };
     comp_opts_t opts = {.router = argv[1], .user = argv[2], .password = argv[3], .id = argv[4]};
     if (argc == 7) {

@@ -237,7 +237,20 @@ def settled(port, name):
     return wait_for(still, f"{name} settles")
 
 
-def test_router_counts_routes_by_destination(metered, ports):
+@pytest.fixture
+def metered_via_router(hearth_env, ports):
+    """metered without the sm's direct links: every route through the router."""
+    return Server(hearth_env, **{
+        "router.metrics-listen": f"127.0.0.1:{ports['router']}",
+        "sm.metrics-listen": f"127.0.0.1:{ports['sm']}",
+        "c2s.metrics-listen": f"127.0.0.1:{ports['c2s']}",
+        "sm.direct-listen": "",
+    }).start()
+
+
+def test_router_counts_routes_by_destination(metered_via_router, ports):
+    metered = metered_via_router
+    assert Scrape(ports["sm"]).get("hearth_sm_direct_links") == 0
     a = login(metered, "frank", register=True)
     b = login(metered, "grace", register=True)
     try:
@@ -256,6 +269,32 @@ def test_router_counts_routes_by_destination(metered, ports):
         assert n + 1 <= delta(before, after, routes, destination="c2s") <= 2 * n
         assert delta(before, after, routes, destination="s2s") == 0
         assert delta(before, after, "hearth_router_bytes_total", direction="in") > 0
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+def test_chat_skips_the_router_on_the_direct_links(metered, ports):
+    """By default the sm and the c2s link directly (common/direct.c): both
+    gauges say so, and a chat between two users of that c2s costs the router
+    no route at all, while every message is delivered."""
+    wait_for(lambda: Scrape(ports["sm"]).get("hearth_sm_direct_links") == 1, "the sm's link")
+    wait_for(lambda: Scrape(ports["c2s"]).get("hearth_c2s_direct_links") == 1, "the c2s's link")
+    a = login(metered, "frank", register=True)
+    b = login(metered, "grace", register=True)
+    try:
+        routes = "hearth_router_routes_total"
+        before = settled(ports["router"], routes)
+        n = 4
+        for i in range(n):
+            a.send_message(b.bound_jid, f"d{i}")
+        for i in range(n):
+            b.wait_message(lambda x, i=i: x["body"] == f"d{i}")
+        after = settled(ports["router"], routes)
+        assert delta(before, after, routes, destination="sm") == 0
+        assert delta(before, after, routes, destination="c2s") == 0
+        sm = Scrape(ports["sm"])
+        assert sm.get("hearth_sm_stanzas_total", path="to_session", kind="message") >= n
     finally:
         a.disconnect()
         b.disconnect()
