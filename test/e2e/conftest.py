@@ -47,7 +47,10 @@ import contextlib
 
 import pytest
 
-from hearth_env import BUILDDIR, Dns, Env, Router, Server, pg_cluster, pg_missing, stop_pg_cluster
+from hearth_env import (BUILDDIR, Dns, Env, Router, Server, pg_cluster, pg_missing, random_password,
+                        stop_pg_cluster)
+from testcomp import Component
+from xmpp_client import Client
 
 
 @pytest.fixture
@@ -129,6 +132,68 @@ def server(request, hearth_env, storage_driver):
     marker = request.node.get_closest_marker("server")
     options = dict(marker.kwargs) if marker else {}
     return Server(hearth_env, **options).start()
+
+
+# ---- for the tests of trust (test_trust_roles.py, test_direct.py) ----------------------
+
+BOT_PASSWORD = random_password()
+
+
+def bot_settings(env):
+    """The tests' component account and bot's, which may bind bot.localhost."""
+    return {"router.component": env.settings["router.component"][:1] + [
+        {"name": "bot", "password": BOT_PASSWORD, "bind": "bot.localhost"}]}
+
+
+@pytest.fixture
+def trusted(hearth_env):
+    """A Server for localhost (router, sm, c2s-1) whose router also knows
+    bot; registration on."""
+    return Server(hearth_env, **bot_settings(hearth_env)).start()
+
+
+@pytest.fixture
+def bot(trusted):
+    comps = []
+
+    def start(*binds, ident="bot", user="bot", password=BOT_PASSWORD):
+        c = Component(BUILDDIR, trusted.router.listen, password, ident, *binds, user=user,
+                      logdir=trusted.env.logdir)
+        comps.append(c)
+        c.expect("ready")
+        return c
+    yield start
+    for c in comps:
+        c.close()
+
+
+@pytest.fixture
+def users(trusted):
+    made = []
+
+    def make(name, password="pw", resource="x", register=True):
+        c = Client(trusted, f"{name}@localhost", password, resource=resource,
+                   register=register).connect()
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.disconnect()
+
+
+@pytest.fixture
+def fake_sm(hearth_env):
+    """Router and a real c2s-1, with a test component logging in with the
+    sm's account for localhost in place of hearth-sm."""
+    server = Server(hearth_env)
+    server.router.start()
+    user, password = server.router.account("sm")
+    sm = Component(BUILDDIR, server.router.listen, password, "sm", "localhost shard", user=user,
+                   logdir=hearth_env.logdir)
+    sm.expect("ready")
+    server.start_c2s(server.c2s[0])
+    yield server, sm
+    sm.close()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,6 +18,7 @@ the tests talk to the real ones.
 import atexit
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -197,6 +198,25 @@ def wait_for(pred, what="condition", timeout=10):
             return value
         time.sleep(0.05)
     raise AssertionError(f"never true within {timeout}s: {what}")
+
+
+def wait_log(path, pattern, mark=0, timeout=10):
+    """The first match of the regex pattern in the log at path after byte
+    mark; fails naming the pattern when none comes within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(path, errors="replace") as f:
+            f.seek(mark)
+            m = re.search(pattern, f.read())
+        if m:
+            return m
+        time.sleep(0.05)
+    raise AssertionError(f"{os.path.basename(path)} never logged {pattern!r} within {timeout}s")
+
+
+def log_size(path):
+    """Where the log at path ends now (a mark for wait_log)."""
+    return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def tail(path, lines=40):

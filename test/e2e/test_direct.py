@@ -12,86 +12,31 @@ and comes back.
 
 Negative outcomes are waited for on a condition: the refusal the daemon
 logs, or the end of a connection, never a bare sleep."""
-import os
 import re
 import socket
 import subprocess
-import time
 
 import pytest
-
-from hearth_env import BUILDDIR, Server, random_password, wait_for
-from testcomp import Component
 from slixmpp import Message
 
-from xmpp_client import Client
+from hearth_env import log_size, wait_for, wait_log
 
-BOT_PASSWORD = random_password()
 STREAM = ("<?xml version='1.0'?><stream:stream xmlns='urn:hearth:component:1' "
           "xmlns:stream='http://etherx.jabber.org/streams' from='c2s-1' token='{token}' "
           "version='1.0'>")
 
 
-def wait_log(path, pattern, mark=0, timeout=10):
-    """The first match of the regex pattern in the log after byte mark."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            f.seek(mark)
-            m = re.search(pattern, f.read())
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"{os.path.basename(path)} never logged {pattern!r} within {timeout}s")
-
-
-def log_size(path):
-    return os.path.getsize(path) if os.path.exists(path) else 0
-
-
 @pytest.fixture
-def server(hearth_env):
-    """router, sm, c2s-1 for localhost, the router also knowing bot (a
-    component that may bind bot.localhost); the sm's link to c2s-1 up."""
-    hearth_env.settings["router.component"] = hearth_env.settings["router.component"][:1] + [
-        {"name": "bot", "password": BOT_PASSWORD, "bind": "bot.localhost"}]
-    s = Server(hearth_env).start()
-    wait_log(s.sm.log, r"direct link with c2s-1 up")
-    return s
+def linked(trusted):
+    """trusted (conftest.py: router, sm, c2s-1, and bot's account) once the
+    sm's link to c2s-1 is up."""
+    wait_log(trusted.sm.log, r"direct link with c2s-1 up")
+    return trusted
 
 
-def direct_address(server):
-    host, port = wait_log(server.sm.log, r"direct links for c2s processes on (\S+):(\d+)").groups()
+def direct_address(linked):
+    host, port = wait_log(linked.sm.log, r"direct links for c2s processes on (\S+):(\d+)").groups()
     return host, int(port)
-
-
-@pytest.fixture
-def users(server):
-    made = []
-
-    def make(name, password="pw", resource="x"):
-        c = Client(server, f"{name}@localhost", password, resource=resource,
-                   register=True).connect()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.disconnect()
-
-
-@pytest.fixture
-def component(server):
-    comps = []
-
-    def start(ident, *binds, user="bot", password=BOT_PASSWORD):
-        c = Component(BUILDDIR, server.router.listen, password, ident, *binds, user=user,
-                      logdir=server.env.logdir)
-        comps.append(c)
-        c.expect("ready")
-        return c
-    yield start
-    for c in comps:
-        c.close()
 
 
 def closed_by_peer(sock, timeout):
@@ -113,27 +58,27 @@ def chat_works(users, alice=None):
 
 # ---- the sm's listener ----------------------------------------------------------------
 
-def test_the_sm_closes_a_connection_with_a_token_it_never_offered(server, users):
-    mark = log_size(server.sm.log)
-    with socket.create_connection(direct_address(server)) as s:
+def test_the_sm_closes_a_connection_with_a_token_it_never_offered(linked, users):
+    mark = log_size(linked.sm.log)
+    with socket.create_connection(direct_address(linked)) as s:
         s.sendall(STREAM.format(token="0" * 32).encode())
         assert closed_by_peer(s, 5), "the sm kept a connection with a token of nobody's"
-    wait_log(server.sm.log, r"direct link from \S+ refused: no offer for that token", mark)
+    wait_log(linked.sm.log, r"direct link from \S+ refused: no offer for that token", mark)
     assert chat_works(users)
 
 
-def test_the_sm_closes_a_connection_that_gives_no_token(server):
-    with socket.create_connection(direct_address(server)) as s:
+def test_the_sm_closes_a_connection_that_gives_no_token(linked):
+    with socket.create_connection(direct_address(linked)) as s:
         # HELLO_MS (5 s) and the tick that notices it (1 s)
         assert closed_by_peer(s, 8), "the sm kept a silent connection open"
-    wait_log(server.sm.log, r"direct link with \?: no token in time")
+    wait_log(linked.sm.log, r"direct link with \?: no token in time")
 
 
 # ---- offers and switches through the router ---------------------------------------------
 
 @pytest.mark.parametrize("to,what", [("c2s-1", "offer"), ("c2s-1", "switch"),
                                      ("localhost", "switch")])
-def test_a_component_cannot_offer_or_switch_a_link(server, component, users, to, what):
+def test_a_component_cannot_offer_or_switch_a_link(linked, bot, users, to, what):
     """An offer must come from the sm (role='sm', marked by the router), and
     a switch from the peer the link was offered to: a component's, pointing
     at its own listener, is refused, and nobody connects there."""
@@ -142,10 +87,10 @@ def test_a_component_cannot_offer_or_switch_a_link(server, component, users, to,
     trap.listen()
     trap.setblocking(False)
     port = trap.getsockname()[1]
-    bot = component("bot", "bot.localhost")
-    log = server.c2s[0].log if to == "c2s-1" else server.sm.log
+    b = bot("bot.localhost")
+    log = linked.c2s[0].log if to == "c2s-1" else linked.sm.log
     mark = log_size(log)
-    bot.cmd(f"raw <route to='{to}' from='bot.localhost' direct='{what}' addr='127.0.0.1:{port}' "
+    b.cmd(f"raw <route to='{to}' from='bot.localhost' direct='{what}' addr='127.0.0.1:{port}' "
             f"token='{'ab' * 16}' names='localhost bot.localhost'/>")
     wait_log(log, rf"direct='{what}' route from bot\.localhost \(role component\) refused", mark)
     with pytest.raises(BlockingIOError):
@@ -157,16 +102,16 @@ def test_a_component_cannot_offer_or_switch_a_link(server, component, users, to,
 # ---- a c2s on its link ------------------------------------------------------------------
 
 @pytest.fixture
-def fake_c2s(server, component):
+def fake_c2s(linked, bot):
     """c2s-9: a test component with the c2s's router account, taking the sm's
     offer of a direct link as hearth-c2s does."""
-    user, password = server.router.account("c2s")
-    mark = log_size(server.sm.log)
-    c = component("c2s-9", "c2s-9", user=user, password=password)
+    user, password = linked.router.account("c2s")
+    mark = log_size(linked.sm.log)
+    c = bot("c2s-9", ident="c2s-9", user=user, password=password)
     c.cmd("direct-accept")
     # the advert of c2s-9 reached the sm before the accept: it offers again
     # after RETRY_MS if the first offer was refused
-    wait_log(server.sm.log, r"direct link with c2s-9 up", mark, timeout=20)
+    wait_log(linked.sm.log, r"direct link with c2s-9 up", mark, timeout=20)
 
     def direct_up():
         c.cmd("direct-count")
@@ -185,42 +130,27 @@ def fake_c2s(server, component):
     ("<route to='localhost' from='c2s-9' direct='switch' token='00'/>",
      "a route that marks itself"),
 ])
-def test_a_c2s_may_send_on_its_link_only_what_the_router_would_carry(server, fake_c2s, users,
+def test_a_c2s_may_send_on_its_link_only_what_the_router_would_carry(linked, fake_c2s, users,
                                                                      route, why):
     """A c2s's routes on its direct link: its own name as from, no role or
     direct mark of their own. Anything else ends the link (and the router
     would have refused it too), and the real c2s-1's users go on."""
     alice = users("alice")
-    mark = log_size(server.sm.log)
+    mark = log_size(linked.sm.log)
     fake_c2s.cmd("raw " + route)
-    wait_log(server.sm.log, rf"direct link with c2s-9: {re.escape(why)}", mark)
-    wait_log(server.sm.log, r"direct link with c2s-9 closed", mark)
+    wait_log(linked.sm.log, rf"direct link with c2s-9: {re.escape(why)}", mark)
+    wait_log(linked.sm.log, r"direct link with c2s-9 closed", mark)
     fake_c2s.expect("directdown localhost")
     assert not alice.disconnected.is_set()
     assert chat_works(users, alice)
 
 
-@pytest.fixture
-def fake_sm(hearth_env):
-    """Router and a real c2s-1, with a test component logging in with the
-    sm's account for localhost in place of hearth-sm."""
-    server = Server(hearth_env)
-    server.router.start()
-    user, password = server.router.account("sm")
-    sm = Component(BUILDDIR, server.router.listen, password, "sm", "localhost shard", user=user,
-                   logdir=hearth_env.logdir)
-    sm.expect("ready")
-    server.start_c2s(server.c2s[0])
-    yield server, sm
-    sm.close()
-
-
 def test_a_c2s_takes_no_offer_of_an_address_off_this_machine(fake_sm):
-    server, sm = fake_sm
-    mark = log_size(server.c2s[0].log)
+    linked, sm = fake_sm
+    mark = log_size(linked.c2s[0].log)
     sm.cmd(f"raw <route to='c2s-1' from='localhost' direct='offer' addr='192.0.2.1:5347' "
            f"token='{'cd' * 16}' names='localhost'/>")
-    wait_log(server.c2s[0].log, r"direct link offered on 192\.0\.2\.1:5347 not taken", mark)
+    wait_log(linked.c2s[0].log, r"direct link offered on 192\.0\.2\.1:5347 not taken", mark)
 
 
 def test_a_c2s_reads_nothing_on_a_link_before_the_switch(fake_sm):
@@ -228,12 +158,12 @@ def test_a_c2s_reads_nothing_on_a_link_before_the_switch(fake_sm):
     its token, but the c2s reads from it only once the sm, through the
     router, has said it took that token: without that switch the c2s reads
     nothing and closes the link when the offer runs out (OFFER_MS)."""
-    server, sm = fake_sm
+    linked, sm = fake_sm
     trap = socket.socket()
     trap.bind(("127.0.0.1", 0))
     trap.listen()
     port = trap.getsockname()[1]
-    mark = log_size(server.c2s[0].log)
+    mark = log_size(linked.c2s[0].log)
     token = "ef" * 16
     sm.cmd(f"raw <route to='c2s-1' from='localhost' direct='offer' addr='127.0.0.1:{port}' "
            f"token='{token}' names='localhost'/>")
@@ -249,8 +179,8 @@ def test_a_c2s_reads_nothing_on_a_link_before_the_switch(fake_sm):
                  b"<route to='c2s-1' from='localhost' user='alice@localhost' cid='c2s-1:1' "
                  b"sid='x'><message xmlns='jabber:client'><body>early</body></message></route>")
     assert closed_by_peer(conn, 15), "the c2s kept the link without a switch"
-    wait_log(server.c2s[0].log, r"direct link with localhost: no switch in time", mark)
-    with open(server.c2s[0].log, errors="replace") as f:
+    wait_log(linked.c2s[0].log, r"direct link with localhost: no switch in time", mark)
+    with open(linked.c2s[0].log, errors="replace") as f:
         f.seek(mark)
         assert "a route before the switch" not in f.read(), "the c2s read the link"
     conn.close()
@@ -259,29 +189,29 @@ def test_a_c2s_reads_nothing_on_a_link_before_the_switch(fake_sm):
 
 # ---- a link that breaks ----------------------------------------------------------------
 
-def kill_link(server):
+def kill_link(linked):
     """Destroy both ends of the sm's direct link with c2s-1 (ss -K)."""
-    _, port = direct_address(server)
+    _, port = direct_address(linked)
     out = subprocess.run(["ss", "-K", "-t", f"( sport = :{port} or dport = :{port} )"],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out
     assert re.search(rf":{port}\b", out.stdout), f"no socket of port {port} killed: {out.stdout}"
 
 
-def test_a_broken_link_loses_no_message_and_comes_back(server, users):
+def test_a_broken_link_loses_no_message_and_comes_back(linked, users):
     """Messages flow from alice to bob (both on c2s-1) while the link is
     killed: each arrives exactly once, in order, through the router while
     the link is down and on a new link once the sm offers it again."""
     alice, bob = users("alice"), users("bob")
     n, killed_at = 300, 100
-    sm_mark, c2s_mark = log_size(server.sm.log), log_size(server.c2s[0].log)
+    sm_mark, c2s_mark = log_size(linked.sm.log), log_size(linked.c2s[0].log)
     for i in range(n):
         if i == killed_at:
-            kill_link(server)
+            kill_link(linked)
         alice.send_message("bob@localhost/x", f"m{i}")
     bob.wait_message(lambda m: m["body"] == f"m{n - 1}", timeout=30)
-    wait_log(server.sm.log, r"direct link with c2s-1 closed", sm_mark)
-    wait_log(server.c2s[0].log, r"direct link with sm(-1)? closed", c2s_mark)
+    wait_log(linked.sm.log, r"direct link with c2s-1 closed", sm_mark)
+    wait_log(linked.c2s[0].log, r"direct link with sm(-1)? closed", c2s_mark)
     # after the last one: what a resend would give twice has come too
     alice.send_message("bob@localhost/x", "after")
     bob.wait_message(lambda m: m["body"] == "after", timeout=10)
@@ -289,5 +219,5 @@ def test_a_broken_link_loses_no_message_and_comes_back(server, users):
     expected = [f"m{i}" for i in range(n)] + ["after"]
     assert got == expected, (f"{len(got)} bodies; missing {sorted(set(expected) - set(got))}, "
                              f"twice {sorted(b for b in set(got) if got.count(b) > 1)}")
-    wait_log(server.sm.log, r"direct link with c2s-1 up", sm_mark, timeout=20)
+    wait_log(linked.sm.log, r"direct link with c2s-1 up", sm_mark, timeout=20)
     assert not alice.disconnected.is_set() and not bob.disconnected.is_set()

@@ -97,14 +97,19 @@ def ports():
     return {name: free_port() for name in ("router", "sm", "c2s")}
 
 
-@pytest.fixture
-def metered(hearth_env, ports):
-    """A Server with router, sm and c2s metrics on (sqlite)."""
+def metered_server(hearth_env, ports, **settings):
+    """A Server with router, sm and c2s metrics on (sqlite), started."""
     return Server(hearth_env, **{
         "router.metrics-listen": f"127.0.0.1:{ports['router']}",
         "sm.metrics-listen": f"127.0.0.1:{ports['sm']}",
         "c2s.metrics-listen": f"127.0.0.1:{ports['c2s']}",
+        **settings,
     }).start()
+
+
+@pytest.fixture
+def metered(hearth_env, ports):
+    return metered_server(hearth_env, ports)
 
 
 def login(server, user, password=PASSWORD, **kw):
@@ -237,41 +242,39 @@ def settled(port, name):
     return wait_for(still, f"{name} settles")
 
 
-@pytest.fixture
-def metered_via_router(hearth_env, ports):
-    """metered without the sm's direct links: every route through the router."""
-    return Server(hearth_env, **{
-        "router.metrics-listen": f"127.0.0.1:{ports['router']}",
-        "sm.metrics-listen": f"127.0.0.1:{ports['sm']}",
-        "c2s.metrics-listen": f"127.0.0.1:{ports['c2s']}",
-        "sm.direct-listen": "",
-    }).start()
+ROUTES = "hearth_router_routes_total"
 
 
-def test_router_counts_routes_by_destination(metered_via_router, ports):
-    metered = metered_via_router
-    assert Scrape(ports["sm"]).get("hearth_sm_direct_links") == 0
-    a = login(metered, "frank", register=True)
-    b = login(metered, "grace", register=True)
+def chat_through(server, ports, n):
+    """frank sends grace n messages, all delivered: the router's scrapes
+    (settled) before and after."""
+    a = login(server, "frank", register=True)
+    b = login(server, "grace", register=True)
     try:
-        routes = "hearth_router_routes_total"
-        before = settled(ports["router"], routes)
-        n = 4
+        before = settled(ports["router"], ROUTES)
         for i in range(n):
             a.send_message(b.bound_jid, f"r{i}")
         for i in range(n):
             b.wait_message(lambda x, i=i: x["body"] == f"r{i}")
-        after = settled(ports["router"], routes)
-        # each message is one route c2s -> sm and one sm -> c2s; the
-        # acknowledgements back (grace's c2s to the sm, the sm to frank's
-        # c2s) are routes too, at least one and at most one per message
-        assert n + 1 <= delta(before, after, routes, destination="sm") <= 2 * n
-        assert n + 1 <= delta(before, after, routes, destination="c2s") <= 2 * n
-        assert delta(before, after, routes, destination="s2s") == 0
-        assert delta(before, after, "hearth_router_bytes_total", direction="in") > 0
+        return before, settled(ports["router"], ROUTES)
     finally:
         a.disconnect()
         b.disconnect()
+
+
+def test_router_counts_routes_by_destination(hearth_env, ports):
+    # without the sm's direct links: every route through the router
+    metered = metered_server(hearth_env, ports, **{"sm.direct-listen": ""})
+    assert Scrape(ports["sm"]).get("hearth_sm_direct_links") == 0
+    n = 4
+    before, after = chat_through(metered, ports, n)
+    # each message is one route c2s -> sm and one sm -> c2s; the
+    # acknowledgements back (grace's c2s to the sm, the sm to frank's
+    # c2s) are routes too, at least one and at most one per message
+    assert n + 1 <= delta(before, after, ROUTES, destination="sm") <= 2 * n
+    assert n + 1 <= delta(before, after, ROUTES, destination="c2s") <= 2 * n
+    assert delta(before, after, ROUTES, destination="s2s") == 0
+    assert delta(before, after, "hearth_router_bytes_total", direction="in") > 0
 
 
 def test_chat_skips_the_router_on_the_direct_links(metered, ports):
@@ -280,24 +283,12 @@ def test_chat_skips_the_router_on_the_direct_links(metered, ports):
     no route at all, while every message is delivered."""
     wait_for(lambda: Scrape(ports["sm"]).get("hearth_sm_direct_links") == 1, "the sm's link")
     wait_for(lambda: Scrape(ports["c2s"]).get("hearth_c2s_direct_links") == 1, "the c2s's link")
-    a = login(metered, "frank", register=True)
-    b = login(metered, "grace", register=True)
-    try:
-        routes = "hearth_router_routes_total"
-        before = settled(ports["router"], routes)
-        n = 4
-        for i in range(n):
-            a.send_message(b.bound_jid, f"d{i}")
-        for i in range(n):
-            b.wait_message(lambda x, i=i: x["body"] == f"d{i}")
-        after = settled(ports["router"], routes)
-        assert delta(before, after, routes, destination="sm") == 0
-        assert delta(before, after, routes, destination="c2s") == 0
-        sm = Scrape(ports["sm"])
-        assert sm.get("hearth_sm_stanzas_total", path="to_session", kind="message") >= n
-    finally:
-        a.disconnect()
-        b.disconnect()
+    n = 4
+    before, after = chat_through(metered, ports, n)
+    assert delta(before, after, ROUTES, destination="sm") == 0
+    assert delta(before, after, ROUTES, destination="c2s") == 0
+    sm = Scrape(ports["sm"])
+    assert sm.get("hearth_sm_stanzas_total", path="to_session", kind="message") >= n
 
 
 # ---- the HTTP layer's limits -------------------------------------------------

@@ -17,78 +17,15 @@ import os
 import re
 import subprocess
 import threading
-import time
 
 import pytest
 
-from hearth_env import BUILDDIR, Env, Router, Server, random_password
+from hearth_env import BUILDDIR, Env, Router, Server, log_size, random_password, wait_log
 from testcomp import Component
 from xmpp_client import Client, ClientError
 
 NS_SESSION = "urn:hearth:session:1"
 NS_ADMIN = "urn:hearth:admin:1"
-BOT_PASSWORD = random_password()
-
-
-def bot_settings(env):
-    """The tests' component account and bot's, which may bind bot.localhost."""
-    return {"router.component": env.settings["router.component"][:1] + [
-        {"name": "bot", "password": BOT_PASSWORD, "bind": "bot.localhost"}]}
-
-
-@pytest.fixture
-def trusted(hearth_env):
-    """A Server for localhost (router, sm, c2s-1) whose router also knows
-    bot; registration on."""
-    return Server(hearth_env, **bot_settings(hearth_env)).start()
-
-
-@pytest.fixture
-def bot(trusted):
-    comps = []
-
-    def start(*binds, ident="bot", user="bot", password=BOT_PASSWORD):
-        c = Component(BUILDDIR, trusted.router.listen, password, ident, *binds, user=user,
-                      logdir=trusted.env.logdir)
-        comps.append(c)
-        c.expect("ready")
-        return c
-    yield start
-    for c in comps:
-        c.close()
-
-
-@pytest.fixture
-def users(trusted):
-    made = []
-
-    def make(name, password="pw", resource="x", register=True):
-        c = Client(trusted, f"{name}@localhost", password, resource=resource,
-                   register=register).connect()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.disconnect()
-
-
-def wait_log(path, pattern, mark=0, timeout=10):
-    """The first match of the regex pattern in the log after byte mark."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            f.seek(mark)
-            m = re.search(pattern, f.read())
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"{os.path.basename(path)} never logged {pattern!r} within {timeout}s")
-
-
-def log_size(path):
-    return os.path.getsize(path) if os.path.exists(path) else 0
-
-
 def session_ids(server, full_jid):
     """(sid, cid) of a session, as the sm logged its start."""
     m = wait_log(server.sm.log, rf"session (\w+) of {re.escape(full_jid)} on (\S+) started")
@@ -311,21 +248,6 @@ def test_connection_ids_are_random(trusted, users):
     assert re.fullmatch(r"c2s-1:[0-9a-f]{16}", first) and re.fullmatch(r"c2s-1:[0-9a-f]{16}",
                                                                         second)
     assert abs(a - b) > 1 << 32, (first, second)
-
-
-@pytest.fixture
-def fake_sm(hearth_env):
-    """Router and a real c2s-1, with a test component logging in with the
-    sm's account for localhost in place of hearth-sm."""
-    server = Server(hearth_env)
-    server.router.start()
-    user, password = server.router.account("sm")
-    sm = Component(BUILDDIR, server.router.listen, password, "sm", "localhost shard", user=user,
-                   logdir=hearth_env.logdir)
-    sm.expect("ready")
-    server.start_c2s(server.c2s[0])
-    yield server, sm
-    sm.close()
 
 
 def test_c2s_delivers_only_with_the_sid_of_the_session(fake_sm):
