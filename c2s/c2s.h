@@ -95,6 +95,7 @@ struct client {
     char *presence;     /* its last broadcast available presence, as routed; or NULL */
     size_t presence_len;
     bool is_interested; /* has asked for its roster (a resume says so) */
+    bool has_carbons;   /* has turned message carbons on (XEP-0280; the same) */
     bool is_parked;     /* gone while the sm was away: resumed and ended when it is back (hold.c) */
     ackq_t rq;          /* routed to the sm, not acknowledged yet (hold.c) */
     uint64_t seq_out;   /* the last sequence number routed to the sm */

@@ -70,11 +70,12 @@
  * connected and what their sessions send is held (hold.c). When the domain
  * is advertised again and this c2s is bound, every session of the domain
  * is re-announced, before anything held is sent:
- *   <session action='resume' jid='FULL' cid='…' sid='…' [roster='true']>
+ *   <session action='resume' jid='FULL' cid='…' sid='…' [roster='true'] [carbons='true']>
  *     [the session's last broadcast available presence, in jabber:client]
  *   </session>
  * routed like its stanzas (user='BARE', cid, sid). roster='true': the
- * client has asked for its roster (it gets roster pushes). An sm that
+ * client has asked for its roster (it gets roster pushes); carbons='true':
+ * it turned message carbons on (XEP-0280, sm/mod_carbons.c). An sm that
  * still has the session keeps it; one that restarted rebuilds it with that
  * sid (sm/session.c). In turn the sm asks about the sessions it holds here,
  * in batches:
@@ -384,7 +385,9 @@ static bool is_to_server(const client_t *cl, const char *to)
 }
 
 /* What a resume tells the sm of the session (the header): its broadcast
- * presence (the bytes about to be routed) and its interest in the roster. */
+ * presence (the bytes about to be routed), its interest in the roster and
+ * whether it turned carbons on (sm/mod_carbons.c answers every such set
+ * with a result, so the request is the state). */
 static void remember(client_t *cl, const elem_t *stanza, const char *data, size_t len)
 {
     if (strcmp(stanza->name, "presence") == 0) {
@@ -403,6 +406,12 @@ static void remember(client_t *cl, const elem_t *stanza, const char *data, size_
                (is_to_server(cl, elem_attr(stanza, "to")) ||
                 strcmp(elem_attr(stanza, "to"), cl->user) == 0)) {
         cl->is_interested = true;
+    } else if (strcmp(stanza->name, "iq") == 0 && strcmp(elem_attr(stanza, "type"), "set") == 0 &&
+               (is_to_server(cl, elem_attr(stanza, "to")) ||
+                strcmp(elem_attr(stanza, "to"), cl->user) == 0)) {
+        const elem_t *cmd = elem_first(stanza);
+        if (cmd && cmd->ns && strcmp(cmd->ns, NS_CARBONS) == 0)
+            cl->has_carbons = strcmp(cmd->name, "enable") == 0;
     }
 }
 
@@ -428,6 +437,7 @@ int session_resume(client_t *cl)
     buf_printf(b, " h='%llu' next='%llu'", (unsigned long long)cl->seq_in,
                (unsigned long long)next);
     if (cl->is_interested) xml_attr(b, "roster", "true");
+    if (cl->has_carbons) xml_attr(b, "carbons", "true");
     buf_appends(b, ">");
     if (cl->presence) buf_append(b, cl->presence, cl->presence_len);
     buf_appends(b, "</session></route>");

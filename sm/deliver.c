@@ -199,24 +199,49 @@ void deliver_route_out(sm_t *sm, sm_pkt_t *pkt, const char *user)
 
 /* ---- local delivery (RFC 6121 §8.5) ----------------------------------- */
 
-/* Send to the available sessions of highest non-negative priority, or to
- * every available one of non-negative priority (all). How many got it. */
-static int to_best_sessions(sm_t *sm, sm_pkt_t *pkt, bool all)
+/* The highest priority among the available sessions of a user, or -1. */
+static int best_priority(const sess_t *first)
 {
     int best = -1;
-    sess_t *first = sm_sessions(sm, jid_bare(pkt->to));
-    for (sess_t *s = first; s; s = s->next)
+    for (const sess_t *s = first; s; s = s->next)
         if (s->is_available && s->priority > best) best = s->priority;
+    return best;
+}
+
+/* §8.5.2.1.1: a message to the bare JID goes to the available sessions of
+ * highest non-negative priority (best), or to every available one of
+ * non-negative priority (all: headline). */
+static bool is_recipient(const sess_t *s, int best, bool all)
+{
+    return best >= 0 && s->is_available && s->priority >= 0 && (all || s->priority == best);
+}
+
+/* Send to the sessions is_recipient() names. How many got it. */
+static int to_best_sessions(sm_t *sm, sm_pkt_t *pkt, bool all)
+{
+    sess_t *first = sm_sessions(sm, jid_bare(pkt->to));
+    int best = best_priority(first);
     if (best < 0) return 0;
     int n = 0;
     sm_fanout_begin(sm, pkt->stanza);
     for (sess_t *s = first; s; s = s->next)
-        if (s->is_available && s->priority >= 0 && (all || s->priority == best)) {
+        if (is_recipient(s, best, all)) {
             sm_send_to_sess(sm, s, pkt->stanza);
             n++;
         }
     sm_fanout_end(sm, pkt->stanza);
     return n;
+}
+
+bool sm_message_goes_to(sm_t *sm, const sm_pkt_t *pkt, const sess_t *s)
+{
+    if (jid_has_resource(pkt->to)) {
+        sess_t *to = sm_session(sm, pkt->to);
+        if (to) return to == s;
+    }
+    if (is(pkt->type, "error") || is(pkt->type, "groupchat")) return false;
+    return is_recipient(s, best_priority(sm_sessions(sm, jid_bare(pkt->to))),
+                        is(pkt->type, "headline"));
 }
 
 static void message_to_user(sm_t *sm, sm_pkt_t *pkt)

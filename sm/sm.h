@@ -135,6 +135,9 @@ void sm_pkt_release(sm_pkt_t *pkt);
  * is a local account. The tree is not taken; it is serialized or copied
  * before the call returns. */
 void sm_deliver(sm_t *sm, const elem_t *stanza);
+/* Whether message_to_user (RFC 6121 §8.5.2.1.1, §8.5.3) gives a message
+ * for a local account (pkt->to) to its session s. */
+bool sm_message_goes_to(sm_t *sm, const sm_pkt_t *pkt, const sess_t *s);
 /* Send a stanza to one session's client. */
 void sm_send_to_sess(sm_t *sm, sess_t *sess, const elem_t *stanza);
 /* Around a loop that sends one stanza, unchanged, to several sessions (a
