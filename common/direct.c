@@ -743,7 +743,14 @@ void direct_free(comp_t *c)
         dlink_t *l = d->links;
         d->links = l->next;
         conn_set_data(l->conn, NULL);
-        conn_abort(l->conn);
+        /* What the daemon sent last (a stopping c2s's session ends) still
+         * goes, as on the router link (comp_free). */
+        if (l->is_writing && !l->is_closing) {
+            conn_write(l->conn, "</stream:stream>", 16);
+            conn_close(l->conn);
+        } else {
+            conn_abort(l->conn);
+        }
         link_free(l);
     }
     while (d->offers) {
