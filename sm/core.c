@@ -26,6 +26,15 @@ const char *sm_iq_account(const sm_pkt_t *pkt, bool *is_own)
     return jid_bare(pkt->to);
 }
 
+bool sm_is_to_own_server(const sm_pkt_t *pkt)
+{
+    bool is_own = false;
+    if (!pkt->sess) return false;
+    if (sm_iq_account(pkt, &is_own) && is_own) return true;
+    return !jid_has_node(pkt->to) && !jid_has_resource(pkt->to) &&
+           strcmp(jid_domain(pkt->to), jid_domain(pkt->from)) == 0;
+}
+
 void sm_hook(sm_t *sm, sm_chain_t chain, int order, sm_hook_fn fn)
 {
     chain_t *c = &sm->chains[chain];

@@ -98,20 +98,11 @@ static bool is_to_own_account(const sm_pkt_t *pkt)
     return pkt->to && is(jid_bare(pkt->to), jid_bare(pkt->from));
 }
 
-/* No to, the account's own bare JID, or its domain. */
-static bool is_to_own_server(const sm_pkt_t *pkt)
-{
-    bool is_own = false;
-    if (sm_iq_account(pkt, &is_own) && is_own) return true;
-    return !jid_has_node(pkt->to) && !jid_has_resource(pkt->to) &&
-           is(jid_domain(pkt->to), jid_domain(pkt->from));
-}
-
 /* An IQ set of <enable/> or <disable/> from a session, to its server. */
 static sm_verdict_t on_iq(sm_t *sm, sm_pkt_t *pkt)
 {
     const elem_t *cmd = elem_first(pkt->stanza);
-    if (!cmd || !cmd->ns || !is(cmd->ns, NS_CARBONS) || !is_to_own_server(pkt)) return SM_PASS;
+    if (!cmd || !cmd->ns || !is(cmd->ns, NS_CARBONS) || !sm_is_to_own_server(pkt)) return SM_PASS;
     if (!is(pkt->type, "set") || (!is(cmd->name, "enable") && !is(cmd->name, "disable"))) {
         sm_reply_error(sm, pkt, "bad-request");
         return SM_HANDLED;

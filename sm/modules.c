@@ -19,6 +19,7 @@ void mod_adhoc_init(sm_t *sm);
 void mod_admin_commands_init(sm_t *sm);
 void mod_invite_init(sm_t *sm);
 void mod_carbons_init(sm_t *sm);
+void mod_extdisco_init(sm_t *sm);
 
 /* One line per module, so that adding one is a one-line change. */
 /* clang-format off */
@@ -40,6 +41,7 @@ const sm_module_t sm_modules[] = {
     {"admin_commands", mod_admin_commands_init},
     {"invite", mod_invite_init},
     {"carbons", mod_carbons_init},
+    {"extdisco", mod_extdisco_init},
     {NULL, NULL},
 };
 /* clang-format on */

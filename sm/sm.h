@@ -187,6 +187,9 @@ void sm_account_created(sm_t *sm, const char *bare);
  * account (*is_own when the sender is it). NULL for a full JID, and for a
  * session's request to another account (its SM_CHAIN_IN_USER pass answers). */
 const char *sm_iq_account(const sm_pkt_t *pkt, bool *is_own);
+/* A session's request to its own server, which answers for its account:
+ * no to, its own bare JID, or its domain (the IQs of XEP-0280, XEP-0215). */
+bool sm_is_to_own_server(const sm_pkt_t *pkt);
 /* Sessions of a bare JID (NULL if none). */
 sess_t *sm_sessions(sm_t *sm, const char *bare);
 /* The session of a full JID, or NULL. */
