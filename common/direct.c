@@ -43,8 +43,12 @@
  * switch, ends the link. So does anything that is not a route.
  *
  * A link that closes after it carried routes (its peer died, an error) is
- * reported to the daemon by on_direct_down for each name it spoke for,
- * unless the router has already said that peer is gone; the daemon then
+ * first told to the peer through the router,
+ *   <route to='c2s-1' from='sm' direct='down' token='T'/> (and back the same way),
+ * so that a peer that has not seen the break yet closes its end before it
+ * reads what follows that mark (else it would answer on the dead link);
+ * then it is reported to the daemon by on_direct_down for each name it
+ * spoke for, unless the router has already said that peer is gone; the daemon then
  * does what it does for a peer that was out of sight and is back (the c2s
  * resumes its sessions, the sm checks its sessions there and sends their
  * queues again: c2s/hold.c, sm/hold.c), through the router, so what was in
@@ -498,11 +502,24 @@ static void link_on_connect(conn_t *conn, int status)
 
 /* ---- switches, through the router -------------------------------------------- */
 
-static dlink_t *find_open(comp_direct_t *d, const char *token)
+/* The link of that token (in state, or any state when LIVE is asked for
+ * with is_any), not closing. */
+static dlink_t *find_by_token(comp_direct_t *d, const char *token, link_state_t state, bool is_any)
 {
     for (dlink_t *l = d->links; l; l = l->next)
-        if (l->state == LINK_OPEN && token && strcmp(l->token, token) == 0) return l;
+        if (!l->is_closing && (is_any || l->state == state) && token &&
+            strcmp(l->token, token) == 0)
+            return l;
     return NULL;
+}
+
+/* A route through the router from the peer of l (the sm's names, or the
+ * c2s it was offered to), with the peer's role. */
+static bool is_from_peer(const comp_direct_t *d, const dlink_t *l, comp_role_t role,
+                         const char *from)
+{
+    if (role != l->peer_role || !from) return false;
+    return d->listener ? strcmp(from, l->peer) == 0 : link_speaks_for(l, from, strlen(from));
 }
 
 void direct_control(comp_t *c, const elem_t *route)
@@ -510,15 +527,21 @@ void direct_control(comp_t *c, const elem_t *route)
     comp_direct_t *d = c->direct;
     const char *what = elem_attr(route, "direct"), *from = elem_attr(route, "from");
     comp_role_t role = comp_route_role(route);
-    bool is_offerer = d && d->listener, is_taker = d && d->offer_role;
+    bool is_taker = d && d->offer_role;
     if (is_taker && role == d->offer_role && strcmp(what, "offer") == 0) {
         take_offer(c, route);
         return;
     }
-    dlink_t *l = d ? find_open(d, elem_attr(route, "token")) : NULL;
-    if (l && strcmp(what, "switch") == 0 && role == l->peer_role &&
-        ((is_taker && from && link_speaks_for(l, from, strlen(from))) ||
-         (is_offerer && from && strcmp(from, l->peer) == 0))) {
+    const char *token = elem_attr(route, "token");
+    if (d && strcmp(what, "down") == 0) {
+        /* The peer saw the link break: close our end before anything the
+         * peer routed after this mark is answered. A stale one is no news. */
+        dlink_t *l = find_by_token(d, token, LINK_LIVE, true);
+        if (l && is_from_peer(d, l, role, from)) link_fail(l, "its peer saw it break");
+        return;
+    }
+    dlink_t *l = d ? find_by_token(d, token, LINK_OPEN, false) : NULL;
+    if (l && strcmp(what, "switch") == 0 && is_from_peer(d, l, role, from)) {
         link_go_live(l);
         if (is_taker) {
             send_control(c, l->names[0], c->id, "switch", l->token, NULL);
@@ -620,10 +643,18 @@ static void link_on_close(conn_t *conn, const char *reason)
         log_notice("direct link with %s closed%s%s", l->peer ? l->peer : "?", reason ? ": " : "",
                    reason ? reason : "");
     retry_later(d, l->peer);
-    /* Unlinked first: what the daemon sends now goes through the router. */
-    if (l->is_writing && !l->is_forgotten && c->cb.on_direct_down)
-        for (int i = 0; i < l->nnames; i++)
+    if (l->is_writing && !l->is_forgotten) {
+        /* The peer may not have seen it yet, and would write on: tell it
+         * first, through the router, where what the daemon sends next
+         * (checks, resumes) follows, so it reads that after closing. */
+        if (d->listener)
+            send_control(c, l->peer, NULL, "down", l->token, NULL);
+        else
+            send_control(c, l->names[0], c->id, "down", l->token, NULL);
+        /* Unlinked already: what the daemon sends now goes through the router. */
+        for (int i = 0; c->cb.on_direct_down && i < l->nnames; i++)
             c->cb.on_direct_down(c, l->names[i]);
+    }
     link_free(l);
 }
 
