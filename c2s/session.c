@@ -384,6 +384,14 @@ static bool is_to_server(const client_t *cl, const char *to)
     return !to || strcmp(to, cl->domain) == 0;
 }
 
+/* A request the server answers for the client's account: to nothing, its
+ * domain or its own bare JID. */
+static bool is_to_own_account(const client_t *cl, const elem_t *stanza)
+{
+    const char *to = elem_attr(stanza, "to");
+    return is_to_server(cl, to) || strcmp(to, cl->user) == 0;
+}
+
 /* What a resume tells the sm of the session (the header): its broadcast
  * presence (the bytes about to be routed), its interest in the roster and
  * whether it turned carbons on (sm/mod_carbons.c answers every such set
@@ -402,13 +410,10 @@ static void remember(client_t *cl, const elem_t *stanza, const char *data, size_
         cl->presence_len = len;
     } else if (!cl->is_interested && strcmp(stanza->name, "iq") == 0 &&
                strcmp(elem_attr(stanza, "type"), "get") == 0 &&
-               elem_child(stanza, NS_ROSTER, "query") &&
-               (is_to_server(cl, elem_attr(stanza, "to")) ||
-                strcmp(elem_attr(stanza, "to"), cl->user) == 0)) {
+               elem_child(stanza, NS_ROSTER, "query") && is_to_own_account(cl, stanza)) {
         cl->is_interested = true;
     } else if (strcmp(stanza->name, "iq") == 0 && strcmp(elem_attr(stanza, "type"), "set") == 0 &&
-               (is_to_server(cl, elem_attr(stanza, "to")) ||
-                strcmp(elem_attr(stanza, "to"), cl->user) == 0)) {
+               is_to_own_account(cl, stanza)) {
         const elem_t *cmd = elem_first(stanza);
         if (cmd && cmd->ns && strcmp(cmd->ns, NS_CARBONS) == 0)
             cl->has_carbons = strcmp(cmd->name, "enable") == 0;

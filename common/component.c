@@ -37,7 +37,7 @@ static const conn_cb_t conn_cb = {
     .on_close = on_close,
 };
 
-static char *dup_or_die(const char *s)
+char *comp_strdup(const char *s)
 {
     char *d = strdup(s ? s : "");
     if (!d) log_fatal("out of memory");
@@ -51,12 +51,12 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
     c->loop = loop;
     c->cb = *cb;
     c->ud = ud;
-    c->router = dup_or_die(opts->router);
-    c->id = dup_or_die(opts->id);
-    c->user = dup_or_die(opts->user);
-    c->password = dup_or_die(opts->password);
-    c->tls_ca = opts->tls_ca ? dup_or_die(opts->tls_ca) : NULL;
-    c->tls_name = dup_or_die(opts->tls_name);
+    c->router = comp_strdup(opts->router);
+    c->id = comp_strdup(opts->id);
+    c->user = comp_strdup(opts->user);
+    c->password = comp_strdup(opts->password);
+    c->tls_ca = opts->tls_ca ? comp_strdup(opts->tls_ca) : NULL;
+    c->tls_name = comp_strdup(opts->tls_name);
     c->max_stanza = opts->max_stanza ? opts->max_stanza : 1024 * 1024;
     c->is_shallow = opts->shallow;
     c->backoff_ms = BACKOFF_FIRST_MS;
@@ -225,7 +225,7 @@ void comp_bind(comp_t *c, const char *name, unsigned flags)
 {
     comp_name_t *n = calloc(1, sizeof(*n));
     if (!n) log_fatal("out of memory");
-    n->name = dup_or_die(name);
+    n->name = comp_strdup(name);
     n->flags = flags;
     n->next = c->names;
     c->names = n;
@@ -260,10 +260,11 @@ static conn_t *writer_for(comp_t *c, const char *to, size_t len)
 
 int comp_send_raw(comp_t *c, const char *data, size_t len)
 {
-    /* Our daemons' routes start <route to='…' (comp_route_head). */
+    /* Our daemons' routes start <route to='…' (comp_route_head); only a
+     * direct link needs to know where it goes. */
     static const char head[] = "<route to='";
     const char *to = NULL, *end = NULL;
-    if (len > sizeof head - 1 && memcmp(data, head, sizeof head - 1) == 0) {
+    if (c->direct && len > sizeof head - 1 && memcmp(data, head, sizeof head - 1) == 0) {
         to = data + sizeof head - 1;
         end = memchr(to, '\'', len - (sizeof head - 1));
     }
@@ -289,15 +290,8 @@ int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
 {
     conn_t *w = writer_for(c, to, strlen(to));
     if (!w) return -1;
-    buf_appends(&c->out, "<route to='");
-    xml_escape(&c->out, to, strlen(to), true);
-    buf_appends(&c->out, "' from='");
-    xml_escape(&c->out, from, strlen(from), true);
-    if (user) {
-        buf_appends(&c->out, "' user='");
-        xml_escape(&c->out, user, strlen(user), true);
-    }
-    buf_appends(&c->out, "'>");
+    comp_route_head(&c->out, to, from, user, NULL, NULL);
+    buf_appends(&c->out, ">");
     elem_serialize(payload, NS_HEARTH_COMPONENT, &c->out);
     buf_appends(&c->out, "</route>");
     conn_write(w, c->out.data, c->out.len);
@@ -330,13 +324,21 @@ static void on_tls(conn_t *conn, int status)
 }
 
 /* Send our stream header (again, after TLS). */
-static void open_stream(comp_t *c)
+void comp_write_header(comp_t *c, conn_t *conn, const char *to, const char *token)
 {
     buf_appends(&c->out, "<?xml version='1.0'?><stream:stream xmlns='" NS_HEARTH_COMPONENT
-                         "' xmlns:stream='" NS_STREAMS "' to='router' from='");
-    xml_escape(&c->out, c->id, strlen(c->id), true);
-    buf_appends(&c->out, "' version='1.0'>");
-    send_buf(c);
+                         "' xmlns:stream='" NS_STREAMS "'");
+    if (to) xml_attr(&c->out, "to", to);
+    xml_attr(&c->out, "from", c->id);
+    if (token) xml_attr(&c->out, "token", token);
+    buf_appends(&c->out, " version='1.0'>");
+    conn_write(conn, c->out.data, c->out.len);
+    buf_reset(&c->out);
+}
+
+static void open_stream(comp_t *c)
+{
+    comp_write_header(c, c->conn, "router", NULL);
     c->state = COMP_OPENING;
 }
 
@@ -475,6 +477,13 @@ static void handle_control(comp_t *c, const elem_t *e)
     }
 }
 
+void comp_give_route(comp_t *c, xstream_t *xs, elem_t *route, const xstream_raw_t *raw)
+{
+    c->cur_xs = xs; /* what comp_keep_route detaches */
+    if (c->cb.on_route) c->cb.on_route(c, route, raw);
+    c->cur_xs = NULL;
+}
+
 static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
 {
     comp_t *c = ud;
@@ -483,9 +492,7 @@ static void on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
             direct_control(c, e);
             return;
         }
-        c->cur_xs = c->xs;
-        if (c->cb.on_route) c->cb.on_route(c, e, raw);
-        c->cur_xs = NULL;
+        comp_give_route(c, c->xs, e, raw);
         return;
     }
     if (!c->is_shallow) {

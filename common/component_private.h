@@ -51,6 +51,17 @@ struct comp {
     comp_direct_t *direct; /* direct links (direct.c); NULL: none */
 };
 
+/* component.c, for direct.c: */
+
+/* strdup, fatal when out of memory; NULL gives "". */
+char *comp_strdup(const char *s);
+/* Our stream header on conn: to (NULL: none), from our id, token (NULL:
+ * none). */
+void comp_write_header(comp_t *c, conn_t *conn, const char *to, const char *token);
+/* Hand the daemon a route read on xs (the router link or a direct link),
+ * which comp_keep_route may then detach. */
+void comp_give_route(comp_t *c, xstream_t *xs, elem_t *route, const xstream_raw_t *raw);
+
 /* direct.c, called by component.c: */
 
 /* A route that carries direct='…' (an offer or a switch, through the

@@ -137,13 +137,6 @@ static const conn_cb_t link_conn_cb = {
     .on_close = link_on_close,
 };
 
-static char *dup_or_die(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) log_fatal("out of memory");
-    return d;
-}
-
 static void on_tick(uv_timer_t *t);
 
 static comp_direct_t *direct_get(comp_t *c)
@@ -201,19 +194,6 @@ static void link_start_stream(dlink_t *l)
     xstream_skip_content(l->xs, l->comp->is_shallow);
 }
 
-/* Our stream header on the link; the c2s's carries the token. */
-static void link_write_header(dlink_t *l, const char *token)
-{
-    comp_t *c = l->comp;
-    buf_appends(&c->out, "<?xml version='1.0'?><stream:stream xmlns='" NS_HEARTH_COMPONENT
-                         "' xmlns:stream='" NS_STREAMS "'");
-    xml_attr(&c->out, "from", c->id);
-    if (token) xml_attr(&c->out, "token", token);
-    buf_appends(&c->out, " version='1.0'>");
-    conn_write(l->conn, c->out.data, c->out.len);
-    buf_reset(&c->out);
-}
-
 static void link_close(dlink_t *l)
 {
     l->is_closing = true;
@@ -261,7 +241,7 @@ static void send_offer(comp_direct_t *d, wanted_t *w)
     if (c->state != COMP_READY) return;
     offer_t *o = calloc(1, sizeof *o);
     if (!o) log_fatal("out of memory");
-    o->peer = dup_or_die(w->peer);
+    o->peer = comp_strdup(w->peer);
     random_hex(o->token, TOKEN_BYTES);
     o->at = uv_now(c->loop);
     o->next = d->offers;
@@ -381,7 +361,7 @@ void comp_direct_offer(comp_t *c, const char *peer)
         if (strcmp(w->peer, peer) == 0) return;
     wanted_t *w = calloc(1, sizeof *w);
     if (!w) log_fatal("out of memory");
-    w->peer = dup_or_die(peer);
+    w->peer = comp_strdup(peer);
     w->backoff_ms = RETRY_MS;
     w->next = d->wanted;
     d->wanted = w;
@@ -422,7 +402,7 @@ static void hello(dlink_t *l, const elem_t *header)
     l->state = LINK_OPEN;
     l->since = uv_now(l->comp->loop);
     conn_pause(l->conn);
-    link_write_header(l, NULL);
+    comp_write_header(l->comp, l->conn, NULL, NULL); /* the c2s's carries the token */
     send_control(l->comp, l->peer, NULL, "switch", l->token, NULL);
     l->is_writing = true;
 }
@@ -472,7 +452,7 @@ static void take_offer(comp_t *c, const elem_t *route)
         if (len) link_add_name(l, p, len);
         p += len + (e != NULL);
     }
-    l->peer = dup_or_die(l->names[0]);
+    l->peer = comp_strdup(l->names[0]);
     l->peer_role = d->offer_role;
     /* A link the sm no longer has (it restarted): this one replaces it. */
     for (dlink_t *o = d->links; o; o = o->next)
@@ -495,7 +475,7 @@ static void link_on_connect(conn_t *conn, int status)
     if (!l || status < 0) return; /* on_close follows */
     conn_pause(conn);             /* nothing is read before the sm's switch */
     link_start_stream(l);
-    link_write_header(l, l->token);
+    comp_write_header(l->comp, l->conn, NULL, l->token);
     l->state = LINK_OPEN;
     l->since = uv_now(l->comp->loop);
 }
@@ -591,9 +571,7 @@ static void link_on_stanza(void *ud, elem_t *e, const xstream_raw_t *raw)
         return;
     }
     elem_set_attr(e, "role", comp_role_name(l->peer_role));
-    c->cur_xs = l->xs;
-    if (c->cb.on_route) c->cb.on_route(c, e, raw);
-    c->cur_xs = NULL;
+    comp_give_route(c, l->xs, e, raw);
 }
 
 static void link_on_stream_close(void *ud)

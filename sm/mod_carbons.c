@@ -60,7 +60,9 @@ static bool is_eligible(const sm_pkt_t *pkt)
 }
 
 /* <message from=BARE type=…><HOW><forwarded>msg</forwarded></HOW></message>
- * to each session of bare with carbons on for which skip() is false. */
+ * to each session of bare with carbons on for which skip() is false, when
+ * the message is eligible (asked only once such a session is found: most
+ * users have none, and most messages cost no look at their children). */
 static void copy_to_sessions(sm_t *sm, const sm_pkt_t *pkt, const char *bare, const char *how,
                              bool (*skip)(sm_t *sm, const sm_pkt_t *pkt, const sess_t *s))
 {
@@ -69,6 +71,7 @@ static void copy_to_sessions(sm_t *sm, const sm_pkt_t *pkt, const char *bare, co
     for (sess_t *s = sm_sessions(sm, bare); s; s = s->next) {
         if (!s->slots[slot] || skip(sm, pkt, s)) continue;
         if (!copy) {
+            if (!is_eligible(pkt)) return;
             a = arena_new(0);
             copy = elem_new(a, NS_CLIENT, "message");
             elem_set_attr(copy, "from", bare);
@@ -86,11 +89,6 @@ static bool is_sender(sm_t *sm, const sm_pkt_t *pkt, const sess_t *s)
 {
     (void)sm;
     return s == pkt->sess;
-}
-
-static bool gets_original(sm_t *sm, const sm_pkt_t *pkt, const sess_t *s)
-{
-    return sm_message_goes_to(sm, pkt, s);
 }
 
 static bool is_to_own_account(const sm_pkt_t *pkt)
@@ -115,15 +113,15 @@ static sm_verdict_t on_iq(sm_t *sm, sm_pkt_t *pkt)
 static sm_verdict_t on_sess(sm_t *sm, sm_pkt_t *pkt)
 {
     if (is(pkt->kind, "iq")) return on_iq(sm, pkt);
-    if (is(pkt->kind, "message") && !is_to_own_account(pkt) && is_eligible(pkt))
+    if (is(pkt->kind, "message") && !is_to_own_account(pkt))
         copy_to_sessions(sm, pkt, jid_bare(pkt->from), "sent", is_sender);
     return SM_PASS;
 }
 
 static sm_verdict_t on_user(sm_t *sm, sm_pkt_t *pkt)
 {
-    if (is(pkt->kind, "message") && !is_to_own_account(pkt) && is_eligible(pkt))
-        copy_to_sessions(sm, pkt, jid_bare(pkt->to), "received", gets_original);
+    if (is(pkt->kind, "message") && !is_to_own_account(pkt))
+        copy_to_sessions(sm, pkt, jid_bare(pkt->to), "received", sm_message_goes_to);
     return SM_PASS;
 }
 
