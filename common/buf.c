@@ -133,7 +133,7 @@ char *buf_take(buf_t *b)
     return p;
 }
 
-rbuf_t *rbuf_new(const void *data, size_t len)
+rbuf_t *rbuf_alloc(size_t len)
 {
     if (len > SIZE_MAX - sizeof(rbuf_t) - 1) {
         fprintf(stderr, "hearth: buffer of %zu bytes is too big\n", len);
@@ -142,8 +142,14 @@ rbuf_t *rbuf_new(const void *data, size_t len)
     rbuf_t *r = xrealloc(NULL, sizeof(rbuf_t) + len + 1);
     r->refs = 1;
     r->len = len;
-    if (len) memcpy(r->data, data, len);
     r->data[len] = '\0';
+    return r;
+}
+
+rbuf_t *rbuf_new(const void *data, size_t len)
+{
+    rbuf_t *r = rbuf_alloc(len);
+    if (len) memcpy(r->data, data, len);
     return r;
 }
 

@@ -39,6 +39,9 @@ typedef struct rbuf {
 
 /* A new buffer holding a copy of data, with one reference. */
 rbuf_t *rbuf_new(const void *data, size_t len);
+/* A new buffer of len bytes for the caller to fill (a file read into it),
+ * with one reference; the caller may lower len to what it filled. */
+rbuf_t *rbuf_alloc(size_t len);
 /* A new buffer with the contents of b (b is reset). */
 rbuf_t *rbuf_from_buf(buf_t *b);
 rbuf_t *rbuf_ref(rbuf_t *r);

@@ -104,7 +104,27 @@ comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char
     };
     const char *role_name = comp_role_name(role);
     char *password = NULL, *err = NULL;
-    int n = config_count(config, "router.account");
+    /* A component daemon of ours (hearth-upload, hearth-proxy65) logs in
+     * with the router/component account named as the daemon, whose bind
+     * list says which names it may take. */
+    if (role == ROLE_COMPONENT) {
+        for (int i = 0; i < config_count(config, "router.component"); i++) {
+            const char *name = config_get_at(config, "router.component@name", i);
+            if (!name || strcmp(name, id) != 0) continue;
+            opts.user = name;
+            password = config_secret(config, "router.component@password",
+                                     "router.component@password-file", i, &err);
+            if (!password)
+                log_fatal("%s: router component account %s: %s", config_file(config), name,
+                          err ? err : "no password or password-file");
+            break;
+        }
+        if (!password)
+            log_fatal("%s: no router account for %s (router/component name='%s' with its "
+                      "password and bind list)",
+                      config_file(config), id, id);
+    }
+    int n = role == ROLE_COMPONENT ? 0 : config_count(config, "router.account");
     for (int i = 0; i < n; i++) {
         const char *r = config_get_at(config, "router.account@role", i);
         if (!r || strcmp(r, role_name) != 0) continue;
@@ -117,7 +137,7 @@ comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char
                       err ? err : "no password or password-file");
         break;
     }
-    if (!password) {
+    if (!password) { /* first-party roles only: a component has its account */
         const char *shared = config_get(config, "router.password");
         if (!shared || !*shared)
             log_fatal("%s: no router account for role %s (router/account role='%s')",

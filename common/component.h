@@ -73,7 +73,9 @@ comp_t *comp_new(uv_loop_t *loop, const comp_opts_t *opts, const comp_cb_t *cb, 
  * of that role (router/account role='…': name, password or
  * password-file). Without one, the shared account router.user /
  * router.password of older configs, with a warning. Fatal when there is
- * neither. The daemon reads no other account's secret. */
+ * neither. Role component (hearth-upload, hearth-proxy65): the
+ * router/component account whose name is id, fatal without one. The daemon
+ * reads no other account's secret. */
 comp_t *comp_new_from_config(uv_loop_t *loop, const config_t *config, const char *id,
                              comp_role_t role, const comp_cb_t *cb, void *ud);
 /* Before comp_start: routes arrive as with comp_opts_t.shallow. */

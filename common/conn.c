@@ -1118,6 +1118,18 @@ const char *conn_peer(const conn_t *c)
     return c->peer;
 }
 
+bool conn_addr_is_loopback(const char *addr)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host || !colon[1]) return false;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    struct sockaddr_in in;
+    if (uv_ip4_addr(host, 0, &in) == 0) return (ntohl(in.sin_addr.s_addr) >> 24) == 127;
+    return strcmp(host, "[::1]") == 0;
+}
+
 bool conn_is_local(const conn_t *c)
 {
     return c->is_local;

@@ -69,6 +69,9 @@ uv_loop_t *conn_loop(const conn_t *c);
 const char *conn_peer(const conn_t *c);
 /* The peer is on this machine (loopback address or Unix socket). */
 bool conn_is_local(const conn_t *c);
+/* An address (as for conn_listen) on loopback: "127.x.x.x:P" or
+ * "[::1]:P". */
+bool conn_addr_is_loopback(const char *addr);
 
 /* Queue bytes (copied) or a shared buffer (a reference is taken). */
 void conn_write(conn_t *c, const void *data, size_t len);

@@ -414,19 +414,6 @@ void comp_direct_accept(comp_t *c, comp_role_t offer_role)
     direct_get(c)->offer_role = offer_role;
 }
 
-/* "127.x.x.x:P" or "[::1]:P". */
-static bool is_loopback_address(const char *addr)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host || !colon[1]) return false;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    struct sockaddr_in in;
-    if (uv_ip4_addr(host, 0, &in) == 0) return (ntohl(in.sin_addr.s_addr) >> 24) == 127;
-    return strcmp(host, "[::1]") == 0;
-}
-
 static void take_offer(comp_t *c, const elem_t *route)
 {
     comp_direct_t *d = c->direct;
@@ -437,7 +424,7 @@ static void take_offer(comp_t *c, const elem_t *route)
         log_warn("direct link offer without addr, token or names: ignored");
         return;
     }
-    if (!is_loopback_address(addr) || !conn_is_local(c->conn)) {
+    if (!conn_addr_is_loopback(addr) || !conn_is_local(c->conn)) {
         if (log_is_first("direct offer not local"))
             log_notice("direct link offered on %s not taken: the sm, the router and this "
                        "process must share a machine (logged once)",

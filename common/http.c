@@ -8,10 +8,19 @@
  * (armed at its first byte) and the idle one (armed after an answer on a
  * kept-alive connection). Answers always carry Content-Length; a request
  * that asked to close, an HTTP/1.0 one without keep-alive, an Upgrade, and
- * every error this file raises itself end with Connection: close. */
+ * every error this file raises itself end with Connection: close.
+ *
+ * A request is built when its headers are complete (the url parsed, the
+ * route found), so that a streaming route gets it then: the parser stays
+ * paused there until the handler asks for the body, whose bytes then go
+ * to the handler instead of a buffer. A streamed answer asks the handler
+ * for its next piece only while the connection's queue is under
+ * HTTP_STREAM_LOW, so a download holds about two pieces of memory whatever
+ * the file's size and however slowly the client reads. */
 #include "http.h"
 
 #include <http_parser.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +34,9 @@
 
 /* Answers queued for one client beyond which its requests wait. */
 #define HTTP_WRITE_LIMIT (1024 * 1024)
+/* The queue of a connection that streams an answer, beyond which the
+ * handler is asked for nothing more until it drains. */
+#define HTTP_STREAM_LOW (32 * 1024)
 
 typedef struct route {
     const char *method;
@@ -32,6 +44,7 @@ typedef struct route {
     size_t prefix_len;
     http_handler_t handler;
     void *ud;
+    bool is_stream; /* http_route_stream */
 } route_t;
 
 typedef struct hconn hconn_t;
@@ -57,31 +70,45 @@ struct hconn {
     buf_t pending; /* read, not yet parsed */
     buf_t url;     /* of the request being parsed */
     buf_t headers; /* name NUL value NUL ... */
-    buf_t body;
-    size_t header_bytes; /* request line and headers so far */
-    bool is_in_value;    /* the last header bytes were a value */
-    bool is_in_message;  /* between a request's first byte and its end */
-    bool is_complete;    /* the parser reached the end of a request */
-    bool is_dispatching; /* in process(): a handler answering at once */
+    size_t header_bytes;    /* request line and headers so far */
+    bool is_in_value;       /* the last header bytes were a value */
+    bool is_in_message;     /* between a request's first byte and its end */
+    bool is_complete;       /* the parser reached the end of a request */
+    bool is_head_done;      /* it paused after a streaming request's headers */
+    bool is_dispatching;    /* in process(): a handler answering at once */
+    bool is_answered_early; /* a streaming handler answered in on_data */
     bool is_closing;
     int error_status; /* a limit a callback hit: 431 or 413 */
+    http_req_t *cur;  /* the request being parsed, once its headers are in */
     http_req_t *req;  /* the request a handler holds */
 };
 
 struct http_req {
     hconn_t *hc; /* NULL once the connection closed */
+    const route_t *route;
+    bool is_other_method; /* no route, but one for another method: 405 */
     const char *method;
     char *path;
     char *query;
     buf_t headers;
     buf_t body;
     buf_t resp_headers;
+    long long content_length;
     bool is_keep_alive;
+    /* a streaming route's body: being read, paused by the handler, all in */
+    bool is_reading, is_body_paused, is_body_done;
+    http_body_cb_t in;
+    void *in_ud;
+    /* a streamed answer: the handler owes a piece, is in on_writable, the
+     * end came inside on_writable (and how) */
+    bool is_out, is_out_busy, is_in_writable, is_out_done, is_out_complete;
+    uint64_t out_left;
+    http_out_cb_t out;
+    void *out_ud;
     char peer[64];
 };
 
 static void process(hconn_t *hc);
-static const char *find_header(const buf_t *headers, const char *name);
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -114,6 +141,10 @@ const char *http_status_text(int status)
         return "Created";
     case 204:
         return "No Content";
+    case 206:
+        return "Partial Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -128,10 +159,14 @@ const char *http_status_text(int status)
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 411:
+        return "Length Required";
     case 413:
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -140,6 +175,8 @@ const char *http_status_text(int status)
         return "Not Implemented";
     case 503:
         return "Service Unavailable";
+    case 507:
+        return "Insufficient Storage";
     default:
         return "Unknown";
     }
@@ -147,18 +184,27 @@ const char *http_status_text(int status)
 
 /* ---- writing ------------------------------------------------------------- */
 
-static void write_answer(hconn_t *hc, int status, const char *content_type, const buf_t *extra,
-                         const void *body, size_t len, bool is_keep_alive, bool has_body)
+/* The status line and headers of an answer of len bytes. */
+static void write_head(hconn_t *hc, int status, const char *content_type, const buf_t *extra,
+                       uint64_t len, bool is_keep_alive)
 {
     buf_t b = BUF_INIT;
     buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
     if (content_type) buf_printf(&b, "Content-Type: %s\r\n", content_type);
-    buf_printf(&b, "Content-Length: %zu\r\n", len);
+    /* RFC 9110 §8.6: none on a 204; on a 304 it would be the file's. */
+    if (status != 204 && status != 304)
+        buf_printf(&b, "Content-Length: %llu\r\n", (unsigned long long)len);
     if (!is_keep_alive) buf_appends(&b, "Connection: close\r\n");
     if (extra && extra->len) buf_append(&b, extra->data, extra->len);
     buf_appends(&b, "\r\n");
     conn_write(hc->conn, b.data, b.len);
     buf_free(&b);
+}
+
+static void write_answer(hconn_t *hc, int status, const char *content_type, const buf_t *extra,
+                         const void *body, size_t len, bool is_keep_alive, bool has_body)
+{
+    write_head(hc, status, content_type, extra, len, is_keep_alive);
     if (len && has_body) conn_write(hc->conn, body, len);
 }
 
@@ -179,7 +225,17 @@ static void fail(hconn_t *hc, int status)
 static void on_timer(uv_timer_t *t)
 {
     hconn_t *hc = t->data;
-    if (hc->is_closing || hc->req) return;
+    if (hc->is_closing) return;
+    http_req_t *r = hc->req;
+    if (r && r->is_out && !r->is_out_busy) {
+        log_debug("http: %s: reads nothing of its answer", conn_peer(hc->conn));
+        hc->is_closing = true;
+        conn_abort(hc->conn);
+        return;
+    }
+    /* Else a request in a handler's hands is the handler's to answer,
+     * unless its body is still on its way. */
+    if (r && !r->is_reading) return;
     if (hc->is_in_message) {
         log_debug("http: %s: request not complete in time", conn_peer(hc->conn));
         fail(hc, 408);
@@ -194,111 +250,6 @@ static void arm(hconn_t *hc, uint64_t ms)
     uv_timer_stop(&hc->timer);
     if (ms) uv_timer_start(&hc->timer, on_timer, ms, 0);
 }
-
-/* ---- parser callbacks ---------------------------------------------------- */
-
-/* Headers are kept NUL-separated: a NUL of the peer's is refused (400). */
-static bool count_header(hconn_t *hc, const char *at, size_t len, size_t extra)
-{
-    if (memchr(at, '\0', len)) {
-        hc->error_status = 400;
-        return false;
-    }
-    hc->header_bytes += len + extra;
-    if (hc->header_bytes <= hc->server->opts.max_header) return true;
-    hc->error_status = 431;
-    return false;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    hconn_t *hc = p->data;
-    /* The first request's deadline started at accept. */
-    if (!hc->is_in_message) arm(hc, hc->server->opts.request_timeout);
-    hc->is_in_message = true;
-    hc->header_bytes = 0;
-    hc->is_in_value = false;
-    buf_reset(&hc->url);
-    buf_reset(&hc->headers);
-    buf_reset(&hc->body);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    hconn_t *hc = p->data;
-    if (!count_header(hc, at, len, 0)) return -1;
-    buf_append(&hc->url, at, len);
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    hconn_t *hc = p->data;
-    if (!count_header(hc, at, len, 4)) return -1; /* ": " and CRLF */
-    if (hc->is_in_value) buf_append(&hc->headers, "", 1);
-    hc->is_in_value = false;
-    buf_append(&hc->headers, at, len);
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    hconn_t *hc = p->data;
-    if (!count_header(hc, at, len, 0)) return -1;
-    if (!hc->is_in_value) buf_append(&hc->headers, "", 1);
-    hc->is_in_value = true;
-    buf_append(&hc->headers, at, len);
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    hconn_t *hc = p->data;
-    if (hc->is_in_value) buf_append(&hc->headers, "", 1);
-    hc->is_in_value = false;
-    /* ULLONG_MAX: no Content-Length (chunked, or no body). */
-    if (p->content_length != (uint64_t)-1 && p->content_length > hc->server->opts.max_body) {
-        hc->error_status = 413;
-        return -1;
-    }
-    /* RFC 9110 §10.1.1: a client that waits for our word before sending
-     * the body (curl does, past 1 KiB) gets it, once the size is known to
-     * be acceptable. */
-    const char *expect = find_header(&hc->headers, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1)
-        conn_write(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    hconn_t *hc = p->data;
-    if (hc->body.len + len > hc->server->opts.max_body) {
-        hc->error_status = 413;
-        return -1;
-    }
-    buf_append(&hc->body, at, len);
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    hconn_t *hc = p->data;
-    hc->is_complete = true;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -348,21 +299,17 @@ static char *dup_range(const char *s, size_t len)
     return d;
 }
 
-/* The parser reached the end of a request: hand it to its handler. */
-static void dispatch(hconn_t *hc)
+/* The request whose headers the parser just finished, routed; NULL when
+ * its url does not parse. */
+static http_req_t *req_new(hconn_t *hc)
 {
     http_parser *p = &hc->parser;
-    hc->is_complete = false;
-    hc->is_in_message = false;
-    uv_timer_stop(&hc->timer);
     struct http_parser_url u;
     http_parser_url_init(&u);
     if (http_parser_parse_url(hc->url.data ? hc->url.data : "", hc->url.len,
                               p->method == HTTP_CONNECT, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        fail(hc, 400);
-        return;
-    }
+        !(u.field_set & (1 << UF_PATH)))
+        return NULL;
     http_req_t *r = calloc(1, sizeof *r);
     if (!r) log_fatal("out of memory");
     r->hc = hc;
@@ -374,23 +321,187 @@ static void dispatch(hconn_t *hc)
         r->query = dup_range("", 0);
     r->headers = hc->headers;
     buf_init(&hc->headers);
-    r->body = hc->body;
-    buf_init(&hc->body);
-    if (!r->body.data) buf_reserve(&r->body, 1);
+    /* ULLONG_MAX: no Content-Length (chunked, or no body). */
+    r->content_length =
+        p->content_length == (uint64_t)-1 || p->content_length > (uint64_t)LLONG_MAX
+            ? -1
+            : (long long)p->content_length;
     r->is_keep_alive = http_should_keep_alive(p) && !p->upgrade;
     snprintf(r->peer, sizeof r->peer, "%s", conn_peer(hc->conn));
+    r->route = find_route(hc->server, r->method, r->path, &r->is_other_method);
+    return r;
+}
+
+/* RFC 9110 §10.1.1: a client that waits for our word before sending the
+ * body (curl does, past 1 KiB) gets it, once the body is wanted. */
+static void send_continue(hconn_t *hc, const http_req_t *r)
+{
+    const char *expect = http_req_header(r, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && hc->parser.http_minor >= 1)
+        conn_write(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+/* ---- parser callbacks ---------------------------------------------------- */
+
+/* Headers are kept NUL-separated: a NUL of the peer's is refused (400). */
+static bool count_header(hconn_t *hc, const char *at, size_t len, size_t extra)
+{
+    if (memchr(at, '\0', len)) {
+        hc->error_status = 400;
+        return false;
+    }
+    hc->header_bytes += len + extra;
+    if (hc->header_bytes <= hc->server->opts.max_header) return true;
+    hc->error_status = 431;
+    return false;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    /* The first request's deadline started at accept. */
+    if (!hc->is_in_message) arm(hc, hc->server->opts.request_timeout);
+    hc->is_in_message = true;
+    hc->header_bytes = 0;
+    hc->is_in_value = false;
+    buf_reset(&hc->url);
+    buf_reset(&hc->headers);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    if (!count_header(hc, at, len, 0)) return -1;
+    buf_append(&hc->url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    if (!count_header(hc, at, len, 4)) return -1; /* ": " and CRLF */
+    if (hc->is_in_value) buf_append(&hc->headers, "", 1);
+    hc->is_in_value = false;
+    buf_append(&hc->headers, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    if (!count_header(hc, at, len, 0)) return -1;
+    if (!hc->is_in_value) buf_append(&hc->headers, "", 1);
+    hc->is_in_value = true;
+    buf_append(&hc->headers, at, len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    if (hc->is_in_value) buf_append(&hc->headers, "", 1);
+    hc->is_in_value = false;
+    http_req_t *r = req_new(hc);
+    if (!r) {
+        hc->error_status = 400;
+        return -1;
+    }
+    hc->cur = r;
+    if (r->route && r->route->is_stream) {
+        /* Its handler decides whether the body is wanted (process). */
+        hc->is_head_done = true;
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    if (r->content_length > 0 && (uint64_t)r->content_length > hc->server->opts.max_body) {
+        hc->error_status = 413;
+        return -1;
+    }
+    send_continue(hc, r);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    http_req_t *r = hc->cur;
+    if (r->is_reading) {
+        arm(hc, hc->server->opts.request_timeout); /* from its last byte */
+        r->in.on_data(r, at, len, r->in_ud);
+        /* Answered there (r is gone): read no further. */
+        return hc->is_answered_early ? -1 : 0;
+    }
+    if (r->body.len + len > hc->server->opts.max_body) {
+        hc->error_status = 413;
+        return -1;
+    }
+    buf_append(&r->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    hc->is_complete = true;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- handing requests over ----------------------------------------------- */
+
+static void answer_unrouted(http_req_t *r)
+{
+    const char *text = r->is_other_method ? "method not allowed\n" : "not found\n";
+    http_respond(r, r->is_other_method ? 405 : 404, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* A streaming route's request has its headers: to its handler. */
+static void start_stream(hconn_t *hc)
+{
+    http_req_t *r = hc->cur;
     hc->req = r;
     conn_pause(hc->conn);
+    uv_timer_stop(&hc->timer); /* the handler's lookups are not the client's delay */
+    r->route->handler(r, r->route->ud);
+}
 
-    bool is_other_method;
-    const route_t *route = find_route(hc->server, r->method, r->path, &is_other_method);
-    if (!route) {
-        const char *text = is_other_method ? "method not allowed\n" : "not found\n";
-        http_respond(r, is_other_method ? 405 : 404, "text/plain; charset=utf-8", text,
-                     strlen(text));
+/* The parser reached the end of a request: the streaming handler's body
+ * is in, or a request goes to its handler. */
+static void end_message(hconn_t *hc)
+{
+    http_req_t *r = hc->cur;
+    hc->cur = NULL;
+    hc->is_in_message = false;
+    uv_timer_stop(&hc->timer);
+    conn_pause(hc->conn);
+    if (r->is_reading) {
+        r->is_reading = false;
+        r->in.on_end(r, r->in_ud);
         return;
     }
-    route->handler(r, route->ud);
+    if (!r->body.data) buf_reserve(&r->body, 1);
+    hc->req = r;
+    if (!r->route) {
+        answer_unrouted(r);
+        return;
+    }
+    r->route->handler(r, r->route->ud);
+}
+
+static bool may_parse(const hconn_t *hc)
+{
+    return !hc->req || (hc->req->is_reading && !hc->req->is_body_paused);
 }
 
 /* Parse what is pending until a request goes to a handler, the bytes run
@@ -398,12 +509,14 @@ static void dispatch(hconn_t *hc)
 static void process(hconn_t *hc)
 {
     hc->is_dispatching = true;
+    hc->is_answered_early = false;
     /* A client that pipelines requests and reads no answers is not read
      * further until its queue drains (on_drain). */
-    while (!hc->req && !hc->is_closing && hc->pending.len && !conn_is_full(hc->conn)) {
+    while (may_parse(hc) && !hc->is_closing && hc->pending.len && !conn_is_full(hc->conn)) {
         size_t n =
             http_parser_execute(&hc->parser, &parser_settings, hc->pending.data, hc->pending.len);
         enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
+        if (hc->is_answered_early) break; /* that answer closes the connection */
         if (hc->error_status) {
             fail(hc, hc->error_status);
             break;
@@ -421,13 +534,22 @@ static void process(hconn_t *hc)
          * it: they are not HTTP, and nothing here speaks them yet. */
         if (hc->parser.upgrade && !hc->is_complete) n = hc->pending.len;
         buf_consume(&hc->pending, n);
-        if (hc->is_complete)
-            dispatch(hc);
-        else if (n == 0)
+        if (hc->is_head_done) {
+            hc->is_head_done = false;
+            start_stream(hc);
+        } else if (hc->is_complete) {
+            hc->is_complete = false;
+            end_message(hc);
+        } else if (n == 0) {
             break;
+        }
     }
     hc->is_dispatching = false;
-    if (hc->is_closing || hc->req) return;
+    if (hc->is_closing) return;
+    if (hc->req) {
+        if (hc->req->is_reading && !hc->req->is_body_paused) conn_resume(hc->conn);
+        return;
+    }
     if (conn_is_full(hc->conn)) {
         conn_pause(hc->conn);
         return;
@@ -436,6 +558,42 @@ static void process(hconn_t *hc)
     if (!hc->is_in_message) arm(hc, hc->server->opts.idle_timeout);
 }
 
+/* ---- streaming ----------------------------------------------------------- */
+
+void http_req_read_body(http_req_t *r, const http_body_cb_t *cb, void *ud)
+{
+    r->in = *cb;
+    r->in_ud = ud;
+    hconn_t *hc = r->hc;
+    if (!hc || hc->is_closing) {
+        r->in.on_abort(r, ud);
+        return;
+    }
+    r->is_reading = true;
+    send_continue(hc, r);
+    arm(hc, hc->server->opts.request_timeout);
+    http_parser_pause(&hc->parser, 0);
+    if (!hc->is_dispatching) process(hc);
+}
+
+void http_req_pause_body(http_req_t *r)
+{
+    if (r->is_body_paused || !r->is_reading) return;
+    r->is_body_paused = true;
+    if (!r->hc) return;
+    conn_pause(r->hc->conn);
+    uv_timer_stop(&r->hc->timer); /* our delay, not the client's */
+}
+
+void http_req_resume_body(http_req_t *r)
+{
+    if (!r->is_body_paused) return;
+    r->is_body_paused = false;
+    hconn_t *hc = r->hc;
+    if (!hc || !r->is_reading) return;
+    arm(hc, hc->server->opts.request_timeout);
+    if (!hc->is_dispatching) process(hc);
+}
 const char *http_req_method(const http_req_t *r)
 {
     return r->method;
@@ -460,6 +618,11 @@ const char *http_req_body(const http_req_t *r, size_t *len)
 const char *http_req_peer(const http_req_t *r)
 {
     return r->peer;
+}
+
+long long http_req_content_length(const http_req_t *r)
+{
+    return r->content_length;
 }
 
 /* The value of header name in headers (name NUL value NUL ...), or NULL. */
@@ -540,20 +703,17 @@ void http_resp_header(http_req_t *r, const char *name, const char *value)
     buf_printf(&r->resp_headers, "%s: %s\r\n", name, value);
 }
 
-void http_respond(http_req_t *r, int status, const char *content_type, const void *body, size_t len)
+/* The answer to r is written (or abandoned): free it, then close or go on
+ * to what the client pipelined. */
+static void req_done(http_req_t *r, bool is_keep_alive)
 {
     hconn_t *hc = r->hc;
-    if (!hc || hc->is_closing) {
-        if (hc) hc->req = NULL;
-        req_free(r);
-        return;
+    if (hc) {
+        hc->req = NULL;
+        if (hc->cur == r) hc->cur = NULL;
     }
-    /* A HEAD answer says the length of what a GET would get, and sends none. */
-    write_answer(hc, status, content_type, &r->resp_headers, body, len, r->is_keep_alive,
-                 strcmp(r->method, "HEAD") != 0);
-    bool is_keep_alive = r->is_keep_alive;
-    hc->req = NULL;
     req_free(r);
+    if (!hc || hc->is_closing) return;
     if (!is_keep_alive) {
         hc->is_closing = true;
         conn_close(hc->conn);
@@ -563,6 +723,116 @@ void http_respond(http_req_t *r, int status, const char *content_type, const voi
     if (!hc->is_dispatching) process(hc);
 }
 
+/* A streaming request answered before its body was read in full leaves
+ * the rest of the body unread on the connection: it closes after the
+ * answer. */
+static void note_answered(http_req_t *r)
+{
+    if (!r->route || !r->route->is_stream || r->is_body_done) return;
+    r->is_keep_alive = false;
+    if (r->is_reading && r->hc) r->hc->is_answered_early = true;
+    r->is_reading = false;
+}
+
+void http_respond(http_req_t *r, int status, const char *content_type, const void *body, size_t len)
+{
+    hconn_t *hc = r->hc;
+    note_answered(r);
+    if (hc && !hc->is_closing)
+        /* A HEAD answer says the length of what a GET would get, and sends none. */
+        write_answer(hc, status, content_type, &r->resp_headers, body, len, r->is_keep_alive,
+                     strcmp(r->method, "HEAD") != 0);
+    req_done(r, r->is_keep_alive);
+}
+
+static void out_finish(http_req_t *r, bool is_complete)
+{
+    r->is_out = false;
+    if (r->hc) conn_set_write_limit(r->hc->conn, HTTP_WRITE_LIMIT);
+    if (r->out.on_done) r->out.on_done(r, is_complete, r->out_ud);
+    req_done(r, r->is_keep_alive && is_complete);
+}
+
+/* The streamed answer ends: now, or once on_writable returns. */
+static void out_end(http_req_t *r, bool is_complete)
+{
+    if (r->is_in_writable) {
+        r->is_out_done = true;
+        r->is_out_complete = is_complete;
+        return;
+    }
+    out_finish(r, is_complete);
+}
+
+/* Ask the handler for pieces while the client keeps up. */
+static void out_pump(http_req_t *r)
+{
+    while (r->hc && !r->is_out_busy && !r->is_out_done) {
+        if (conn_is_full(r->hc->conn)) {
+            /* on_drain goes on; a client that reads nothing is cut off */
+            arm(r->hc, r->hc->server->opts.request_timeout);
+            return;
+        }
+        uv_timer_stop(&r->hc->timer);
+        r->is_out_busy = true;
+        r->is_in_writable = true;
+        r->out.on_writable(r, r->out_ud);
+        r->is_in_writable = false;
+    }
+    if (r->is_out_done) out_finish(r, r->is_out_complete);
+}
+
+void http_respond_stream(http_req_t *r, int status, const char *content_type, uint64_t len,
+                         const http_out_cb_t *cb, void *ud)
+{
+    r->out = *cb;
+    r->out_ud = ud;
+    hconn_t *hc = r->hc;
+    note_answered(r);
+    if (!hc || hc->is_closing) {
+        out_finish(r, false);
+        return;
+    }
+    write_head(hc, status, content_type, &r->resp_headers, len, r->is_keep_alive);
+    if (strcmp(r->method, "HEAD") == 0 || len == 0) {
+        out_finish(r, true);
+        return;
+    }
+    r->is_out = true;
+    r->out_left = len;
+    conn_set_write_limit(hc->conn, HTTP_STREAM_LOW);
+    out_pump(r);
+}
+
+void http_resp_write(http_req_t *r, rbuf_t *piece)
+{
+    r->is_out_busy = false;
+    hconn_t *hc = r->hc;
+    size_t len = piece->len;
+    if (!hc || hc->is_closing) {
+        rbuf_unref(piece);
+        out_end(r, false);
+        return;
+    }
+    if (len == 0 || len > r->out_left) {
+        if (len)
+            log_err("http: %s: a streamed answer of %zu bytes more than announced", r->peer,
+                    len - (size_t)r->out_left);
+        rbuf_unref(piece);
+        hc->is_closing = true;
+        conn_abort(hc->conn);
+        out_end(r, false);
+        return;
+    }
+    conn_write_rbuf(hc->conn, piece);
+    rbuf_unref(piece);
+    r->out_left -= len;
+    if (r->out_left == 0)
+        out_end(r, true);
+    else if (!r->is_in_writable)
+        out_pump(r);
+}
+
 /* ---- connections --------------------------------------------------------- */
 
 static void on_read(conn_t *c, const char *data, size_t len)
@@ -570,17 +840,21 @@ static void on_read(conn_t *c, const char *data, size_t len)
     hconn_t *hc = conn_data(c);
     if (hc->is_closing) return;
     buf_append(&hc->pending, data, len);
-    /* Bytes beyond a request in a handler's hands wait; a client that
-     * keeps sending meanwhile is paused by the conn, so this stays within
-     * one read. */
-    if (hc->req) return;
+    /* Bytes beyond a request in a handler's hands wait (unless they are
+     * the body it reads); a client that keeps sending meanwhile is paused
+     * by the conn, so this stays within one read. */
+    if (!may_parse(hc)) return;
     process(hc);
 }
 
 static void on_drain(conn_t *c)
 {
     hconn_t *hc = conn_data(c);
-    if (!hc->is_closing && !hc->req) process(hc);
+    if (hc->is_closing) return;
+    if (!hc->req)
+        process(hc);
+    else if (hc->req->is_out && !hc->req->is_out_busy)
+        out_pump(hc->req);
 }
 
 static void maybe_free_server(http_server_t *s)
@@ -595,7 +869,6 @@ static void on_timer_closed(uv_handle_t *h)
     buf_free(&hc->pending);
     buf_free(&hc->url);
     buf_free(&hc->headers);
-    buf_free(&hc->body);
     free(hc);
     s->nconns--;
     maybe_free_server(s);
@@ -610,8 +883,20 @@ static void on_conn_close(conn_t *c, const char *reason)
     else
         s->conns = hc->next;
     if (hc->next) hc->next->prev = hc->prev;
-    if (hc->req) hc->req->hc = NULL;
+    if (hc->cur && hc->cur != hc->req) req_free(hc->cur); /* no handler has it */
+    hc->cur = NULL;
     hc->conn = NULL;
+    http_req_t *r = hc->req;
+    hc->req = NULL;
+    if (r) {
+        r->hc = NULL;
+        if (r->is_reading) {
+            r->is_reading = false;
+            r->in.on_abort(r, r->in_ud);
+        } else if (r->is_out && !r->is_out_busy) {
+            out_finish(r, false);
+        }
+    }
     uv_close((uv_handle_t *)&hc->timer, on_timer_closed);
 }
 
@@ -697,7 +982,14 @@ void http_route(http_server_t *s, const char *method, const char *prefix, http_h
                 void *ud)
 {
     if (s->nroutes == HTTP_MAX_ROUTES || !*prefix) log_fatal("http: cannot route %s", prefix);
-    s->routes[s->nroutes++] = (route_t){method, prefix, strlen(prefix), h, ud};
+    s->routes[s->nroutes++] = (route_t){method, prefix, strlen(prefix), h, ud, false};
+}
+
+void http_route_stream(http_server_t *s, const char *method, const char *prefix, http_handler_t h,
+                       void *ud)
+{
+    http_route(s, method, prefix, h, ud);
+    s->routes[s->nroutes - 1].is_stream = true;
 }
 
 unsigned http_server_connections(const http_server_t *s)

@@ -29,7 +29,21 @@
  * other, and the connection then closes: nothing here speaks what would
  * follow. A client that pipelines requests without reading the
  * answers is not read further while 1 MiB of them wait for it. With a TLS context, every connection
- * starts with the TLS handshake (HTTPS, ALPN http/1.1). */
+ * starts with the TLS handshake (HTTPS, ALPN http/1.1).
+ *
+ * Streaming, for bodies too big to hold (file upload): a route added with
+ * http_route_stream() gets its request as soon as the headers are in, with
+ * no body read yet and max_body not applied. The handler refuses it at
+ * once (http_respond: the body is never read and the connection closes
+ * after the answer) or, later if it must first look something up, calls
+ * http_req_read_body(); the body's bytes then reach on_data as they
+ * arrive, with the request deadline counted from the last byte rather
+ * than the first, and on_end once it is all in (answer then), or
+ * on_abort if the connection breaks first (answer anyway: it only frees
+ * the request). An answer may stream as well (http_respond_stream): the
+ * handler gives its pieces one at a time when the layer asks, so that a
+ * file is never held whole; a client that reads nothing of it for
+ * request_timeout is cut off. */
 #ifndef HEARTH_HTTP_H
 #define HEARTH_HTTP_H
 
@@ -38,6 +52,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "config.h"
 #include "tls.h"
 
@@ -78,6 +93,10 @@ int http_instance_address(const char *addr, int index, char *out, size_t size);
 #define HTTP_MAX_ROUTES 32
 void http_route(http_server_t *s, const char *method, const char *prefix, http_handler_t h,
                 void *ud);
+/* The same for a streaming route: h gets the request with its headers only
+ * (above). */
+void http_route_stream(http_server_t *s, const char *method, const char *prefix, http_handler_t h,
+                       void *ud);
 /* Close the listener and every connection; requests a handler still holds
  * are freed when it answers them. */
 void http_server_free(http_server_t *s);
@@ -104,6 +123,45 @@ int http_percent_decode(const char *s, size_t len, char *out, size_t size);
 int http_query_param(const http_req_t *r, const char *name, char *out, size_t size);
 /* The connection's peer, as conn_peer(). */
 const char *http_req_peer(const http_req_t *r);
+/* The request's Content-Length, or -1 when it has none (chunked). */
+long long http_req_content_length(const http_req_t *r);
+
+/* ---- streaming (http_route_stream) ---- */
+typedef struct http_body_cb {
+    /* Bytes of the body, valid during the call. The handler may answer
+     * here (a refusal): nothing more is read and the connection closes. */
+    void (*on_data)(http_req_t *r, const char *data, size_t len, void *ud);
+    /* The last byte is in: answer. */
+    void (*on_end)(http_req_t *r, void *ud);
+    /* The connection broke (or timed out) first: answer anyway. */
+    void (*on_abort)(http_req_t *r, void *ud);
+} http_body_cb_t;
+/* Start reading the body of a streaming request (cb is copied). When its
+ * connection is already gone, on_abort runs before this returns. */
+void http_req_read_body(http_req_t *r, const http_body_cb_t *cb, void *ud);
+/* Stop and restart reading the body (the handler's writes lag behind):
+ * what was already read may still reach on_data after a pause. */
+void http_req_pause_body(http_req_t *r);
+void http_req_resume_body(http_req_t *r);
+
+typedef struct http_out_cb {
+    /* Produce the next piece and give it with http_resp_write, now or
+     * later; this is not called again before that. */
+    void (*on_writable)(http_req_t *r, void *ud);
+    /* The answer is finished (is_complete) or abandoned (the connection
+     * broke or timed out): release what the handler held; r is freed when
+     * this returns. Called exactly once, never from inside on_writable. */
+    void (*on_done)(http_req_t *r, bool is_complete, void *ud);
+} http_out_cb_t;
+/* Answer with a body of len bytes that the handler produces piece by
+ * piece (cb is copied); a HEAD answer (or len 0) is done at once. */
+void http_respond_stream(http_req_t *r, int status, const char *content_type, uint64_t len,
+                         const http_out_cb_t *cb, void *ud);
+/* The next piece of a streamed answer (its reference is taken): at most
+ * what is left of len, else the connection is cut (a handler's bug). An
+ * empty piece abandons the answer (the file could not be read): the
+ * connection is cut, since the client was promised len bytes. */
+void http_resp_write(http_req_t *r, rbuf_t *piece);
 
 /* A header for the answer, before http_respond (copied; a name or value
  * with CR or LF is dropped). Content-Length, Content-Type and Connection
