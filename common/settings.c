@@ -244,6 +244,47 @@ const cfg_setting_t cfg_settings[] = {
     INT("s2s.max-connections", "10000", 1, 1000000, "incoming streams in all"),
     STRING("s2s.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
 
+    /* upload (components/upload/): XEP-0363 HTTP file upload */
+    SECTION("upload", false, "HTTP file upload (hearth-upload, XEP-0363)"),
+    STRING("upload.listen-tls", "0.0.0.0:5281",
+           "address of the HTTPS listener files are sent to and fetched from; empty: none"),
+    STRING("upload.listen", "",
+           "address of a plain HTTP listener, loopback only (behind a reverse proxy); empty: none"),
+    STRING("upload.url", "",
+           "the public base URL of the files, e.g. https://upload.example.com (default: "
+           "https://DOMAIN:PORT of upload.listen-tls, or the plain listener's address)"),
+    STRING("upload.cert", "", "PEM certificate of the HTTPS listener (default: the c2s's)"),
+    STRING("upload.key", "", "PEM key of that certificate"),
+    STRING("upload.dir", "", "where the files are kept (default: STATEDIR/upload)"),
+    SIZE("upload.max-file-size", "10M", "largest file a user may send (file-too-large beyond)"),
+    SIZE("upload.user-quota", "100M",
+         "bytes one user may upload in 24 hours (resource-constraint beyond); 0: no limit"),
+    SIZE("upload.total-quota", "10G",
+         "bytes all the files kept may take (resource-constraint beyond); 0: no limit"),
+    DURATION("upload.slot-lifetime", "5m", "how long a slot handed out waits for its upload"),
+    DURATION("upload.expiry", "168h", "files are deleted this long after their upload; 0 never"),
+    INT("upload.max-connections", "1000", 1, 100000, "HTTP connections held at once (503 beyond)"),
+    DURATION("upload.timeout", "30s",
+             "a connection that sends no byte of a request, or reads none of an answer, for this "
+             "long is closed"),
+    STRING("upload.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
+
+    /* proxy65 (components/proxy65/): XEP-0065 SOCKS5 bytestreams proxy */
+    SECTION("proxy65", false, "SOCKS5 bytestreams proxy (hearth-proxy65, XEP-0065)"),
+    STRING("proxy65.listen", "0.0.0.0:7777", "address the SOCKS5 listener binds"),
+    STRING("proxy65.host", "",
+           "the streamhost address clients are told to connect to (default: the listen address, "
+           "or the first domain when it listens on every address)"),
+    INT("proxy65.port", "0", 0, 65535, "the streamhost port clients are told (0: the listen port)"),
+    INT("proxy65.max-streams-per-user", "10", 1, 10000,
+        "bytestreams one user may have activated at once; one more is refused at activation"),
+    SIZE("proxy65.rate", "100M", "bytes per second one bytestream may relay; 0: no limit"),
+    DURATION("proxy65.idle-timeout", "60s",
+             "a bytestream that relays nothing for this long, or a connection not activated "
+             "within it, is closed"),
+    INT("proxy65.max-connections", "1000", 2, 100000, "SOCKS5 connections held at once"),
+    STRING("proxy65.metrics-listen", "", "address of GET /metrics (Prometheus); empty: off"),
+
     /* http (common/http.c): every HTTP listener (metrics, the admin API) */
     SECTION("http", false, "limits of every HTTP listener (metrics, the admin API)"),
     SIZE("http.max-header", "8k", "request line and headers of one request (431 beyond)"),

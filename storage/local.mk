@@ -15,7 +15,9 @@ STORAGE_SQL = \
 	storage/sql/sqlite/002-accounts.sql \
 	storage/sql/pgsql/002-accounts.sql \
 	storage/sql/sqlite/003-invitations.sql \
-	storage/sql/pgsql/003-invitations.sql
+	storage/sql/pgsql/003-invitations.sql \
+	storage/sql/sqlite/004-uploads.sql \
+	storage/sql/pgsql/004-uploads.sql
 storage/migrations.c: $(top_srcdir)/storage/embed-sql.sh $(top_srcdir)/storage/sql/owner-tables \
 		$(STORAGE_SQL)
 	$(AM_V_GEN)mkdir -p storage && files= && \

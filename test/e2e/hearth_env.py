@@ -339,6 +339,7 @@ class Daemon:
 
 
 ROLES = ("c2s", "sm", "s2s", "resolver", "admin")
+COMPONENTS = {"upload": "upload", "proxy65": "proxy"}  # daemon: the name it binds, before .DOMAIN
 TEST_COMPONENT = "testcomp"
 
 
@@ -349,9 +350,10 @@ class Env:
 
     Router accounts, as tools/quickstart writes them: one per role (c2s, sm,
     s2s, resolver, admin) with a random password each (.accounts[role]),
-    and one component account, "testcomp" (.password), that may bind any
+    one component account, "testcomp" (.password), that may bind any
     name but those of the Hearth daemons: what the tests' own components
-    (testcomp.py) log in with."""
+    (testcomp.py) log in with; and the accounts of the component daemons
+    (COMPONENTS: upload, proxy65)."""
 
     def __init__(self, tmpdir, storage="sqlite", **settings):
         self.dir = str(tmpdir)
@@ -362,12 +364,18 @@ class Env:
         self.port = free_port()
         self.password = random_password()
         self.accounts = {role: random_password() for role in ROLES}
+        # the component daemons' accounts, as tools/quickstart writes them:
+        # hearth-upload binds upload.DOMAIN, hearth-proxy65 proxy.DOMAIN
+        self.components = {name: (prefix, random_password())
+                           for name, prefix in COMPONENTS.items()}
         self.settings = {
             "statedir": self.statedir,
             "log@level": "debug",
             "router.listen": f"127.0.0.1:{self.port}",
             "router.account": [{"role": r, "password": pw} for r, pw in self.accounts.items()],
-            "router.component": [{"name": TEST_COMPONENT, "password": self.password, "bind": "*"}],
+            "router.component": [{"name": TEST_COMPONENT, "password": self.password, "bind": "*"}]
+            + [{"name": name, "password": pw, "bind": f"{prefix}.*"}
+               for name, (prefix, pw) in self.components.items()],
         }
         if os.geteuid() == 0:
             # CI runs the tests as root: keep root on purpose (daemons
