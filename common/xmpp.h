@@ -14,6 +14,8 @@
 #define NS_HEARTH_COMPONENT "urn:hearth:component:1"
 #define NS_HEARTH_SESSION "urn:hearth:session:1"
 #define NS_CARBONS "urn:xmpp:carbons:2" /* XEP-0280: sm/mod_carbons.c, c2s/session.c */
+#define NS_HINTS "urn:xmpp:hints"       /* XEP-0334: sm/mod_carbons.c, sm/mod_offline.c */
+#define NS_CHATSTATES "http://jabber.org/protocol/chatstates" /* XEP-0085: the same */
 #define NS_STREAM_ERRORS "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_STANZA_ERRORS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"

@@ -10,4 +10,5 @@ sm_hearth_sm_SOURCES += sm/metrics.c sm/account.c sm/http_api.c
 sm_hearth_sm_SOURCES += sm/adhoc.h sm/mod_adhoc.c sm/mod_admin_commands.c sm/mod_invite.c sm/mod_carbons.c sm/mod_extdisco.c
 sm_hearth_sm_LDADD = $(STORAGE_LIBS) $(COMMON_LIBS)
 EXTRA_DIST += test/e2e/test_sm_session.py test/e2e/test_sm_core.py test/e2e/test_sm_robust.py
-EXTRA_DIST += test/e2e/test_adhoc.py test/e2e/test_survive.py test/e2e/test_carbons.py test/e2e/test_extdisco.py
+EXTRA_DIST += test/e2e/test_adhoc.py test/e2e/test_survive.py test/e2e/test_carbons.py test/e2e/test_extdisco.py \
+	test/e2e/test_jingle.py

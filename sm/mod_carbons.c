@@ -11,12 +11,18 @@
  *     sm_message_goes_to);
  *   - a message another session of the same account sends reaches it as
  *     the same with <sent/>; the sender never gets a copy of its own.
- * Which messages (XEP-0280 §6): chat; normal with a body or the payloads
- * of instant messaging (receipts, chat states, chat markers); errors;
- * never groupchat or headline, nor one with <private xmlns='urn:xmpp:carbons:2'/>
- * or <no-copy xmlns='urn:xmpp:hints'/>, nor one that is itself a carbon,
- * nor one between resources of the same account (they see it anyway).
+ * Which messages (XEP-0280 §6): chat; normal with a body, with the payloads
+ * of instant messaging (receipts, chat states, chat markers, the call
+ * signalling of XEP-0353 Jingle Message Initiation) or with a XEP-0334
+ * <store xmlns='urn:xmpp:hints'/> (a sender's word that the message
+ * matters though it has no body); errors; never groupchat or headline, nor
+ * one with <private xmlns='urn:xmpp:carbons:2'/> or
+ * <no-copy xmlns='urn:xmpp:hints'/>, nor one that is itself a carbon, nor
+ * one between resources of the same account (they see it anyway).
  * Private messages of a group chat are of type chat, so they are copied.
+ * XEP-0353 wants every device of both parties to see a call's propose,
+ * proceed, reject, retract and finish: its messages are of type chat, and
+ * a client of an older revision that sends them as normal is covered too.
  *
  * The choice survives a restart of the sm: the c2s tells it again when it
  * re-announces the session (carbons='true' on action='resume', beside
@@ -26,10 +32,9 @@
 #include "sm.h"
 
 #define NS_FORWARD "urn:xmpp:forward:0"
-#define NS_HINTS "urn:xmpp:hints"
 #define NS_RECEIPTS "urn:xmpp:receipts"
-#define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 #define NS_MARKERS "urn:xmpp:chat-markers:0"
+#define NS_JINGLE_MESSAGE "urn:xmpp:jingle-message:0"
 
 static int slot; /* sess->slots[slot] != NULL: carbons on */
 
@@ -38,10 +43,20 @@ static bool is(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static bool has_child_ns(const elem_t *msg, const char *ns)
+/* A body, a payload of instant messaging or a <store/> hint: what makes a
+ * normal message one of a conversation. One pass over the children. */
+static bool is_conversation(const elem_t *msg)
 {
-    for (const elem_t *c = elem_first(msg); c; c = c->next)
-        if (c->ns && is(c->ns, ns)) return true;
+    for (const elem_t *c = elem_first(msg); c; c = c->next) {
+        if (!c->name) continue; /* text */
+        const char *ns = c->ns;
+        if (is(ns, NS_RECEIPTS) || is(ns, NS_CHATSTATES) || is(ns, NS_MARKERS) ||
+            is(ns, NS_JINGLE_MESSAGE))
+            return true;
+        if ((is(ns, NS_CLIENT) && is(c->name, "body")) ||
+            (is(ns, NS_HINTS) && is(c->name, "store")))
+            return true;
+    }
     return false;
 }
 
@@ -55,8 +70,7 @@ static bool is_eligible(const sm_pkt_t *pkt)
     const char *type = pkt->type;
     if (is(type, "chat") || is(type, "error")) return true;
     if (!is(type, "normal") && !is(type, "")) return false;
-    return elem_child(msg, NS_CLIENT, "body") || has_child_ns(msg, NS_RECEIPTS) ||
-           has_child_ns(msg, NS_CHATSTATES) || has_child_ns(msg, NS_MARKERS);
+    return is_conversation(msg);
 }
 
 /* <message from=BARE type=…><HOW><forwarded>msg</forwarded></HOW></message>

@@ -4,8 +4,14 @@
  * over on SM_CHAIN_UNDELIVERED) in `offline`, with a XEP-0203 <delay/>,
  * up to sm.offline-quota messages per user: a full queue answers
  * service-unavailable, a failed write internal-server-error or
- * resource-constraint; nothing is dropped silently. Messages with nothing
- * worth keeping (chat states alone) are dropped, as XEP-0160 §3 says.
+ * resource-constraint; nothing is dropped silently. What is kept
+ * (choose_for, below): a message with content, bodyless or not (chat
+ * markers, receipts, the call signalling of XEP-0353 Jingle Message
+ * Initiation, encrypted payloads), and any with a XEP-0334 <store/> hint;
+ * never one with <no-store/>, which is answered service-unavailable like
+ * any message the server does not keep (RFC 6121 §8.5.2.2.1). Messages with
+ * nothing worth keeping (chat states alone) are dropped, as XEP-0160 §3
+ * says.
  * When a session sends available presence of non-negative priority
  * (SM_CHAIN_AVAILABLE), the queue goes to it oldest first, in chunks that
  * are deleted once the client has read them (below). */
@@ -19,7 +25,6 @@
 #include "sm.h"
 
 #define NS_DELAY "urn:xmpp:delay"
-#define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
 
 static long long quota;
 static metric_counter_t stored_total, delivered_total;
@@ -30,16 +35,34 @@ static bool is(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-/* XEP-0160 §3: a message with content: a body, a subject, or anything but
- * chat states. */
-static bool is_worth_keeping(const elem_t *message)
+typedef enum choice {
+    OFFLINE_STORE,  /* kept for the next session */
+    OFFLINE_DROP,   /* nothing worth keeping: gone, and nobody is told */
+    OFFLINE_REFUSE, /* the sender asked that it not be kept: the core answers */
+} choice_t;
+
+/* What to do with a chat or normal message no session took.
+ * XEP-0160 §3: one with content is kept, and content is anything but chat
+ * states (XEP-0085 content alone SHOULD NOT be stored), a <thread/> or
+ * hints; so chat markers, receipts and XEP-0353 <propose/>, <proceed/>, …
+ * are kept without a body. XEP-0334 §4: <store/> keeps a message whatever
+ * it holds (XEP-0353 puts it on every call message); <no-store/> forbids
+ * keeping it even for an offline user, and wins over <store/>. A chat state
+ * with <no-store/> is still dropped in silence: nobody wants an error for
+ * a chat state. */
+static choice_t choose_for(const elem_t *message)
 {
+    bool has_content = false, wants_store = false, forbids_store = false;
     for (const elem_t *e = elem_first(message); e; e = elem_next(e, NULL, NULL)) {
-        if (e->ns && is(e->ns, NS_CHATSTATES)) continue;
-        if (is(e->name, "thread")) continue;
-        return true;
+        if (e->ns && is(e->ns, NS_HINTS)) {
+            if (is(e->name, "store")) wants_store = true;
+            if (is(e->name, "no-store")) forbids_store = true;
+        } else if (!(e->ns && is(e->ns, NS_CHATSTATES)) && !is(e->name, "thread")) {
+            has_content = true;
+        }
     }
-    return false;
+    if (!has_content && !wants_store) return OFFLINE_DROP;
+    return forbids_store ? OFFLINE_REFUSE : OFFLINE_STORE;
 }
 
 typedef struct store {
@@ -69,8 +92,9 @@ static sm_verdict_t on_undelivered(sm_t *sm, sm_pkt_t *pkt)
 {
     if (!is(pkt->kind, "message")) return SM_PASS;
     if (!is(pkt->type, "") && !is(pkt->type, "chat") && !is(pkt->type, "normal")) return SM_PASS;
-    if (!is_worth_keeping(pkt->stanza)) return SM_HANDLED;
-    if (quota <= 0) return SM_PASS;
+    choice_t choice = choose_for(pkt->stanza);
+    if (choice == OFFLINE_DROP) return SM_HANDLED;
+    if (choice == OFFLINE_REFUSE || quota <= 0) return SM_PASS; /* service-unavailable */
 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

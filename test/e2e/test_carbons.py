@@ -15,6 +15,10 @@ from xmpp_client import Client
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 PASSWORD = "pw-carbons"
+JMI_PROPOSE = ("<propose xmlns='urn:xmpp:jingle-message:0' id='s1'>"
+               "<description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>")
+OMEMO = ("<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'><iv>AAAA</iv></header>"
+         "</encrypted>")
 
 
 @pytest.fixture
@@ -157,6 +161,13 @@ def test_what_one_resource_sends_reaches_the_others_as_sent(login):
     ("normal with a body", "", "normal", True),
     (None, "<active xmlns='http://jabber.org/protocol/chatstates'/>", "chat", True),
     (None, "<received xmlns='urn:xmpp:receipts' id='r1'/>", "normal", True),
+    (None, "<displayed xmlns='urn:xmpp:chat-markers:0' id='x1'/>", "normal", True),
+    # XEP-0353 call signalling, as a client of its older revisions sends it
+    (None, JMI_PROPOSE, "normal", True),
+    (None, JMI_PROPOSE + f"<private xmlns='{NS_CARBONS}'/>", "chat", False),
+    # a payload outside the body: copied when the sender says it matters
+    (None, OMEMO, "normal", False),
+    (None, OMEMO + "<store xmlns='urn:xmpp:hints'/>", "normal", True),
 ])
 def test_which_messages_are_copied(login, body, extra, type, copied):
     a = login("alice", "a", priority=0)
