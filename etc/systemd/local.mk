@@ -3,7 +3,8 @@
 # configure --with-systemdsystemunitdir=no installs none of them.
 SYSTEMD_UNITS = etc/systemd/hearth-router.service etc/systemd/hearth-sm.service \
 	etc/systemd/hearth-s2s.service etc/systemd/hearth-resolver.service \
-	etc/systemd/hearth-c2s@.service
+	etc/systemd/hearth-c2s@.service etc/systemd/hearth-upload.service \
+	etc/systemd/hearth-proxy65.service
 SYSTEMD_INPUTS = $(SYSTEMD_UNITS:=.in) etc/systemd/hearth-sysusers.conf.in \
 	etc/systemd/hearth-tmpfiles.conf.in
 EXTRA_DIST += $(SYSTEMD_INPUTS) etc/systemd/hearth.target etc/systemd/local.mk
@@ -24,6 +25,8 @@ etc/systemd/hearth-sm.service: $(top_srcdir)/etc/systemd/hearth-sm.service.in
 etc/systemd/hearth-s2s.service: $(top_srcdir)/etc/systemd/hearth-s2s.service.in
 etc/systemd/hearth-resolver.service: $(top_srcdir)/etc/systemd/hearth-resolver.service.in
 etc/systemd/hearth-c2s@.service: $(top_srcdir)/etc/systemd/hearth-c2s@.service.in
+etc/systemd/hearth-upload.service: $(top_srcdir)/etc/systemd/hearth-upload.service.in
+etc/systemd/hearth-proxy65.service: $(top_srcdir)/etc/systemd/hearth-proxy65.service.in
 etc/systemd/sysusers/hearth.conf: $(top_srcdir)/etc/systemd/hearth-sysusers.conf.in Makefile
 	$(AM_V_GEN)mkdir -p etc/systemd/sysusers && $(do_subst) < $(top_srcdir)/etc/systemd/hearth-sysusers.conf.in > $@
 etc/systemd/tmpfiles/hearth.conf: $(top_srcdir)/etc/systemd/hearth-tmpfiles.conf.in Makefile

@@ -15,9 +15,10 @@ import pytest
 
 from hearth_env import BUILDDIR, SRCDIR
 
-DAEMONS = ("router", "c2s", "sm", "s2s", "resolver")
+DAEMONS = ("router", "c2s", "sm", "s2s", "resolver", "upload", "proxy65")
 UNITS = ("hearth-router.service", "hearth-sm.service", "hearth-s2s.service",
-         "hearth-resolver.service", "hearth-c2s@.service", "hearth.target")
+         "hearth-resolver.service", "hearth-c2s@.service", "hearth-upload.service",
+         "hearth-proxy65.service", "hearth.target")
 PAGES = {"man8": [f"hearth-{d}.8" for d in DAEMONS] + ["hearthd.8", "hearthctl.8"],
          "man5": ["hearth.xml.5"]}
 DIRS = ("bindir", "sbindir", "sysconfdir", "localstatedir", "mandir", "systemdsystemunitdir",
@@ -116,7 +117,7 @@ def verify(copies, installed, *units):
 def test_units_pass_systemd_analyze_verify(unit_copies, installed):
     p = verify(unit_copies, installed, "hearth-router.service", "hearth-sm.service",
                "hearth-s2s.service", "hearth-resolver.service", "hearth-c2s@1.service",
-               "hearth.target")
+               "hearth-upload.service", "hearth-proxy65.service", "hearth.target")
     assert p.returncode == 0 and not p.stderr.strip(), \
         f"systemd-analyze verify exited with {p.returncode}:\n{p.stdout}{p.stderr}"
 
