@@ -15,6 +15,8 @@
  *   hearthctl [-c FILE] kick JID[/RESOURCE]
  *   hearthctl [-c FILE] invite [JID]
  *   hearthctl [-c FILE] reset JID
+ *   hearthctl [-c FILE] uploads [JID]
+ *   hearthctl [-c FILE] uploads purge JID|ID|--expired
  *
  * Accounts live in the store the daemons use (hearth.xml's storage
  * section), opened here through storage/: adduser and passwd write the
@@ -33,7 +35,8 @@
  * TLS is not up yet; under dialback an invalid one is allowed). A missing
  * PASSWORD is read from standard input, without echo on a terminal. A JID
  * without a domain is in the first configured domain. check examines the
- * installation and reports what is wrong (ctl_check.c).
+ * installation and reports what is wrong (ctl_check.c); uploads lists and
+ * purges hearth-upload's files (ctl_uploads.c).
  *
  * Exit status: 0 done, 1 failed (the reason on standard error), 2 usage. */
 #include <errno.h>
@@ -98,7 +101,9 @@ static int usage(void)
                     "       hearthctl [-c FILE] enable JID\n"
                     "       hearthctl [-c FILE] kick JID[/RESOURCE]\n"
                     "       hearthctl [-c FILE] invite [JID]\n"
-                    "       hearthctl [-c FILE] reset JID\n");
+                    "       hearthctl [-c FILE] reset JID\n"
+                    "       hearthctl [-c FILE] uploads [JID]\n"
+                    "       hearthctl [-c FILE] uploads purge JID|ID|--expired\n");
     return 2;
 }
 
@@ -431,6 +436,10 @@ int main(int argc, char **argv)
     }
     if (ctl_invite_handles(cmd)) {
         int status = ctl_invite_main(path, argc, argv);
+        return status == CTL_USAGE ? usage() : status;
+    }
+    if (strcmp(cmd, "uploads") == 0) {
+        int status = ctl_uploads_main(path, argc, argv);
         return status == CTL_USAGE ? usage() : status;
     }
     bool is_adduser = strcmp(cmd, "adduser") == 0, is_passwd = strcmp(cmd, "passwd") == 0;

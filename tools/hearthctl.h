@@ -40,6 +40,9 @@ int ctl_account_main(const char *config_path, int argc, char **argv);
 bool ctl_invite_handles(const char *cmd);
 int ctl_invite_main(const char *config_path, int argc, char **argv);
 
+/* uploads, uploads purge (ctl_uploads.c): argv[0] is "uploads". */
+int ctl_uploads_main(const char *config_path, int argc, char **argv);
+
 /* hearthctl export / import (ctl_pie.c): argv[0] is the subcommand; the
  * exit status. */
 int pie_main(const char *config_path, int argc, char **argv);

@@ -249,3 +249,18 @@ def test_status_tells_of_a_daemon_that_keeps_failing(supervised, tmp_path):
                r"exited with status 1 after \d+s; see .*sm\.log\)$")
     wait_for(lambda: re.search(pattern, hearthd(supervised.config_path, "status")[1], re.M),
              "hearthd status saying sm keeps failing", timeout=15)
+
+
+def test_components_run_by_default_only_with_their_router_account(hearth_env):
+    """With no supervisor.daemon, hearthd runs every daemon that is built,
+    hearth-upload and hearth-proxy65 only when router/component has the
+    account of their name (an older config has none: they would fail at
+    every start)."""
+    names = lambda out: re.findall(r"^([a-z0-9-]+): ", out, re.M)  # noqa: E731
+    _, out = hearthd(hearth_env.config_path, "status")
+    assert "upload" in names(out) and "proxy65" in names(out), out
+    accounts = hearth_env.settings["router.component"]
+    hearth_env.write_config(**{"router.component": [a for a in accounts if a["name"] != "upload"]})
+    _, out = hearthd(hearth_env.config_path, "status")
+    assert "upload" not in names(out) and "proxy65" in names(out), out
+    assert "router" in names(out) and "sm" in names(out), out

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import os
 import socket
+import subprocess
 import ssl
 import time
 
@@ -319,3 +320,37 @@ def test_the_log_names_each_slot(server, alice):
     mark = log_size(server.upload.log)
     slot(alice, size=5)
     wait_log(server.upload.log, "slot ", mark)
+
+
+def hearthctl(server, *args):
+    return subprocess.run([os.path.join(BUILDDIR, "tools", "hearthctl"), "-c",
+                           server.env.config_path, *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_hearthctl_lists_and_purges_uploads(server, alice, bob):
+    first = upload(server, alice, b"one", "one.txt", "text/plain")
+    upload(server, alice, b"two!", "two.txt", "text/plain")
+    kept = upload(server, bob, b"bob", "bob.txt", "text/plain")
+    slot(bob, "later.png", 10, "image/png")  # never uploaded
+    p = hearthctl(server, "uploads")
+    assert p.returncode == 0, p.stderr
+    # oldest first: within one second, in any order
+    rows = sorted((line.split(" ") for line in p.stdout.splitlines()), key=lambda r: r[5])
+    assert [(r[1], r[2], r[5]) for r in rows] == [
+        ("bob@localhost", "3", "bob.txt"), ("bob@localhost", "10", "later.png"),
+        ("alice@localhost", "3", "one.txt"), ("alice@localhost", "4", "two.txt")], rows
+    assert rows[1][3] == "pending" and rows[0][3].endswith("Z"), rows
+    p = hearthctl(server, "uploads", "bob")
+    assert sorted(line.split(" ")[5] for line in p.stdout.splitlines()) == ["bob.txt", "later.png"]
+    p = hearthctl(server, "uploads", "purge", "alice@localhost")
+    assert (p.returncode, p.stdout) == (0, "2 purged\n"), p
+    assert https(server, "GET", path_of(first))[0] == 404
+    files = os.path.join(server.env.statedir, "upload")
+    assert len([n for n in os.listdir(files) if n != "tmp"]) == 1
+    server.env.sql("UPDATE uploads SET expires = 1 WHERE filename = 'later.png'")
+    p = hearthctl(server, "uploads", "purge", "--expired")
+    assert (p.returncode, p.stdout) == (0, "1 purged\n"), p
+    assert https(server, "GET", path_of(kept))[2] == b"bob"
+    p = hearthctl(server, "uploads", "purge", "0" * 32)
+    assert p.returncode == 1 and "no upload" in p.stderr, p
