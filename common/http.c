@@ -487,6 +487,7 @@ static void end_message(hconn_t *hc)
     conn_pause(hc->conn);
     if (r->is_reading) {
         r->is_reading = false;
+        r->is_body_done = true;
         r->in.on_end(r, r->in_ud);
         return;
     }

@@ -172,6 +172,26 @@ def test_a_put_needs_the_exact_size_and_type_and_the_slots_own_token(server, ali
     assert put(server, put_url, data, headers=headers)[0] == 409
 
 
+def test_one_connection_carries_a_put_and_then_a_get(server, alice):
+    """Keep-alive after a streamed body: the connection is not closed."""
+    put_url, headers, get_url = slot(alice, size=5, content_type="text/plain")
+    ctx = ssl.create_default_context(cafile=server.cert_path)
+    conn = http.client.HTTPSConnection("localhost", server.upload_port, context=ctx, timeout=10)
+    try:
+        conn.request("PUT", path_of(put_url), body=b"hello",
+                     headers={"Content-Type": "text/plain", **headers})
+        r = conn.getresponse()
+        assert (r.status, r.getheader("Connection")) == (201, None)
+        r.read()
+        sock = conn.sock
+        conn.request("GET", path_of(get_url))
+        r = conn.getresponse()
+        assert (r.status, r.read()) == (200, b"hello")
+        assert conn.sock is sock, "the connection was not kept"
+    finally:
+        conn.close()
+
+
 def test_an_expired_slot_takes_no_upload(server, alice):
     put_url, headers, _ = slot(alice, size=10)
     server.env.sql("UPDATE uploads SET expires = 1")
