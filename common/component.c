@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "jid.h"
 #include "log.h"
 #include "sasl.h"
 #include "xmpp.h"
@@ -317,6 +318,18 @@ int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
     conn_write(w, c->out.data, c->out.len);
     buf_reset(&c->out);
     return 0;
+}
+
+int comp_send_stanza(comp_t *c, const elem_t *stanza)
+{
+    const char *to = elem_attr(stanza, "to"), *from = elem_attr(stanza, "from");
+    jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
+    jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
+    int rc = jto && jfrom ? comp_send_to(c, jid_domain(jto), jid_domain(jfrom), jid_bare(jto), stanza)
+                          : -1;
+    jid_free(jto);
+    jid_free(jfrom);
+    return rc;
 }
 
 /* Tear the link down without reconnecting; conn's on_close does the rest. */

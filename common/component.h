@@ -115,6 +115,11 @@ int comp_send(comp_t *c, const elem_t *route);
 /* Send <route to from [user]> around payload. */
 int comp_send_to(comp_t *c, const char *to, const char *from, const char *user,
                  const elem_t *payload);
+/* A component's stanza: in a route from its from's domain (a name the
+ * component bound) to its to's domain, user= its to's bare JID (the sm
+ * shards by it; s2s takes a remote domain on the default route). -1 if
+ * the link is down or to or from is not a JID. */
+int comp_send_stanza(comp_t *c, const elem_t *stanza);
 /* Write the start of a route, "<route to='…' from='…'", then user, cid
  * and sid when not NULL, escaped; the caller adds any other attribute and
  * the ">". */

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jid.h"
 #include "log.h"
 
 #ifndef SYSCONFDIR
@@ -504,4 +505,30 @@ void daemon_done(daemon_ctx_t *d)
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
     config_free(d->config);
     d->config = NULL;
+}
+
+char **daemon_domains(const config_t *config, int *n)
+{
+    *n = config_count(config, "domain");
+    if (*n < 1) *n = 1;
+    char **domains = calloc((size_t)*n, sizeof *domains);
+    if (!domains) log_fatal("out of memory");
+    for (int i = 0; i < *n; i++) {
+        const char *name = config_get_at(config, "domain", i);
+        if (!name) name = config_get(config, "domain");
+        char prepared[JID_STRING_MAX];
+        if (!name || jid_prep(name, strlen(name), prepared, NULL) < 0 || strchr(prepared, '@') ||
+            strchr(prepared, '/'))
+            log_fatal("%s: domain '%s' is not a valid domain", config_file(config),
+                      name ? name : "");
+        if (!(domains[i] = strdup(prepared))) log_fatal("out of memory");
+    }
+    return domains;
+}
+
+void daemon_domains_free(char **domains, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(domains[i]);
+    free(domains);
 }

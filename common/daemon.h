@@ -95,6 +95,12 @@ char *daemon_config_exposure(const char *path, gid_t group);
 
 /* Tell systemd the daemon is ready (above). */
 void daemon_ready(void);
+/* The local domains of the config (every <domain>, "localhost" when there
+ * is none), prepared (stringprep), each malloc'ed, in a malloc'ed array
+ * of *n; daemon_domains_free() frees them. Fatal, naming the file, for one
+ * that is not a domain. */
+char **daemon_domains(const config_t *config, int *n);
+void daemon_domains_free(char **domains, int n);
 /* Release the signal handles (before the loop's last run) and the config. */
 void daemon_done(daemon_ctx_t *d);
 

@@ -98,3 +98,13 @@ int xmpp_stanza_error(elem_t *stanza, const char *condition, const char *text)
     }
     return 0;
 }
+
+elem_t *xmpp_iq_result(const elem_t *iq)
+{
+    elem_t *r = elem_new(iq->arena, NS_CLIENT, "iq");
+    elem_set_attr(r, "type", "result");
+    elem_set_attr(r, "id", elem_attr(iq, "id"));
+    elem_set_attr(r, "to", elem_attr(iq, "from"));
+    elem_set_attr(r, "from", elem_attr(iq, "to"));
+    return r;
+}

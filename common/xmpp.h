@@ -35,5 +35,8 @@ const char *xmpp_error_type(const char *condition);
  * -1 and leaves the stanza alone if it already is an error: an error is
  * never answered with an error (RFC 6120 §8.3.1). */
 int xmpp_stanza_error(elem_t *stanza, const char *condition, const char *text);
+/* The result to iq, new in its arena: type='result', its id, to its from
+ * and from its to (a component's answer; the caller adds the payload). */
+elem_t *xmpp_iq_result(const elem_t *iq);
 
 #endif

@@ -83,19 +83,7 @@ int main(int argc, char **argv)
     sm->id = d.id;
     sm->shards = (int)config_int(d.config, "sm.shards");
 
-    sm->ndomains = config_count(d.config, "domain");
-    if (sm->ndomains < 1) sm->ndomains = 1;
-    sm->domains = calloc((size_t)sm->ndomains, sizeof(*sm->domains));
-    if (!sm->domains) log_fatal("out of memory");
-    for (int i = 0; i < sm->ndomains; i++) {
-        const char *name = config_get_at(d.config, "domain", i);
-        if (!name) name = config_get(d.config, "domain");
-        char prepared[JID_STRING_MAX];
-        if (jid_prep(name, strlen(name), prepared, NULL) < 0 || strchr(prepared, '@') ||
-            strchr(prepared, '/'))
-            log_fatal("%s: domain '%s' is not a valid domain", config_file(d.config), name);
-        if (!(sm->domains[i] = strdup(prepared))) log_fatal("out of memory");
-    }
+    sm->domains = (const char **)daemon_domains(d.config, &sm->ndomains);
     map_init(&sm->sessions_by_sid);
     map_init(&sm->users);
     map_init(&sm->accounts);
@@ -151,9 +139,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < sm->ncomponents; i++)
         free(sm->components[i]);
     free(sm->components);
-    for (int i = 0; i < sm->ndomains; i++)
-        free((char *)sm->domains[i]);
-    free(sm->domains);
+    daemon_domains_free((char **)sm->domains, sm->ndomains);
     map_free(&sm->sessions_by_sid);
     map_free(&sm->users);
     map_free(&sm->accounts);

@@ -58,36 +58,29 @@ static bool is_local_user(const jid_t *j)
     return false;
 }
 
-static void send_to(const char *name, const jid_t *to, const elem_t *stanza)
+static void send_to(const elem_t *stanza)
 {
-    if (comp_send_to(comp, jid_domain(to), name, jid_bare(to), stanza) < 0)
-        log_warn("proxy65: answer to %s dropped: no router link", jid_full(to));
+    if (comp_send_stanza(comp, stanza) < 0)
+        log_warn("proxy65: answer to %s dropped: no router link", elem_attr(stanza, "to"));
 }
 
-static void answer_error(const char *name, const jid_t *from, elem_t *iq, const char *condition)
+static void answer_error(elem_t *iq, const char *condition)
 {
-    if (xmpp_stanza_error(iq, condition, NULL) < 0) return;
-    if (!elem_attr(iq, "from")) elem_set_attr(iq, "from", name);
-    send_to(name, from, iq);
+    if (xmpp_stanza_error(iq, condition, NULL) == 0) send_to(iq);
 }
 
 /* The result to iq, with payload (may be NULL), in the iq's arena. */
-static void answer_result(const char *name, const jid_t *from, const elem_t *iq,
-                          const elem_t *payload)
+static void answer_result(const elem_t *iq, const elem_t *payload)
 {
-    elem_t *r = elem_new(iq->arena, NS_CLIENT, "iq");
-    elem_set_attr(r, "type", "result");
-    if (elem_attr(iq, "id")) elem_set_attr(r, "id", elem_attr(iq, "id"));
-    elem_set_attr(r, "to", jid_full(from));
-    elem_set_attr(r, "from", elem_attr(iq, "to") ? elem_attr(iq, "to") : name);
+    elem_t *r = xmpp_iq_result(iq);
     if (payload) elem_add_copy(r, payload);
-    send_to(name, from, r);
+    send_to(r);
 }
 
 static void disco(const char *name, const jid_t *from, elem_t *iq, const elem_t *query)
 {
     if (elem_attr(query, "node")) {
-        answer_error(name, from, iq, "item-not-found");
+        answer_error(iq, "item-not-found");
         return;
     }
     elem_t *r = elem_new(iq->arena, query->ns, "query");
@@ -99,7 +92,7 @@ static void disco(const char *name, const jid_t *from, elem_t *iq, const elem_t 
         elem_set_attr(elem_add(r, NULL, "feature"), "var", NS_DISCO_INFO);
         elem_set_attr(elem_add(r, NULL, "feature"), "var", NS_BYTESTREAMS);
     }
-    answer_result(name, from, iq, r);
+    answer_result(iq, r);
 }
 
 static void streamhost(const char *name, const jid_t *from, const elem_t *iq)
@@ -111,7 +104,7 @@ static void streamhost(const char *name, const jid_t *from, const elem_t *iq)
     elem_set_attr(host, "jid", name);
     elem_set_attr(host, "host", service.host);
     elem_set_attr(host, "port", port);
-    answer_result(name, from, iq, r);
+    answer_result(iq, r);
 }
 
 static void activate(const char *name, const jid_t *from, comp_role_t role, elem_t *iq,
@@ -120,7 +113,7 @@ static void activate(const char *name, const jid_t *from, comp_role_t role, elem
     const char *sid = elem_attr(query, "sid");
     const elem_t *target = elem_child(query, NS_BYTESTREAMS, "activate");
     if (!sid || !*sid || !target) {
-        answer_error(name, from, iq, "bad-request");
+        answer_error(iq, "bad-request");
         return;
     }
     if (role != ROLE_SM || !is_local_user(from)) {
@@ -130,20 +123,20 @@ static void activate(const char *name, const jid_t *from, comp_role_t role, elem
             log_warn("proxy65: activation by %s (role %s) refused: not a user of this server "
                      "(logged once per sender)",
                      jid_full(from), *comp_role_name(role) ? comp_role_name(role) : "none");
-        answer_error(name, from, iq, "forbidden");
+        answer_error(iq, "forbidden");
         return;
     }
     const char *text = elem_text(target);
     char prepared[JID_STRING_MAX];
     if (jid_prep(text, strlen(text), prepared, NULL) < 0) {
-        answer_error(name, from, iq, "jid-malformed");
+        answer_error(iq, "jid-malformed");
         return;
     }
     const char *refusal = relay_activate(sid, jid_full(from), prepared, jid_bare(from));
     if (refusal)
-        answer_error(name, from, iq, refusal);
+        answer_error(iq, refusal);
     else
-        answer_result(name, from, iq, NULL);
+        answer_result(iq, NULL);
 }
 
 void iq_route(elem_t *route)
@@ -175,6 +168,6 @@ void iq_route(elem_t *route)
     else if (query && !is_get && elem_is(query, NS_BYTESTREAMS, "query"))
         activate(name, from, comp_route_role(route), iq, query);
     else
-        answer_error(name, from, iq, "service-unavailable");
+        answer_error(iq, "service-unavailable");
     jid_free(from);
 }

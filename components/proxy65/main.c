@@ -51,22 +51,13 @@ static void on_stop(void *ud)
 
 static void read_domains(const config_t *cfg)
 {
-    ndomains = config_count(cfg, "domain");
-    if (ndomains < 1) ndomains = 1;
-    domains = calloc((size_t)ndomains, sizeof(*domains));
+    domains = daemon_domains(cfg, &ndomains);
     names = calloc((size_t)ndomains, sizeof(*names));
-    if (!domains || !names) log_fatal("out of memory");
+    if (!names) log_fatal("out of memory");
     for (int i = 0; i < ndomains; i++) {
-        const char *name = config_get_at(cfg, "domain", i);
-        if (!name) name = config_get(cfg, "domain");
-        char prepared[JID_STRING_MAX];
-        if (jid_prep(name, strlen(name), prepared, NULL) < 0 || strchr(prepared, '@') ||
-            strchr(prepared, '/'))
-            log_fatal("%s: domain '%s' is not a valid domain", config_file(cfg), name);
-        size_t len = strlen(prepared) + sizeof "proxy.";
-        if (!(domains[i] = strdup(prepared)) || !(names[i] = malloc(len)))
-            log_fatal("out of memory");
-        snprintf(names[i], len, "proxy.%s", prepared);
+        size_t len = strlen(domains[i]) + sizeof "proxy.";
+        if (!(names[i] = malloc(len))) log_fatal("out of memory");
+        snprintf(names[i], len, "proxy.%s", domains[i]);
     }
 }
 
@@ -139,12 +130,10 @@ int main(int argc, char **argv)
     uv_run(d.loop, UV_RUN_NOWAIT);
     uv_loop_close(d.loop);
     relay_free();
-    for (int i = 0; i < ndomains; i++) {
-        free(domains[i]);
+    for (int i = 0; i < ndomains; i++)
         free(names[i]);
-    }
-    free(domains);
     free(names);
+    daemon_domains_free(domains, ndomains);
     log_close();
     return 0;
 }

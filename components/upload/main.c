@@ -68,22 +68,6 @@ static void on_stop(void *ud)
     u->st = NULL;
 }
 
-static void load_domains(upload_t *u, const config_t *cf)
-{
-    u->ndomains = config_count(cf, "domain");
-    if (u->ndomains < 1) u->ndomains = 1;
-    u->domains = calloc((size_t)u->ndomains, sizeof *u->domains);
-    if (!u->domains) log_fatal("out of memory");
-    for (int i = 0; i < u->ndomains; i++) {
-        const char *name = config_get_at(cf, "domain", i);
-        if (!name) name = config_get(cf, "domain");
-        char prepped[JID_STRING_MAX];
-        if (!name || jid_prep(name, strlen(name), prepped, NULL) < 0)
-            log_fatal("%s: domain '%s' is not a valid domain", config_file(cf), name ? name : "");
-        u->domains[i] = xstrdup(prepped);
-    }
-}
-
 /* The port of a host:port address, or NULL. */
 static const char *port_of(const char *addr)
 {
@@ -113,7 +97,7 @@ static http_server_t *listen_http(upload_t *u, const config_t *cf, const char *s
 
 static void configure(upload_t *u, const config_t *cf)
 {
-    load_domains(u, cf);
+    u->domains = daemon_domains(cf, &u->ndomains);
     u->max_file_size = config_size(cf, "upload.max-file-size");
     u->user_quota = config_size(cf, "upload.user-quota");
     u->total_quota = config_size(cf, "upload.total-quota");
@@ -240,9 +224,7 @@ int main(int argc, char **argv)
     daemon_done(&d);
     uv_run(d.loop, UV_RUN_NOWAIT);
     if (u->tls) tls_ctx_free(u->tls);
-    for (int i = 0; i < u->ndomains; i++)
-        free(u->domains[i]);
-    free(u->domains);
+    daemon_domains_free(u->domains, u->ndomains);
     free(u->dir);
     free(u->base_url);
     map_free(&u->busy);

@@ -33,34 +33,15 @@
 #define NS_XDATA "jabber:x:data"
 #define MAX_FILENAME 255
 
-/* Send stanza from the name we bound to its to's domain, whose sm holds
- * the user. */
 static void send_stanza(upload_t *u, const elem_t *stanza)
 {
-    const char *to = elem_attr(stanza, "to"), *from = elem_attr(stanza, "from");
-    jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
-    jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
-    if (jto && jfrom &&
-        comp_send_to(u->comp, jid_domain(jto), jid_domain(jfrom), jid_bare(jto), stanza) < 0)
-        log_info("upload: answer to %s dropped: no router link", to);
-    jid_free(jto);
-    jid_free(jfrom);
+    if (comp_send_stanza(u->comp, stanza) < 0)
+        log_info("upload: answer to %s dropped: no router link", elem_attr(stanza, "to"));
 }
 
 static void reply_error(upload_t *u, elem_t *iq, const char *condition, const char *text)
 {
     if (xmpp_stanza_error(iq, condition, text) == 0) send_stanza(u, iq);
-}
-
-/* The result to iq (from its to, to its from), holding payload. */
-static elem_t *result_of(const elem_t *iq)
-{
-    elem_t *r = elem_new(iq->arena, NS_CLIENT, "iq");
-    elem_set_attr(r, "type", "result");
-    elem_set_attr(r, "id", elem_attr(iq, "id"));
-    elem_set_attr(r, "from", elem_attr(iq, "to"));
-    elem_set_attr(r, "to", elem_attr(iq, "from"));
-    return r;
 }
 
 static void add_field(elem_t *x, const char *var, const char *type, const char *value)
@@ -74,7 +55,7 @@ static void add_field(elem_t *x, const char *var, const char *type, const char *
 
 static void answer_disco(upload_t *u, elem_t *iq, bool is_info)
 {
-    elem_t *r = result_of(iq);
+    elem_t *r = xmpp_iq_result(iq);
     elem_t *q = elem_add(r, is_info ? NS_DISCO_INFO : NS_DISCO_ITEMS, "query");
     if (is_info) {
         elem_t *id = elem_add(q, NULL, "identity");
@@ -161,7 +142,7 @@ static void on_stored(void *ud, const st_result_t *res)
     buf_t url = BUF_INIT;
     buf_printf(&url, "%s/upload/%s/", u->base_url, rq->id);
     url_encode(&url, elem_attr(elem_first(rq->iq), "filename"));
-    elem_t *r = result_of(rq->iq);
+    elem_t *r = xmpp_iq_result(rq->iq);
     elem_t *slot = elem_add(r, NS_UPLOAD, "slot");
     elem_t *put = elem_add(slot, NULL, "put");
     elem_set_attr(put, "url", url.data);
