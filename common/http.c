@@ -14,9 +14,9 @@
  * route found), so that a streaming route gets it then: the parser stays
  * paused there until the handler asks for the body, whose bytes then go
  * to the handler instead of a buffer. A streamed answer asks the handler
- * for its next piece only while the connection's queue is under
- * HTTP_STREAM_LOW, so a download holds about two pieces of memory whatever
- * the file's size and however slowly the client reads. */
+ * for its next piece only once the last one has left the queue
+ * (HTTP_STREAM_LOW), so a download holds one piece of memory whatever the
+ * file's size and however slowly the client reads. */
 #include "http.h"
 
 #include <http_parser.h>
@@ -34,9 +34,11 @@
 
 /* Answers queued for one client beyond which its requests wait. */
 #define HTTP_WRITE_LIMIT (1024 * 1024)
-/* The queue of a connection that streams an answer, beyond which the
- * handler is asked for nothing more until it drains. */
-#define HTTP_STREAM_LOW (32 * 1024)
+/* The write limit of a connection that streams an answer: any piece
+ * queued makes it full, and it drains once the piece is all with the
+ * kernel; only then is the handler asked for the next, so a download
+ * holds one piece at a time (being read, or being sent). */
+#define HTTP_STREAM_LOW 1
 
 typedef struct route {
     const char *method;

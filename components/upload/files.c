@@ -31,7 +31,7 @@
 
 #include "upload.h"
 
-#define PUT_BUFFER (64 * 1024)
+#define PUT_BUFFER (128 * 1024)
 #define PIECE (32 * 1024)
 #define PLAIN "text/plain; charset=utf-8"
 
