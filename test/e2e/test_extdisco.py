@@ -3,6 +3,9 @@ a real coturn (Debian's `turnserver`, use-auth-secret): the credentials
 Hearth hands a user get a TURN allocation from coturn (its own client,
 `turnutils_uclient`), the same with a wrong password do not, and nobody
 but the server's own users gets any."""
+import base64
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -97,6 +100,21 @@ def test_the_services_are_listed_with_turn_credentials_that_coturn_takes(alice, 
     assert allocate(coturn, turn["username"], turn["password"])
     # the control: coturn does refuse a password that is not the secret's
     assert not allocate(coturn, turn["username"], turn["password"][:-2] + "AA")
+
+
+def test_coturn_refuses_credentials_once_expired(alice, coturn):
+    """The scheme's expiry is coturn's to enforce: the credentials Hearth
+    made for this user, and the same made for an instant just past (with
+    the shared secret, as Hearth does), are taken and refused."""
+    turn = services(alice, f"<services xmlns='{NS}' type='turn'/>")[0]
+
+    def password(username):
+        digest = hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
+        return base64.b64encode(digest).decode()
+    assert password(turn["username"]) == turn["password"], turn
+    assert allocate(coturn, turn["username"], turn["password"])
+    past = f"{int(time.time()) - 5}:alice@localhost"
+    assert not allocate(coturn, past, password(past))
 
 
 def test_the_list_can_be_asked_for_one_type(alice):
