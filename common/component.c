@@ -325,8 +325,9 @@ int comp_send_stanza(comp_t *c, const elem_t *stanza)
     const char *to = elem_attr(stanza, "to"), *from = elem_attr(stanza, "from");
     jid_t *jto = to ? jid_new(to, strlen(to), NULL) : NULL;
     jid_t *jfrom = from ? jid_new(from, strlen(from), NULL) : NULL;
-    int rc = jto && jfrom ? comp_send_to(c, jid_domain(jto), jid_domain(jfrom), jid_bare(jto), stanza)
-                          : -1;
+    int rc = jto && jfrom
+                 ? comp_send_to(c, jid_domain(jto), jid_domain(jfrom), jid_bare(jto), stanza)
+                 : -1;
     jid_free(jto);
     jid_free(jfrom);
     return rc;

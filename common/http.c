@@ -69,9 +69,9 @@ struct hconn {
     conn_t *conn;
     uv_timer_t timer;
     http_parser parser;
-    buf_t pending; /* read, not yet parsed */
-    buf_t url;     /* of the request being parsed */
-    buf_t headers; /* name NUL value NUL ... */
+    buf_t pending;          /* read, not yet parsed */
+    buf_t url;              /* of the request being parsed */
+    buf_t headers;          /* name NUL value NUL ... */
     size_t header_bytes;    /* request line and headers so far */
     bool is_in_value;       /* the last header bytes were a value */
     bool is_in_message;     /* between a request's first byte and its end */
@@ -324,10 +324,9 @@ static http_req_t *req_new(hconn_t *hc)
     r->headers = hc->headers;
     buf_init(&hc->headers);
     /* ULLONG_MAX: no Content-Length (chunked, or no body). */
-    r->content_length =
-        p->content_length == (uint64_t)-1 || p->content_length > (uint64_t)LLONG_MAX
-            ? -1
-            : (long long)p->content_length;
+    r->content_length = p->content_length == (uint64_t)-1 || p->content_length > (uint64_t)LLONG_MAX
+                            ? -1
+                            : (long long)p->content_length;
     r->is_keep_alive = http_should_keep_alive(p) && !p->upgrade;
     snprintf(r->peer, sizeof r->peer, "%s", conn_peer(hc->conn));
     r->route = find_route(hc->server, r->method, r->path, &r->is_other_method);
@@ -465,7 +464,8 @@ static const http_parser_settings parser_settings = {
 static void answer_unrouted(http_req_t *r)
 {
     const char *text = r->is_other_method ? "method not allowed\n" : "not found\n";
-    http_respond(r, r->is_other_method ? 405 : 404, "text/plain; charset=utf-8", text, strlen(text));
+    http_respond(r, r->is_other_method ? 405 : 404, "text/plain; charset=utf-8", text,
+                 strlen(text));
 }
 
 /* A streaming route's request has its headers: to its handler. */

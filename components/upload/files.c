@@ -51,7 +51,8 @@ static void answer(http_req_t *r, int status, const char *text)
 static bool id_of(const char *path, char id[TOKEN_LEN + 1])
 {
     const char *p = path + strlen("/upload/");
-    if (strlen(p) < TOKEN_LEN + 2 || p[TOKEN_LEN] != '/' || strspn(p, "0123456789abcdef") != TOKEN_LEN)
+    if (strlen(p) < TOKEN_LEN + 2 || p[TOKEN_LEN] != '/' ||
+        strspn(p, "0123456789abcdef") != TOKEN_LEN)
         return false;
     memcpy(id, p, TOKEN_LEN);
     id[TOKEN_LEN] = '\0';
@@ -468,8 +469,8 @@ static const http_out_cb_t get_out = {on_get_writable, on_get_done};
  * this origin). */
 static bool is_inline(const char *type)
 {
-    static const char *const safe[] = {"image/png", "image/jpeg", "image/gif", "image/webp",
-                                       "text/plain", NULL};
+    static const char *const safe[] = {"image/png",  "image/jpeg", "image/gif",
+                                       "image/webp", "text/plain", NULL};
     if (strncasecmp(type, "audio/", 6) == 0 || strncasecmp(type, "video/", 6) == 0) return true;
     for (const char *const *t = safe; *t; t++)
         if (strcasecmp(type, *t) == 0) return true;

@@ -143,8 +143,7 @@ static void configure(upload_t *u, const config_t *cf)
             cert = config_get(cf, "c2s.cert");
             key = config_get(cf, "c2s.key");
         }
-        u->tls = tls_ctx_for_domain(cert, key, config_get(cf, "statedir"), u->domains[0],
-                                    "upload");
+        u->tls = tls_ctx_for_domain(cert, key, config_get(cf, "statedir"), u->domains[0], "upload");
         u->https = listen_http(u, cf, "upload.listen-tls", u->tls);
     }
     if (has_plain) u->http = listen_http(u, cf, "upload.listen", NULL);

@@ -207,8 +207,9 @@ static void answer_request(upload_t *u, elem_t *iq, const elem_t *req, comp_role
     snprintf(expires_s, sizeof expires_s, "%lld", now + (long long)u->slot_lifetime);
     snprintf(user_quota, sizeof user_quota, "%llu", (unsigned long long)u->user_quota);
     snprintf(total_quota, sizeof total_quota, "%llu", (unsigned long long)u->total_quota);
-    const char *params[] = {rq->id,    jid_bare(owner), hash,       filename,   size_s,
-                            type && *type ? type : "", now_s, expires_s, user_quota, total_quota};
+    const char *params[] = {
+        rq->id, jid_bare(owner), hash,       filename,   size_s, type && *type ? type : "",
+        now_s,  expires_s,       user_quota, total_quota};
     /* The row exists only if both quotas still hold with it (one
      * statement: no request can slip in between). */
     storage_query(u->st,

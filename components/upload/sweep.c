@@ -25,7 +25,7 @@ typedef struct pass {
     uv_fs_t fs;
     char **ids; /* to unlink, then delete the rows of */
     int nids, next;
-    bool is_tmp; /* on DIR/tmp now */
+    bool is_tmp;  /* on DIR/tmp now */
     char **names; /* orphans: the directory's entries, checked one by one */
     int nnames;
     char path[4096];
