@@ -192,7 +192,9 @@ static void write_head(hconn_t *hc, int status, const char *content_type, const 
 {
     buf_t b = BUF_INIT;
     buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-    if (content_type) buf_printf(&b, "Content-Type: %s\r\n", content_type);
+    /* A type with CR or LF would end the header: none is sent then. */
+    if (content_type && !strpbrk(content_type, "\r\n"))
+        buf_printf(&b, "Content-Type: %s\r\n", content_type);
     /* RFC 9110 §8.6: none on a 204; on a 304 it would be the file's. */
     if (status != 204 && status != 304)
         buf_printf(&b, "Content-Length: %llu\r\n", (unsigned long long)len);

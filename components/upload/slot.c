@@ -8,7 +8,8 @@
  * role sm, whose stanza's from the sm set from the session (a remote
  * user or a component gets not-allowed). The checks, in order:
  * bad-request for a missing or unusable filename (empty, over 255 bytes,
- * a '/' or a control character) or size (not a positive integer);
+ * a '/' or a control character), size (not a positive integer) or
+ * content-type (not printable ASCII with a '/': it becomes a header);
  * not-acceptable with <file-too-large><max-file-size/> beyond
  * upload.max-file-size; resource-constraint (type wait) when the slot
  * would take the user past upload.user-quota in 24 hours, or all files
@@ -81,6 +82,18 @@ static bool is_usable_filename(const char *name)
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\') return false;
+    return true;
+}
+
+/* A media type a client may name (RFC 9110 §8.3.1, loosely): printable
+ * ASCII with a '/', never a byte that could end the header it goes into. */
+static bool is_usable_type(const char *type)
+{
+    size_t len = type ? strlen(type) : 0;
+    if (len == 0) return true; /* none named: application/octet-stream */
+    if (len > 255 || !strchr(type, '/')) return false;
+    for (const unsigned char *p = (const unsigned char *)type; *p; p++)
+        if (*p < 0x20 || *p > 0x7e) return false;
     return true;
 }
 
@@ -170,6 +183,10 @@ static void answer_request(upload_t *u, elem_t *iq, const elem_t *req, comp_role
     uint64_t size = parse_size(elem_attr(req, "size"));
     if (!is_usable_filename(filename) || size == 0) {
         reply_error(u, iq, "bad-request", "a slot needs a file name and a size in bytes");
+        return;
+    }
+    if (!is_usable_type(elem_attr(req, "content-type"))) {
+        reply_error(u, iq, "bad-request", "content-type is not a media type");
         return;
     }
     if (size > u->max_file_size) {

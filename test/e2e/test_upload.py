@@ -228,6 +228,18 @@ def test_bad_requests_are_refused(server, alice):
         with pytest.raises(ClientError) as e:
             slot(alice, filename=filename, size=size)
         assert e.value.condition == "bad-request", (filename, size)
+    with pytest.raises(ClientError) as e:
+        slot(alice, "a.txt", 10, "nonsense")
+    assert e.value.condition == "bad-request"
+    # a type that would add a header of its own to the download: sent as
+    # bytes, since slixmpp would write the CR LF raw and the parser make
+    # them spaces
+    alice.send_raw(f"<iq type='get' id='crlf' to='{DOMAIN}'><request xmlns='{NS}' "
+                   "filename='a.txt' size='10' content-type='text/plain&#13;&#10;Set-Cookie: a=b'/>"
+                   "</iq>")
+    answer = alice.wait_iq(lambda s: s["id"] == "crlf")
+    assert (answer["type"], answer["error"]["condition"]) == ("error", "bad-request"), answer
+    assert server.env.sql("SELECT id FROM uploads") == []
 
 
 def test_ranges_etags_and_cors(server, alice):
