@@ -291,7 +291,7 @@ static void presence_to_user(sm_t *sm, sm_pkt_t *pkt)
      * reaches here is available, unavailable or error presence. */
     if (!is(type, "") && !is(type, "unavailable") && !is(type, "error")) return;
     if (jid_has_resource(pkt->to)) {
-        /* §8.5.3.1 / §8.5.3.2.3: to that resource, or ignored. */
+        /* §8.5.3.1 / §8.5.3.2.2: to that resource, or ignored. */
         sess_t *s = sm_session(sm, pkt->to);
         if (s) sm_send_to_sess(sm, s, pkt->stanza);
         return;
@@ -316,7 +316,7 @@ static void iq_to_user(sm_t *sm, sm_pkt_t *pkt)
             return;
         }
     }
-    /* §8.5.3.2.2 (no such resource) and §8.5.2.1.3 (bare JID: the server
+    /* §8.5.3.2.3 (no such resource) and §8.5.2.1.3 (bare JID: the server
      * answers for the account, and no module did). */
     if (is_request(pkt)) sm_reply_error(sm, pkt, "service-unavailable");
 }
