@@ -1,19 +1,65 @@
 /* mod_disco.c — service discovery (XEP-0030) of the server and accounts.
  *
  * The server (to = a local domain) is an "server/im" identity with every
- * feature the modules announced through sm_feature(); its items are the
+ * feature the modules announced through sm_feature(), and, when hearth.xml
+ * lists sm/contact addresses, the XEP-0157 form (FORM_TYPE
+ * http://jabber.org/network/serverinfo, XEP-0128), one field per kind of
+ * address given (abuse-addresses, admin-addresses, ...), each value a URI
+ * in the order written; its items are the
  * components the router advertised under one of our domains (none when the
  * core reports none). An account's bare JID is an "account/registered"
  * identity; its items are the user's own resources when the user asks,
  * nothing for anyone else (the server never tells who is online). A query
  * with no to is the user's own account (RFC 6120 §10.3.3). Nodes: none, so
  * any node is item-not-found. */
+#include <stdio.h>
 #include <string.h>
 
 #include "sm.h"
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_XDATA "jabber:x:data"
+#define NS_SERVERINFO "http://jabber.org/network/serverinfo"
+
+/* XEP-0157's kinds of address, in the order its registry lists them. */
+static const char *const kinds[] = {"abuse",    "admin",  "feedback", "sales",
+                                    "security", "status", "support",  NULL};
+static const config_t *config;
+
+static void add_value(elem_t *field, const char *value)
+{
+    elem_add_text(elem_add(field, NULL, "value"), value, strlen(value));
+}
+
+/* The serverinfo form, when any address is configured. */
+static void add_contacts(elem_t *query)
+{
+    int n = config_count(config, "sm.contact");
+    if (n == 0) return;
+    elem_t *x = elem_add(query, NS_XDATA, "x");
+    elem_set_attr(x, "type", "result");
+    elem_t *type = elem_add(x, NULL, "field");
+    elem_set_attr(type, "var", "FORM_TYPE");
+    elem_set_attr(type, "type", "hidden");
+    add_value(type, NS_SERVERINFO);
+    for (const char *const *k = kinds; *k; k++) {
+        elem_t *field = NULL;
+        for (int i = 0; i < n; i++) {
+            const char *kind = config_get_at(config, "sm.contact@type", i);
+            const char *address = config_get_at(config, "sm.contact@address", i);
+            if (!kind || !address || strcmp(kind, *k) != 0) continue;
+            if (!field) {
+                char var[32];
+                snprintf(var, sizeof var, "%s-addresses", *k);
+                field = elem_add(x, NULL, "field");
+                elem_set_attr(field, "var", var);
+                elem_set_attr(field, "type", "list-multi");
+            }
+            add_value(field, address);
+        }
+    }
+}
 
 static void add_identity(elem_t *query, const char *category, const char *type, const char *name)
 {
@@ -70,6 +116,7 @@ static sm_verdict_t on_server(sm_t *sm, sm_pkt_t *pkt)
         add_identity(reply, "server", "im", "Hearth");
         for (const char *const *f = sm_features(sm); *f; f++)
             add_feature(reply, *f);
+        add_contacts(reply);
     } else {
         const char *domain = pkt->to ? jid_domain(pkt->to) : sm_domain(sm);
         size_t dlen = strlen(domain);
@@ -119,6 +166,13 @@ void mod_disco_init(sm_t *sm); /* listed in modules.c */
 
 void mod_disco_init(sm_t *sm)
 {
+    config = sm_config(sm);
+    for (int i = 0; i < config_count(config, "sm.contact"); i++)
+        if (!config_get_at(config, "sm.contact@address", i) ||
+            !strchr(config_get_at(config, "sm.contact@address", i), ':'))
+            log_fatal("%s: sm/contact %d needs an address that is a URI (mailto:, xmpp:, "
+                      "https:)",
+                      config_file(config), i + 1);
     sm_feature(sm, NS_DISCO_INFO);
     sm_feature(sm, NS_DISCO_ITEMS);
     sm_hook(sm, SM_CHAIN_IN_SERVER, 500, on_server);

@@ -109,6 +109,32 @@ def test_server_disco_info_names_an_im_server_and_the_features(users, server):
 
 
 @no_storage
+@pytest.mark.server(**{"sm.contact": [
+    {"type": "abuse", "address": "mailto:abuse@localhost"},
+    {"type": "support", "address": "xmpp:help@localhost"},
+    {"type": "abuse", "address": "https://localhost/abuse"}]})
+def test_server_disco_info_carries_the_contact_addresses(users, server):
+    """XEP-0157: one serverinfo form, a field per kind given, the addresses
+    in the order written; no field for a kind not configured."""
+    alice = users("alice")
+    q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_INFO}'/></iq>")
+    forms = q.findall("{jabber:x:data}x")
+    assert len(forms) == 1, ET.tostring(q)
+    fields = {f.get("var"): [v.text for v in f.findall("{jabber:x:data}value")]
+              for f in forms[0].findall("{jabber:x:data}field")}
+    assert fields == {"FORM_TYPE": ["http://jabber.org/network/serverinfo"],
+                      "abuse-addresses": ["mailto:abuse@localhost", "https://localhost/abuse"],
+                      "support-addresses": ["xmpp:help@localhost"]}, fields
+
+
+@no_storage
+def test_server_disco_info_has_no_form_without_contacts(users, server):
+    alice = users("alice")
+    q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_INFO}'/></iq>")
+    assert q.find("{jabber:x:data}x") is None, ET.tostring(q)
+
+
+@no_storage
 def test_server_disco_items_is_a_list(users, server):
     alice = users("alice")
     q = result_of(alice, f"<iq type='get' to='{server.domain}'><query xmlns='{DISCO_ITEMS}'/></iq>")
