@@ -140,13 +140,10 @@ def test_the_older_namespace_gets_the_same_answer(alice):
 def test_nobody_but_a_local_user_gets_credentials(server):
     """A component (or another server) asking the server gets
     service-unavailable from the core, never credentials."""
-    spy = Component(BUILDDIR, server.router.listen, server.env.password, "spy", "spy.localhost",
-                    logdir=server.env.logdir)
-    try:
+    with Component(BUILDDIR, server.router.listen, server.env.password, "spy", "spy.localhost",
+                   logdir=server.env.logdir) as spy:
         spy.expect("ready")
-        spy.cmd(f"send localhost spy.localhost - <iq type='get' id='x1' from='who@spy.localhost' "
-                f"to='localhost'><services xmlns='{NS}'/></iq>")
-        answer = spy.expect(lambda line: "id='x1'" in line)
+        answer = spy.ask("localhost", "spy.localhost", "<iq type='get' id='x1' "
+                         f"from='who@spy.localhost' to='localhost'><services xmlns='{NS}'/></iq>",
+                         "x1")
         assert "service-unavailable" in answer and "password" not in answer, answer
-    finally:
-        spy.close()

@@ -332,19 +332,17 @@ def test_an_expired_file_is_no_longer_served_and_swept(server, alice):
 def test_a_component_gets_no_slot(server):
     """A component (or a remote server) may ask what the service is, but gets
     no slot: only the sm's routes speak for a logged-in local user."""
-    spy = Component(BUILDDIR, server.router.listen, server.env.password, "spy", "spy.localhost",
-                    logdir=server.env.logdir)
-    try:
+    with Component(BUILDDIR, server.router.listen, server.env.password, "spy", "spy.localhost",
+                   logdir=server.env.logdir) as spy:
         spy.expect("ready")
-        spy.cmd(f"send {DOMAIN} spy.localhost - <iq type='get' id='x1' from='who@spy.localhost' "
-                f"to='{DOMAIN}'><request xmlns='{NS}' filename='a.txt' size='10'/></iq>")
-        answer = spy.expect(lambda line: "id='x1'" in line)
+        answer = spy.ask(DOMAIN, "spy.localhost", "<iq type='get' id='x1' from='who@spy.localhost' "
+                         f"to='{DOMAIN}'><request xmlns='{NS}' filename='a.txt' size='10'/></iq>",
+                         "x1")
         assert "not-allowed" in answer and "slot" not in answer, answer
-        spy.cmd(f"send {DOMAIN} spy.localhost - <iq type='get' id='x2' from='who@spy.localhost' "
-                f"to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
-        assert NS in spy.expect(lambda line: "id='x2'" in line)
-    finally:
-        spy.close()
+        answer = spy.ask(DOMAIN, "spy.localhost", "<iq type='get' id='x2' from='who@spy.localhost' "
+                         f"to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+                         "x2")
+        assert NS in answer, answer
     assert server.env.sql("SELECT id FROM uploads") == []
 
 

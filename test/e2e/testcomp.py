@@ -90,6 +90,18 @@ class Component:
             return
         raise AssertionError(f"{self.ident}: unexpected event {line!r}")
 
+    def ask(self, to, sender, stanza, id):
+        """Route stanza (one line of XML carrying id='ID') from the name
+        sender to to; the event line of the route that answers it."""
+        self.cmd(f"send {to} {sender} - {stanza}")
+        return self.expect(lambda line: f"id='{id}'" in line)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def count(self):
         self.cmd("count")
         return int(self.expect("count ").split()[1])
