@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from hearth_env import BUILDDIR, Env, Server, wait_for
+from hearth_env import BUILDDIR, Env, Server, free_port, wait_for
 from test_sm_core import condition, make_client
 from xmpp_client import ClientError
 
@@ -320,3 +320,56 @@ def test_hearthctl_on_a_read_only_store_reads_and_fails_writes_with_a_message(
                          capture_output=True, text=True, timeout=30)
     assert add.returncode == 1, f"hearthctl adduser on a read-only store: {add}"
     assert "readonly" in add.stderr or "read-only" in add.stderr, add.stderr
+
+
+# ---- hearth-upload (components/upload/) on a failing store or a full disk ----
+
+@pytest.fixture
+def upload_server(hearth_env, store_fs):
+    """A Server with hearth-upload, its files on store_fs with the store."""
+    from test_upload import client, start_upload
+    port = free_port()
+    s = Server(hearth_env, **{"upload.listen-tls": f"127.0.0.1:{port}",
+                              "upload.dir": os.path.join(store_fs.dir, "files")}).start()
+    s.upload_port = port
+    start_upload(s)
+    s.client = client
+    return s
+
+
+def test_a_failing_store_refuses_slots_with_an_error_and_recovers(upload_server, store_fs):
+    from test_upload import slot
+    alice = upload_server.client(upload_server, "alice")
+    store_fs.freeze()
+    with pytest.raises(ClientError) as refused:
+        slot(alice, size=10)
+    assert refused.value.condition == "internal-server-error", refused.value
+    store_fs.thaw()
+
+    def works():
+        try:
+            return bool(slot(alice, size=10))
+        except ClientError as e:
+            assert e.condition == "internal-server-error", e
+            return False
+    wait_for(works, "a slot after the store thawed", timeout=20)
+    assert upload_server.upload.is_running()
+    alice.disconnect()
+
+
+def test_a_full_disk_fails_an_upload_with_507_and_leaves_no_file(upload_server, store_fs):
+    from test_upload import put, slot
+    alice = upload_server.client(upload_server, "alice")
+    data = os.urandom(3 * 1024 * 1024)  # more than the 2 MiB file system holds
+    put_url, headers, _ = slot(alice, size=len(data))
+    status, _, body = put(upload_server, put_url, data, headers=headers)
+    assert status == 507, (status, body)
+    files = os.path.join(store_fs.dir, "files")
+    assert [n for n in os.listdir(files) if n != "tmp"] == []
+    assert os.listdir(os.path.join(files, "tmp")) == []
+    assert upload_server.upload.is_running()
+    # the space is given back: a file that fits goes in a new slot
+    small = b"fits"
+    put_url, headers, get_url = slot(alice, size=len(small))
+    assert put(upload_server, put_url, small, headers=headers)[0] == 201
+    alice.disconnect()
