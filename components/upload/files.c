@@ -150,8 +150,8 @@ static void on_marked(void *ud, const st_result_t *res)
     if (st_status(res) != ST_OK || st_changes(res) != 1) {
         log_warn("upload: %s not recorded as uploaded (%s): the file is removed", p->id,
                  st_status(res) == ST_OK ? "its slot is gone" : st_error(res));
-        /* Not done in the store: never served, and the sweep removes it. */
-        unlink(p->path);
+        /* Not done in the store, so never served; the sweep removes it
+         * with its slot (or as a file no row accounts for). */
         answer(p->r, 500, "the file store failed; ask for a new slot");
         put_free(p);
         return;
