@@ -477,23 +477,28 @@ static bool is_inline(const char *type)
     return false;
 }
 
-/* Content-Disposition with the name as RFC 6266 §4.3 (filename*, UTF-8,
- * %-encoded), so no byte of it can break the header. */
-static void add_disposition(http_req_t *r, const char *type, const char *filename)
+void upload_percent_encode(buf_t *b, const char *s, const char *keep)
 {
     static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr(keep, *p)) {
+            buf_append(b, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            buf_append(b, e, 3);
+        }
+    }
+}
+
+/* Content-Disposition with the name as RFC 6266 §4.3 (filename*, UTF-8,
+ * %-encoded: attr-char stays), so no byte of it can break the header. */
+static void add_disposition(http_req_t *r, const char *type, const char *filename)
+{
     buf_t b = BUF_INIT;
     buf_appends(&b, is_inline(type) ? "inline" : "attachment");
     buf_appends(&b, "; filename*=UTF-8''");
-    for (const unsigned char *p = (const unsigned char *)filename; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("!#$&+-.^_`|~", *p)) {
-            buf_append(&b, (const char *)p, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            buf_append(&b, e, 3);
-        }
-    }
+    upload_percent_encode(&b, filename, "!#$&+-.^_`|~");
     http_resp_header(r, "Content-Disposition", b.data);
     buf_free(&b);
 }
@@ -601,9 +606,8 @@ static void on_file_found(void *ud, const st_result_t *res)
         return;
     }
     const char *type = st_text(res, 0, 2);
-    if (!(l->filename = strdup(st_text(res, 0, 0))) ||
-        !(l->type = strdup(type && *type ? type : "application/octet-stream")))
-        log_fatal("out of memory");
+    l->filename = upload_strdup(st_text(res, 0, 0));
+    l->type = upload_strdup(type && *type ? type : "application/octet-stream");
     l->size = (uint64_t)st_int(res, 0, 1);
     char etag[TOKEN_LEN + 3];
     snprintf(etag, sizeof etag, "\"%s\"", l->id);

@@ -14,7 +14,7 @@
 upload_metrics_t upload_metrics;
 static upload_t upload;
 
-static char *xstrdup(const char *s)
+char *upload_strdup(const char *s)
 {
     char *d = strdup(s);
     if (!d) log_fatal("out of memory");
@@ -107,7 +107,7 @@ static void configure(upload_t *u, const config_t *cf)
     const char *dir = config_get(cf, "upload.dir");
     char path[4096];
     snprintf(path, sizeof path, "%s/upload", config_get(cf, "statedir"));
-    u->dir = xstrdup(dir && *dir ? dir : path);
+    u->dir = upload_strdup(dir && *dir ? dir : path);
 
     const char *tls_addr = config_get(cf, "upload.listen-tls");
     const char *plain = config_get(cf, "upload.listen");

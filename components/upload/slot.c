@@ -104,22 +104,6 @@ static uint64_t parse_size(const char *s)
     return strtoull(s, NULL, 10);
 }
 
-/* Percent-encode a file name for a URL path segment (RFC 3986 §2.3:
- * unreserved characters stay). */
-static void url_encode(buf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            buf_append(b, (const char *)p, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            buf_append(b, e, 3);
-        }
-    }
-}
-
 typedef struct request {
     upload_t *u;
     elem_t *iq; /* in its own arena, kept until the store answers */
@@ -154,7 +138,8 @@ static void on_stored(void *ud, const st_result_t *res)
     }
     buf_t url = BUF_INIT;
     buf_printf(&url, "%s/upload/%s/", u->base_url, rq->id);
-    url_encode(&url, elem_attr(elem_first(rq->iq), "filename"));
+    /* a path segment: RFC 3986 §2.3's unreserved characters stay */
+    upload_percent_encode(&url, elem_attr(elem_first(rq->iq), "filename"), "-._~");
     elem_t *r = xmpp_iq_result(rq->iq);
     elem_t *slot = elem_add(r, NS_UPLOAD, "slot");
     elem_t *put = elem_add(slot, NULL, "put");

@@ -45,13 +45,6 @@ static void pass_free(pass_t *p)
     free(p);
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) log_fatal("out of memory");
-    return d;
-}
-
 /* ---- expired rows -------------------------------------------------------- */
 
 static void unlink_next(pass_t *p);
@@ -117,7 +110,7 @@ static void on_expired(void *ud, const st_result_t *res)
     p->ids = calloc((size_t)p->nids + 1, sizeof *p->ids);
     if (!p->ids) log_fatal("out of memory");
     for (int i = 0; i < p->nids; i++)
-        p->ids[i] = xstrdup(st_text(res, i, 0));
+        p->ids[i] = upload_strdup(st_text(res, i, 0));
     if (p->nids) log_info("upload: sweep: %d expired", p->nids);
     unlink_next(p);
 }
@@ -193,7 +186,7 @@ static void on_listed(uv_fs_t *fs)
         uv_dirent_t ent;
         while (uv_fs_scandir_next(fs, &ent) != UV_EOF)
             if (ent.type == UV_DIRENT_FILE || ent.type == UV_DIRENT_UNKNOWN)
-                p->names[p->nnames++] = xstrdup(ent.name);
+                p->names[p->nnames++] = upload_strdup(ent.name);
     }
     uv_fs_req_cleanup(fs);
     check_next(p);

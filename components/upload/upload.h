@@ -58,6 +58,12 @@ void slot_on_route(upload_t *u, elem_t *route);
 void files_route(upload_t *u, http_server_t *s);
 void files_sweep_start(upload_t *u);
 
+/* Append s %-encoded (RFC 3986 §2.1): letters, digits and the bytes of
+ * keep stay as they are (files.c). */
+void upload_percent_encode(buf_t *b, const char *s, const char *keep);
+/* strdup, fatal when out of memory (main.c). */
+char *upload_strdup(const char *s);
+
 /* The path of file id (complete, or is_tmp: being written) into out. */
 void files_path(const upload_t *u, const char *id, bool is_tmp, char *out, size_t size);
 
